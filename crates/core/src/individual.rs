@@ -1,0 +1,261 @@
+//! Individuals: the portal users of a tenant (PortaBilling "customer individuals").
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::schedule::{LocalInstant, parse_time_zone};
+use crate::scopes::Scopes;
+use crate::tenant::TenantId;
+use crate::{DomainError, DomainResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IndividualId(pub Uuid);
+
+impl std::fmt::Display for IndividualId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where an individual stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndividualStatus {
+    /// Known, but its activation instant has not come yet.
+    Pending,
+    /// May log in and use the portal.
+    Active,
+    /// A source says inactive; comes back when the source does.
+    Suspended,
+    /// Past its expiration, or deprovisioned.
+    Expired,
+    /// Personal data purged after the retention period; only the audit trail remains.
+    Deleted,
+}
+
+impl IndividualStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Expired => "expired",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> DomainResult<Self> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            "expired" => Ok(Self::Expired),
+            "deleted" => Ok(Self::Deleted),
+            other => Err(DomainError::invalid(
+                "status",
+                format!("{other:?} is not one of pending, active, suspended, expired, deleted"),
+            )),
+        }
+    }
+}
+
+/// Where an identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Scim,
+    Ldap,
+    Oidc,
+    Manual,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scim => "scim",
+            Self::Ldap => "ldap",
+            Self::Oidc => "oidc",
+            Self::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> DomainResult<Self> {
+        match s {
+            "scim" => Ok(Self::Scim),
+            "ldap" => Ok(Self::Ldap),
+            "oidc" => Ok(Self::Oidc),
+            "manual" => Ok(Self::Manual),
+            other => Err(DomainError::invalid("source", format!("{other:?} is not one of scim, ldap, oidc, manual"))),
+        }
+    }
+}
+
+/// An immutable identity of the person at one source: SCIM id, LDAP entryUUID or
+/// objectGUID, OIDC issuer + subject. Individuals are linked by these, never by email.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SourceLink {
+    pub source: SourceKind,
+    /// Which connection of that kind: an LDAP source name, an OIDC issuer, `scim`.
+    pub connection: String,
+    /// The immutable identifier within that connection.
+    pub external_id: String,
+}
+
+/// A portal user under a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Individual {
+    pub id: IndividualId,
+    pub tenant_id: TenantId,
+    /// Portal login; unique within the tenant, compared case-insensitively.
+    pub login: String,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub role: Option<String>,
+    pub access_profile: Option<String>,
+    pub scopes: Scopes,
+    /// IANA zone the activation and expiration are local to.
+    pub time_zone: String,
+    pub activation: Option<LocalInstant>,
+    pub expiration: Option<LocalInstant>,
+    pub status: IndividualStatus,
+    pub links: Vec<SourceLink>,
+    /// Incremented by every write; writers state the version they read.
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Individual {
+    /// Checks everything that does not need other records.
+    pub fn validate(&self) -> DomainResult<()> {
+        validate_login(&self.login)?;
+        if let Some(email) = &self.email {
+            validate_email(email)?;
+        }
+        for (field, value) in
+            [("given_name", &self.given_name), ("family_name", &self.family_name), ("display_name", &self.display_name)]
+        {
+            if let Some(v) = value {
+                if v.chars().count() > 256 || v.chars().any(char::is_control) {
+                    return Err(DomainError::invalid(field, "must be at most 256 printable characters"));
+                }
+            }
+        }
+        parse_time_zone(&self.time_zone)?;
+        for (field, instant) in [("activation", &self.activation), ("expiration", &self.expiration)] {
+            if let Some(instant) = instant {
+                if instant.time_zone != self.time_zone {
+                    return Err(DomainError::invalid(field, "must be local to the individual's time zone"));
+                }
+            }
+        }
+        if let (Some(a), Some(e)) = (&self.activation, &self.expiration) {
+            if e.at <= a.at {
+                return Err(DomainError::invalid("expiration", format!("{} is not after activation {}", e.local, a.local)));
+            }
+        }
+        self.scopes.validate()
+    }
+
+    /// The status the calendar alone gives at `now`; suspension and deletion are decided
+    /// by the reconciliation service, not by the clock.
+    pub fn scheduled_status(&self, now: Timestamp) -> IndividualStatus {
+        match self.status {
+            IndividualStatus::Suspended | IndividualStatus::Deleted => self.status,
+            _ if self.expiration.as_ref().is_some_and(|e| e.at <= now) => IndividualStatus::Expired,
+            _ if self.activation.as_ref().is_some_and(|a| a.at > now) => IndividualStatus::Pending,
+            _ => IndividualStatus::Active,
+        }
+    }
+
+    /// The key logins are unique by.
+    pub fn login_key(&self) -> String {
+        self.login.to_lowercase()
+    }
+}
+
+pub fn validate_login(login: &str) -> DomainResult<()> {
+    if login.is_empty() || login.chars().count() > 256 || login.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(DomainError::invalid("login", format!("{login:?} must be 1-256 characters without spaces")));
+    }
+    Ok(())
+}
+
+pub fn validate_email(email: &str) -> DomainResult<()> {
+    let ok = email.len() <= 320
+        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err(DomainError::invalid("email", format!("{email:?} is not an email address"))) }
+}
+
+/// Filter for listing individuals; results are ordered by login.
+#[derive(Debug, Clone, Default)]
+pub struct IndividualQuery {
+    pub status: Option<IndividualStatus>,
+    /// Return individuals whose login sorts after this one (keyset pagination).
+    pub after_login: Option<String>,
+    pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn individual() -> Individual {
+        let now = Timestamp::now();
+        Individual {
+            id: IndividualId(Uuid::new_v4()),
+            tenant_id: TenantId(Uuid::new_v4()),
+            login: "bob@abc.example".into(),
+            email: Some("bob@abc.example".into()),
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            role: None,
+            access_profile: None,
+            scopes: Scopes::default(),
+            time_zone: "Europe/Berlin".into(),
+            activation: None,
+            expiration: None,
+            status: IndividualStatus::Active,
+            links: vec![],
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn calendar_decides_pending_active_expired() {
+        let mut i = individual();
+        i.activation = Some(LocalInstant::parse("2026-03-01", "Europe/Berlin").unwrap());
+        i.expiration = Some(LocalInstant::parse("2026-04-01", "Europe/Berlin").unwrap());
+        i.validate().unwrap();
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert_eq!(i.scheduled_status(t("2026-02-28T22:59:59Z")), IndividualStatus::Pending);
+        assert_eq!(i.scheduled_status(t("2026-02-28T23:00:00Z")), IndividualStatus::Active);
+        assert_eq!(i.scheduled_status(t("2026-03-31T22:00:00Z")), IndividualStatus::Expired);
+        i.status = IndividualStatus::Suspended;
+        assert_eq!(i.scheduled_status(t("2026-03-10T00:00:00Z")), IndividualStatus::Suspended);
+    }
+
+    #[test]
+    fn expiration_must_follow_activation_and_share_the_zone() {
+        let mut i = individual();
+        i.activation = Some(LocalInstant::parse("2026-03-01", "Europe/Berlin").unwrap());
+        i.expiration = Some(LocalInstant::parse("2026-03-01", "Europe/Berlin").unwrap());
+        assert!(i.validate().unwrap_err().to_string().contains("expiration"));
+        i.expiration = Some(LocalInstant::parse("2026-05-01", "UTC").unwrap());
+        assert!(i.validate().is_err());
+    }
+
+    #[test]
+    fn logins_and_emails() {
+        assert!(validate_login("bob smith").is_err());
+        assert!(validate_email("bob").is_err());
+        assert!(validate_email("bob@abc.example").is_ok());
+    }
+}

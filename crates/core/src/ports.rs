@@ -1,0 +1,81 @@
+//! Storage ports. The `idbridge-store` crate implements them for SQLite and PostgreSQL;
+//! callers hold an `Arc<dyn Store>` and never know which.
+//!
+//! Every method that reads or writes tenant data takes the tenant's id, and every write
+//! takes the audit record(s) to append in the same transaction.
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditContext, AuditEntry, AuditQuery, AuditRecord, ChangeEvent};
+use crate::catalog::CatalogEntry;
+use crate::config_plan::ConfigChange;
+use crate::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
+use crate::role::{AccessProfile, Role};
+use crate::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
+use crate::token::ScimTokenRecord;
+use crate::DomainResult;
+
+/// A write of one individual: the new state, the version the writer read (`None` for a
+/// create), and what to record with it.
+#[derive(Debug, Clone)]
+pub struct IndividualWrite {
+    pub individual: Individual,
+    pub expected_version: Option<i64>,
+    pub audit: AuditRecord,
+    pub event: Option<ChangeEvent>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> DomainResult<()>;
+
+    // --- operator configuration -------------------------------------------------------
+    async fn list_catalog_entries(&self) -> DomainResult<Vec<CatalogEntry>>;
+    async fn list_roles(&self) -> DomainResult<Vec<Role>>;
+    async fn list_access_profiles(&self) -> DomainResult<Vec<AccessProfile>>;
+    /// Applies every change in one transaction, each with its audit record; on any error
+    /// nothing is written.
+    async fn apply_config(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()>;
+
+    // --- tenants ----------------------------------------------------------------------
+    async fn create_tenant(&self, id: TenantId, slug: &TenantSlug, settings: &TenantSettings, ctx: &AuditContext)
+    -> DomainResult<Tenant>;
+    async fn get_tenant(&self, slug: &TenantSlug) -> DomainResult<Option<Tenant>>;
+    async fn list_tenants(&self) -> DomainResult<Vec<Tenant>>;
+    /// Replaces the tenant's settings if its version is still `expected_version`.
+    async fn update_tenant(
+        &self,
+        id: TenantId,
+        expected_version: i64,
+        settings: &TenantSettings,
+        ctx: &AuditContext,
+    ) -> DomainResult<Tenant>;
+
+    // --- SCIM tokens ------------------------------------------------------------------
+    async fn create_scim_token(&self, token: &ScimTokenRecord, ctx: &AuditContext) -> DomainResult<()>;
+    async fn list_scim_tokens(&self, tenant: TenantId) -> DomainResult<Vec<ScimTokenRecord>>;
+    /// The token with this id in this tenant, revoked or not.
+    async fn find_scim_token(&self, tenant: TenantId, id: &str) -> DomainResult<Option<ScimTokenRecord>>;
+    async fn revoke_scim_token(&self, tenant: TenantId, id: &str, ctx: &AuditContext) -> DomainResult<()>;
+
+    // --- individuals ------------------------------------------------------------------
+    /// Creates or updates an individual with its audit record and change event, checking
+    /// the version and the tenant-wide uniqueness of login and source links.
+    async fn write_individual(&self, write: &IndividualWrite) -> DomainResult<Individual>;
+    async fn get_individual(&self, tenant: TenantId, id: IndividualId) -> DomainResult<Option<Individual>>;
+    async fn find_individual_by_login(&self, tenant: TenantId, login: &str) -> DomainResult<Option<Individual>>;
+    async fn find_individual_by_link(
+        &self,
+        tenant: TenantId,
+        source: SourceKind,
+        connection: &str,
+        external_id: &str,
+    ) -> DomainResult<Option<Individual>>;
+    async fn list_individuals(&self, tenant: TenantId, query: &IndividualQuery) -> DomainResult<Vec<Individual>>;
+
+    // --- audit and outbox -------------------------------------------------------------
+    async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>>;
+    /// Change events of a tenant after the given outbox position, oldest first.
+    async fn list_change_events(&self, tenant: TenantId, after: i64, limit: u32) -> DomainResult<Vec<(i64, ChangeEvent)>>;
+}
