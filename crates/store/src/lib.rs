@@ -1,1 +1,159 @@
+//! The storage ports of `idbridge-core`, implemented over sqlx for SQLite (the embedded
+//! default: one file next to the daemon) and PostgreSQL (production, several instances).
+//!
+//! One implementation, [`SqlStore`], serves both through sqlx's `Any` driver: the SQL is
+//! the common subset (`$n` parameters, `ON CONFLICT`, `RETURNING`), each backend has its
+//! own `migrations/` folder, and the few differences (how a write transaction starts,
+//! connection pragmas) live in [`Backend`] inside this crate — never in callers.
+//!
+//! This crate must never decide domain questions; it stores what core decided, checks
+//! versions and uniqueness, and scopes every query by tenant.
 
+mod config;
+mod convert;
+mod individuals;
+mod log;
+mod port;
+mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use idbridge_core::{DomainError, DomainResult};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> DomainResult<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(DomainError::invalid(
+                "database.url",
+                "must start with sqlite: (for example sqlite://idbridge.db) or postgres://",
+            ))
+        }
+    }
+
+    /// SQLite write transactions take the write lock up front: a deferred transaction
+    /// that reads and then writes fails with SQLITE_BUSY when another writer got there
+    /// first, and busy_timeout cannot help it.
+    fn begin_statement(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// Pool settings from the daemon's config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 10, connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The store over one database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl SqlStore {
+    /// Connects and applies pending migrations. Errors name the database (without its
+    /// password) and the cause.
+    pub async fn connect(options: &StoreOptions) -> DomainResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(&options.url)?;
+        let shown = redact_url(&options.url);
+        let mut url = options.url.clone();
+        if backend == Backend::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
+            // Create the file on first start, as `idbridge serve` with no config promises.
+            url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+        }
+        let connect_options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| DomainError::invalid("database.url", format!("{shown}: {e}")))?;
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.connect_timeout);
+        if backend == Backend::Sqlite {
+            pool_options = pool_options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options
+            .connect_with(connect_options)
+            .await
+            .map_err(|e| DomainError::Storage(format!("cannot connect to {shown}: {e}")))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await.map_err(|e| DomainError::Storage(format!("migrating {shown}: {e}")))?;
+        tracing::debug!(database = %shown, "store ready");
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> DomainResult<sqlx::Transaction<'static, sqlx::Any>> {
+        self.pool.begin_with(self.backend.begin_statement()).await.map_err(convert::storage)
+    }
+}
+
+/// A database URL fit for logs and error messages: the password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_and_classified() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redact_url("sqlite://idbridge.db"), "sqlite://idbridge.db");
+        assert_eq!(Backend::from_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        assert!(Backend::from_url("mysql://h/db").unwrap_err().to_string().contains("database.url"));
+    }
+}

@@ -1,0 +1,99 @@
+//! `Store` for `SqlStore`: the port's methods, each delegating to its module.
+
+use async_trait::async_trait;
+use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
+use idbridge_core::catalog::CatalogEntry;
+use idbridge_core::config_plan::ConfigChange;
+use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
+use idbridge_core::ports::{IndividualWrite, Store};
+use idbridge_core::role::{AccessProfile, Role};
+use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
+use idbridge_core::token::ScimTokenRecord;
+use idbridge_core::DomainResult;
+
+use crate::convert::storage;
+use crate::SqlStore;
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> DomainResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(storage)?;
+        Ok(())
+    }
+
+    async fn list_catalog_entries(&self) -> DomainResult<Vec<CatalogEntry>> {
+        self.catalog_list().await
+    }
+
+    async fn list_roles(&self) -> DomainResult<Vec<Role>> {
+        self.role_list().await
+    }
+
+    async fn list_access_profiles(&self) -> DomainResult<Vec<AccessProfile>> {
+        self.access_profile_list().await
+    }
+
+    async fn apply_config(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()> {
+        self.config_apply(changes, ctx).await
+    }
+
+    async fn create_tenant(&self, id: TenantId, slug: &TenantSlug, settings: &TenantSettings, ctx: &AuditContext) -> DomainResult<Tenant> {
+        self.tenant_create(id, slug, settings, ctx).await
+    }
+
+    async fn get_tenant(&self, slug: &TenantSlug) -> DomainResult<Option<Tenant>> {
+        self.tenant_get(slug).await
+    }
+
+    async fn list_tenants(&self) -> DomainResult<Vec<Tenant>> {
+        self.tenant_list().await
+    }
+
+    async fn update_tenant(&self, id: TenantId, expected_version: i64, settings: &TenantSettings, ctx: &AuditContext) -> DomainResult<Tenant> {
+        self.tenant_update(id, expected_version, settings, ctx).await
+    }
+
+    async fn create_scim_token(&self, token: &ScimTokenRecord, ctx: &AuditContext) -> DomainResult<()> {
+        self.scim_token_create(token, ctx).await
+    }
+
+    async fn list_scim_tokens(&self, tenant: TenantId) -> DomainResult<Vec<ScimTokenRecord>> {
+        self.scim_token_list(tenant).await
+    }
+
+    async fn find_scim_token(&self, tenant: TenantId, id: &str) -> DomainResult<Option<ScimTokenRecord>> {
+        self.scim_token_find(tenant, id).await
+    }
+
+    async fn revoke_scim_token(&self, tenant: TenantId, id: &str, ctx: &AuditContext) -> DomainResult<()> {
+        self.scim_token_revoke(tenant, id, ctx).await
+    }
+
+    async fn write_individual(&self, write: &IndividualWrite) -> DomainResult<Individual> {
+        self.individual_write(write).await
+    }
+
+    async fn get_individual(&self, tenant: TenantId, id: IndividualId) -> DomainResult<Option<Individual>> {
+        self.individual_get(tenant, id).await
+    }
+
+    async fn find_individual_by_login(&self, tenant: TenantId, login: &str) -> DomainResult<Option<Individual>> {
+        self.individual_by_login(tenant, login).await
+    }
+
+    async fn find_individual_by_link(&self, tenant: TenantId, source: SourceKind, connection: &str, external_id: &str) -> DomainResult<Option<Individual>> {
+        self.individual_by_link(tenant, source, connection, external_id).await
+    }
+
+    async fn list_individuals(&self, tenant: TenantId, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {
+        self.individual_list(tenant, query).await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>> {
+        self.audit_list(query).await
+    }
+
+    async fn list_change_events(&self, tenant: TenantId, after: i64, limit: u32) -> DomainResult<Vec<(i64, ChangeEvent)>> {
+        self.change_events_list(tenant, after, limit).await
+    }
+}

@@ -1,0 +1,368 @@
+//! The store contract: every behaviour callers rely on, run against SQLite (always) and
+//! PostgreSQL (the server on 127.0.0.1:5432, or `IDBRIDGE_TEST_POSTGRES_URL`). Each
+//! PostgreSQL test creates its own database and drops it afterwards.
+
+use std::sync::Arc;
+
+use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery, ChangeEvent, ChangeKind};
+use idbridge_core::catalog::{Catalog, CatalogEntry, CatalogKind};
+use idbridge_core::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
+use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, IndividualStatus, SourceKind, SourceLink};
+use idbridge_core::ports::{IndividualWrite, Store};
+use idbridge_core::role::{AccessLevel, AccessProfile, Role};
+use idbridge_core::schedule::LocalInstant;
+use idbridge_core::scopes::Scopes;
+use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
+use idbridge_core::token;
+use idbridge_core::DomainError;
+use idbridge_store::{SqlStore, StoreOptions};
+use uuid::Uuid;
+
+/// A store on a fresh database, and what to do to clean it up.
+struct Fixture {
+    store: Arc<SqlStore>,
+    _dir: Option<tempfile::TempDir>,
+    drop_pg: Option<(String, String)>,
+}
+
+impl Fixture {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+        let store = SqlStore::connect(&StoreOptions::new(url)).await.unwrap();
+        Self { store: Arc::new(store), _dir: Some(dir), drop_pg: None }
+    }
+
+    async fn postgres() -> Option<Self> {
+        if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            eprintln!("IDBRIDGE_TEST_SKIP_POSTGRES=1: PostgreSQL contract tests skipped");
+            return None;
+        }
+        let admin_url = std::env::var("IDBRIDGE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("idbridge_contract_{}", Uuid::new_v4().simple());
+        sqlx::any::install_default_drivers();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL at {admin_url} is needed for the contract suite ({e}); set IDBRIDGE_TEST_SKIP_POSTGRES=1 to skip")
+        });
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        let store = SqlStore::connect(&StoreOptions::new(format!("{base}/{name}"))).await.unwrap();
+        Some(Self { store: Arc::new(store), _dir: None, drop_pg: Some((admin_url, name)) })
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some((admin_url, name)) = self.drop_pg {
+            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
+            sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Runs one contract test on both backends.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let fixture = super::Fixture::sqlite().await;
+                    super::$name(fixture.store()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(fixture) = super::Fixture::postgres().await else { return };
+                    super::$name(fixture.store()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    tenants_are_unique_by_slug_and_versioned,
+    apply_writes_everything_or_nothing,
+    scim_tokens_belong_to_one_tenant,
+    individuals_are_versioned_unique_and_tenant_scoped,
+    audit_reads_filter_by_tenant_actor_subject_and_time,
+);
+
+fn ctx(id: &str) -> AuditContext {
+    AuditContext { actor: Actor::new(ActorKind::Operator, id), request_id: Some(format!("req-{id}")) }
+}
+
+fn slug(s: &str) -> TenantSlug {
+    TenantSlug::parse(s).unwrap()
+}
+
+async fn tenant(store: &Arc<dyn Store>, s: &str) -> Tenant {
+    store.create_tenant(TenantId(Uuid::new_v4()), &slug(s), &TenantSettings::new(s.to_uppercase()), &ctx("setup")).await.unwrap()
+}
+
+async fn tenants_are_unique_by_slug_and_versioned(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    assert_eq!(acme.version, 1);
+    assert_eq!(store.get_tenant(&slug("acme")).await.unwrap().unwrap(), acme);
+    assert!(store.get_tenant(&slug("nobody")).await.unwrap().is_none());
+
+    let dup = store.create_tenant(TenantId(Uuid::new_v4()), &slug("acme"), &TenantSettings::new("again"), &ctx("x")).await;
+    assert!(matches!(dup, Err(DomainError::AlreadyExists { kind: "tenant", .. })), "{dup:?}");
+
+    let mut settings = acme.settings();
+    settings.enabled = false;
+    let disabled = store.update_tenant(acme.id, 1, &settings, &ctx("ops")).await.unwrap();
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.version, 2);
+    let stale = store.update_tenant(acme.id, 1, &acme.settings(), &ctx("ops")).await;
+    assert!(matches!(stale, Err(DomainError::VersionConflict { expected: 1, found: 2, .. })), "{stale:?}");
+    assert!(!store.get_tenant(&slug("acme")).await.unwrap().unwrap().enabled);
+
+    tenant(&store, "beta").await;
+    let slugs: Vec<_> = store.list_tenants().await.unwrap().into_iter().map(|t| t.slug.to_string()).collect();
+    assert_eq!(slugs, ["acme", "beta"]);
+}
+
+fn pbx_admin() -> Role {
+    Role {
+        name: "PBX admin".into(),
+        description: "PBX only".into(),
+        default_level: AccessLevel::Read,
+        levels: [("extensions".to_string(), AccessLevel::Modify), ("invoices".to_string(), AccessLevel::Restrict)].into(),
+    }
+}
+
+async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
+    let mut settings = TenantSettings::new("ACME");
+    settings.allowed_roles.insert("PBX admin".into());
+    settings.allowed_access_profiles.insert("Billing".into());
+    let desired = DesiredConfig {
+        catalog: vec![CatalogEntry { kind: CatalogKind::Flag, name: "fax".into(), description: "Fax".into() }],
+        roles: vec![pbx_admin()],
+        access_profiles: vec![AccessProfile { name: "Billing".into(), description: String::new(), flags: ["invoices".into(), "fax".into()].into() }],
+        tenants: vec![(slug("acme"), settings)],
+    };
+    let current = CurrentConfig::default();
+    let changes = config_plan::plan(&Catalog::builtin(), &current, &desired).unwrap();
+    assert_eq!(changes.len(), 4);
+
+    // A plan whose last step fails leaves no trace of its first steps.
+    let mut broken = changes.clone();
+    broken.push(ConfigChange::UpdateTenant {
+        id: TenantId(Uuid::new_v4()),
+        slug: slug("ghost"),
+        expected_version: 1,
+        before: TenantSettings::new("g"),
+        after: TenantSettings::new("g"),
+    });
+    assert!(store.apply_config(&broken, &ctx("ops")).await.is_err());
+    assert!(store.list_roles().await.unwrap().is_empty());
+    assert!(store.list_tenants().await.unwrap().is_empty());
+    assert!(store.list_catalog_entries().await.unwrap().is_empty());
+
+    store.apply_config(&changes, &ctx("ops")).await.unwrap();
+    let current = CurrentConfig {
+        catalog: store.list_catalog_entries().await.unwrap(),
+        roles: store.list_roles().await.unwrap(),
+        access_profiles: store.list_access_profiles().await.unwrap(),
+        tenants: store.list_tenants().await.unwrap(),
+    };
+    assert_eq!(current.roles, vec![pbx_admin()]);
+    assert_eq!(current.access_profiles[0].flags.len(), 2);
+    // Applying the same desired state again changes nothing.
+    assert!(config_plan::plan(&Catalog::builtin(), &current, &desired).unwrap().is_empty());
+
+    let acme = &current.tenants[0];
+    let audit = store
+        .list_audit(&AuditQuery { tenant_id: Some(acme.id), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].record.action, "tenant.created");
+    let operator_wide = store.list_audit(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let actions: Vec<_> = operator_wide.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(actions, ["catalog_entry.created", "role.created", "access_profile.created"]);
+}
+
+async fn scim_tokens_belong_to_one_tenant(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let beta = tenant(&store, "beta").await;
+    let issued = token::issue("scim");
+    let record = token::ScimTokenRecord {
+        id: issued.id.clone(),
+        tenant_id: acme.id,
+        name: "entra".into(),
+        hash: issued.hash.clone(),
+        created_at: jiff::Timestamp::now(),
+        revoked_at: None,
+    };
+    store.create_scim_token(&record, &ctx("ops")).await.unwrap();
+    let found = store.find_scim_token(acme.id, &issued.id).await.unwrap().unwrap();
+    assert!(token::verify(&issued.secret_token, &found.hash));
+    assert!(store.find_scim_token(beta.id, &issued.id).await.unwrap().is_none());
+    assert!(store.list_scim_tokens(beta.id).await.unwrap().is_empty());
+    assert!(matches!(store.revoke_scim_token(beta.id, &issued.id, &ctx("ops")).await, Err(DomainError::NotFound { .. })));
+
+    store.revoke_scim_token(acme.id, &issued.id, &ctx("ops")).await.unwrap();
+    assert!(store.find_scim_token(acme.id, &issued.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(matches!(store.revoke_scim_token(acme.id, &issued.id, &ctx("ops")).await, Err(DomainError::Rejected(_))));
+    assert_eq!(store.list_scim_tokens(acme.id).await.unwrap().len(), 1);
+}
+
+fn individual(tenant: &Tenant, login: &str) -> Individual {
+    let now = jiff::Timestamp::now();
+    Individual {
+        id: IndividualId(Uuid::new_v4()),
+        tenant_id: tenant.id,
+        login: login.into(),
+        email: Some(format!("{}@abc.example", login.to_lowercase())),
+        given_name: Some("Steve".into()),
+        family_name: None,
+        display_name: None,
+        role: Some("PBX admin".into()),
+        access_profile: None,
+        scopes: Scopes { extensions: ["101".into()].into(), ..Default::default() },
+        time_zone: "Europe/Berlin".into(),
+        activation: Some(LocalInstant::parse("2026-03-29T02:30:00", "Europe/Berlin").unwrap()),
+        expiration: None,
+        status: IndividualStatus::Pending,
+        links: vec![SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: format!("ext-{login}") }],
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn write(i: &Individual, expected_version: Option<i64>, kind: ChangeKind) -> IndividualWrite {
+    IndividualWrite {
+        individual: i.clone(),
+        expected_version,
+        audit: ctx("ops").record(Some(i.tenant_id), "individual", i.id.to_string(), "individual.written", None, None),
+        event: Some(ChangeEvent {
+            id: Uuid::new_v4(),
+            tenant_id: i.tenant_id,
+            individual_id: i.id,
+            kind,
+            individual: serde_json::json!({ "login": i.login }),
+            permission_diff: None,
+            at: jiff::Timestamp::now(),
+        }),
+    }
+}
+
+async fn individuals_are_versioned_unique_and_tenant_scoped(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let beta = tenant(&store, "beta").await;
+    let steve = individual(&acme, "Steve");
+    let stored = store.write_individual(&write(&steve, None, ChangeKind::IndividualCreated)).await.unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.login, "Steve");
+    assert_eq!(stored.activation.as_ref().unwrap().at.to_string(), "2026-03-29T01:00:00Z");
+    assert_eq!(stored.links, steve.links);
+    assert_eq!(stored.scopes, steve.scopes);
+
+    // Logins are unique per tenant regardless of case, but another tenant may reuse one.
+    let dup = store.write_individual(&write(&individual(&acme, "steve"), None, ChangeKind::IndividualCreated)).await;
+    assert!(matches!(dup, Err(DomainError::AlreadyExists { .. })), "{dup:?}");
+    let beta_steve = individual(&beta, "steve");
+    store.write_individual(&write(&beta_steve, None, ChangeKind::IndividualCreated)).await.unwrap();
+
+    // One external identity belongs to one individual; a failed write leaves nothing.
+    let mut adam = individual(&acme, "adam");
+    adam.links = steve.links.clone();
+    assert!(store.write_individual(&write(&adam, None, ChangeKind::IndividualCreated)).await.is_err());
+    assert!(store.find_individual_by_login(acme.id, "adam").await.unwrap().is_none());
+
+    // Optimistic concurrency.
+    let mut update = stored.clone();
+    update.status = IndividualStatus::Active;
+    let updated = store.write_individual(&write(&update, Some(1), ChangeKind::IndividualActivated)).await.unwrap();
+    assert_eq!(updated.version, 2);
+    let stale = store.write_individual(&write(&update, Some(1), ChangeKind::IndividualUpdated)).await;
+    assert!(matches!(stale, Err(DomainError::VersionConflict { expected: 1, found: 2, .. })), "{stale:?}");
+
+    // Reads never cross tenants.
+    assert!(store.get_individual(beta.id, steve.id).await.unwrap().is_none());
+    assert_eq!(store.get_individual(acme.id, steve.id).await.unwrap().unwrap().status, IndividualStatus::Active);
+    assert_eq!(store.find_individual_by_login(acme.id, "STEVE").await.unwrap().unwrap().id, steve.id);
+    assert_eq!(store.find_individual_by_link(acme.id, SourceKind::Scim, "scim", "ext-Steve").await.unwrap().unwrap().id, steve.id);
+    assert!(store.find_individual_by_link(beta.id, SourceKind::Scim, "scim", "ext-Steve").await.unwrap().is_none());
+
+    // Listing filters by status and pages by login.
+    for login in ["bob", "carol", "dave"] {
+        store.write_individual(&write(&individual(&acme, login), None, ChangeKind::IndividualCreated)).await.unwrap();
+    }
+    let page = |after: Option<&str>, status| {
+        let store = store.clone();
+        let after = after.map(str::to_owned);
+        async move {
+            store
+                .list_individuals(acme.id, &IndividualQuery { status, after_login: after, limit: 2 })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.login)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None, None).await, ["bob", "carol"]);
+    assert_eq!(page(Some("carol"), None).await, ["dave", "Steve"]);
+    assert_eq!(page(None, Some(IndividualStatus::Active)).await, ["Steve"]);
+
+    // Every successful write left one change event, in order.
+    let events = store.list_change_events(acme.id, 0, 100).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|(_, e)| e.kind).collect();
+    assert_eq!(kinds[..2], [ChangeKind::IndividualCreated, ChangeKind::IndividualActivated]);
+    assert_eq!(events.len(), 5);
+    let after_first = store.list_change_events(acme.id, events[0].0, 100).await.unwrap();
+    assert_eq!(after_first.len(), 4);
+    assert_eq!(store.list_change_events(beta.id, 0, 100).await.unwrap().len(), 1);
+}
+
+async fn audit_reads_filter_by_tenant_actor_subject_and_time(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let before_disable = jiff::Timestamp::now();
+    let mut settings = acme.settings();
+    settings.enabled = false;
+    store.update_tenant(acme.id, 1, &settings, &ctx("alice")).await.unwrap();
+    let beta = tenant(&store, "beta").await;
+
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery { tenant_id: Some(acme.id), limit: 100, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    let all = store.list_audit(&q(|_| {})).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.record.action.as_str()).collect::<Vec<_>>(), ["tenant.created", "tenant.updated"]);
+    let disable = &all[1].record;
+    assert_eq!(disable.actor, Actor::new(ActorKind::Operator, "alice"));
+    assert_eq!(disable.request_id.as_deref(), Some("req-alice"));
+    assert_eq!(disable.before.as_ref().unwrap()["enabled"], true);
+    assert_eq!(disable.after.as_ref().unwrap()["enabled"], false);
+
+    assert_eq!(store.list_audit(&q(|q| q.actor = Some("alice".into()))).await.unwrap().len(), 1);
+    assert_eq!(store.list_audit(&q(|q| q.subject = Some("beta".into()))).await.unwrap().len(), 0);
+    let mut since = q(|_| {});
+    since.since = Some(before_disable);
+    assert_eq!(store.list_audit(&since).await.unwrap().len(), 1);
+    let mut until = q(|_| {});
+    until.until = Some(before_disable);
+    assert_eq!(store.list_audit(&until).await.unwrap().len(), 1);
+    let mut paged = q(|_| {});
+    paged.after_id = Some(all[0].id);
+    assert_eq!(store.list_audit(&paged).await.unwrap().len(), 1);
+    let beta_log = store.list_audit(&AuditQuery { tenant_id: Some(beta.id), limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(beta_log.len(), 1);
+}
