@@ -1,0 +1,228 @@
+//! What an operator does to the bridge's configuration and tenants, shared by the admin
+//! CLI and the admin HTTP API so that both validate, audit and answer alike.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::audit::{AuditContext, AuditEntry, AuditQuery};
+use crate::catalog::{Catalog, CatalogEntry};
+use crate::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
+use crate::individual::{Individual, IndividualId, IndividualQuery};
+use crate::ports::Store;
+use crate::role::{AccessLevel, AccessProfile, Role};
+use crate::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
+use crate::token::{self, ScimTokenRecord};
+use crate::{DomainError, DomainResult};
+
+/// The operator's handle on the bridge.
+#[derive(Clone)]
+pub struct Operator {
+    store: Arc<dyn Store>,
+    /// Built-in catalog plus the entries from the daemon's config file.
+    configured_catalog: Catalog,
+}
+
+/// A tenant with the definitions of the roles and access profiles it may use.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    pub roles: Vec<RoleView>,
+    pub access_profiles: Vec<AccessProfileView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleView {
+    #[serde(flatten)]
+    pub role: Role,
+    /// Level for every catalog section.
+    pub permissions: BTreeMap<String, AccessLevel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessProfileView {
+    #[serde(flatten)]
+    pub profile: AccessProfile,
+    /// On/off for every catalog flag.
+    pub effective_flags: BTreeMap<String, bool>,
+}
+
+/// The outcome of `apply`: one line per change, empty when nothing changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub dry_run: bool,
+    pub changes: Vec<String>,
+}
+
+/// A freshly issued SCIM token; `token` is shown once and never stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedScimToken {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+}
+
+impl Operator {
+    pub fn new(store: Arc<dyn Store>, configured_catalog: Catalog) -> Self {
+        Self { store, configured_catalog }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Built-in, config and stored entries together.
+    pub async fn catalog(&self) -> DomainResult<Catalog> {
+        let mut catalog = self.configured_catalog.clone();
+        catalog.extend(&self.store.list_catalog_entries().await?);
+        Ok(catalog)
+    }
+
+    pub async fn tenant(&self, slug: &TenantSlug) -> DomainResult<Tenant> {
+        self.store.get_tenant(slug).await?.ok_or_else(|| DomainError::not_found("tenant", slug.as_str()))
+    }
+
+    pub async fn tenant_view(&self, slug: &TenantSlug) -> DomainResult<TenantView> {
+        let tenant = self.tenant(slug).await?;
+        let catalog = self.catalog().await?;
+        let roles = self
+            .store
+            .list_roles()
+            .await?
+            .into_iter()
+            .filter(|r| tenant.allowed_roles.contains(&r.name))
+            .map(|role| RoleView { permissions: role.effective_permissions(&catalog), role })
+            .collect();
+        let access_profiles = self
+            .store
+            .list_access_profiles()
+            .await?
+            .into_iter()
+            .filter(|p| tenant.allowed_access_profiles.contains(&p.name))
+            .map(|profile| AccessProfileView { effective_flags: profile.effective_flags(&catalog), profile })
+            .collect();
+        Ok(TenantView { tenant, roles, access_profiles })
+    }
+
+    pub async fn create_tenant(&self, slug: &TenantSlug, settings: &TenantSettings, ctx: &AuditContext) -> DomainResult<Tenant> {
+        settings.validate()?;
+        let roles = self.store.list_roles().await?.into_iter().map(|r| r.name).collect();
+        let profiles = self.store.list_access_profiles().await?.into_iter().map(|p| p.name).collect();
+        config_plan::check_tenant_references(slug, settings, &roles, &profiles)?;
+        self.store.create_tenant(TenantId(Uuid::new_v4()), slug, settings, ctx).await
+    }
+
+    /// Enables or disables a tenant; unchanged state is not an error and writes nothing.
+    pub async fn set_tenant_enabled(&self, slug: &TenantSlug, enabled: bool, ctx: &AuditContext) -> DomainResult<Tenant> {
+        let tenant = self.tenant(slug).await?;
+        if tenant.enabled == enabled {
+            return Ok(tenant);
+        }
+        let mut settings = tenant.settings();
+        settings.enabled = enabled;
+        self.store.update_tenant(tenant.id, tenant.version, &settings, ctx).await
+    }
+
+    pub async fn issue_scim_token(&self, slug: &TenantSlug, name: &str, ctx: &AuditContext) -> DomainResult<IssuedScimToken> {
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(DomainError::invalid("token name", "must be 1-100 printable characters"));
+        }
+        let tenant = self.tenant(slug).await?;
+        let issued = token::issue("scim");
+        let record = ScimTokenRecord {
+            id: issued.id.clone(),
+            tenant_id: tenant.id,
+            name: name.to_owned(),
+            hash: issued.hash,
+            created_at: jiff::Timestamp::now(),
+            revoked_at: None,
+        };
+        self.store.create_scim_token(&record, ctx).await?;
+        Ok(IssuedScimToken { id: issued.id, name: name.to_owned(), token: issued.secret_token })
+    }
+
+    pub async fn scim_tokens(&self, slug: &TenantSlug) -> DomainResult<Vec<ScimTokenRecord>> {
+        let tenant = self.tenant(slug).await?;
+        self.store.list_scim_tokens(tenant.id).await
+    }
+
+    pub async fn revoke_scim_token(&self, slug: &TenantSlug, id: &str, ctx: &AuditContext) -> DomainResult<()> {
+        let tenant = self.tenant(slug).await?;
+        self.store.revoke_scim_token(tenant.id, id, ctx).await
+    }
+
+    /// The tenant a presented SCIM token authorises, or `None`. Every failure looks the
+    /// same to the caller so that a client cannot probe which tenants or tokens exist.
+    pub async fn authenticate_scim(&self, slug: &str, presented: &str) -> DomainResult<Option<(Tenant, ScimTokenRecord)>> {
+        let Ok(slug) = TenantSlug::parse(slug) else { return Ok(None) };
+        let Some(id) = token::token_id("scim", presented) else { return Ok(None) };
+        let Some(tenant) = self.store.get_tenant(&slug).await? else { return Ok(None) };
+        let Some(record) = self.store.find_scim_token(tenant.id, id).await? else { return Ok(None) };
+        let valid = token::verify(presented, &record.hash);
+        Ok((valid && record.revoked_at.is_none() && tenant.enabled).then_some((tenant, record)))
+    }
+
+    pub async fn individuals(&self, slug: &TenantSlug, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {
+        let tenant = self.tenant(slug).await?;
+        self.store.list_individuals(tenant.id, query).await
+    }
+
+    /// An individual by id or, failing that, by login.
+    pub async fn individual(&self, slug: &TenantSlug, id_or_login: &str) -> DomainResult<Individual> {
+        let tenant = self.tenant(slug).await?;
+        let by_id = match id_or_login.parse::<Uuid>() {
+            Ok(id) => self.store.get_individual(tenant.id, IndividualId(id)).await?,
+            Err(_) => None,
+        };
+        let found = match by_id {
+            Some(i) => Some(i),
+            None => self.store.find_individual_by_login(tenant.id, id_or_login).await?,
+        };
+        found.ok_or_else(|| DomainError::not_found("individual", id_or_login))
+    }
+
+    /// Audit entries of a tenant (`Some`) or operator-wide (`None`).
+    pub async fn audit(&self, slug: Option<&TenantSlug>, mut query: AuditQuery) -> DomainResult<Vec<AuditEntry>> {
+        query.tenant_id = match slug {
+            Some(slug) => Some(self.tenant(slug).await?.id),
+            None => None,
+        };
+        if let (Some(since), Some(until)) = (query.since, query.until) {
+            if until <= since {
+                return Err(DomainError::invalid("until", "must be after since"));
+            }
+        }
+        self.store.list_audit(&query).await
+    }
+
+    /// Plans the desired configuration against the stored one and, unless `dry_run`,
+    /// applies the plan in one transaction.
+    pub async fn apply(&self, desired: &DesiredConfig, dry_run: bool, ctx: &AuditContext) -> DomainResult<ApplyReport> {
+        let current = CurrentConfig {
+            catalog: self.store.list_catalog_entries().await?,
+            roles: self.store.list_roles().await?,
+            access_profiles: self.store.list_access_profiles().await?,
+            tenants: self.store.list_tenants().await?,
+        };
+        let changes: Vec<ConfigChange> = config_plan::plan(&self.configured_catalog, &current, desired)?;
+        if !dry_run && !changes.is_empty() {
+            self.store.apply_config(&changes, ctx).await?;
+        }
+        Ok(ApplyReport { dry_run, changes: changes.iter().map(ConfigChange::describe).collect() })
+    }
+
+    pub async fn roles(&self) -> DomainResult<Vec<Role>> {
+        self.store.list_roles().await
+    }
+
+    pub async fn access_profiles(&self) -> DomainResult<Vec<AccessProfile>> {
+        self.store.list_access_profiles().await
+    }
+
+    pub async fn stored_catalog_entries(&self) -> DomainResult<Vec<CatalogEntry>> {
+        self.store.list_catalog_entries().await
+    }
+}

@@ -1,0 +1,184 @@
+//! The `idbridge apply` document (TOML, or the same shape in JSON over the admin API):
+//! its wire form and its conversion into core's `DesiredConfig`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use idbridge_core::catalog::{CatalogEntry, CatalogKind};
+use idbridge_core::config_plan::DesiredConfig;
+use idbridge_core::role::{AccessLevel, AccessProfile, Role};
+use idbridge_core::tenant::{TenantPolicy, TenantSettings, TenantSlug};
+use idbridge_core::{DomainError, DomainResult};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyDocument {
+    #[serde(default)]
+    pub catalog: CatalogDoc,
+    #[serde(default)]
+    pub roles: Vec<RoleDoc>,
+    #[serde(default)]
+    pub access_profiles: Vec<AccessProfileDoc>,
+    #[serde(default)]
+    pub tenants: Vec<TenantDoc>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogDoc {
+    #[serde(default)]
+    pub sections: Vec<CatalogItemDoc>,
+    #[serde(default)]
+    pub flags: Vec<CatalogItemDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogItemDoc {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum LevelDoc {
+    Modify,
+    Read,
+    Restrict,
+}
+
+impl From<LevelDoc> for AccessLevel {
+    fn from(level: LevelDoc) -> Self {
+        match level {
+            LevelDoc::Modify => AccessLevel::Modify,
+            LevelDoc::Read => AccessLevel::Read,
+            LevelDoc::Restrict => AccessLevel::Restrict,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDoc {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Level of every section not listed under `sections`; `restrict` when omitted.
+    pub default: Option<LevelDoc>,
+    #[serde(default)]
+    pub sections: BTreeMap<String, LevelDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessProfileDoc {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The flags that are on.
+    #[serde(default)]
+    pub flags: BTreeSet<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantDoc {
+    pub slug: String,
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    #[serde(default)]
+    pub allowed_roles: BTreeSet<String>,
+    #[serde(default)]
+    pub allowed_access_profiles: BTreeSet<String>,
+    #[serde(default)]
+    pub policy: TenantPolicy,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+impl ApplyDocument {
+    /// Parses TOML; errors carry the line and the key.
+    pub fn from_toml(text: &str) -> DomainResult<Self> {
+        toml::from_str(text).map_err(|e| DomainError::invalid("apply file", e.to_string().trim().replace('\n', " ")))
+    }
+
+    pub fn into_desired(self) -> DomainResult<DesiredConfig> {
+        let catalog = self
+            .catalog
+            .sections
+            .into_iter()
+            .map(|i| (CatalogKind::Section, i))
+            .chain(self.catalog.flags.into_iter().map(|i| (CatalogKind::Flag, i)))
+            .map(|(kind, i)| CatalogEntry { kind, name: i.name, description: i.description })
+            .collect();
+        let roles = self
+            .roles
+            .into_iter()
+            .map(|r| Role {
+                name: r.name,
+                description: r.description,
+                default_level: r.default.map_or(AccessLevel::Restrict, AccessLevel::from),
+                levels: r.sections.into_iter().map(|(s, l)| (s, l.into())).collect(),
+            })
+            .collect();
+        let access_profiles = self
+            .access_profiles
+            .into_iter()
+            .map(|p| AccessProfile { name: p.name, description: p.description, flags: p.flags })
+            .collect();
+        let tenants = self
+            .tenants
+            .into_iter()
+            .map(|t| {
+                let slug = TenantSlug::parse(&t.slug)?;
+                let settings = TenantSettings {
+                    name: t.name,
+                    enabled: t.enabled,
+                    default_time_zone: t.time_zone,
+                    allowed_roles: t.allowed_roles,
+                    allowed_access_profiles: t.allowed_access_profiles,
+                    policy: t.policy,
+                };
+                Ok((slug, settings))
+            })
+            .collect::<DomainResult<_>>()?;
+        Ok(DesiredConfig { catalog, roles, access_profiles, tenants })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../../config/examples/acme.toml");
+        let desired = ApplyDocument::from_toml(text).unwrap().into_desired().unwrap();
+        assert_eq!(desired.roles.len(), 3);
+        assert_eq!(desired.tenants[0].0.as_str(), "acme");
+    }
+
+    #[test]
+    fn unknown_keys_and_levels_are_named() {
+        let err = ApplyDocument::from_toml("[[roles]]\nname = \"x\"\ndefualt = \"read\"\n").unwrap_err().to_string();
+        assert!(err.contains("defualt"), "{err}");
+        let err = ApplyDocument::from_toml("[[roles]]\nname = \"x\"\n[roles.sections]\ncdrs = \"write\"\n").unwrap_err().to_string();
+        assert!(err.contains("write"), "{err}");
+        let err = ApplyDocument::from_toml("[[tenants]]\nslug = \"Bad Slug\"\nname = \"x\"\n")
+            .unwrap()
+            .into_desired()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Bad Slug"), "{err}");
+    }
+}

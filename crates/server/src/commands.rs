@@ -1,0 +1,307 @@
+//! The admin commands: each opens the configured database, does one thing through the
+//! core `Operator`, prints the result (text for people, `--json` for scripts) and exits.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery};
+use idbridge_core::individual::{IndividualQuery, IndividualStatus};
+use idbridge_core::operator::Operator;
+use idbridge_core::tenant::{TenantSettings, TenantSlug};
+use idbridge_core::token;
+use idbridge_store::SqlStore;
+use serde::Serialize;
+
+use crate::apply_file::ApplyDocument;
+use crate::cli::{AdminTokenCommand, AuditArgs, Cli, Command, IndividualCommand, ScimTokenCommand, TenantCommand};
+use crate::config::Settings;
+
+/// `println!` that ends the process quietly when stdout is closed (`idbridge … | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::AdminToken(AdminTokenCommand::Create) = cli.command {
+        // Needs no configuration: it only generates.
+        let issued = token::issue("admin");
+        out!("token: {}", issued.secret_token);
+        out!("sha256: {}", issued.hash);
+        eprintln!("Put the sha256 under [admin] token_hashes; the token is not shown again.");
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init_logging(settings.log.format, &settings.log.level);
+    match cli.command {
+        Command::Serve => crate::serve::serve(settings).await,
+        command => {
+            let store = SqlStore::connect(&settings.store_options()?).await?;
+            let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
+            let result = admin(&operator, command).await;
+            store.close().await;
+            result
+        }
+    }
+}
+
+/// Commands on the host are audited as the local user.
+fn cli_context() -> AuditContext {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .or_else(|| {
+            // Containers often run without USER; the uid still says who it was.
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
+            Some(format!("uid{uid}"))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let id = if host.is_empty() { format!("cli:{user}") } else { format!("cli:{user}@{host}") };
+    AuditContext::new(Actor::new(ActorKind::Operator, id))
+}
+
+fn slug(raw: &str) -> anyhow::Result<TenantSlug> {
+    Ok(TenantSlug::parse(raw)?)
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    out!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn admin(operator: &Operator, command: Command) -> anyhow::Result<()> {
+    let ctx = cli_context();
+    match command {
+        Command::Serve | Command::AdminToken(_) => unreachable!("handled by run"),
+        Command::CheckConfig => {
+            operator.store().ping().await?;
+            out!("configuration ok; database reachable and migrated");
+        }
+        Command::Apply { file, dry_run } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let desired = ApplyDocument::from_toml(&text)
+                .and_then(ApplyDocument::into_desired)
+                .with_context(|| format!("{}", file.display()))?;
+            let report = operator.apply(&desired, dry_run, &ctx).await.with_context(|| format!("{}", file.display()))?;
+            if report.changes.is_empty() {
+                out!("no changes");
+            } else {
+                for line in &report.changes {
+                    out!("{line}");
+                }
+                let verb = if dry_run { "would apply" } else { "applied" };
+                out!("{verb} {} change(s)", report.changes.len());
+            }
+        }
+        Command::Tenant(command) => tenant(operator, command, &ctx).await?,
+        Command::ScimToken(command) => scim_token(operator, command, &ctx).await?,
+        Command::Individual(command) => individual(operator, command).await?,
+        Command::Audit(args) => audit(operator, args).await?,
+        Command::Catalog { json } => {
+            let catalog = operator.catalog().await?;
+            if json {
+                print_json(&catalog)?;
+            } else {
+                out!("sections:");
+                for (name, description) in &catalog.sections {
+                    out!("  {name:<24} {description}");
+                }
+                out!("flags:");
+                for (name, description) in &catalog.flags {
+                    out!("  {name:<44} {description}");
+                }
+            }
+        }
+        Command::Roles { json } => {
+            let roles = operator.roles().await?;
+            if json {
+                print_json(&roles)?;
+            } else {
+                for role in roles {
+                    let explicit: Vec<String> = role.levels.iter().map(|(s, l)| format!("{s}={}", l.as_str())).collect();
+                    out!("{:<24} default={} {}", role.name, role.default_level.as_str(), explicit.join(" "));
+                }
+            }
+        }
+        Command::AccessProfiles { json } => {
+            let profiles = operator.access_profiles().await?;
+            if json {
+                print_json(&profiles)?;
+            } else {
+                for p in profiles {
+                    out!("{:<24} {}", p.name, p.flags.into_iter().collect::<Vec<_>>().join(" "));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn tenant(operator: &Operator, command: TenantCommand, ctx: &AuditContext) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create { slug: raw, name, time_zone } => {
+            let mut settings = TenantSettings::new(name);
+            settings.default_time_zone = time_zone;
+            let tenant = operator.create_tenant(&slug(&raw)?, &settings, ctx).await?;
+            out!("created tenant {} ({})", tenant.slug, tenant.name);
+        }
+        TenantCommand::List { json } => {
+            let tenants = operator.store().list_tenants().await?;
+            if json {
+                print_json(&tenants)?;
+            } else {
+                for t in tenants {
+                    let state = if t.enabled { "enabled" } else { "disabled" };
+                    out!("{:<24} {:<9} {}", t.slug, state, t.name);
+                }
+            }
+        }
+        TenantCommand::Show { slug: raw, json } => {
+            let view = operator.tenant_view(&slug(&raw)?).await?;
+            if json {
+                print_json(&view)?;
+            } else {
+                let t = &view.tenant;
+                out!("tenant:          {} ({})", t.slug, t.name);
+                out!("state:           {}", if t.enabled { "enabled" } else { "disabled" });
+                out!("time zone:       {}", t.default_time_zone);
+                out!("deprovisioning:  {:?}, retention {} days", t.policy.deprovision_action, t.policy.retention_days);
+                out!("roles:");
+                for r in &view.roles {
+                    let explicit: Vec<String> = r.role.levels.iter().map(|(s, l)| format!("{s}={}", l.as_str())).collect();
+                    out!("  {:<22} default={} {}", r.role.name, r.role.default_level.as_str(), explicit.join(" "));
+                }
+                out!("access profiles:");
+                for p in &view.access_profiles {
+                    out!("  {:<22} {} flag(s) on", p.profile.name, p.profile.flags.len());
+                }
+            }
+        }
+        TenantCommand::Disable { slug: raw } => {
+            operator.set_tenant_enabled(&slug(&raw)?, false, ctx).await?;
+            out!("tenant {raw} disabled");
+        }
+        TenantCommand::Enable { slug: raw } => {
+            operator.set_tenant_enabled(&slug(&raw)?, true, ctx).await?;
+            out!("tenant {raw} enabled");
+        }
+    }
+    Ok(())
+}
+
+async fn scim_token(operator: &Operator, command: ScimTokenCommand, ctx: &AuditContext) -> anyhow::Result<()> {
+    match command {
+        ScimTokenCommand::Create { slug: raw, name } => {
+            let issued = operator.issue_scim_token(&slug(&raw)?, &name, ctx).await?;
+            // Only the token on stdout, so `TOKEN=$(idbridge scim-token create acme)` works.
+            out!("{}", issued.token);
+            eprintln!("token id {} for tenant {raw}; it is not shown again", issued.id);
+        }
+        ScimTokenCommand::List { slug: raw, json } => {
+            let tokens = operator.scim_tokens(&slug(&raw)?).await?;
+            if json {
+                print_json(&tokens)?;
+            } else {
+                for t in tokens {
+                    let state = t.revoked_at.map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
+                    out!("{}  {:<20} created {}  {state}", t.id, t.name, t.created_at);
+                }
+            }
+        }
+        ScimTokenCommand::Revoke { slug: raw, id } => {
+            operator.revoke_scim_token(&slug(&raw)?, &id, ctx).await?;
+            out!("token {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn individual(operator: &Operator, command: IndividualCommand) -> anyhow::Result<()> {
+    match command {
+        IndividualCommand::List { slug: raw, status, limit, json } => {
+            let query = IndividualQuery {
+                status: status.as_deref().map(IndividualStatus::parse).transpose()?,
+                after_login: None,
+                limit,
+            };
+            let individuals = operator.individuals(&slug(&raw)?, &query).await?;
+            if json {
+                print_json(&individuals)?;
+            } else {
+                for i in individuals {
+                    out!(
+                        "{}  {:<32} {:<10} {}",
+                        i.id,
+                        i.login,
+                        i.status.as_str(),
+                        i.role.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        IndividualCommand::Show { slug: raw, id_or_login, json } => {
+            let i = operator.individual(&slug(&raw)?, &id_or_login).await?;
+            if json {
+                print_json(&i)?;
+            } else {
+                out!("id:          {}", i.id);
+                out!("login:       {}", i.login);
+                out!("email:       {}", i.email.as_deref().unwrap_or("-"));
+                out!("status:      {}", i.status.as_str());
+                out!("role:        {}", i.role.as_deref().unwrap_or("-"));
+                out!("profile:     {}", i.access_profile.as_deref().unwrap_or("-"));
+                out!("time zone:   {}", i.time_zone);
+                if let Some(a) = &i.activation {
+                    out!("activation:  {} ({})", a.local, a.at);
+                }
+                if let Some(e) = &i.expiration {
+                    out!("expiration:  {} ({})", e.local, e.at);
+                }
+                for link in &i.links {
+                    out!("source:      {} {} {}", link.source.as_str(), link.connection, link.external_id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
+    let parse = |field: &str, raw: Option<String>| -> anyhow::Result<Option<jiff::Timestamp>> {
+        raw.map(|t| t.parse().with_context(|| format!("--{field} {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z")))
+            .transpose()
+    };
+    let slug = match (&args.slug, args.operator) {
+        (Some(raw), false) => Some(slug(raw)?),
+        (None, true) => None,
+        _ => bail!("name a tenant, or pass --operator for operator-wide entries"),
+    };
+    let query = AuditQuery {
+        tenant_id: None,
+        since: parse("since", args.since)?,
+        until: parse("until", args.until)?,
+        actor: args.actor,
+        subject: args.subject,
+        after_id: None,
+        limit: args.limit,
+    };
+    for entry in operator.audit(slug.as_ref(), query).await? {
+        if args.json {
+            out!("{}", serde_json::to_string(&entry)?);
+        } else {
+            let r = &entry.record;
+            out!("{}  {:<24} {}:{}  {} {}", r.at, r.action, r.actor.kind.as_str(), r.actor.id, r.subject_kind, r.subject_id);
+        }
+    }
+    Ok(())
+}

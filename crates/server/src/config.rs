@@ -1,0 +1,302 @@
+//! Daemon configuration: embedded `config/default.toml` → `--config FILE` → `IDBRIDGE_`
+//! environment (`__` between levels) → `*_file` secrets. Errors name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use idbridge_core::catalog::{Catalog, CatalogEntry, CatalogKind};
+use idbridge_core::token::hash_token;
+use serde::Deserialize;
+
+/// The reference configuration; also the defaults.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub admin: AdminSettings,
+    pub catalog: CatalogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub url_file: String,
+    pub max_connections: u32,
+    pub connect_timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &idbridge_store::redact_url(&self.url))
+            .field("url_file", &self.url_file)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub token_hashes: Vec<String>,
+    pub token_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSettings {
+    pub sections: Vec<CatalogItem>,
+    pub flags: Vec<CatalogItem>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogItem {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(String),
+    #[error("configuration: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), reason: reason.into() }
+}
+
+/// The layered sources, without extraction (tests pin precedence on this).
+pub fn figment(file: Option<&Path>) -> Figment {
+    let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+    if let Some(file) = file {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    // Only nested keys are settings (every setting lives in a section), so unrelated
+    // variables that happen to start with IDBRIDGE_ (IDBRIDGE_TEST_…) are not mistaken
+    // for unknown settings.
+    figment.merge(Env::prefixed("IDBRIDGE_").filter(|key| key.as_str().contains("__")).split("__"))
+}
+
+impl Settings {
+    /// Loads and validates everything a start needs, before any port is bound.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(invalid("--config", format!("{} does not exist or is not a file", file.display())));
+            }
+        }
+        let settings: Settings = figment(file).extract().map_err(|e| ConfigError::Figment(describe_figment(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url()?;
+        idbridge_store::Backend::from_url(&url).map_err(|e| invalid("database.url", e.to_string()))?;
+        if !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://")) {
+            return Err(invalid("server.public_url", "must start with http:// or https://"));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("{:?} is not a tracing filter: {e}", self.log.level)))?;
+        for (i, hash) in self.admin.token_hashes.iter().enumerate() {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(&format!("admin.token_hashes[{i}]"), "must be 64 hex digits (SHA-256); see `idbridge admin-token create`"));
+            }
+        }
+        self.admin_token_hashes()?;
+        for (kind, key, items) in [(CatalogKind::Section, "catalog.sections", &self.catalog.sections), (CatalogKind::Flag, "catalog.flags", &self.catalog.flags)] {
+            for item in items {
+                CatalogEntry { kind, name: item.name.clone(), description: item.description.clone() }
+                    .validate()
+                    .map_err(|e| invalid(key, e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL, from `database.url_file` when set.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        if self.database.url_file.is_empty() {
+            return Ok(self.database.url.clone());
+        }
+        let text = std::fs::read_to_string(&self.database.url_file)
+            .map_err(|e| invalid("database.url_file", format!("cannot read {}: {e}", self.database.url_file)))?;
+        Ok(text.trim().to_owned())
+    }
+
+    pub fn store_options(&self) -> Result<idbridge_store::StoreOptions, ConfigError> {
+        Ok(idbridge_store::StoreOptions {
+            url: self.database_url()?,
+            max_connections: self.database.max_connections,
+            connect_timeout: Duration::from_secs(self.database.connect_timeout_seconds.max(1)),
+        })
+    }
+
+    /// Every accepted operator-token hash (config hashes plus hashed token files).
+    pub fn admin_token_hashes(&self) -> Result<Vec<String>, ConfigError> {
+        let mut hashes: Vec<String> = self.admin.token_hashes.iter().map(|h| h.to_ascii_lowercase()).collect();
+        for (i, path) in self.admin.token_files.iter().enumerate() {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| invalid(&format!("admin.token_files[{i}]"), format!("cannot read {}: {e}", path.display())))?;
+            let token = token.trim();
+            if token.len() < 16 {
+                return Err(invalid(&format!("admin.token_files[{i}]"), format!("{} holds fewer than 16 characters", path.display())));
+            }
+            hashes.push(hash_token(token));
+        }
+        Ok(hashes)
+    }
+
+    /// Built-in catalog plus `[catalog]`.
+    pub fn catalog(&self) -> Catalog {
+        let mut catalog = Catalog::builtin();
+        let entries: Vec<CatalogEntry> = self
+            .catalog
+            .sections
+            .iter()
+            .map(|i| (CatalogKind::Section, i))
+            .chain(self.catalog.flags.iter().map(|i| (CatalogKind::Flag, i)))
+            .map(|(kind, i)| CatalogEntry { kind, name: i.name.clone(), description: i.description.clone() })
+            .collect();
+        catalog.extend(&entries);
+        catalog
+    }
+}
+
+/// figment's message plus where the value came from, on one line.
+fn describe_figment(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() { String::new() } else { format!("key `{}`: ", e.path.join(".")) };
+            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_listen_on_loopback_with_sqlite_in_the_working_directory() {
+        Jail::expect_with(|_| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(s.database.url, "sqlite://idbridge.db");
+            assert_eq!(s.log.format, LogFormat::Text);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_environment_overrides_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nurl = \"sqlite://a.db\"\n")?;
+            jail.set_env("IDBRIDGE_DATABASE__URL", "sqlite://b.db");
+            jail.set_env("IDBRIDGE_TEST_SOMETHING", "ignored: not a nested key");
+            let s = Settings::load(Some(Path::new("c.toml"))).unwrap();
+            assert_eq!(s.server.listen.port(), 9000);
+            assert_eq!(s.database.url, "sqlite://b.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[server]\nlisten_adress = \"127.0.0.1:9000\"\n")?;
+            let err = Settings::load(Some(Path::new("c.toml"))).unwrap_err().to_string();
+            assert!(err.contains("listen_adress"), "{err}");
+            jail.set_env("IDBRIDGE_DATABSE__URL", "x");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("databse"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[database]\nurl = \"mysql://x\"\n")?;
+            let err = Settings::load(Some(Path::new("c.toml"))).unwrap_err().to_string();
+            assert!(err.contains("database.url"), "{err}");
+            jail.create_file("d.toml", "[server]\nlisten = \"nowhere\"\n")?;
+            let err = Settings::load(Some(Path::new("d.toml"))).unwrap_err().to_string();
+            assert!(err.contains("server.listen"), "{err}");
+            jail.create_file("e.toml", "[admin]\ntoken_hashes = [\"abc\"]\n")?;
+            let err = Settings::load(Some(Path::new("e.toml"))).unwrap_err().to_string();
+            assert!(err.contains("admin.token_hashes[0]"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        Jail::expect_with(|jail| {
+            jail.create_file("db-url", "sqlite://from-file.db\n")?;
+            jail.create_file("admin-token", "idb_admin_0123456789ab_secretsecret\n")?;
+            jail.set_env("IDBRIDGE_DATABASE__URL_FILE", "db-url");
+            jail.set_env("IDBRIDGE_ADMIN__TOKEN_FILES", "[\"admin-token\"]");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.database_url().unwrap(), "sqlite://from-file.db");
+            assert_eq!(s.admin_token_hashes().unwrap(), vec![hash_token("idb_admin_0123456789ab_secretsecret")]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn malformed_file_is_reported_with_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[server\n")?;
+            let err = Settings::load(Some(Path::new("c.toml"))).unwrap_err().to_string();
+            assert!(err.contains("c.toml"), "{err}");
+            Ok(())
+        });
+    }
+}

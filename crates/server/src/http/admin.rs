@@ -1,0 +1,329 @@
+//! The operator admin API, `/admin/v1`: JSON in and out, operator bearer tokens.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery};
+use idbridge_core::individual::{IndividualQuery, IndividualStatus};
+use idbridge_core::tenant::{TenantSettings, TenantSlug};
+use idbridge_core::token::hash_token;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, ApiResult, AppState, REQUEST_ID};
+use crate::apply_file::ApplyDocument;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(list_tenants).post(create_tenant))
+        .route("/tenants/{slug}", get(show_tenant))
+        .route("/tenants/{slug}/enable", post(enable_tenant))
+        .route("/tenants/{slug}/disable", post(disable_tenant))
+        .route("/tenants/{slug}/scim-tokens", get(list_scim_tokens).post(create_scim_token))
+        .route("/tenants/{slug}/scim-tokens/{id}", axum::routing::delete(revoke_scim_token))
+        .route("/tenants/{slug}/individuals", get(list_individuals))
+        .route("/tenants/{slug}/individuals/{id}", get(show_individual))
+        .route("/tenants/{slug}/audit", get(tenant_audit))
+        .route("/audit", get(operator_audit))
+        .route("/catalog", get(catalog))
+        .route("/roles", get(roles))
+        .route("/access-profiles", get(access_profiles))
+        .route("/apply", post(apply))
+}
+
+/// An authenticated operator. Being an extractor, no handler can forget the check.
+pub struct OperatorCaller {
+    ctx: AuditContext,
+}
+
+impl FromRequestParts<AppState> for OperatorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(ApiError::unauthorized)?;
+        let presented = hash_token(presented.trim());
+        // Compare against every configured hash without stopping early, so timing does not
+        // reveal which (if any) matched.
+        let mut matched: Option<&str> = None;
+        for stored in state.admin_token_hashes.iter() {
+            if bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
+                matched = Some(stored);
+            }
+        }
+        let stored = matched.ok_or_else(ApiError::unauthorized)?;
+        let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        // The actor is named by a prefix of the token's hash: stable, not a secret.
+        let actor = Actor::new(ActorKind::Operator, format!("admin-token:{}", &stored[..12]));
+        Ok(Self { ctx: AuditContext { actor, request_id } })
+    }
+}
+
+/// `Json` whose rejections use the admin error format.
+pub struct AdminJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AdminJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, "invalid_body", rejection.body_text())
+}
+
+/// `Query` whose rejections use the admin error format.
+pub struct AdminQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AdminQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request(rejection.body_text())
+}
+
+fn slug(raw: &str) -> ApiResult<TenantSlug> {
+    TenantSlug::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn list_tenants(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.operator.store().list_tenants().await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    slug: String,
+    name: String,
+    #[serde(default)]
+    time_zone: Option<String>,
+}
+
+async fn create_tenant(caller: OperatorCaller, State(state): State<AppState>, AdminJson(body): AdminJson<CreateTenant>) -> ApiResult<Response> {
+    let slug = TenantSlug::parse(&body.slug)?;
+    let mut settings = TenantSettings::new(body.name);
+    if let Some(tz) = body.time_zone {
+        settings.default_time_zone = tz;
+    }
+    let tenant = state.operator.create_tenant(&slug, &settings, &caller.ctx).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/admin/v1/tenants/{slug}"))], Json(tenant)).into_response())
+}
+
+async fn show_tenant(_: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    Ok(Json(state.operator.tenant_view(&slug(&raw)?).await?).into_response())
+}
+
+async fn enable_tenant(caller: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    Ok(Json(state.operator.set_tenant_enabled(&slug(&raw)?, true, &caller.ctx).await?).into_response())
+}
+
+async fn disable_tenant(caller: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    Ok(Json(state.operator.set_tenant_enabled(&slug(&raw)?, false, &caller.ctx).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn create_scim_token(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    // The body is optional: an empty POST issues a token named "scim".
+    let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("{e}")))?
+    };
+    let name = body.name.unwrap_or_else(|| "scim".to_owned());
+    let issued = state.operator.issue_scim_token(&slug(&raw)?, &name, &caller.ctx).await?;
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(issued)).into_response())
+}
+
+async fn list_scim_tokens(_: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    Ok(Json(state.operator.scim_tokens(&slug(&raw)?).await?).into_response())
+}
+
+async fn revoke_scim_token(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    state.operator.revoke_scim_token(&slug(&raw)?, &id, &caller.ctx).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndividualParams {
+    status: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_individuals(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    AdminQuery(params): AdminQuery<IndividualParams>,
+) -> ApiResult<Response> {
+    let query = IndividualQuery {
+        status: params.status.as_deref().map(IndividualStatus::parse).transpose()?,
+        after_login: params.after,
+        limit: params.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    Ok(Json(state.operator.individuals(&slug(&raw)?, &query).await?).into_response())
+}
+
+async fn show_individual(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(state.operator.individual(&slug(&raw)?, &id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    since: Option<String>,
+    until: Option<String>,
+    actor: Option<String>,
+    subject: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+    /// `jsonl` for JSON lines (one entry per line, for export).
+    format: Option<String>,
+}
+
+fn instant(field: &str, raw: Option<String>) -> ApiResult<Option<jiff::Timestamp>> {
+    raw.map(|t| {
+        t.parse::<jiff::Timestamp>()
+            .map_err(|_| ApiError::bad_request(format!("{field}: {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z")))
+    })
+    .transpose()
+}
+
+async fn audit_response(state: &AppState, slug: Option<TenantSlug>, params: AuditParams, headers: &HeaderMap) -> ApiResult<Response> {
+    let query = AuditQuery {
+        tenant_id: None,
+        since: instant("since", params.since)?,
+        until: instant("until", params.until)?,
+        actor: params.actor,
+        subject: params.subject,
+        after_id: params.after,
+        limit: params.limit.unwrap_or(1000).clamp(1, 10_000),
+    };
+    let entries = state.operator.audit(slug.as_ref(), query).await?;
+    let wants_lines = params.format.as_deref() == Some("jsonl")
+        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/x-ndjson"));
+    if let Some(format) = params.format.as_deref().filter(|f| !matches!(*f, "jsonl" | "json")) {
+        return Err(ApiError::bad_request(format!("format: {format:?} is not json or jsonl")));
+    }
+    if wants_lines {
+        let mut body = String::new();
+        for entry in &entries {
+            body.push_str(&serde_json::to_string(entry).unwrap_or_default());
+            body.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+    }
+    Ok(Json(entries).into_response())
+}
+
+async fn tenant_audit(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    AdminQuery(params): AdminQuery<AuditParams>,
+) -> ApiResult<Response> {
+    audit_response(&state, Some(slug(&raw)?), params, &headers).await
+}
+
+async fn operator_audit(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AdminQuery(params): AdminQuery<AuditParams>,
+) -> ApiResult<Response> {
+    audit_response(&state, None, params, &headers).await
+}
+
+async fn catalog(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.operator.catalog().await?).into_response())
+}
+
+async fn roles(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.operator.roles().await?).into_response())
+}
+
+async fn access_profiles(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.operator.access_profiles().await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyParams {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Takes the apply document as TOML (`application/toml`) or JSON.
+async fn apply(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    AdminQuery(params): AdminQuery<ApplyParams>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    let document = if content_type.starts_with("application/toml") {
+        ApplyDocument::from_toml(text)?
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_str(text).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("apply document: {e}")))?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the apply document as application/toml or application/json",
+        ));
+    };
+    let report = state.operator.apply(&document.into_desired()?, params.dry_run, &caller.ctx).await?;
+    Ok(Json(json!(report)).into_response())
+}

@@ -1,0 +1,72 @@
+//! `idbridge serve`: bind, serve, shut down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use idbridge_core::operator::Operator;
+use idbridge_store::SqlStore;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Everything that can fail on configuration fails before the port is bound.
+    let admin_token_hashes = settings.admin_token_hashes()?;
+    let store = SqlStore::connect(&settings.store_options()?).await?;
+    let metrics = crate::telemetry::install_metrics();
+    let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
+    if admin_token_hashes.is_empty() {
+        tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
+    }
+    let state = AppState { operator, admin_token_hashes: Arc::new(admin_token_hashes), metrics };
+    let app = http::router(state, settings.server.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, database = %idbridge_store::redact_url(&settings.database_url()?), "idbridge serving");
+    // Tests start the daemon on port 0 and read the chosen port from this line.
+    println!("listening on http://{local}");
+
+    let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx = stop_rx;
+    let forced = async move {
+        let _ = stop_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result.context("HTTP server failed")?,
+        () = forced => tracing::warn!("shutdown grace period over; dropping remaining connections"),
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
