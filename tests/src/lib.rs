@@ -1,1 +1,191 @@
+//! Harness for end-to-end tests: runs the real `idbridge` binary in a temporary working
+//! directory, on a free loopback port, and talks to it over HTTP.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Path of the `idbridge` binary: `IDBRIDGE_BIN`, or the workspace's debug build, built
+/// on first use (cargo does not build another package's binary for `cargo test`).
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(path) = std::env::var("IDBRIDGE_BIN") {
+            return PathBuf::from(path);
+        }
+        let root = workspace_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "idbridge-server", "--bin", "idbridge"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build for the idbridge binary");
+        assert!(status.success(), "cargo build of idbridge failed");
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        target.join("debug").join("idbridge")
+    })
+    .clone()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// PostgreSQL server URL for tests that need one (a database of their own is created).
+pub fn postgres_admin_url() -> String {
+    std::env::var("IDBRIDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A working directory with its own SQLite database and config.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Workdir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workdir {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir"), env: Vec::new() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command.args(args).current_dir(self.path()).env_remove("RUST_LOG").env("NO_COLOR", "1");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("IDBRIDGE_") && k.contains("__") {
+                command.env_remove(k);
+            }
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    /// Runs an admin command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run idbridge")
+    }
+
+    /// Runs an admin command that must succeed, returning its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "idbridge {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs an admin command that must fail, returning its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "idbridge {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).expect("utf-8 output")
+    }
+
+    /// Starts `idbridge serve` on a free port and waits for `/healthz`.
+    pub fn serve(&self) -> Daemon {
+        let mut command = self.command(&["serve"]);
+        command.env("IDBRIDGE_SERVER__LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("spawn idbridge serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!("idbridge serve exited before listening: {status}");
+                }
+            }
+        };
+        let client = ::reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+        let daemon = Daemon { child, base, client };
+        daemon.wait_healthy();
+        daemon
+    }
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Daemon {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn client(&self) -> &::reqwest::Client {
+        &self.client
+    }
+
+    /// Polls `/healthz` with a bare HTTP/1.0 request: this runs inside async tests, where
+    /// no blocking HTTP client or nested runtime may be used.
+    fn wait_healthy(&self) {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut response = String::new();
+                if stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_ok()
+                    && stream.read_to_string(&mut response).is_ok()
+                    && response.starts_with("HTTP/1.0 200")
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("idbridge did not become healthy at {addr}");
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "idbridge did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -132,7 +132,10 @@ pub fn validate_identifier(what: &str, name: &str) -> DomainResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(DomainError::invalid(what, format!("{name:?} must be snake_case: a-z, 0-9 and _, starting with a letter, at most 64 characters")))
+        Err(DomainError::invalid(
+            what,
+            format!("{name:?} must be snake_case: a-z, 0-9 and _, starting with a letter, at most 64 characters"),
+        ))
     }
 }
 

@@ -37,11 +37,30 @@ pub struct CurrentConfig {
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConfigChange {
-    PutCatalogEntry { before: Option<CatalogEntry>, after: CatalogEntry },
-    PutRole { before: Option<Role>, after: Role },
-    PutAccessProfile { before: Option<AccessProfile>, after: AccessProfile },
-    CreateTenant { id: TenantId, slug: TenantSlug, settings: TenantSettings },
-    UpdateTenant { id: TenantId, slug: TenantSlug, expected_version: i64, before: TenantSettings, after: TenantSettings },
+    PutCatalogEntry {
+        before: Option<CatalogEntry>,
+        after: CatalogEntry,
+    },
+    PutRole {
+        before: Option<Role>,
+        after: Role,
+    },
+    PutAccessProfile {
+        before: Option<AccessProfile>,
+        after: AccessProfile,
+    },
+    CreateTenant {
+        id: TenantId,
+        slug: TenantSlug,
+        settings: TenantSettings,
+    },
+    UpdateTenant {
+        id: TenantId,
+        slug: TenantSlug,
+        expected_version: i64,
+        before: TenantSettings,
+        after: TenantSettings,
+    },
 }
 
 impl ConfigChange {
@@ -159,7 +178,10 @@ pub fn plan(base: &Catalog, current: &CurrentConfig, desired: &DesiredConfig) ->
     for entry in &desired.catalog {
         entry.validate()?;
         if !seen.insert((entry.kind, entry.name.clone())) {
-            return Err(DomainError::invalid("catalog", format!("{} {:?} is listed twice", entry.kind.as_str(), entry.name)));
+            return Err(DomainError::invalid(
+                "catalog",
+                format!("{} {:?} is listed twice", entry.kind.as_str(), entry.name),
+            ));
         }
         let before = stored_entries.get(&(entry.kind, entry.name.clone())).map(|e| (*e).clone());
         if before.as_ref() != Some(entry) {
@@ -189,7 +211,10 @@ pub fn plan(base: &Catalog, current: &CurrentConfig, desired: &DesiredConfig) ->
     for profile in &desired.access_profiles {
         profile.validate(&catalog)?;
         if !seen.insert(profile.name.clone()) {
-            return Err(DomainError::invalid("access_profiles", format!("access profile {:?} is listed twice", profile.name)));
+            return Err(DomainError::invalid(
+                "access_profiles",
+                format!("access profile {:?} is listed twice", profile.name),
+            ));
         }
         profile_names.insert(profile.name.clone());
         let before = stored_profiles.get(&profile.name).map(|p| (*p).clone());
@@ -324,7 +349,11 @@ mod tests {
     #[test]
     fn a_role_may_use_a_section_added_in_the_same_file() {
         let mut d = desired();
-        d.catalog.push(CatalogEntry { kind: crate::catalog::CatalogKind::Section, name: "fax".into(), description: String::new() });
+        d.catalog.push(CatalogEntry {
+            kind: crate::catalog::CatalogKind::Section,
+            name: "fax".into(),
+            description: String::new(),
+        });
         d.roles[0].levels.insert("fax".into(), AccessLevel::Modify);
         assert_eq!(plan(&Catalog::builtin(), &CurrentConfig::default(), &d).unwrap().len(), 3);
     }

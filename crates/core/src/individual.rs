@@ -154,7 +154,10 @@ impl Individual {
         }
         if let (Some(a), Some(e)) = (&self.activation, &self.expiration) {
             if e.at <= a.at {
-                return Err(DomainError::invalid("expiration", format!("{} is not after activation {}", e.local, a.local)));
+                return Err(DomainError::invalid(
+                    "expiration",
+                    format!("{} is not after activation {}", e.local, a.local),
+                ));
             }
         }
         self.scopes.validate()

@@ -107,7 +107,12 @@ impl Operator {
         Ok(TenantView { tenant, roles, access_profiles })
     }
 
-    pub async fn create_tenant(&self, slug: &TenantSlug, settings: &TenantSettings, ctx: &AuditContext) -> DomainResult<Tenant> {
+    pub async fn create_tenant(
+        &self,
+        slug: &TenantSlug,
+        settings: &TenantSettings,
+        ctx: &AuditContext,
+    ) -> DomainResult<Tenant> {
         settings.validate()?;
         let roles = self.store.list_roles().await?.into_iter().map(|r| r.name).collect();
         let profiles = self.store.list_access_profiles().await?.into_iter().map(|p| p.name).collect();
@@ -116,7 +121,12 @@ impl Operator {
     }
 
     /// Enables or disables a tenant; unchanged state is not an error and writes nothing.
-    pub async fn set_tenant_enabled(&self, slug: &TenantSlug, enabled: bool, ctx: &AuditContext) -> DomainResult<Tenant> {
+    pub async fn set_tenant_enabled(
+        &self,
+        slug: &TenantSlug,
+        enabled: bool,
+        ctx: &AuditContext,
+    ) -> DomainResult<Tenant> {
         let tenant = self.tenant(slug).await?;
         if tenant.enabled == enabled {
             return Ok(tenant);
@@ -126,7 +136,12 @@ impl Operator {
         self.store.update_tenant(tenant.id, tenant.version, &settings, ctx).await
     }
 
-    pub async fn issue_scim_token(&self, slug: &TenantSlug, name: &str, ctx: &AuditContext) -> DomainResult<IssuedScimToken> {
+    pub async fn issue_scim_token(
+        &self,
+        slug: &TenantSlug,
+        name: &str,
+        ctx: &AuditContext,
+    ) -> DomainResult<IssuedScimToken> {
         if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
             return Err(DomainError::invalid("token name", "must be 1-100 printable characters"));
         }
@@ -156,7 +171,11 @@ impl Operator {
 
     /// The tenant a presented SCIM token authorises, or `None`. Every failure looks the
     /// same to the caller so that a client cannot probe which tenants or tokens exist.
-    pub async fn authenticate_scim(&self, slug: &str, presented: &str) -> DomainResult<Option<(Tenant, ScimTokenRecord)>> {
+    pub async fn authenticate_scim(
+        &self,
+        slug: &str,
+        presented: &str,
+    ) -> DomainResult<Option<(Tenant, ScimTokenRecord)>> {
         let Ok(slug) = TenantSlug::parse(slug) else { return Ok(None) };
         let Some(id) = token::token_id("scim", presented) else { return Ok(None) };
         let Some(tenant) = self.store.get_tenant(&slug).await? else { return Ok(None) };

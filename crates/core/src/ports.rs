@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 
+use crate::DomainResult;
 use crate::audit::{AuditContext, AuditEntry, AuditQuery, AuditRecord, ChangeEvent};
 use crate::catalog::CatalogEntry;
 use crate::config_plan::ConfigChange;
@@ -13,7 +14,6 @@ use crate::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
 use crate::role::{AccessProfile, Role};
 use crate::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use crate::token::ScimTokenRecord;
-use crate::DomainResult;
 
 /// A write of one individual: the new state, the version the writer read (`None` for a
 /// create), and what to record with it.
@@ -39,8 +39,13 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_config(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()>;
 
     // --- tenants ----------------------------------------------------------------------
-    async fn create_tenant(&self, id: TenantId, slug: &TenantSlug, settings: &TenantSettings, ctx: &AuditContext)
-    -> DomainResult<Tenant>;
+    async fn create_tenant(
+        &self,
+        id: TenantId,
+        slug: &TenantSlug,
+        settings: &TenantSettings,
+        ctx: &AuditContext,
+    ) -> DomainResult<Tenant>;
     async fn get_tenant(&self, slug: &TenantSlug) -> DomainResult<Option<Tenant>>;
     async fn list_tenants(&self) -> DomainResult<Vec<Tenant>>;
     /// Replaces the tenant's settings if its version is still `expected_version`.
@@ -77,5 +82,10 @@ pub trait Store: Send + Sync + 'static {
     // --- audit and outbox -------------------------------------------------------------
     async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>>;
     /// Change events of a tenant after the given outbox position, oldest first.
-    async fn list_change_events(&self, tenant: TenantId, after: i64, limit: u32) -> DomainResult<Vec<(i64, ChangeEvent)>>;
+    async fn list_change_events(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        limit: u32,
+    ) -> DomainResult<Vec<(i64, ChangeEvent)>>;
 }

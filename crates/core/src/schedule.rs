@@ -9,9 +9,9 @@
 //! Both choices err towards "sooner", so an activation is never delayed by a skipped hour
 //! and an expiration never lets access run an hour longer than the calendar says.
 
+use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::{AmbiguousOffset, TimeZone};
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::{DomainError, DomainResult};
@@ -24,7 +24,8 @@ pub fn parse_time_zone(name: &str) -> DomainResult<TimeZone> {
 /// The instant a local date-time stands for in `tz`, by the rule of this module.
 pub fn resolve_local(local: DateTime, tz: &TimeZone) -> DomainResult<Timestamp> {
     let ambiguous = tz.to_ambiguous_zoned(local);
-    let bad = |e: jiff::Error| DomainError::invalid("local date-time", format!("{local} cannot be placed in time: {e}"));
+    let bad =
+        |e: jiff::Error| DomainError::invalid("local date-time", format!("{local} cannot be placed in time: {e}"));
     match ambiguous.offset() {
         AmbiguousOffset::Unambiguous { offset } | AmbiguousOffset::Fold { before: offset, .. } => {
             offset.to_timestamp(local).map_err(bad)
@@ -33,10 +34,9 @@ pub fn resolve_local(local: DateTime, tz: &TimeZone) -> DomainResult<Timestamp> 
             // Read with the post-gap offset the local time lands before the transition;
             // the next transition from there is the first instant that exists again.
             let probe = after.to_timestamp(local).map_err(bad)?;
-            let transition = tz
-                .following(probe)
-                .next()
-                .ok_or_else(|| DomainError::invalid("local date-time", format!("{local} falls in a gap with no end")))?;
+            let transition = tz.following(probe).next().ok_or_else(|| {
+                DomainError::invalid("local date-time", format!("{local} falls in a gap with no end"))
+            })?;
             Ok(transition.timestamp())
         }
     }
@@ -74,7 +74,10 @@ pub fn parse_local(text: &str) -> DomainResult<DateTime> {
         }
     }
     text.parse::<DateTime>().map_err(|_| {
-        DomainError::invalid("local date-time", format!("{text:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS without offset"))
+        DomainError::invalid(
+            "local date-time",
+            format!("{text:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS without offset"),
+        )
     })
 }
 

@@ -162,7 +162,10 @@ impl TenantSettings {
 
     pub fn validate(&self) -> DomainResult<()> {
         if self.name.trim().is_empty() || self.name.chars().count() > 200 || self.name.chars().any(char::is_control) {
-            return Err(DomainError::invalid("tenant name", format!("{:?} must be 1-200 printable characters", self.name)));
+            return Err(DomainError::invalid(
+                "tenant name",
+                format!("{:?} must be 1-200 printable characters", self.name),
+            ));
         }
         crate::schedule::parse_time_zone(&self.default_time_zone)?;
         self.policy.validate()

@@ -172,7 +172,9 @@ mod tests {
     fn unknown_keys_and_levels_are_named() {
         let err = ApplyDocument::from_toml("[[roles]]\nname = \"x\"\ndefualt = \"read\"\n").unwrap_err().to_string();
         assert!(err.contains("defualt"), "{err}");
-        let err = ApplyDocument::from_toml("[[roles]]\nname = \"x\"\n[roles.sections]\ncdrs = \"write\"\n").unwrap_err().to_string();
+        let err = ApplyDocument::from_toml("[[roles]]\nname = \"x\"\n[roles.sections]\ncdrs = \"write\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("write"), "{err}");
         let err = ApplyDocument::from_toml("[[tenants]]\nslug = \"Bad Slug\"\nname = \"x\"\n")
             .unwrap()

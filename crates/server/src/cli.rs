@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "idbridge", version, about = "Identity bridge between business customers' directories and a telecom self-care portal")]
+#[command(
+    name = "idbridge",
+    version,
+    about = "Identity bridge between business customers' directories and a telecom self-care portal"
+)]
 pub struct Cli {
     /// Configuration file (TOML); every key can also be set as IDBRIDGE_SECTION__KEY.
     #[arg(long, short, global = true, env = "IDBRIDGE_CONFIG")]

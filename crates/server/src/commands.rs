@@ -92,7 +92,8 @@ async fn admin(operator: &Operator, command: Command) -> anyhow::Result<()> {
             let desired = ApplyDocument::from_toml(&text)
                 .and_then(ApplyDocument::into_desired)
                 .with_context(|| format!("{}", file.display()))?;
-            let report = operator.apply(&desired, dry_run, &ctx).await.with_context(|| format!("{}", file.display()))?;
+            let report =
+                operator.apply(&desired, dry_run, &ctx).await.with_context(|| format!("{}", file.display()))?;
             if report.changes.is_empty() {
                 out!("no changes");
             } else {
@@ -128,7 +129,8 @@ async fn admin(operator: &Operator, command: Command) -> anyhow::Result<()> {
                 print_json(&roles)?;
             } else {
                 for role in roles {
-                    let explicit: Vec<String> = role.levels.iter().map(|(s, l)| format!("{s}={}", l.as_str())).collect();
+                    let explicit: Vec<String> =
+                        role.levels.iter().map(|(s, l)| format!("{s}={}", l.as_str())).collect();
                     out!("{:<24} default={} {}", role.name, role.default_level.as_str(), explicit.join(" "));
                 }
             }
@@ -178,7 +180,8 @@ async fn tenant(operator: &Operator, command: TenantCommand, ctx: &AuditContext)
                 out!("deprovisioning:  {:?}, retention {} days", t.policy.deprovision_action, t.policy.retention_days);
                 out!("roles:");
                 for r in &view.roles {
-                    let explicit: Vec<String> = r.role.levels.iter().map(|(s, l)| format!("{s}={}", l.as_str())).collect();
+                    let explicit: Vec<String> =
+                        r.role.levels.iter().map(|(s, l)| format!("{s}={}", l.as_str())).collect();
                     out!("  {:<22} default={} {}", r.role.name, r.role.default_level.as_str(), explicit.join(" "));
                 }
                 out!("access profiles:");
@@ -239,13 +242,7 @@ async fn individual(operator: &Operator, command: IndividualCommand) -> anyhow::
                 print_json(&individuals)?;
             } else {
                 for i in individuals {
-                    out!(
-                        "{}  {:<32} {:<10} {}",
-                        i.id,
-                        i.login,
-                        i.status.as_str(),
-                        i.role.as_deref().unwrap_or("-")
-                    );
+                    out!("{}  {:<32} {:<10} {}", i.id, i.login, i.status.as_str(), i.role.as_deref().unwrap_or("-"));
                 }
             }
         }
@@ -278,8 +275,11 @@ async fn individual(operator: &Operator, command: IndividualCommand) -> anyhow::
 
 async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
     let parse = |field: &str, raw: Option<String>| -> anyhow::Result<Option<jiff::Timestamp>> {
-        raw.map(|t| t.parse().with_context(|| format!("--{field} {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z")))
-            .transpose()
+        raw.map(|t| {
+            t.parse()
+                .with_context(|| format!("--{field} {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z"))
+        })
+        .transpose()
     };
     let slug = match (&args.slug, args.operator) {
         (Some(raw), false) => Some(slug(raw)?),
@@ -300,7 +300,15 @@ async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
             out!("{}", serde_json::to_string(&entry)?);
         } else {
             let r = &entry.record;
-            out!("{}  {:<24} {}:{}  {} {}", r.at, r.action, r.actor.kind.as_str(), r.actor.id, r.subject_kind, r.subject_id);
+            out!(
+                "{}  {:<24} {}:{}  {} {}",
+                r.at,
+                r.action,
+                r.actor.kind.as_str(),
+                r.actor.id,
+                r.subject_kind,
+                r.subject_id
+            );
         }
     }
     Ok(())

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Toml};
 use idbridge_core::catalog::{Catalog, CatalogEntry, CatalogKind};
 use idbridge_core::token::hash_token;
 use serde::Deserialize;
@@ -142,11 +142,17 @@ impl Settings {
             .map_err(|e| invalid("log.level", format!("{:?} is not a tracing filter: {e}", self.log.level)))?;
         for (i, hash) in self.admin.token_hashes.iter().enumerate() {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(&format!("admin.token_hashes[{i}]"), "must be 64 hex digits (SHA-256); see `idbridge admin-token create`"));
+                return Err(invalid(
+                    &format!("admin.token_hashes[{i}]"),
+                    "must be 64 hex digits (SHA-256); see `idbridge admin-token create`",
+                ));
             }
         }
         self.admin_token_hashes()?;
-        for (kind, key, items) in [(CatalogKind::Section, "catalog.sections", &self.catalog.sections), (CatalogKind::Flag, "catalog.flags", &self.catalog.flags)] {
+        for (kind, key, items) in [
+            (CatalogKind::Section, "catalog.sections", &self.catalog.sections),
+            (CatalogKind::Flag, "catalog.flags", &self.catalog.flags),
+        ] {
             for item in items {
                 CatalogEntry { kind, name: item.name.clone(), description: item.description.clone() }
                     .validate()
@@ -178,11 +184,15 @@ impl Settings {
     pub fn admin_token_hashes(&self) -> Result<Vec<String>, ConfigError> {
         let mut hashes: Vec<String> = self.admin.token_hashes.iter().map(|h| h.to_ascii_lowercase()).collect();
         for (i, path) in self.admin.token_files.iter().enumerate() {
-            let token = std::fs::read_to_string(path)
-                .map_err(|e| invalid(&format!("admin.token_files[{i}]"), format!("cannot read {}: {e}", path.display())))?;
+            let token = std::fs::read_to_string(path).map_err(|e| {
+                invalid(&format!("admin.token_files[{i}]"), format!("cannot read {}: {e}", path.display()))
+            })?;
             let token = token.trim();
             if token.len() < 16 {
-                return Err(invalid(&format!("admin.token_files[{i}]"), format!("{} holds fewer than 16 characters", path.display())));
+                return Err(invalid(
+                    &format!("admin.token_files[{i}]"),
+                    format!("{} holds fewer than 16 characters", path.display()),
+                ));
             }
             hashes.push(hash_token(token));
         }
@@ -211,8 +221,17 @@ fn describe_figment(error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let key = if e.path.is_empty() { String::new() } else { format!("key `{}`: ", e.path.join(".")) };
-            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
-            format!("{key}{}{source}", e.kind)
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(source) => format!(" (in {} {source})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            // TOML parse errors draw a multi-line caret diagram; keep one line.
+            let kind = e.kind.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("{key}{kind}{source}")
         })
         .collect::<Vec<_>>()
         .join("; ")

@@ -1,17 +1,17 @@
 //! Operator configuration: catalog extensions, roles, access profiles, and `apply`.
 
+use idbridge_core::DomainResult;
 use idbridge_core::audit::AuditContext;
 use idbridge_core::catalog::{CatalogEntry, CatalogKind};
 use idbridge_core::config_plan::ConfigChange;
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
-use idbridge_core::DomainResult;
 use jiff::Timestamp;
 use sqlx::{AnyConnection, Row};
 
+use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, to_json};
 use crate::log::append_audit;
 use crate::tenants::{insert_tenant, update_tenant_row};
-use crate::SqlStore;
 
 async fn put_role(conn: &mut AnyConnection, role: &Role) -> DomainResult<()> {
     sqlx::query(

@@ -8,9 +8,9 @@ use idbridge_core::{DomainError, DomainResult};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
 use crate::log::{append_audit, append_change_event};
-use crate::SqlStore;
 
 const COLUMNS: &str = "tenant_id, id, login, email, given_name, family_name, display_name, role, access_profile, scopes,
     time_zone, activation_local, activation_at, expiration_local, expiration_at, status, version, created_at, updated_at";
@@ -65,7 +65,9 @@ async fn links_of(conn: &mut AnyConnection, tenant: TenantId, id: IndividualId) 
     .await
     .map_err(storage)?;
     rows.into_iter()
-        .map(|(source, connection, external_id)| Ok(SourceLink { source: SourceKind::parse(&source)?, connection, external_id }))
+        .map(|(source, connection, external_id)| {
+            Ok(SourceLink { source: SourceKind::parse(&source)?, connection, external_id })
+        })
         .collect()
 }
 
@@ -128,12 +130,13 @@ impl SqlStore {
             .map_err(unique_or_storage("individual with login", &i.login))?,
         };
         if written.rows_affected() == 0 {
-            let found: Option<(i64,)> = sqlx::query_as("SELECT version FROM individuals WHERE tenant_id = $1 AND id = $2")
-                .bind(&tenant)
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(storage)?;
+            let found: Option<(i64,)> =
+                sqlx::query_as("SELECT version FROM individuals WHERE tenant_id = $1 AND id = $2")
+                    .bind(&tenant)
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(storage)?;
             return Err(match found {
                 Some((found,)) => DomainError::VersionConflict {
                     kind: "individual",
@@ -175,7 +178,9 @@ impl SqlStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(storage)?;
-        let stored = load(&mut tx, row).await?.ok_or_else(|| DomainError::Storage("individual vanished inside its own transaction".into()))?;
+        let stored = load(&mut tx, row)
+            .await?
+            .ok_or_else(|| DomainError::Storage("individual vanished inside its own transaction".into()))?;
         tx.commit().await.map_err(storage)?;
         Ok(stored)
     }

@@ -1,14 +1,14 @@
 //! The audit log and the change-event outbox: appended inside the writer's transaction.
 
+use idbridge_core::DomainResult;
 use idbridge_core::audit::{Actor, ActorKind, AuditEntry, AuditQuery, AuditRecord, ChangeEvent, ChangeKind};
 use idbridge_core::individual::IndividualId;
 use idbridge_core::tenant::TenantId;
-use idbridge_core::DomainResult;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
 use crate::SqlStore;
+use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
 
 pub(crate) async fn append_audit(conn: &mut AnyConnection, record: &AuditRecord) -> DomainResult<()> {
     sqlx::query(

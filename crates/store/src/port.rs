@@ -1,6 +1,7 @@
 //! `Store` for `SqlStore`: the port's methods, each delegating to its module.
 
 use async_trait::async_trait;
+use idbridge_core::DomainResult;
 use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use idbridge_core::catalog::CatalogEntry;
 use idbridge_core::config_plan::ConfigChange;
@@ -9,10 +10,9 @@ use idbridge_core::ports::{IndividualWrite, Store};
 use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use idbridge_core::token::ScimTokenRecord;
-use idbridge_core::DomainResult;
 
-use crate::convert::storage;
 use crate::SqlStore;
+use crate::convert::storage;
 
 #[async_trait]
 impl Store for SqlStore {
@@ -37,7 +37,13 @@ impl Store for SqlStore {
         self.config_apply(changes, ctx).await
     }
 
-    async fn create_tenant(&self, id: TenantId, slug: &TenantSlug, settings: &TenantSettings, ctx: &AuditContext) -> DomainResult<Tenant> {
+    async fn create_tenant(
+        &self,
+        id: TenantId,
+        slug: &TenantSlug,
+        settings: &TenantSettings,
+        ctx: &AuditContext,
+    ) -> DomainResult<Tenant> {
         self.tenant_create(id, slug, settings, ctx).await
     }
 
@@ -49,7 +55,13 @@ impl Store for SqlStore {
         self.tenant_list().await
     }
 
-    async fn update_tenant(&self, id: TenantId, expected_version: i64, settings: &TenantSettings, ctx: &AuditContext) -> DomainResult<Tenant> {
+    async fn update_tenant(
+        &self,
+        id: TenantId,
+        expected_version: i64,
+        settings: &TenantSettings,
+        ctx: &AuditContext,
+    ) -> DomainResult<Tenant> {
         self.tenant_update(id, expected_version, settings, ctx).await
     }
 
@@ -81,7 +93,13 @@ impl Store for SqlStore {
         self.individual_by_login(tenant, login).await
     }
 
-    async fn find_individual_by_link(&self, tenant: TenantId, source: SourceKind, connection: &str, external_id: &str) -> DomainResult<Option<Individual>> {
+    async fn find_individual_by_link(
+        &self,
+        tenant: TenantId,
+        source: SourceKind,
+        connection: &str,
+        external_id: &str,
+    ) -> DomainResult<Option<Individual>> {
         self.individual_by_link(tenant, source, connection, external_id).await
     }
 
@@ -93,7 +111,12 @@ impl Store for SqlStore {
         self.audit_list(query).await
     }
 
-    async fn list_change_events(&self, tenant: TenantId, after: i64, limit: u32) -> DomainResult<Vec<(i64, ChangeEvent)>> {
+    async fn list_change_events(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        limit: u32,
+    ) -> DomainResult<Vec<(i64, ChangeEvent)>> {
         self.change_events_list(tenant, after, limit).await
     }
 }

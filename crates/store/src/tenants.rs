@@ -9,9 +9,9 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
 use crate::log::append_audit;
-use crate::SqlStore;
 
 const TENANT_COLUMNS: &str = "id, slug, name, enabled, default_time_zone, allowed_roles, allowed_access_profiles, policy, version, created_at, updated_at";
 
@@ -89,7 +89,9 @@ pub(crate) async fn update_tenant_row(
                 .await
                 .map_err(storage)?;
             Err(match found {
-                Some((slug, found)) => DomainError::VersionConflict { kind: "tenant", key: slug, expected: expected_version, found },
+                Some((slug, found)) => {
+                    DomainError::VersionConflict { kind: "tenant", key: slug, expected: expected_version, found }
+                }
                 None => DomainError::not_found("tenant", id.to_string()),
             })
         }
@@ -118,7 +120,8 @@ impl SqlStore {
         let mut tx = self.begin().await?;
         let tenant = insert_tenant(&mut tx, id, slug, settings).await?;
         let after = json!({ "slug": slug, "settings": settings });
-        append_audit(&mut tx, &ctx.record(Some(id), "tenant", slug.as_str(), "tenant.created", None, Some(after))).await?;
+        append_audit(&mut tx, &ctx.record(Some(id), "tenant", slug.as_str(), "tenant.created", None, Some(after)))
+            .await?;
         tx.commit().await.map_err(storage)?;
         Ok(tenant)
     }
@@ -153,7 +156,11 @@ impl SqlStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(storage)?;
-        let before = before.as_ref().map(tenant_from_row).transpose()?.ok_or_else(|| DomainError::not_found("tenant", id.to_string()))?;
+        let before = before
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()?
+            .ok_or_else(|| DomainError::not_found("tenant", id.to_string()))?;
         let tenant = update_tenant_row(&mut tx, id, expected_version, settings).await?;
         let record = ctx.record(
             Some(id),
@@ -180,8 +187,11 @@ impl SqlStore {
             .await
             .map_err(unique_or_storage("scim token", &token.id))?;
         let after = json!({ "id": token.id, "name": token.name });
-        append_audit(&mut tx, &ctx.record(Some(token.tenant_id), "scim_token", &token.id, "scim_token.created", None, Some(after)))
-            .await?;
+        append_audit(
+            &mut tx,
+            &ctx.record(Some(token.tenant_id), "scim_token", &token.id, "scim_token.created", None, Some(after)),
+        )
+        .await?;
         tx.commit().await.map_err(storage)
     }
 
@@ -206,20 +216,23 @@ impl SqlStore {
 
     pub(crate) async fn scim_token_revoke(&self, tenant: TenantId, id: &str, ctx: &AuditContext) -> DomainResult<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE scim_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL")
-            .bind(micros(Timestamp::now()))
-            .bind(tenant.0.to_string())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
+        let done = sqlx::query(
+            "UPDATE scim_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(micros(Timestamp::now()))
+        .bind(tenant.0.to_string())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
         if done.rows_affected() == 0 {
-            let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM scim_tokens WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.0.to_string())
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(storage)?;
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM scim_tokens WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.0.to_string())
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(storage)?;
             return Err(match exists {
                 Some(_) => DomainError::Rejected(format!("scim token {id:?} is already revoked")),
                 None => DomainError::not_found("scim token", id),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use idbridge_core::DomainError;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery, ChangeEvent, ChangeKind};
 use idbridge_core::catalog::{Catalog, CatalogEntry, CatalogKind};
 use idbridge_core::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
@@ -14,7 +15,6 @@ use idbridge_core::schedule::LocalInstant;
 use idbridge_core::scopes::Scopes;
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use idbridge_core::token;
-use idbridge_core::DomainError;
 use idbridge_store::{SqlStore, StoreOptions};
 use uuid::Uuid;
 
@@ -109,7 +109,10 @@ fn slug(s: &str) -> TenantSlug {
 }
 
 async fn tenant(store: &Arc<dyn Store>, s: &str) -> Tenant {
-    store.create_tenant(TenantId(Uuid::new_v4()), &slug(s), &TenantSettings::new(s.to_uppercase()), &ctx("setup")).await.unwrap()
+    store
+        .create_tenant(TenantId(Uuid::new_v4()), &slug(s), &TenantSettings::new(s.to_uppercase()), &ctx("setup"))
+        .await
+        .unwrap()
 }
 
 async fn tenants_are_unique_by_slug_and_versioned(store: Arc<dyn Store>) {
@@ -118,7 +121,8 @@ async fn tenants_are_unique_by_slug_and_versioned(store: Arc<dyn Store>) {
     assert_eq!(store.get_tenant(&slug("acme")).await.unwrap().unwrap(), acme);
     assert!(store.get_tenant(&slug("nobody")).await.unwrap().is_none());
 
-    let dup = store.create_tenant(TenantId(Uuid::new_v4()), &slug("acme"), &TenantSettings::new("again"), &ctx("x")).await;
+    let dup =
+        store.create_tenant(TenantId(Uuid::new_v4()), &slug("acme"), &TenantSettings::new("again"), &ctx("x")).await;
     assert!(matches!(dup, Err(DomainError::AlreadyExists { kind: "tenant", .. })), "{dup:?}");
 
     let mut settings = acme.settings();
@@ -140,7 +144,8 @@ fn pbx_admin() -> Role {
         name: "PBX admin".into(),
         description: "PBX only".into(),
         default_level: AccessLevel::Read,
-        levels: [("extensions".to_string(), AccessLevel::Modify), ("invoices".to_string(), AccessLevel::Restrict)].into(),
+        levels: [("extensions".to_string(), AccessLevel::Modify), ("invoices".to_string(), AccessLevel::Restrict)]
+            .into(),
     }
 }
 
@@ -151,7 +156,11 @@ async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
     let desired = DesiredConfig {
         catalog: vec![CatalogEntry { kind: CatalogKind::Flag, name: "fax".into(), description: "Fax".into() }],
         roles: vec![pbx_admin()],
-        access_profiles: vec![AccessProfile { name: "Billing".into(), description: String::new(), flags: ["invoices".into(), "fax".into()].into() }],
+        access_profiles: vec![AccessProfile {
+            name: "Billing".into(),
+            description: String::new(),
+            flags: ["invoices".into(), "fax".into()].into(),
+        }],
         tenants: vec![(slug("acme"), settings)],
     };
     let current = CurrentConfig::default();
@@ -185,10 +194,8 @@ async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
     assert!(config_plan::plan(&Catalog::builtin(), &current, &desired).unwrap().is_empty());
 
     let acme = &current.tenants[0];
-    let audit = store
-        .list_audit(&AuditQuery { tenant_id: Some(acme.id), limit: 100, ..Default::default() })
-        .await
-        .unwrap();
+    let audit =
+        store.list_audit(&AuditQuery { tenant_id: Some(acme.id), limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].record.action, "tenant.created");
     let operator_wide = store.list_audit(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
@@ -213,7 +220,10 @@ async fn scim_tokens_belong_to_one_tenant(store: Arc<dyn Store>) {
     assert!(token::verify(&issued.secret_token, &found.hash));
     assert!(store.find_scim_token(beta.id, &issued.id).await.unwrap().is_none());
     assert!(store.list_scim_tokens(beta.id).await.unwrap().is_empty());
-    assert!(matches!(store.revoke_scim_token(beta.id, &issued.id, &ctx("ops")).await, Err(DomainError::NotFound { .. })));
+    assert!(matches!(
+        store.revoke_scim_token(beta.id, &issued.id, &ctx("ops")).await,
+        Err(DomainError::NotFound { .. })
+    ));
 
     store.revoke_scim_token(acme.id, &issued.id, &ctx("ops")).await.unwrap();
     assert!(store.find_scim_token(acme.id, &issued.id).await.unwrap().unwrap().revoked_at.is_some());
@@ -238,7 +248,11 @@ fn individual(tenant: &Tenant, login: &str) -> Individual {
         activation: Some(LocalInstant::parse("2026-03-29T02:30:00", "Europe/Berlin").unwrap()),
         expiration: None,
         status: IndividualStatus::Pending,
-        links: vec![SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: format!("ext-{login}") }],
+        links: vec![SourceLink {
+            source: SourceKind::Scim,
+            connection: "scim".into(),
+            external_id: format!("ext-{login}"),
+        }],
         version: 0,
         created_at: now,
         updated_at: now,
@@ -297,7 +311,10 @@ async fn individuals_are_versioned_unique_and_tenant_scoped(store: Arc<dyn Store
     assert!(store.get_individual(beta.id, steve.id).await.unwrap().is_none());
     assert_eq!(store.get_individual(acme.id, steve.id).await.unwrap().unwrap().status, IndividualStatus::Active);
     assert_eq!(store.find_individual_by_login(acme.id, "STEVE").await.unwrap().unwrap().id, steve.id);
-    assert_eq!(store.find_individual_by_link(acme.id, SourceKind::Scim, "scim", "ext-Steve").await.unwrap().unwrap().id, steve.id);
+    assert_eq!(
+        store.find_individual_by_link(acme.id, SourceKind::Scim, "scim", "ext-Steve").await.unwrap().unwrap().id,
+        steve.id
+    );
     assert!(store.find_individual_by_link(beta.id, SourceKind::Scim, "scim", "ext-Steve").await.unwrap().is_none());
 
     // Listing filters by status and pages by login.
@@ -363,6 +380,7 @@ async fn audit_reads_filter_by_tenant_actor_subject_and_time(store: Arc<dyn Stor
     let mut paged = q(|_| {});
     paged.after_id = Some(all[0].id);
     assert_eq!(store.list_audit(&paged).await.unwrap().len(), 1);
-    let beta_log = store.list_audit(&AuditQuery { tenant_id: Some(beta.id), limit: 100, ..Default::default() }).await.unwrap();
+    let beta_log =
+        store.list_audit(&AuditQuery { tenant_id: Some(beta.id), limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(beta_log.len(), 1);
 }

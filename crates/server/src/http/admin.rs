@@ -128,7 +128,11 @@ struct CreateTenant {
     time_zone: Option<String>,
 }
 
-async fn create_tenant(caller: OperatorCaller, State(state): State<AppState>, AdminJson(body): AdminJson<CreateTenant>) -> ApiResult<Response> {
+async fn create_tenant(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    AdminJson(body): AdminJson<CreateTenant>,
+) -> ApiResult<Response> {
     let slug = TenantSlug::parse(&body.slug)?;
     let mut settings = TenantSettings::new(body.name);
     if let Some(tz) = body.time_zone {
@@ -142,11 +146,19 @@ async fn show_tenant(_: OperatorCaller, State(state): State<AppState>, Path(raw)
     Ok(Json(state.operator.tenant_view(&slug(&raw)?).await?).into_response())
 }
 
-async fn enable_tenant(caller: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+async fn enable_tenant(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
     Ok(Json(state.operator.set_tenant_enabled(&slug(&raw)?, true, &caller.ctx).await?).into_response())
 }
 
-async fn disable_tenant(caller: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+async fn disable_tenant(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
     Ok(Json(state.operator.set_tenant_enabled(&slug(&raw)?, false, &caller.ctx).await?).into_response())
 }
 
@@ -167,14 +179,19 @@ async fn create_scim_token(
     let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
         CreateToken::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("{e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("{e}")))?
     };
     let name = body.name.unwrap_or_else(|| "scim".to_owned());
     let issued = state.operator.issue_scim_token(&slug(&raw)?, &name, &caller.ctx).await?;
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(issued)).into_response())
 }
 
-async fn list_scim_tokens(_: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+async fn list_scim_tokens(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
     Ok(Json(state.operator.scim_tokens(&slug(&raw)?).await?).into_response())
 }
 
@@ -232,13 +249,19 @@ struct AuditParams {
 
 fn instant(field: &str, raw: Option<String>) -> ApiResult<Option<jiff::Timestamp>> {
     raw.map(|t| {
-        t.parse::<jiff::Timestamp>()
-            .map_err(|_| ApiError::bad_request(format!("{field}: {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z")))
+        t.parse::<jiff::Timestamp>().map_err(|_| {
+            ApiError::bad_request(format!("{field}: {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z"))
+        })
     })
     .transpose()
 }
 
-async fn audit_response(state: &AppState, slug: Option<TenantSlug>, params: AuditParams, headers: &HeaderMap) -> ApiResult<Response> {
+async fn audit_response(
+    state: &AppState,
+    slug: Option<TenantSlug>,
+    params: AuditParams,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let query = AuditQuery {
         tenant_id: None,
         since: instant("since", params.since)?,
@@ -250,7 +273,10 @@ async fn audit_response(state: &AppState, slug: Option<TenantSlug>, params: Audi
     };
     let entries = state.operator.audit(slug.as_ref(), query).await?;
     let wants_lines = params.format.as_deref() == Some("jsonl")
-        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/x-ndjson"));
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/x-ndjson"));
     if let Some(format) = params.format.as_deref().filter(|f| !matches!(*f, "jsonl" | "json")) {
         return Err(ApiError::bad_request(format!("format: {format:?} is not json or jsonl")));
     }
@@ -316,7 +342,8 @@ async fn apply(
     let document = if content_type.starts_with("application/toml") {
         ApplyDocument::from_toml(text)?
     } else if content_type.starts_with("application/json") {
-        serde_json::from_str(text).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("apply document: {e}")))?
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("apply document: {e}")))?
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,9 +1,9 @@
 //! The admin API's JSON error format, and the one place that maps domain errors onto
 //! HTTP statuses.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use idbridge_core::DomainError;
 use serde_json::json;
 
@@ -35,12 +35,18 @@ impl From<DomainError> for ApiError {
             DomainError::Invalid { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", error.to_string()),
             DomainError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
             DomainError::AlreadyExists { .. } => Self::new(StatusCode::CONFLICT, "already_exists", error.to_string()),
-            DomainError::VersionConflict { .. } => Self::new(StatusCode::CONFLICT, "version_conflict", error.to_string()),
+            DomainError::VersionConflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "version_conflict", error.to_string())
+            }
             DomainError::Rejected(_) => Self::new(StatusCode::CONFLICT, "rejected", error.to_string()),
             DomainError::Storage(detail) => {
                 // The detail may name tables or hosts: log it, never send it.
                 tracing::error!(error = %detail, "storage failure");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the database is unavailable; try again")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the database is unavailable; try again",
+                )
             }
         }
     }
@@ -51,7 +57,9 @@ impl IntoResponse for ApiError {
         let mut response =
             (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         response
     }

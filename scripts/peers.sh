@@ -1,0 +1,49 @@
+# Test peers: sourced by scripts/test. Each `ensure_*` makes one peer available on a fresh
+# machine (installing Debian packages when it is missing and we may) or explains what to do.
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+    if ! have apt-get; then
+        echo "scripts/test: need Debian packages $* but apt-get is not available" >&2
+        return 1
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    if [ -z "${APT_UPDATED:-}" ]; then
+        $sudo apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth for the contract suite and e2e tests.
+# Set IDBRIDGE_TEST_POSTGRES_URL to use another server, or IDBRIDGE_TEST_SKIP_POSTGRES=1
+# to run without it (CI never does).
+ensure_postgres() {
+    if [ "${IDBRIDGE_TEST_SKIP_POSTGRES:-}" = 1 ]; then
+        echo "scripts/test: PostgreSQL tests skipped (IDBRIDGE_TEST_SKIP_POSTGRES=1)" >&2
+        return 0
+    fi
+    have psql || apt_install postgresql-client
+    if [ -n "${IDBRIDGE_TEST_POSTGRES_URL:-}" ] || port_open 127.0.0.1 5432; then
+        return 0
+    fi
+    echo "scripts/test: no PostgreSQL on 127.0.0.1:5432; installing and starting one" >&2
+    have pg_ctlcluster || apt_install postgresql
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    if ! grep -q "idbridge-tests" "$hba"; then
+        # Loopback-only trust, as on the project's machines.
+        printf '# idbridge-tests\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n' | cat - "$hba" >"$hba.new"
+        mv "$hba.new" "$hba"
+        chown postgres:postgres "$hba" 2>/dev/null || true
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || pg_ctlcluster "$version" main restart
+    for _ in $(seq 1 50); do port_open 127.0.0.1 5432 && return 0; sleep 0.2; done
+    echo "scripts/test: PostgreSQL did not start" >&2
+    return 1
+}
