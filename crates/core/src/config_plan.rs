@@ -275,13 +275,13 @@ pub fn check_tenant_references(
             ));
         }
     }
-    if let Some(default_role) = &settings.policy.default_role {
-        if !settings.allowed_roles.contains(default_role) {
-            return Err(DomainError::invalid(
-                "policy.default_role",
-                format!("tenant {slug}: default role {default_role:?} is not among its allowed roles"),
-            ));
-        }
+    if let Some(default_role) = &settings.policy.default_role
+        && !settings.allowed_roles.contains(default_role)
+    {
+        return Err(DomainError::invalid(
+            "policy.default_role",
+            format!("tenant {slug}: default role {default_role:?} is not among its allowed roles"),
+        ));
     }
     Ok(())
 }

@@ -138,27 +138,24 @@ impl Individual {
         for (field, value) in
             [("given_name", &self.given_name), ("family_name", &self.family_name), ("display_name", &self.display_name)]
         {
-            if let Some(v) = value {
-                if v.chars().count() > 256 || v.chars().any(char::is_control) {
-                    return Err(DomainError::invalid(field, "must be at most 256 printable characters"));
-                }
+            if let Some(v) = value
+                && (v.chars().count() > 256 || v.chars().any(char::is_control))
+            {
+                return Err(DomainError::invalid(field, "must be at most 256 printable characters"));
             }
         }
         parse_time_zone(&self.time_zone)?;
         for (field, instant) in [("activation", &self.activation), ("expiration", &self.expiration)] {
-            if let Some(instant) = instant {
-                if instant.time_zone != self.time_zone {
-                    return Err(DomainError::invalid(field, "must be local to the individual's time zone"));
-                }
+            if let Some(instant) = instant
+                && instant.time_zone != self.time_zone
+            {
+                return Err(DomainError::invalid(field, "must be local to the individual's time zone"));
             }
         }
-        if let (Some(a), Some(e)) = (&self.activation, &self.expiration) {
-            if e.at <= a.at {
-                return Err(DomainError::invalid(
-                    "expiration",
-                    format!("{} is not after activation {}", e.local, a.local),
-                ));
-            }
+        if let (Some(a), Some(e)) = (&self.activation, &self.expiration)
+            && e.at <= a.at
+        {
+            return Err(DomainError::invalid("expiration", format!("{} is not after activation {}", e.local, a.local)));
         }
         self.scopes.validate()
     }

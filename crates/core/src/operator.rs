@@ -209,10 +209,10 @@ impl Operator {
             Some(slug) => Some(self.tenant(slug).await?.id),
             None => None,
         };
-        if let (Some(since), Some(until)) = (query.since, query.until) {
-            if until <= since {
-                return Err(DomainError::invalid("until", "must be after since"));
-            }
+        if let (Some(since), Some(until)) = (query.since, query.until)
+            && until <= since
+        {
+            return Err(DomainError::invalid("until", "must be after since"));
         }
         self.store.list_audit(&query).await
     }

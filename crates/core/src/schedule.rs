@@ -68,10 +68,10 @@ impl LocalInstant {
 
 /// Parses a local date or date-time without offset.
 pub fn parse_local(text: &str) -> DomainResult<DateTime> {
-    if let Ok(date) = text.parse::<jiff::civil::Date>() {
-        if text.len() == 10 {
-            return Ok(date.at(0, 0, 0, 0));
-        }
+    if let Ok(date) = text.parse::<jiff::civil::Date>()
+        && text.len() == 10
+    {
+        return Ok(date.at(0, 0, 0, 0));
     }
     text.parse::<DateTime>().map_err(|_| {
         DomainError::invalid(

@@ -116,10 +116,10 @@ pub fn figment(file: Option<&Path>) -> Figment {
 impl Settings {
     /// Loads and validates everything a start needs, before any port is bound.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        if let Some(file) = file {
-            if !file.is_file() {
-                return Err(invalid("--config", format!("{} does not exist or is not a file", file.display())));
-            }
+        if let Some(file) = file
+            && !file.is_file()
+        {
+            return Err(invalid("--config", format!("{} does not exist or is not a file", file.display())));
         }
         let settings: Settings = figment(file).extract().map_err(|e| ConfigError::Figment(describe_figment(e)))?;
         settings.validate()?;
@@ -238,6 +238,8 @@ fn describe_figment(error: figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment::Error, which is large by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
