@@ -19,6 +19,7 @@ pub mod ports;
 pub mod role;
 pub mod schedule;
 pub mod scopes;
+pub mod source_record;
 pub mod tenant;
 pub mod token;
 

@@ -7,6 +7,8 @@
 use async_trait::async_trait;
 
 use crate::DomainResult;
+use crate::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
+use uuid::Uuid;
 use crate::audit::{AuditContext, AuditEntry, AuditQuery, AuditRecord, ChangeEvent};
 use crate::catalog::CatalogEntry;
 use crate::config_plan::ConfigChange;
@@ -88,4 +90,24 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> DomainResult<Vec<(i64, ChangeEvent)>>;
+}
+
+/// Storage of SCIM source records and group memberships. Every method is scoped by tenant.
+#[async_trait]
+pub trait ScimRecordStore: Send + Sync + 'static {
+    /// Creates or updates a record and applies member changes in one transaction.
+    /// Unknown member ids (not a user or group of the tenant) fail the whole write with
+    /// `Invalid`; a taken name fails with `AlreadyExists`; a stale version with
+    /// `VersionConflict`.
+    async fn write_scim(&self, write: &ScimWrite) -> DomainResult<ScimRecord>;
+    async fn get_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid) -> DomainResult<Option<ScimRecord>>;
+    /// Deletes a record and every membership it takes part in; `false` when absent.
+    async fn delete_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid, audit: &AuditRecord) -> DomainResult<bool>;
+    /// Records in insertion order, and how many match without offset and limit.
+    async fn list_scim(&self, tenant: TenantId, kind: ScimKind, query: &ScimQuery) -> DomainResult<(Vec<ScimRecord>, u64)>;
+    /// Members of a group in a stable order, after the given member id.
+    async fn list_scim_members(&self, tenant: TenantId, group: Uuid, after: Option<Uuid>, limit: u32)
+    -> DomainResult<Vec<ScimMember>>;
+    /// Groups that list `member` directly.
+    async fn list_scim_groups_of(&self, tenant: TenantId, member: Uuid) -> DomainResult<Vec<ScimMember>>;
 }

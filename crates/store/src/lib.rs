@@ -14,6 +14,7 @@ mod convert;
 mod individuals;
 mod log;
 mod port;
+mod scim;
 mod tenants;
 
 use std::str::FromStr;

@@ -6,7 +6,10 @@ use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use idbridge_core::catalog::CatalogEntry;
 use idbridge_core::config_plan::ConfigChange;
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
-use idbridge_core::ports::{IndividualWrite, Store};
+use idbridge_core::audit::AuditRecord;
+use idbridge_core::ports::{IndividualWrite, ScimRecordStore, Store};
+use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
+use uuid::Uuid;
 use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use idbridge_core::token::ScimTokenRecord;
@@ -118,5 +121,32 @@ impl Store for SqlStore {
         limit: u32,
     ) -> DomainResult<Vec<(i64, ChangeEvent)>> {
         self.change_events_list(tenant, after, limit).await
+    }
+}
+
+#[async_trait]
+impl ScimRecordStore for SqlStore {
+    async fn write_scim(&self, write: &ScimWrite) -> DomainResult<ScimRecord> {
+        self.scim_write(write).await
+    }
+
+    async fn get_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid) -> DomainResult<Option<ScimRecord>> {
+        self.scim_get(tenant, kind, id).await
+    }
+
+    async fn delete_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid, audit: &AuditRecord) -> DomainResult<bool> {
+        self.scim_delete(tenant, kind, id, audit).await
+    }
+
+    async fn list_scim(&self, tenant: TenantId, kind: ScimKind, query: &ScimQuery) -> DomainResult<(Vec<ScimRecord>, u64)> {
+        self.scim_list(tenant, kind, query).await
+    }
+
+    async fn list_scim_members(&self, tenant: TenantId, group: Uuid, after: Option<Uuid>, limit: u32) -> DomainResult<Vec<ScimMember>> {
+        self.scim_members(tenant, group, after, limit).await
+    }
+
+    async fn list_scim_groups_of(&self, tenant: TenantId, member: Uuid) -> DomainResult<Vec<ScimMember>> {
+        self.scim_groups_of(tenant, member).await
     }
 }

@@ -1,0 +1,282 @@
+//! SCIM source records and memberships.
+
+use idbridge_core::audit::AuditRecord;
+use idbridge_core::source_record::{MemberChange, ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
+use idbridge_core::tenant::TenantId;
+use idbridge_core::{DomainError, DomainResult};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::SqlStore;
+use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
+use crate::log::append_audit;
+
+const COLUMNS: &str = "seq, tenant_id, kind, id, external_id, name, data, version, created_at, updated_at";
+
+fn record_from_row(row: &AnyRow) -> DomainResult<ScimRecord> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(storage);
+    Ok(ScimRecord {
+        tenant_id: TenantId(uuid("tenant_id", &get_s("tenant_id")?)?),
+        kind: ScimKind::parse(&get_s("kind")?)?,
+        id: uuid("scim id", &get_s("id")?)?,
+        external_id: row.try_get("external_id").map_err(storage)?,
+        name: get_s("name")?,
+        data: from_json("scim data", &get_s("data")?)?,
+        version: row.try_get("version").map_err(storage)?,
+        created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
+        updated_at: timestamp(row.try_get("updated_at").map_err(storage)?)?,
+        seq: row.try_get("seq").map_err(storage)?,
+    })
+}
+
+async fn fetch(conn: &mut AnyConnection, tenant: &str, kind: ScimKind, id: &str) -> DomainResult<Option<ScimRecord>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM scim_resources WHERE tenant_id = $1 AND id = $2 AND kind = $3"))
+        .bind(tenant)
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(storage)?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+async fn change_members(conn: &mut AnyConnection, tenant: &str, group: &str, change: &MemberChange) -> DomainResult<()> {
+    match change {
+        MemberChange::RemoveAll => {
+            sqlx::query("DELETE FROM scim_members WHERE tenant_id = $1 AND group_id = $2")
+                .bind(tenant)
+                .bind(group)
+                .execute(conn)
+                .await
+                .map_err(storage)?;
+        }
+        MemberChange::Remove(ids) => {
+            for id in ids {
+                sqlx::query("DELETE FROM scim_members WHERE tenant_id = $1 AND group_id = $2 AND member_id = $3")
+                    .bind(tenant)
+                    .bind(group)
+                    .bind(id.to_string())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(storage)?;
+            }
+        }
+        MemberChange::Add(ids) => {
+            for id in ids {
+                let id = id.to_string();
+                if id == group {
+                    return Err(DomainError::invalid("members", "a group cannot be a member of itself"));
+                }
+                // The member must be a resource of the same tenant; adding twice is a no-op.
+                let added = sqlx::query(
+                    "INSERT INTO scim_members (tenant_id, group_id, member_id, member_kind)
+                     SELECT tenant_id, $2, id, kind FROM scim_resources WHERE tenant_id = $1 AND id = $3
+                     ON CONFLICT (tenant_id, group_id, member_id) DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(group)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await
+                .map_err(storage)?;
+                if added.rows_affected() == 0 {
+                    let exists: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM scim_resources WHERE tenant_id = $1 AND id = $2")
+                            .bind(tenant)
+                            .bind(&id)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(storage)?;
+                    if exists.is_none() {
+                        return Err(DomainError::invalid("members", format!("member {id:?} is not a user or group of this tenant")));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl SqlStore {
+    pub(crate) async fn scim_write(&self, write: &ScimWrite) -> DomainResult<ScimRecord> {
+        let r = &write.record;
+        let tenant = r.tenant_id.0.to_string();
+        let id = r.id.to_string();
+        let now = micros(jiff::Timestamp::now());
+        let mut tx = self.begin().await?;
+        match write.expected_version {
+            None => {
+                sqlx::query(
+                    "INSERT INTO scim_resources (tenant_id, kind, id, external_id, name, name_key, data, version, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+                )
+                .bind(&tenant)
+                .bind(r.kind.as_str())
+                .bind(&id)
+                .bind(&r.external_id)
+                .bind(&r.name)
+                .bind(r.name.to_lowercase())
+                .bind(to_json(&r.data))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(unique_or_storage(r.kind.as_str(), &r.name))?;
+            }
+            Some(expected) => {
+                let done = if write.body_changed {
+                    sqlx::query(
+                        "UPDATE scim_resources SET external_id = $1, name = $2, name_key = $3, data = $4,
+                             version = version + 1, updated_at = $5
+                         WHERE tenant_id = $6 AND id = $7 AND kind = $8 AND version = $9",
+                    )
+                    .bind(&r.external_id)
+                    .bind(&r.name)
+                    .bind(r.name.to_lowercase())
+                    .bind(to_json(&r.data))
+                    .bind(now)
+                    .bind(&tenant)
+                    .bind(&id)
+                    .bind(r.kind.as_str())
+                    .bind(expected)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unique_or_storage(r.kind.as_str(), &r.name))?
+                } else {
+                    sqlx::query(
+                        "UPDATE scim_resources SET version = version + 1, updated_at = $1
+                         WHERE tenant_id = $2 AND id = $3 AND kind = $4 AND version = $5",
+                    )
+                    .bind(now)
+                    .bind(&tenant)
+                    .bind(&id)
+                    .bind(r.kind.as_str())
+                    .bind(expected)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage)?
+                };
+                if done.rows_affected() == 0 {
+                    let found = fetch(&mut tx, &tenant, r.kind, &id).await?;
+                    return Err(match found {
+                        Some(found) => DomainError::VersionConflict {
+                            kind: "scim resource",
+                            key: id,
+                            expected,
+                            found: found.version,
+                        },
+                        None => DomainError::not_found("scim resource", id),
+                    });
+                }
+            }
+        }
+        for change in &write.members {
+            change_members(&mut tx, &tenant, &id, change).await?;
+        }
+        append_audit(&mut tx, &write.audit).await?;
+        let stored = fetch(&mut tx, &tenant, r.kind, &id)
+            .await?
+            .ok_or_else(|| DomainError::Storage("record vanished inside its own transaction".into()))?;
+        tx.commit().await.map_err(storage)?;
+        Ok(stored)
+    }
+
+    pub(crate) async fn scim_get(&self, tenant: TenantId, kind: ScimKind, id: Uuid) -> DomainResult<Option<ScimRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(storage)?;
+        fetch(&mut conn, &tenant.0.to_string(), kind, &id.to_string()).await
+    }
+
+    pub(crate) async fn scim_delete(&self, tenant: TenantId, kind: ScimKind, id: Uuid, audit: &AuditRecord) -> DomainResult<bool> {
+        let tenant = tenant.0.to_string();
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        let gone = sqlx::query("DELETE FROM scim_resources WHERE tenant_id = $1 AND id = $2 AND kind = $3")
+            .bind(&tenant)
+            .bind(&id)
+            .bind(kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        if gone.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM scim_members WHERE tenant_id = $1 AND (group_id = $2 OR member_id = $2)")
+            .bind(&tenant)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(storage)?;
+        Ok(true)
+    }
+
+    pub(crate) async fn scim_list(&self, tenant: TenantId, kind: ScimKind, q: &ScimQuery) -> DomainResult<(Vec<ScimRecord>, u64)> {
+        let tenant = tenant.0.to_string();
+        let conditions = "tenant_id = $1 AND kind = $2 AND ($3 IS NULL OR name_key = $3) AND ($4 IS NULL OR external_id = $4)
+             AND ($5 IS NULL OR id = $5) AND seq > $6";
+        let name_key = q.name_eq.as_ref().map(|n| n.to_lowercase());
+        let id = q.id_eq.map(|i| i.to_string());
+        let after = q.after_seq.unwrap_or(0);
+        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM scim_resources WHERE {conditions}"))
+            .bind(&tenant)
+            .bind(kind.as_str())
+            .bind(&name_key)
+            .bind(&q.external_id_eq)
+            .bind(&id)
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(storage)?;
+        let limit = q.limit.map_or(i64::MAX, i64::from);
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM scim_resources WHERE {conditions} ORDER BY seq LIMIT $7 OFFSET $8"))
+            .bind(&tenant)
+            .bind(kind.as_str())
+            .bind(&name_key)
+            .bind(&q.external_id_eq)
+            .bind(&id)
+            .bind(after)
+            .bind(limit)
+            .bind(i64::try_from(q.offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(storage)?;
+        let records = rows.iter().map(record_from_row).collect::<DomainResult<Vec<_>>>()?;
+        Ok((records, u64::try_from(total).unwrap_or(0)))
+    }
+
+    pub(crate) async fn scim_members(&self, tenant: TenantId, group: Uuid, after: Option<Uuid>, limit: u32) -> DomainResult<Vec<ScimMember>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT m.member_id, m.member_kind, r.name FROM scim_members m
+             JOIN scim_resources r ON r.tenant_id = m.tenant_id AND r.id = m.member_id
+             WHERE m.tenant_id = $1 AND m.group_id = $2 AND m.member_id > $3
+             ORDER BY m.member_id LIMIT $4",
+        )
+        .bind(tenant.0.to_string())
+        .bind(group.to_string())
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        rows.into_iter().map(member).collect()
+    }
+
+    pub(crate) async fn scim_groups_of(&self, tenant: TenantId, member_id: Uuid) -> DomainResult<Vec<ScimMember>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT r.id, r.kind, r.name FROM scim_members m
+             JOIN scim_resources r ON r.tenant_id = m.tenant_id AND r.id = m.group_id
+             WHERE m.tenant_id = $1 AND m.member_id = $2 ORDER BY r.name_key",
+        )
+        .bind(tenant.0.to_string())
+        .bind(member_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        rows.into_iter().map(member).collect()
+    }
+}
+
+fn member((id, kind, display): (String, String, String)) -> DomainResult<ScimMember> {
+    Ok(ScimMember { id: uuid("member id", &id)?, kind: ScimKind::parse(&kind)?, display })
+}
