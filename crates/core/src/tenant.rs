@@ -90,6 +90,9 @@ pub struct TenantPolicy {
     pub jit_provisioning: bool,
     /// Role given when every mapper abstains; `None` means no access.
     pub default_role: Option<String>,
+    /// SCIM: `add`/`replace` on `emails[type eq "work"].value` when no such email exists
+    /// creates it, as Microsoft Entra ID expects.
+    pub scim_create_missing_filtered_value: bool,
 }
 
 impl Default for TenantPolicy {
@@ -102,6 +105,7 @@ impl Default for TenantPolicy {
             mass_deprovision_min: 25,
             jit_provisioning: false,
             default_role: None,
+            scim_create_missing_filtered_value: true,
         }
     }
 }

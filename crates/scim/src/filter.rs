@@ -420,6 +420,12 @@ impl EvalContext<'_> {
         }
     }
 
+    /// The first value a path selects, for sorting.
+    pub fn sort_value<'v>(&self, path: &AttrPath, resource: &'v Value) -> Option<(&'v Value, bool)> {
+        let case_exact = self.attribute(path).is_some_and(|a| a.case_exact);
+        self.values(path, resource).into_iter().find(|v| present(v)).map(|v| (v, case_exact))
+    }
+
     /// Checks operator/type combinations the RFC calls invalid (`gt` on a boolean,
     /// comparing a complex attribute).
     pub fn validate(&self, filter: &Filter) -> Result<(), FilterError> {

@@ -147,11 +147,6 @@ impl Attribute {
         self
     }
 
-    fn kind(mut self, kind: AttrType) -> Self {
-        self.kind = kind;
-        self
-    }
-
     /// A sub-attribute by name, ignoring case.
     pub fn sub(&self, name: &str) -> Option<&Attribute> {
         self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))

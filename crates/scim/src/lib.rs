@@ -1,0 +1,123 @@
+//! SCIM 2.0 service provider (RFC 7643, 7644, 9865 cursors) for Users and Groups, per
+//! tenant at `/scim/v2/{tenant}/…`, built for what Microsoft Entra ID and Okta really send.
+//!
+//! Schemas are data (`schema`); resources are JSON normalised against them (`resource`);
+//! filters (`filter`) and PATCH (`patch`) work on that JSON. The crate stores SCIM source
+//! records through core's `ScimRecordStore`; it never writes individuals — what a person
+//! becomes in the portal is the reconciliation service's decision.
+
+mod auth;
+mod bulk;
+mod discovery;
+pub mod error;
+pub mod filter;
+mod list;
+pub mod patch;
+pub mod resource;
+mod resources;
+pub mod schema;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use idbridge_core::operator::Operator;
+use idbridge_core::ports::ScimRecordStore;
+use idbridge_core::tenant::Tenant;
+use serde_json::Value;
+
+pub use error::{ScimError, ScimResult};
+use schema::Schemas;
+
+pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// Sizes a deployment may tune.
+#[derive(Debug, Clone)]
+pub struct ScimLimits {
+    pub max_body_bytes: usize,
+    pub bulk_max_operations: usize,
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+}
+
+impl Default for ScimLimits {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, bulk_max_operations: 1000, default_page_size: 100, max_page_size: 1000 }
+    }
+}
+
+#[derive(Clone)]
+pub struct ScimState {
+    pub operator: Operator,
+    pub records: Arc<dyn ScimRecordStore>,
+    pub schemas: Arc<Schemas>,
+    /// `server.public_url`, without a trailing slash.
+    pub public_url: String,
+    pub limits: ScimLimits,
+}
+
+impl ScimState {
+    pub fn new(operator: Operator, records: Arc<dyn ScimRecordStore>, public_url: &str, limits: ScimLimits) -> Self {
+        Self {
+            operator,
+            records,
+            schemas: Arc::new(Schemas::default()),
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            limits,
+        }
+    }
+
+    pub fn base_url(&self, tenant: &Tenant) -> String {
+        format!("{}/scim/v2/{}", self.public_url, tenant.slug)
+    }
+}
+
+/// The SCIM router, to be nested at `/scim/v2/{tenant}`.
+pub fn router(state: ScimState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/ServiceProviderConfig", get(discovery::service_provider_config))
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route("/ResourceTypes/{id}", get(discovery::resource_type_by_id))
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{id}", get(discovery::schema_by_id))
+        .route("/Users", get(resources::list_users).post(resources::create_user))
+        .route("/Users/.search", post(resources::search_users))
+        .route(
+            "/Users/{id}",
+            get(resources::get_user).put(resources::replace_user).patch(resources::patch_user).delete(resources::delete_user),
+        )
+        .route("/Groups", get(resources::list_groups).post(resources::create_group))
+        .route("/Groups/.search", post(resources::search_groups))
+        .route(
+            "/Groups/{id}",
+            get(resources::get_group).put(resources::replace_group).patch(resources::patch_group).delete(resources::delete_group),
+        )
+        .route("/.search", post(resources::search_all))
+        .route("/Bulk", post(bulk::bulk))
+        .route("/Me", axum::routing::any(me))
+        .fallback(unknown_endpoint)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn me(_caller: auth::ScimCaller) -> ScimError {
+    ScimError::status(StatusCode::NOT_IMPLEMENTED, "/Me is not supported: idbridge is provisioned by directory clients")
+}
+
+async fn unknown_endpoint() -> ScimError {
+    ScimError::not_found("no such SCIM endpoint")
+}
+
+/// A 200 response with the SCIM media type.
+pub fn scim_json(body: Value) -> Response {
+    scim_response(StatusCode::OK, body)
+}
+
+pub fn scim_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(error::SCIM_CONTENT_TYPE));
+    response
+}
