@@ -7,15 +7,15 @@
 use async_trait::async_trait;
 
 use crate::DomainResult;
-use crate::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
-use uuid::Uuid;
 use crate::audit::{AuditContext, AuditEntry, AuditQuery, AuditRecord, ChangeEvent};
 use crate::catalog::CatalogEntry;
 use crate::config_plan::ConfigChange;
 use crate::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
 use crate::role::{AccessProfile, Role};
+use crate::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
 use crate::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use crate::token::ScimTokenRecord;
+use uuid::Uuid;
 
 /// A write of one individual: the new state, the version the writer read (`None` for a
 /// create), and what to record with it.
@@ -104,10 +104,20 @@ pub trait ScimRecordStore: Send + Sync + 'static {
     /// Deletes a record and every membership it takes part in; `false` when absent.
     async fn delete_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid, audit: &AuditRecord) -> DomainResult<bool>;
     /// Records in insertion order, and how many match without offset and limit.
-    async fn list_scim(&self, tenant: TenantId, kind: ScimKind, query: &ScimQuery) -> DomainResult<(Vec<ScimRecord>, u64)>;
+    async fn list_scim(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        query: &ScimQuery,
+    ) -> DomainResult<(Vec<ScimRecord>, u64)>;
     /// Members of a group in a stable order, after the given member id.
-    async fn list_scim_members(&self, tenant: TenantId, group: Uuid, after: Option<Uuid>, limit: u32)
-    -> DomainResult<Vec<ScimMember>>;
+    async fn list_scim_members(
+        &self,
+        tenant: TenantId,
+        group: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> DomainResult<Vec<ScimMember>>;
     /// Groups that list `member` directly.
     async fn list_scim_groups_of(&self, tenant: TenantId, member: Uuid) -> DomainResult<Vec<ScimMember>>;
 }

@@ -21,7 +21,11 @@ impl FromRequestParts<ScimState> for ScimCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &ScimState) -> Result<Self, ScimError> {
         let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| ScimError::unauthorized())?;
-        let slug = params.iter().find(|(k, _)| *k == "tenant").map(|(_, v)| v.to_owned()).ok_or_else(ScimError::unauthorized)?;
+        let slug = params
+            .iter()
+            .find(|(k, _)| *k == "tenant")
+            .map(|(_, v)| v.to_owned())
+            .ok_or_else(ScimError::unauthorized)?;
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -17,7 +17,11 @@ use crate::{ScimState, scim_json};
 
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 
-pub async fn bulk(caller: ScimCaller, State(state): State<ScimState>, ScimBody(body): ScimBody) -> ScimResult<Response> {
+pub async fn bulk(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Response> {
     let Value::Object(request) = body else { return Err(ScimError::syntax("a bulk request must be a JSON object")) };
     let operations = match get_ci(&request, "Operations") {
         Some(Value::Array(ops)) => ops,
@@ -33,7 +37,9 @@ pub async fn bulk(caller: ScimCaller, State(state): State<ScimState>, ScimBody(b
     }
     let fail_on_errors = match get_ci(&request, "failOnErrors") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_u64().filter(|n| *n > 0).ok_or_else(|| ScimError::value("failOnErrors must be a positive integer"))?),
+        Some(Value::Number(n)) => Some(
+            n.as_u64().filter(|n| *n > 0).ok_or_else(|| ScimError::value("failOnErrors must be a positive integer"))?,
+        ),
         Some(_) => return Err(ScimError::value("failOnErrors must be a positive integer")),
     };
     let mut resolved: HashMap<String, String> = HashMap::new();
@@ -73,7 +79,9 @@ async fn run_one(
 ) -> Result<Map<String, Value>, Failure> {
     let mut entry = Map::new();
     let fail = |entry: &Map<String, Value>, e: ScimError| (entry.clone(), e);
-    let Value::Object(op) = operation else { return Err(fail(&entry, ScimError::syntax("each bulk operation must be an object"))) };
+    let Value::Object(op) = operation else {
+        return Err(fail(&entry, ScimError::syntax("each bulk operation must be an object")));
+    };
     let method = get_ci(op, "method").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase();
     entry.insert("method".into(), json!(method));
     let bulk_id = get_ci(op, "bulkId").and_then(Value::as_str).map(str::to_owned);
@@ -88,12 +96,19 @@ async fn run_one(
     let kind = match segments.first().copied() {
         Some("Users") => ResourceKind::User,
         Some("Groups") => ResourceKind::Group,
-        _ => return Err(fail(&entry, ScimError::typed(ScimType::InvalidPath, format!("bulk path {path:?} is not /Users or /Groups")))),
+        _ => {
+            return Err(fail(
+                &entry,
+                ScimError::typed(ScimType::InvalidPath, format!("bulk path {path:?} is not /Users or /Groups")),
+            ));
+        }
     };
     let id = segments.get(1).copied();
     let outcome: ScimResult<Outcome> = match (method.as_str(), id, segments.len()) {
         ("POST", None, 1) => {
-            let Some(bulk_id) = &bulk_id else { return Err(fail(&entry, ScimError::value("POST operations need a bulkId"))) };
+            let Some(bulk_id) = &bulk_id else {
+                return Err(fail(&entry, ScimError::value("POST operations need a bulkId")));
+            };
             if resolved.contains_key(bulk_id) {
                 return Err(fail(&entry, ScimError::value(format!("bulkId {bulk_id:?} is used twice"))));
             }
@@ -131,7 +146,8 @@ async fn run_one(
 }
 
 fn unresolved(reference: &str) -> ScimError {
-    let mut e = ScimError::typed(ScimType::InvalidValue, format!("{reference} does not name an earlier successful POST"));
+    let mut e =
+        ScimError::typed(ScimType::InvalidValue, format!("{reference} does not name an earlier successful POST"));
     e.status = StatusCode::CONFLICT;
     e
 }
@@ -153,8 +169,12 @@ fn substitute(data: Value, resolved: &HashMap<String, String>) -> ScimResult<Val
             Some(id) => Value::String(resolved.get(id).cloned().ok_or_else(|| unresolved(&s))?),
             None => Value::String(s),
         },
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| substitute(v, resolved)).collect::<ScimResult<_>>()?),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| Ok((k, substitute(v, resolved)?))).collect::<ScimResult<_>>()?),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| substitute(v, resolved)).collect::<ScimResult<_>>()?)
+        }
+        Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| Ok((k, substitute(v, resolved)?))).collect::<ScimResult<_>>()?)
+        }
         other => other,
     })
 }

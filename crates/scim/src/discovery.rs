@@ -64,7 +64,11 @@ pub async fn resource_types(caller: ScimCaller, State(state): State<ScimState>) 
     }))
 }
 
-pub async fn resource_type_by_id(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>) -> ScimResult<Response> {
+pub async fn resource_type_by_id(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ScimResult<Response> {
     let base = state.base_url(&caller.tenant);
     let kind = match id.as_str() {
         "User" => ResourceKind::User,
@@ -82,7 +86,11 @@ pub async fn schemas(caller: ScimCaller, State(state): State<ScimState>) -> Resp
     }))
 }
 
-pub async fn schema_by_id(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>) -> ScimResult<Response> {
+pub async fn schema_by_id(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ScimResult<Response> {
     let base = state.base_url(&caller.tenant);
     state
         .schemas
@@ -92,4 +100,3 @@ pub async fn schema_by_id(caller: ScimCaller, State(state): State<ScimState>, Pa
         .map(|s| scim_json(s.to_json(&base)))
         .ok_or_else(|| ScimError::not_found(format!("no schema {id:?}")))
 }
-

@@ -127,14 +127,15 @@ fn lex(input: &str) -> Result<Vec<Token>, FilterError> {
                     return err("unterminated string literal");
                 }
                 let literal: String = chars[start..=i].iter().collect();
-                let value: String =
-                    serde_json::from_str(&literal).map_err(|_| FilterError(format!("invalid string literal {literal}")))?;
+                let value: String = serde_json::from_str(&literal)
+                    .map_err(|_| FilterError(format!("invalid string literal {literal}")))?;
                 tokens.push(Token::Str(value));
                 i += 1;
             }
             c if c == '-' || c.is_ascii_digit() => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_digit() || matches!(chars[i], '-' | '+' | '.' | 'e' | 'E')) {
+                while i < chars.len() && (chars[i].is_ascii_digit() || matches!(chars[i], '-' | '+' | '.' | 'e' | 'E'))
+                {
                     i += 1;
                 }
                 let text: String = chars[start..i].iter().collect();
@@ -146,7 +147,8 @@ fn lex(input: &str) -> Result<Vec<Token>, FilterError> {
             }
             c if c.is_alphanumeric() || matches!(c, '_' | '$' | ':' | '.' | '-') => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$' | ':' | '.' | '-')) {
+                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$' | ':' | '.' | '-'))
+                {
                     i += 1;
                 }
                 tokens.push(Token::Word(chars[start..i].iter().collect()));
@@ -355,7 +357,9 @@ pub fn parse_patch_path(input: &str) -> Result<PatchPath, FilterError> {
     let sub_after_filter = match rest {
         "" => None,
         r => match r.strip_prefix('.') {
-            Some(sub) if !sub.is_empty() && sub.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$')) => {
+            Some(sub)
+                if !sub.is_empty() && sub.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$')) =>
+            {
                 Some(sub.to_owned())
             }
             _ => return err(format!("unexpected {r:?} after the value filter")),
@@ -455,7 +459,8 @@ impl EvalContext<'_> {
             Filter::Present(_) => Ok(()),
             Filter::ValuePath(..) => err("value filters cannot nest"),
             Filter::Compare(path, op, value) => {
-                let full = AttrPath { urn: parent.urn.clone(), name: parent.name.clone(), sub: Some(path.name.clone()) };
+                let full =
+                    AttrPath { urn: parent.urn.clone(), name: parent.name.clone(), sub: Some(path.name.clone()) };
                 self.validate_compare(self.attribute(&full), path, *op, value)
             }
         }
@@ -522,7 +527,8 @@ impl EvalContext<'_> {
             Filter::ValuePath(..) => false,
             Filter::Present(path) => sub_value(element, &path.name).is_some_and(present),
             Filter::Compare(path, op, value) => {
-                let full = AttrPath { urn: parent.urn.clone(), name: parent.name.clone(), sub: Some(path.name.clone()) };
+                let full =
+                    AttrPath { urn: parent.urn.clone(), name: parent.name.clone(), sub: Some(path.name.clone()) };
                 let attr = self.attribute(&full);
                 let values: Vec<&Value> = sub_value(element, &path.name).into_iter().collect();
                 compare_any(attr, &values, *op, value)
@@ -565,7 +571,9 @@ fn compare_one(attr: Option<&Attribute>, actual: &Value, op: CompareOp, expected
     let kind = attr.map(|a| a.kind);
     match (actual, expected) {
         (Value::Bool(a), CompValue::Bool(e)) => op == CompareOp::Eq && a == e,
-        (Value::Bool(a), CompValue::String(e)) => op == CompareOp::Eq && e.eq_ignore_ascii_case(if *a { "true" } else { "false" }),
+        (Value::Bool(a), CompValue::String(e)) => {
+            op == CompareOp::Eq && e.eq_ignore_ascii_case(if *a { "true" } else { "false" })
+        }
         (Value::Number(a), CompValue::Number(e)) => a.as_f64().is_some_and(|a| ordered(a.partial_cmp(e), op)),
         (Value::String(a), CompValue::String(e)) => {
             if kind == Some(AttrType::DateTime) {
@@ -628,7 +636,7 @@ mod tests {
             ],
             "meta": {"lastModified": "2026-05-13T04:42:34Z"},
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "701984", "manager": {"value": "26118915"}},
-            "urn:idbridge:params:scim:schemas:extension:portal:2.0:User": {"queues": ["101", "102"]}
+            "urn:idbridge:params:scim:schemas:extension:portal:2.0:User": {"queues": "101,102"}
         })
     }
 
@@ -657,7 +665,7 @@ mod tests {
         assert!(check(r#"emails[not (type eq "work")]"#));
         assert!(check(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#));
         assert!(check(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915""#));
-        assert!(check(r#"urn:idbridge:params:scim:schemas:extension:portal:2.0:User:queues eq "102""#));
+        assert!(check(r#"urn:idbridge:params:scim:schemas:extension:portal:2.0:User:queues co "102""#));
         assert!(check(r#"active eq true and not (userName eq "x")"#));
         assert!(check(r#"userName eq "x" or userName sw "b" and active eq true"#), "and binds tighter than or");
         assert!(!check(r#"(userName eq "x" or userName sw "b") and active eq false"#));

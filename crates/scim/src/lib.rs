@@ -19,10 +19,10 @@ pub mod schema;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use idbridge_core::operator::Operator;
 use idbridge_core::ports::ScimRecordStore;
 use idbridge_core::tenant::Tenant;
@@ -87,13 +87,19 @@ pub fn router(state: ScimState) -> Router {
         .route("/Users/.search", post(resources::search_users))
         .route(
             "/Users/{id}",
-            get(resources::get_user).put(resources::replace_user).patch(resources::patch_user).delete(resources::delete_user),
+            get(resources::get_user)
+                .put(resources::replace_user)
+                .patch(resources::patch_user)
+                .delete(resources::delete_user),
         )
         .route("/Groups", get(resources::list_groups).post(resources::create_group))
         .route("/Groups/.search", post(resources::search_groups))
         .route(
             "/Groups/{id}",
-            get(resources::get_group).put(resources::replace_group).patch(resources::patch_group).delete(resources::delete_group),
+            get(resources::get_group)
+                .put(resources::replace_group)
+                .patch(resources::patch_group)
+                .delete(resources::delete_group),
         )
         .route("/.search", post(resources::search_all))
         .route("/Bulk", post(bulk::bulk))

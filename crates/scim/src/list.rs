@@ -74,7 +74,11 @@ impl ListParams {
                 Value::String(s) => Ok(s.clone()),
                 Value::Array(items) => items
                     .iter()
-                    .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| ScimError::value(format!("{name} must list strings"))))
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| ScimError::value(format!("{name} must list strings")))
+                    })
                     .collect::<ScimResult<Vec<_>>>()
                     .map(|v| v.join(",")),
                 _ => Err(ScimError::value(format!("{name} must be a string"))),
@@ -222,7 +226,12 @@ async fn matching(
         });
     }
     let total = kept.len() as u64;
-    let page = kept.into_iter().skip(usize::try_from(offset).unwrap_or(usize::MAX)).take(limit as usize).map(|(r, _)| r).collect();
+    let page = kept
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(limit as usize)
+        .map(|(r, _)| r)
+        .collect();
     Ok((page, total))
 }
 
@@ -232,7 +241,11 @@ fn compare_sort(a: Option<(&Value, bool)>, b: Option<(&Value, bool)>) -> Orderin
         (None, Some(_)) => Ordering::Greater,
         (Some(_), None) => Ordering::Less,
         (Some((Value::String(x), exact)), Some((Value::String(y), _))) => {
-            if exact { x.cmp(y) } else { x.to_lowercase().cmp(&y.to_lowercase()) }
+            if exact {
+                x.cmp(y)
+            } else {
+                x.to_lowercase().cmp(&y.to_lowercase())
+            }
         }
         (Some((Value::Number(x), _)), Some((Value::Number(y), _))) => {
             x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
@@ -242,9 +255,17 @@ fn compare_sort(a: Option<(&Value, bool)>, b: Option<(&Value, bool)>) -> Orderin
     }
 }
 
-pub async fn list(state: &ScimState, caller: &ScimCaller, kind: Option<ResourceKind>, params: ListParams) -> ScimResult<Response> {
+pub async fn list(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: Option<ResourceKind>,
+    params: ListParams,
+) -> ScimResult<Response> {
     let kinds: Vec<ResourceKind> = kind.map_or_else(|| vec![ResourceKind::User, ResourceKind::Group], |k| vec![k]);
-    let count = params.count.unwrap_or(i64::from(state.limits.default_page_size)).clamp(0, i64::from(state.limits.max_page_size));
+    let count = params
+        .count
+        .unwrap_or(i64::from(state.limits.default_page_size))
+        .clamp(0, i64::from(state.limits.max_page_size));
     let count = u32::try_from(count).unwrap_or(0);
     let start_index = params.start_index.unwrap_or(1).max(1);
     let filter = params
@@ -282,7 +303,8 @@ pub async fn list(state: &ScimState, caller: &ScimCaller, kind: Option<ResourceK
         }
         let after = decode_cursor(caller, *kind, cursor)?;
         // One more than asked tells whether another page exists.
-        let (page, _) = matching(state, caller, *kind, filter.as_ref(), None, false, after, 0, count.saturating_add(1)).await?;
+        let (page, _) =
+            matching(state, caller, *kind, filter.as_ref(), None, false, after, 0, count.saturating_add(1)).await?;
         let (_, all) = matching(state, caller, *kind, filter.as_ref(), None, false, None, 0, 0).await?;
         total = all;
         let more = page.len() > count as usize;
@@ -296,7 +318,9 @@ pub async fn list(state: &ScimState, caller: &ScimCaller, kind: Option<ResourceK
         let mut skip = u64::try_from(start_index - 1).unwrap_or(0);
         let mut room = count;
         for kind in &kinds {
-            let (page, matched) = matching(state, caller, *kind, filter.as_ref(), sort_by.as_ref(), params.descending, None, skip, room).await?;
+            let (page, matched) =
+                matching(state, caller, *kind, filter.as_ref(), sort_by.as_ref(), params.descending, None, skip, room)
+                    .await?;
             total += matched;
             skip = skip.saturating_sub(matched);
             room -= u32::try_from(page.len()).unwrap_or(room).min(room);

@@ -61,7 +61,9 @@ pub fn parse(body: &Value) -> ScimResult<Vec<Operation>> {
     let Value::Object(message) = body else { return Err(ScimError::syntax("the PATCH body must be a JSON object")) };
     if let Some(schemas) = get_ci(message, "schemas") {
         let ok = match schemas {
-            Value::Array(items) => items.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA))),
+            Value::Array(items) => {
+                items.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA)))
+            }
             Value::String(s) => s.eq_ignore_ascii_case(PATCH_SCHEMA),
             _ => false,
         };
@@ -83,7 +85,8 @@ pub fn parse(body: &Value) -> ScimResult<Vec<Operation>> {
     ops.into_iter()
         .map(|op| {
             let Value::Object(op) = op else { return Err(ScimError::syntax("each operation must be an object")) };
-            let name = get_ci(op, "op").and_then(Value::as_str).ok_or_else(|| ScimError::syntax("operation without op"))?;
+            let name =
+                get_ci(op, "op").and_then(Value::as_str).ok_or_else(|| ScimError::syntax("operation without op"))?;
             let kind = match name.to_ascii_lowercase().as_str() {
                 "add" => Op::Add,
                 "remove" => Op::Remove,
@@ -96,11 +99,9 @@ pub fn parse(body: &Value) -> ScimResult<Vec<Operation>> {
                 Some(Value::String(p)) => Some(p.clone()),
                 Some(_) => return Err(ScimError::typed(ScimType::InvalidPath, "path must be a string")),
             };
-            let path = raw_path
-                .as_deref()
-                .map(filter::parse_patch_path)
-                .transpose()
-                .map_err(|e| ScimError::typed(ScimType::InvalidPath, format!("path {:?}: {e}", raw_path.as_deref().unwrap_or(""))))?;
+            let path = raw_path.as_deref().map(filter::parse_patch_path).transpose().map_err(|e| {
+                ScimError::typed(ScimType::InvalidPath, format!("path {:?}: {e}", raw_path.as_deref().unwrap_or("")))
+            })?;
             let value = get_ci(op, "value").filter(|v| !v.is_null()).cloned();
             Ok(Operation { op: kind, path, raw_path, value })
         })
@@ -154,8 +155,49 @@ pub fn apply(
     let before = body.clone();
     let mut members = Vec::new();
     for operation in operations {
+        // A path that is a whole extension URN targets the extension object.
+        if let Some(ext) = operation.raw_path.as_deref().and_then(|p| schemas.extension(kind, p.trim())) {
+            match (operation.op, &operation.value) {
+                (Op::Remove, _) => {
+                    body.remove(ext.id);
+                }
+                (_, Some(value)) => {
+                    let whole = Operation {
+                        op: operation.op,
+                        path: None,
+                        raw_path: None,
+                        value: Some(json!({ ext.id: value })),
+                    };
+                    if operation.op == Op::Replace {
+                        body.remove(ext.id);
+                    }
+                    apply_ops(schemas, kind, &mut body, &mut members, &[whole], compat)?;
+                }
+                (_, None) => return Err(ScimError::value(format!("{:?} on {} needs a value", operation.op, ext.id))),
+            }
+            continue;
+        }
+        apply_ops(schemas, kind, &mut body, &mut members, std::slice::from_ref(operation), compat)?;
+    }
+    // Drop extension objects a removal emptied.
+    body.retain(|_, v| !matches!(v, Value::Object(o) if o.is_empty()));
+    // The result must still be a valid resource (required attributes, types, dates).
+    let checked = resource::normalize(schemas, kind, &Value::Object(body.clone()))?;
+    let body_changed = checked.body != before;
+    Ok(PatchOutcome { body: checked.body, body_changed, members })
+}
+
+fn apply_ops(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    body: &mut Map<String, Value>,
+    members: &mut Vec<MemberOp>,
+    operations: &[Operation],
+    compat: Compat,
+) -> ScimResult<()> {
+    for operation in operations {
         match &operation.path {
-            Some(path) => apply_at(schemas, kind, &mut body, &mut members, operation.op, path, operation.value.as_ref(), compat)?,
+            Some(path) => apply_at(schemas, kind, body, members, operation.op, path, operation.value.as_ref(), compat)?,
             None => {
                 if operation.op == Op::Remove {
                     return Err(ScimError::typed(ScimType::NoTarget, "remove needs a path"));
@@ -172,28 +214,27 @@ pub fn apply(
                             return Err(ScimError::value(format!("{key} must be an object of extension attributes")));
                         };
                         for (name, v) in inner {
+                            if name.eq_ignore_ascii_case("schemas") {
+                                continue;
+                            }
                             let path = PatchPath {
                                 attr: filter::parse_attr_path(&format!("{}:{name}", ext.id))
                                     .map_err(|e| ScimError::typed(ScimType::InvalidPath, e.0))?,
                                 filter: None,
                                 sub_after_filter: None,
                             };
-                            apply_at(schemas, kind, &mut body, &mut members, operation.op, &path, Some(v), compat)?;
+                            apply_at(schemas, kind, body, members, operation.op, &path, Some(v), compat)?;
                         }
                         continue;
                     }
-                    let path = filter::parse_patch_path(key).map_err(|e| ScimError::typed(ScimType::InvalidPath, format!("{key:?}: {e}")))?;
-                    apply_at(schemas, kind, &mut body, &mut members, operation.op, &path, Some(value), compat)?;
+                    let path = filter::parse_patch_path(key)
+                        .map_err(|e| ScimError::typed(ScimType::InvalidPath, format!("{key:?}: {e}")))?;
+                    apply_at(schemas, kind, body, members, operation.op, &path, Some(value), compat)?;
                 }
             }
         }
     }
-    // Drop extension objects a removal emptied.
-    body.retain(|_, v| !matches!(v, Value::Object(o) if o.is_empty()));
-    // The result must still be a valid resource (required attributes, types, dates).
-    let checked = resource::normalize(schemas, kind, &Value::Object(body.clone()))?;
-    let body_changed = checked.body != before;
-    Ok(PatchOutcome { body: checked.body, body_changed, members })
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -223,13 +264,19 @@ fn apply_at(
 
     if let Some(filter) = &path.filter {
         if !(attr.multi_valued && attr.kind == AttrType::Complex) {
-            return Err(ScimError::typed(ScimType::InvalidPath, format!("{name} is not a multi-valued complex attribute")));
+            return Err(ScimError::typed(
+                ScimType::InvalidPath,
+                format!("{name} is not a multi-valued complex attribute"),
+            ));
         }
         let ctx = EvalContext { schemas, kind };
         ctx.validate(&Filter::ValuePath(path.attr.clone(), Box::new(filter.clone())))
             .map_err(|e| ScimError::typed(ScimType::InvalidFilter, e.0))?;
         let sub = match &path.sub_after_filter {
-            Some(s) => Some(attr.sub(s).ok_or_else(|| ScimError::typed(ScimType::InvalidPath, format!("no sub-attribute {name}.{s}")))?),
+            Some(s) => Some(
+                attr.sub(s)
+                    .ok_or_else(|| ScimError::typed(ScimType::InvalidPath, format!("no sub-attribute {name}.{s}")))?,
+            ),
             None => None,
         };
         let items = match map.get_mut(name) {
@@ -239,8 +286,12 @@ fn apply_at(
                 map.get_mut(name).and_then(Value::as_array_mut).expect("just inserted")
             }
         };
-        let matching: Vec<usize> =
-            items.iter().enumerate().filter(|(_, item)| ctx.matches_element(&path.attr, filter, item)).map(|(i, _)| i).collect();
+        let matching: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| ctx.matches_element(&path.attr, filter, item))
+            .map(|(i, _)| i)
+            .collect();
         match op {
             Op::Remove => {
                 match sub {
@@ -260,15 +311,16 @@ fn apply_at(
                 return Ok(());
             }
             Op::Add | Op::Replace => {
-                let Some(value) = value else { return Err(ScimError::value(format!("{op:?} on {name} needs a value"))) };
+                let Some(value) = value else {
+                    return Err(ScimError::value(format!("{op:?} on {name} needs a value")));
+                };
                 if matching.is_empty() {
                     if !compat.create_missing_filtered_value {
                         return Err(ScimError::typed(ScimType::NoTarget, format!("no {name} matches the filter")));
                     }
                     // Entra: `emails[type eq "work"].value` creates the work email.
-                    let mut element = equality_fields(filter).ok_or_else(|| {
-                        ScimError::typed(ScimType::NoTarget, format!("no {name} matches the filter"))
-                    })?;
+                    let mut element = equality_fields(filter)
+                        .ok_or_else(|| ScimError::typed(ScimType::NoTarget, format!("no {name} matches the filter")))?;
                     match sub {
                         Some(sub) => {
                             if let Some(v) = normalize_single(sub, value)? {
@@ -513,50 +565,90 @@ mod tests {
 
     #[test]
     fn filtered_replace_remove_and_no_target() {
-        let out = run(ResourceKind::User, user(), json!([
-            {"op": "replace", "path": "emails[type eq \"home\"].value", "value": "new@home"},
-        ])).unwrap();
+        let out = run(
+            ResourceKind::User,
+            user(),
+            json!([
+                {"op": "replace", "path": "emails[type eq \"home\"].value", "value": "new@home"},
+            ]),
+        )
+        .unwrap();
         assert_eq!(out.body["emails"], json!([{"type": "home", "value": "new@home"}]));
-        let out = run(ResourceKind::User, user(), json!([{"op": "remove", "path": "emails[type eq \"home\"]"}])).unwrap();
+        let out =
+            run(ResourceKind::User, user(), json!([{"op": "remove", "path": "emails[type eq \"home\"]"}])).unwrap();
         assert!(out.body.get("emails").is_none());
         let schemas = Schemas::default();
-        let ops = parse(&json!({"Operations": [{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "x@w"}]})).unwrap();
+        let ops = parse(
+            &json!({"Operations": [{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "x@w"}]}),
+        )
+        .unwrap();
         let Value::Object(body) = user() else { panic!() };
-        let err = apply(&schemas, ResourceKind::User, body, &ops, Compat { create_missing_filtered_value: false }).unwrap_err();
+        let err = apply(&schemas, ResourceKind::User, body, &ops, Compat { create_missing_filtered_value: false })
+            .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::NoTarget));
     }
 
     #[test]
     fn bad_operations() {
-        assert_eq!(run(ResourceKind::User, user(), json!([{"op": "remove"}])).unwrap_err().scim_type, Some(ScimType::NoTarget));
-        assert_eq!(run(ResourceKind::User, user(), json!([{"op": "jump", "path": "x"}])).unwrap_err().scim_type, Some(ScimType::InvalidSyntax));
-        assert_eq!(run(ResourceKind::User, user(), json!([{"op": "add", "path": "nosuch", "value": 1}])).unwrap_err().scim_type, Some(ScimType::InvalidPath));
-        assert_eq!(run(ResourceKind::User, user(), json!([{"op": "remove", "path": "userName"}])).unwrap_err().scim_type, Some(ScimType::InvalidValue));
-        assert!(run(ResourceKind::User, user(), json!([{"op": "replace", "path": "active", "value": "maybe"}])).is_err());
-        let unchanged = run(ResourceKind::User, user(), json!([{"op": "replace", "path": "id", "value": "x"}])).unwrap();
+        assert_eq!(
+            run(ResourceKind::User, user(), json!([{"op": "remove"}])).unwrap_err().scim_type,
+            Some(ScimType::NoTarget)
+        );
+        assert_eq!(
+            run(ResourceKind::User, user(), json!([{"op": "jump", "path": "x"}])).unwrap_err().scim_type,
+            Some(ScimType::InvalidSyntax)
+        );
+        assert_eq!(
+            run(ResourceKind::User, user(), json!([{"op": "add", "path": "nosuch", "value": 1}]))
+                .unwrap_err()
+                .scim_type,
+            Some(ScimType::InvalidPath)
+        );
+        assert_eq!(
+            run(ResourceKind::User, user(), json!([{"op": "remove", "path": "userName"}])).unwrap_err().scim_type,
+            Some(ScimType::InvalidValue)
+        );
+        assert!(
+            run(ResourceKind::User, user(), json!([{"op": "replace", "path": "active", "value": "maybe"}])).is_err()
+        );
+        let unchanged =
+            run(ResourceKind::User, user(), json!([{"op": "replace", "path": "id", "value": "x"}])).unwrap();
         assert!(!unchanged.body_changed, "read-only targets are ignored");
     }
 
     #[test]
     fn member_operations_become_set_operations() {
         let group = json!({"displayName": "Sales"});
-        let out = run(ResourceKind::Group, group.clone(), json!([
-            {"op": "Add", "path": "members", "value": [{"value": "a"}, {"value": "b"}]},
-            {"op": "Remove", "path": "members", "value": [{"value": "a"}]},
-            {"op": "remove", "path": "members[value eq \"c\" or value eq \"d\"]"},
-            {"op": "replace", "path": "members", "value": [{"value": "e"}]},
-            {"op": "remove", "path": "members"}
-        ])).unwrap();
+        let out = run(
+            ResourceKind::Group,
+            group.clone(),
+            json!([
+                {"op": "Add", "path": "members", "value": [{"value": "a"}, {"value": "b"}]},
+                {"op": "Remove", "path": "members", "value": [{"value": "a"}]},
+                {"op": "remove", "path": "members[value eq \"c\" or value eq \"d\"]"},
+                {"op": "replace", "path": "members", "value": [{"value": "e"}]},
+                {"op": "remove", "path": "members"}
+            ]),
+        )
+        .unwrap();
         assert!(!out.body_changed);
-        assert_eq!(out.members, vec![
-            MemberOp::Add(vec!["a".into(), "b".into()]),
-            MemberOp::Remove(vec!["a".into()]),
-            MemberOp::Remove(vec!["c".into(), "d".into()]),
-            MemberOp::RemoveAll,
-            MemberOp::Add(vec!["e".into()]),
-            MemberOp::RemoveAll,
-        ]);
-        let out = run(ResourceKind::Group, group, json!([{"op": "replace", "value": {"id": "x", "displayName": "Sales EU"}}])).unwrap();
+        assert_eq!(
+            out.members,
+            vec![
+                MemberOp::Add(vec!["a".into(), "b".into()]),
+                MemberOp::Remove(vec!["a".into()]),
+                MemberOp::Remove(vec!["c".into(), "d".into()]),
+                MemberOp::RemoveAll,
+                MemberOp::Add(vec!["e".into()]),
+                MemberOp::RemoveAll,
+            ]
+        );
+        let out = run(
+            ResourceKind::Group,
+            group,
+            json!([{"op": "replace", "value": {"id": "x", "displayName": "Sales EU"}}]),
+        )
+        .unwrap();
         assert_eq!(out.body["displayName"], "Sales EU");
     }
 }

@@ -68,10 +68,12 @@ pub fn set_attribute(
             _ => Map::new(),
         };
         for (name, v) in fields {
-            if v.is_null() {
+            if v.is_null() || name.eq_ignore_ascii_case("schemas") {
                 continue;
             }
-            let attr = ext.attribute(name).ok_or_else(|| ScimError::syntax(format!("unknown attribute {name:?} in {}", ext.id)))?;
+            let attr = ext
+                .attribute(name)
+                .ok_or_else(|| ScimError::syntax(format!("unknown attribute {name:?} in {}", ext.id)))?;
             if let Some(normal) = normalize_value(attr, v)? {
                 out.insert(attr.name.to_owned(), normal);
             }
@@ -117,7 +119,8 @@ fn check_schemas(kind: ResourceKind, input: &Map<String, Value>) -> ScimResult<(
     };
     for urn in list {
         let Some(urn) = urn.as_str() else { return Err(ScimError::syntax("schemas must be a list of URN strings")) };
-        let known = urn.eq_ignore_ascii_case(kind.core_schema()) || kind.extensions().iter().any(|e| e.eq_ignore_ascii_case(urn));
+        let known = urn.eq_ignore_ascii_case(kind.core_schema())
+            || kind.extensions().iter().any(|e| e.eq_ignore_ascii_case(urn));
         if !known {
             tracing::info!(urn, resource = kind.as_str(), "unknown schema URN in request tolerated");
         }
@@ -265,7 +268,8 @@ impl Projection {
         let mentions = |list: &[String]| {
             list.iter().any(|a| {
                 let a = a.rsplit_once(':').map_or(a.as_str(), |(_, n)| n);
-                a.eq_ignore_ascii_case(name) || a.to_ascii_lowercase().starts_with(&format!("{}.", name.to_ascii_lowercase()))
+                a.eq_ignore_ascii_case(name)
+                    || a.to_ascii_lowercase().starts_with(&format!("{}.", name.to_ascii_lowercase()))
             })
         };
         if !self.attributes.is_empty() {
@@ -301,7 +305,11 @@ fn is_always(schemas: &Schemas, kind: ResourceKind, key: &str) -> bool {
 }
 
 /// Splits `urn:…:attr.sub`, `attr.sub` or a bare extension URN into (container key, attr, sub).
-fn split_path<'a>(schemas: &Schemas, kind: ResourceKind, path: &'a str) -> (Option<&'static str>, Option<&'a str>, Option<&'a str>) {
+fn split_path<'a>(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    path: &'a str,
+) -> (Option<&'static str>, Option<&'a str>, Option<&'a str>) {
     if let Some(ext) = schemas.extension(kind, path) {
         return (Some(ext.id), None, None);
     }
@@ -322,7 +330,13 @@ fn key_ci(object: &Map<String, Value>, key: &str) -> Option<String> {
     object.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned()
 }
 
-fn copy_path(schemas: &Schemas, kind: ResourceKind, from: &Map<String, Value>, to: &mut Map<String, Value>, path: &str) {
+fn copy_path(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    from: &Map<String, Value>,
+    to: &mut Map<String, Value>,
+    path: &str,
+) {
     let (container, attr, sub) = split_path(schemas, kind, path);
     let (source, target) = match container {
         Some(urn) => {
@@ -451,7 +465,9 @@ mod tests {
         let body = user(json!({"userName": "a", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": [{"value": "m1"}]}})).unwrap();
         assert_eq!(body[schema::ENTERPRISE_USER]["manager"], json!({"value": "m1"}));
         assert!(user(json!({"userName": "a", "active": "yes"})).is_err());
-        assert!(user(json!({"userName": "a", "favouriteColour": "blue"})).unwrap_err().detail.contains("favouriteColour"));
+        assert!(
+            user(json!({"userName": "a", "favouriteColour": "blue"})).unwrap_err().detail.contains("favouriteColour")
+        );
         assert!(user(json!({"name": {"givenName": "x"}})).unwrap_err().detail.contains("userName"));
         assert!(user(json!([1, 2])).is_err());
         assert!(user(json!({"userName": 5})).is_ok(), "numbers become strings");
@@ -467,9 +483,15 @@ mod tests {
             "emails": [{"value": "a@x", "type": "work"}],
             schema::ENTERPRISE_USER: {"department": "d", "costCenter": "c"}
         });
-        let p = Projection::parse(Some("userName,name.givenName,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"), None);
+        let p = Projection::parse(
+            Some("userName,name.givenName,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+            None,
+        );
         let out = p.apply(&schemas, ResourceKind::User, resource.clone());
-        assert_eq!(out, json!({"schemas": [schema::USER], "id": "1", "userName": "a", "name": {"givenName": "g"}, schema::ENTERPRISE_USER: {"department": "d"}}));
+        assert_eq!(
+            out,
+            json!({"schemas": [schema::USER], "id": "1", "userName": "a", "name": {"givenName": "g"}, schema::ENTERPRISE_USER: {"department": "d"}})
+        );
         let p = Projection::parse(None, Some("emails,id,name.familyName"));
         let out = p.apply(&schemas, ResourceKind::User, resource);
         assert!(out.get("emails").is_none());

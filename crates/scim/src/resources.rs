@@ -44,7 +44,10 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ScimError::status(StatusCode::PAYLOAD_TOO_LARGE, "the request body is larger than the advertised maxPayloadSize")
+                ScimError::status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than the advertised maxPayloadSize",
+                )
             } else {
                 ScimError::syntax(format!("cannot read the request body: {}", rejection.body_text()))
             }
@@ -89,9 +92,10 @@ pub(crate) fn etag(version: i64) -> String {
 
 /// Whether an `If-Match`/`If-None-Match` list names this version.
 fn etag_matches(header: &str, version: i64) -> bool {
-    header.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == version.to_string()
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == version.to_string())
 }
 
 fn check_if_match(if_match: Option<&str>, record: &ScimRecord) -> ScimResult<()> {
@@ -112,7 +116,12 @@ fn parse_id(kind: ResourceKind, id: &str) -> ScimResult<Uuid> {
     id.parse().map_err(|_| ScimError::not_found(format!("{} {id:?} not found", kind.as_str())))
 }
 
-pub(crate) async fn load(state: &ScimState, caller: &ScimCaller, kind: ResourceKind, id: &str) -> ScimResult<ScimRecord> {
+pub(crate) async fn load(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    id: &str,
+) -> ScimResult<ScimRecord> {
     let uuid = parse_id(kind, id)?;
     state
         .records
@@ -188,7 +197,9 @@ async fn all_members(state: &ScimState, caller: &ScimCaller, group: Uuid) -> Sci
                 ScimKind::User => "Users",
                 ScimKind::Group => "Groups",
             };
-            json!({"value": m.id.to_string(), "$ref": format!("{base}/{endpoint}/{}", m.id), "display": m.display, "type": m.kind.as_str()})
+            // No `display`: members read back exactly as they were written (value, $ref,
+            // type), which is what strict clients compare.
+            json!({"value": m.id.to_string(), "$ref": format!("{base}/{endpoint}/{}", m.id), "type": m.kind.as_str()})
         }));
         if done {
             return Ok(out);
@@ -199,7 +210,10 @@ async fn all_members(state: &ScimState, caller: &ScimCaller, group: Uuid) -> Sci
 fn member_changes(ops: Vec<MemberOp>) -> ScimResult<Vec<MemberChange>> {
     let ids = |ids: Vec<String>| {
         ids.into_iter()
-            .map(|id| id.parse::<Uuid>().map_err(|_| ScimError::value(format!("member {id:?} is not a user or group of this tenant"))))
+            .map(|id| {
+                id.parse::<Uuid>()
+                    .map_err(|_| ScimError::value(format!("member {id:?} is not a user or group of this tenant")))
+            })
             .collect::<ScimResult<Vec<_>>>()
     };
     ops.into_iter()
@@ -207,7 +221,9 @@ fn member_changes(ops: Vec<MemberOp>) -> ScimResult<Vec<MemberChange>> {
             Ok(match op {
                 MemberOp::Add(list) => MemberChange::Add(ids(list)?),
                 // Removing an id that cannot exist is a no-op, like removing a non-member.
-                MemberOp::Remove(list) => MemberChange::Remove(list.into_iter().filter_map(|id| id.parse().ok()).collect()),
+                MemberOp::Remove(list) => {
+                    MemberChange::Remove(list.into_iter().filter_map(|id| id.parse().ok()).collect())
+                }
                 MemberOp::RemoveAll => MemberChange::RemoveAll,
             })
         })
@@ -226,7 +242,14 @@ fn external_id(body: &Map<String, Value>) -> Option<String> {
     body.get("externalId").and_then(Value::as_str).map(str::to_owned)
 }
 
-fn audit(caller: &ScimCaller, kind: ResourceKind, id: Uuid, action: &'static str, before: Option<Value>, after: Option<Value>) -> AuditRecord {
+fn audit(
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    id: Uuid,
+    action: &'static str,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> AuditRecord {
     let subject = match kind {
         ResourceKind::User => "scim_user",
         ResourceKind::Group => "scim_group",
@@ -238,7 +261,12 @@ fn compat(caller: &ScimCaller) -> Compat {
     Compat { create_missing_filtered_value: caller.tenant.policy.scim_create_missing_filtered_value }
 }
 
-pub(crate) async fn create(state: &ScimState, caller: &ScimCaller, kind: ResourceKind, input: &Value) -> ScimResult<Outcome> {
+pub(crate) async fn create(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    input: &Value,
+) -> ScimResult<Outcome> {
     let normalized = resource::normalize(&state.schemas, kind, input)?;
     let now = jiff::Timestamp::now();
     let id = Uuid::new_v4();
@@ -337,7 +365,9 @@ pub(crate) async fn patch(
     let operations = patch::parse(input)?;
     let current = load(state, caller, kind, id).await?;
     check_if_match(if_match, &current)?;
-    let Value::Object(body) = current.data.clone() else { return Err(ScimError::status(StatusCode::INTERNAL_SERVER_ERROR, "stored resource is not an object")) };
+    let Value::Object(body) = current.data.clone() else {
+        return Err(ScimError::status(StatusCode::INTERNAL_SERVER_ERROR, "stored resource is not an object"));
+    };
     let outcome = patch::apply(&state.schemas, kind, body, &operations, compat(caller))?;
     let members = member_changes(outcome.members)?;
     if !outcome.body_changed && members.is_empty() {
@@ -395,7 +425,13 @@ async fn finish_patch(
     }
 }
 
-pub(crate) async fn delete(state: &ScimState, caller: &ScimCaller, kind: ResourceKind, id: &str, if_match: Option<&str>) -> ScimResult<Outcome> {
+pub(crate) async fn delete(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    id: &str,
+    if_match: Option<&str>,
+) -> ScimResult<Outcome> {
     let current = load(state, caller, kind, id).await?;
     check_if_match(if_match, &current)?;
     let action = match kind {
@@ -445,7 +481,14 @@ pub(crate) fn query_pairs(raw: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.as_bytes()).into_owned().collect()
 }
 
-async fn get_one(state: ScimState, caller: ScimCaller, kind: ResourceKind, id: String, headers: HeaderMap, query: Option<String>) -> ScimResult<Response> {
+async fn get_one(
+    state: ScimState,
+    caller: ScimCaller,
+    kind: ResourceKind,
+    id: String,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> ScimResult<Response> {
     let params = projection_query(query.as_deref())?;
     let record = load(&state, &caller, kind, &id).await?;
     if let Some(h) = header_str(&headers, header::IF_NONE_MATCH) {
@@ -458,75 +501,158 @@ async fn get_one(state: ScimState, caller: ScimCaller, kind: ResourceKind, id: S
         }
     }
     let body = render(&state, &caller, kind, &record, &params.projection()).await?;
-    Ok(Outcome { status: StatusCode::OK, body: Some(body), version: Some(record.version), location: None }.into_response())
+    Ok(Outcome { status: StatusCode::OK, body: Some(body), version: Some(record.version), location: None }
+        .into_response())
 }
 
-
-
-pub async fn get_user(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap, RawQuery(q): RawQuery) -> ScimResult<Response> {
+pub async fn get_user(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ScimResult<Response> {
     get_one(state, caller, ResourceKind::User, id, headers, q).await
 }
 
-pub async fn get_group(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap, RawQuery(q): RawQuery) -> ScimResult<Response> {
+pub async fn get_group(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ScimResult<Response> {
     get_one(state, caller, ResourceKind::Group, id, headers, q).await
 }
 
-pub async fn create_user(caller: ScimCaller, State(state): State<ScimState>, ScimBody(body): ScimBody) -> ScimResult<Outcome> {
+pub async fn create_user(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
     create(&state, &caller, ResourceKind::User, &body).await
 }
 
-pub async fn create_group(caller: ScimCaller, State(state): State<ScimState>, ScimBody(body): ScimBody) -> ScimResult<Outcome> {
+pub async fn create_group(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
     create(&state, &caller, ResourceKind::Group, &body).await
 }
 
-pub async fn replace_user(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap, ScimBody(body): ScimBody) -> ScimResult<Outcome> {
+pub async fn replace_user(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
     replace(&state, &caller, ResourceKind::User, &id, &body, header_str(&headers, header::IF_MATCH)).await
 }
 
-pub async fn replace_group(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap, ScimBody(body): ScimBody) -> ScimResult<Outcome> {
+pub async fn replace_group(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
     replace(&state, &caller, ResourceKind::Group, &id, &body, header_str(&headers, header::IF_MATCH)).await
 }
 
-async fn patch_handler(state: ScimState, caller: ScimCaller, kind: ResourceKind, id: String, headers: HeaderMap, query: Option<String>, body: Value) -> ScimResult<Outcome> {
+async fn patch_handler(
+    state: ScimState,
+    caller: ScimCaller,
+    kind: ResourceKind,
+    id: String,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: Value,
+) -> ScimResult<Outcome> {
     let params = projection_query(query.as_deref())?;
     let projection = params.asked().then(|| params.projection());
     patch(&state, &caller, kind, &id, &body, header_str(&headers, header::IF_MATCH), projection).await
 }
 
-pub async fn patch_user(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap, RawQuery(q): RawQuery, ScimBody(body): ScimBody) -> ScimResult<Outcome> {
+pub async fn patch_user(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
     patch_handler(state, caller, ResourceKind::User, id, headers, q, body).await
 }
 
-pub async fn patch_group(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap, RawQuery(q): RawQuery, ScimBody(body): ScimBody) -> ScimResult<Outcome> {
+pub async fn patch_group(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
     patch_handler(state, caller, ResourceKind::Group, id, headers, q, body).await
 }
 
-pub async fn delete_user(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap) -> ScimResult<Outcome> {
+pub async fn delete_user(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ScimResult<Outcome> {
     delete(&state, &caller, ResourceKind::User, &id, header_str(&headers, header::IF_MATCH)).await
 }
 
-pub async fn delete_group(caller: ScimCaller, State(state): State<ScimState>, Path((_, id)): Path<(String, String)>, headers: HeaderMap) -> ScimResult<Outcome> {
+pub async fn delete_group(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ScimResult<Outcome> {
     delete(&state, &caller, ResourceKind::Group, &id, header_str(&headers, header::IF_MATCH)).await
 }
 
-pub async fn list_users(caller: ScimCaller, State(state): State<ScimState>, RawQuery(q): RawQuery) -> ScimResult<Response> {
+pub async fn list_users(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    RawQuery(q): RawQuery,
+) -> ScimResult<Response> {
     let params = ListParams::from_query(q.as_deref())?;
     list::list(&state, &caller, Some(ResourceKind::User), params).await
 }
 
-pub async fn list_groups(caller: ScimCaller, State(state): State<ScimState>, RawQuery(q): RawQuery) -> ScimResult<Response> {
+pub async fn list_groups(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    RawQuery(q): RawQuery,
+) -> ScimResult<Response> {
     let params = ListParams::from_query(q.as_deref())?;
     list::list(&state, &caller, Some(ResourceKind::Group), params).await
 }
 
-pub async fn search_users(caller: ScimCaller, State(state): State<ScimState>, ScimBody(body): ScimBody) -> ScimResult<Response> {
+pub async fn search_users(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Response> {
     list::list(&state, &caller, Some(ResourceKind::User), ListParams::from_search(&body)?).await
 }
 
-pub async fn search_groups(caller: ScimCaller, State(state): State<ScimState>, ScimBody(body): ScimBody) -> ScimResult<Response> {
+pub async fn search_groups(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Response> {
     list::list(&state, &caller, Some(ResourceKind::Group), ListParams::from_search(&body)?).await
 }
 
-pub async fn search_all(caller: ScimCaller, State(state): State<ScimState>, ScimBody(body): ScimBody) -> ScimResult<Response> {
+pub async fn search_all(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Response> {
     list::list(&state, &caller, None, ListParams::from_search(&body)?).await
 }

@@ -63,6 +63,8 @@ pub struct Attribute {
     pub returned: Returned,
     pub unique_server: bool,
     pub canonical_values: &'static [&'static str],
+    /// For references: what they point at (`User`, `Group`, `external`, `uri`).
+    pub reference_types: &'static [&'static str],
     pub sub_attributes: Vec<Attribute>,
     pub description: &'static str,
 }
@@ -79,6 +81,7 @@ impl Attribute {
             returned: Returned::Default,
             unique_server: false,
             canonical_values: &[],
+            reference_types: &["external"],
             sub_attributes: Vec::new(),
             description: "",
         }
@@ -142,6 +145,11 @@ impl Attribute {
         self
     }
 
+    fn refs(mut self, types: &'static [&'static str]) -> Self {
+        self.reference_types = types;
+        self
+    }
+
     fn described(mut self, text: &'static str) -> Self {
         self.description = text;
         self
@@ -178,7 +186,7 @@ impl Attribute {
             v["canonicalValues"] = json!(self.canonical_values);
         }
         if self.kind == AttrType::Reference {
-            v["referenceTypes"] = json!(["User", "Group", "external"]);
+            v["referenceTypes"] = json!(self.reference_types);
         }
         if !self.sub_attributes.is_empty() {
             v["subAttributes"] = Value::Array(self.sub_attributes.iter().map(Attribute::to_json).collect());
@@ -261,7 +269,7 @@ pub fn common_attributes() -> Vec<Attribute> {
                 Attribute::string("resourceType").case_exact().read_only(),
                 Attribute::base("created", AttrType::DateTime).read_only(),
                 Attribute::base("lastModified", AttrType::DateTime).read_only(),
-                Attribute::base("location", AttrType::Reference).case_exact().read_only(),
+                Attribute::base("location", AttrType::Reference).case_exact().read_only().refs(&["uri"]),
                 Attribute::string("version").case_exact().read_only(),
             ],
         )
@@ -288,7 +296,10 @@ pub fn user_schema() -> Schema {
         name: "User",
         description: "User Account",
         attributes: vec![
-            Attribute::string("userName").required().unique().described("Unique login; compared without regard to case."),
+            Attribute::string("userName")
+                .required()
+                .unique()
+                .described("Unique login; compared without regard to case."),
             Attribute::complex(
                 "name",
                 vec![
@@ -312,7 +323,11 @@ pub fn user_schema() -> Schema {
             Attribute::string("password").write_only().described("Accepted and discarded: portal logins use SSO."),
             multi_valued_typed("emails", &["work", "home", "other"], AttrType::String),
             multi_valued_typed("phoneNumbers", &["work", "home", "mobile", "fax", "pager", "other"], AttrType::String),
-            multi_valued_typed("ims", &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"], AttrType::String),
+            multi_valued_typed(
+                "ims",
+                &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
+                AttrType::String,
+            ),
             multi_valued_typed("photos", &["photo", "thumbnail"], AttrType::Reference),
             Attribute::complex(
                 "addresses",
@@ -332,7 +347,7 @@ pub fn user_schema() -> Schema {
                 "groups",
                 vec![
                     Attribute::string("value").read_only(),
-                    Attribute::base("$ref", AttrType::Reference).read_only(),
+                    Attribute::base("$ref", AttrType::Reference).read_only().refs(&["Group"]),
                     Attribute::string("display").read_only(),
                     Attribute::string("type").canonical(&["direct", "indirect"]).read_only(),
                 ],
@@ -361,7 +376,7 @@ pub fn enterprise_user_schema() -> Schema {
                 "manager",
                 vec![
                     Attribute::string("value"),
-                    Attribute::base("$ref", AttrType::Reference),
+                    Attribute::base("$ref", AttrType::Reference).refs(&["User"]),
                     Attribute::string("displayName").read_only(),
                 ],
             ),
@@ -375,16 +390,27 @@ pub fn portal_user_schema() -> Schema {
         name: "PortalUser",
         description: "idbridge portal attributes of a customer individual",
         attributes: vec![
-            Attribute::string("activationDateTime")
-                .described("Local date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, no offset) in timeZone when access starts."),
+            // Strings, not dateTime: these are local date-times without offset, read in
+            // timeZone (PortaBilling semantics). The canonical values are examples.
+            Attribute::string("activationDateTime").canonical(&["2026-01-01", "2026-03-01T08:00:00"]).described(
+                "Local date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, no offset) in timeZone when access starts.",
+            ),
             Attribute::string("expirationDateTime")
-                .described("Local date-time (no offset) in timeZone when access ends."),
-            Attribute::string("timeZone").case_exact().described("IANA time zone of the two date-times."),
+                .canonical(&["2027-01-01", "2027-12-31T18:00:00"])
+                .described("Local date-time (no offset) in timeZone when access ends; after the activation."),
+            Attribute::string("timeZone")
+                .case_exact()
+                .canonical(&["UTC", "Europe/Berlin", "Europe/London", "America/New_York", "Asia/Singapore"])
+                .described("IANA time zone of the two date-times (any IANA name is accepted)."),
             Attribute::boolean("fullCallReports").described("Sees every call report, not only its scopes."),
-            Attribute::string("extensions").multi().case_exact().described("PBX extensions in scope."),
-            Attribute::string("queues").multi().case_exact().described("Call queues in scope."),
-            Attribute::string("numbers").multi().case_exact().described("Phone numbers in scope."),
-            Attribute::string("billingAccounts").multi().case_exact().described("Billing accounts in scope."),
+            // Comma-separated single strings rather than multi-valued attributes: Entra ID
+            // maps one string into a custom extension attribute far more easily than a list.
+            Attribute::string("extensions")
+                .case_exact()
+                .described("PBX extensions in scope, comma-separated (\"101,102\")."),
+            Attribute::string("queues").case_exact().described("Call queues in scope, comma-separated."),
+            Attribute::string("numbers").case_exact().described("Phone numbers in scope, comma-separated."),
+            Attribute::string("billingAccounts").case_exact().described("Billing accounts in scope, comma-separated."),
             Attribute::string("defaultCallerId").case_exact().described("Caller ID used by default."),
         ],
     }
@@ -401,7 +427,7 @@ pub fn group_schema() -> Schema {
                 "members",
                 vec![
                     Attribute::string("value").case_exact().immutable(),
-                    Attribute::base("$ref", AttrType::Reference).immutable(),
+                    Attribute::base("$ref", AttrType::Reference).immutable().refs(&["User", "Group"]),
                     Attribute::string("display").read_only(),
                     Attribute::string("type").canonical(&["User", "Group"]).immutable(),
                 ],

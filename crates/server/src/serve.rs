@@ -20,7 +20,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
     let state = AppState { operator, admin_token_hashes: Arc::new(admin_token_hashes), metrics };
-    let app = http::router(state, settings.server.max_body_bytes);
+    let scim = idbridge_scim::ScimState::new(
+        state.operator.clone(),
+        Arc::new(store.clone()),
+        &settings.server.public_url,
+        idbridge_scim::ScimLimits { max_body_bytes: settings.server.max_body_bytes, ..Default::default() },
+    );
+    let app = http::router(state, scim, settings.server.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;

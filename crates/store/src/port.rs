@@ -2,17 +2,17 @@
 
 use async_trait::async_trait;
 use idbridge_core::DomainResult;
+use idbridge_core::audit::AuditRecord;
 use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use idbridge_core::catalog::CatalogEntry;
 use idbridge_core::config_plan::ConfigChange;
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
-use idbridge_core::audit::AuditRecord;
 use idbridge_core::ports::{IndividualWrite, ScimRecordStore, Store};
-use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
-use uuid::Uuid;
 use idbridge_core::role::{AccessProfile, Role};
+use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use idbridge_core::token::ScimTokenRecord;
+use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::convert::storage;
@@ -138,11 +138,22 @@ impl ScimRecordStore for SqlStore {
         self.scim_delete(tenant, kind, id, audit).await
     }
 
-    async fn list_scim(&self, tenant: TenantId, kind: ScimKind, query: &ScimQuery) -> DomainResult<(Vec<ScimRecord>, u64)> {
+    async fn list_scim(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        query: &ScimQuery,
+    ) -> DomainResult<(Vec<ScimRecord>, u64)> {
         self.scim_list(tenant, kind, query).await
     }
 
-    async fn list_scim_members(&self, tenant: TenantId, group: Uuid, after: Option<Uuid>, limit: u32) -> DomainResult<Vec<ScimMember>> {
+    async fn list_scim_members(
+        &self,
+        tenant: TenantId,
+        group: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> DomainResult<Vec<ScimMember>> {
         self.scim_members(tenant, group, after, limit).await
     }
 

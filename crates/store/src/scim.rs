@@ -31,17 +31,23 @@ fn record_from_row(row: &AnyRow) -> DomainResult<ScimRecord> {
 }
 
 async fn fetch(conn: &mut AnyConnection, tenant: &str, kind: ScimKind, id: &str) -> DomainResult<Option<ScimRecord>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM scim_resources WHERE tenant_id = $1 AND id = $2 AND kind = $3"))
-        .bind(tenant)
-        .bind(id)
-        .bind(kind.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(storage)?;
+    let row =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM scim_resources WHERE tenant_id = $1 AND id = $2 AND kind = $3"))
+            .bind(tenant)
+            .bind(id)
+            .bind(kind.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(storage)?;
     row.as_ref().map(record_from_row).transpose()
 }
 
-async fn change_members(conn: &mut AnyConnection, tenant: &str, group: &str, change: &MemberChange) -> DomainResult<()> {
+async fn change_members(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    group: &str,
+    change: &MemberChange,
+) -> DomainResult<()> {
     match change {
         MemberChange::RemoveAll => {
             sqlx::query("DELETE FROM scim_members WHERE tenant_id = $1 AND group_id = $2")
@@ -89,7 +95,10 @@ async fn change_members(conn: &mut AnyConnection, tenant: &str, group: &str, cha
                             .await
                             .map_err(storage)?;
                     if exists.is_none() {
-                        return Err(DomainError::invalid("members", format!("member {id:?} is not a user or group of this tenant")));
+                        return Err(DomainError::invalid(
+                            "members",
+                            format!("member {id:?} is not a user or group of this tenant"),
+                        ));
                     }
                 }
             }
@@ -181,12 +190,23 @@ impl SqlStore {
         Ok(stored)
     }
 
-    pub(crate) async fn scim_get(&self, tenant: TenantId, kind: ScimKind, id: Uuid) -> DomainResult<Option<ScimRecord>> {
+    pub(crate) async fn scim_get(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        id: Uuid,
+    ) -> DomainResult<Option<ScimRecord>> {
         let mut conn = self.pool.acquire().await.map_err(storage)?;
         fetch(&mut conn, &tenant.0.to_string(), kind, &id.to_string()).await
     }
 
-    pub(crate) async fn scim_delete(&self, tenant: TenantId, kind: ScimKind, id: Uuid, audit: &AuditRecord) -> DomainResult<bool> {
+    pub(crate) async fn scim_delete(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        id: Uuid,
+        audit: &AuditRecord,
+    ) -> DomainResult<bool> {
         let tenant = tenant.0.to_string();
         let id = id.to_string();
         let mut tx = self.begin().await?;
@@ -211,9 +231,15 @@ impl SqlStore {
         Ok(true)
     }
 
-    pub(crate) async fn scim_list(&self, tenant: TenantId, kind: ScimKind, q: &ScimQuery) -> DomainResult<(Vec<ScimRecord>, u64)> {
+    pub(crate) async fn scim_list(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        q: &ScimQuery,
+    ) -> DomainResult<(Vec<ScimRecord>, u64)> {
         let tenant = tenant.0.to_string();
-        let conditions = "tenant_id = $1 AND kind = $2 AND ($3 IS NULL OR name_key = $3) AND ($4 IS NULL OR external_id = $4)
+        let conditions =
+            "tenant_id = $1 AND kind = $2 AND ($3 IS NULL OR name_key = $3) AND ($4 IS NULL OR external_id = $4)
              AND ($5 IS NULL OR id = $5) AND seq > $6";
         let name_key = q.name_eq.as_ref().map(|n| n.to_lowercase());
         let id = q.id_eq.map(|i| i.to_string());
@@ -229,23 +255,31 @@ impl SqlStore {
             .await
             .map_err(storage)?;
         let limit = q.limit.map_or(i64::MAX, i64::from);
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM scim_resources WHERE {conditions} ORDER BY seq LIMIT $7 OFFSET $8"))
-            .bind(&tenant)
-            .bind(kind.as_str())
-            .bind(&name_key)
-            .bind(&q.external_id_eq)
-            .bind(&id)
-            .bind(after)
-            .bind(limit)
-            .bind(i64::try_from(q.offset).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(storage)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM scim_resources WHERE {conditions} ORDER BY seq LIMIT $7 OFFSET $8"
+        ))
+        .bind(&tenant)
+        .bind(kind.as_str())
+        .bind(&name_key)
+        .bind(&q.external_id_eq)
+        .bind(&id)
+        .bind(after)
+        .bind(limit)
+        .bind(i64::try_from(q.offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
         let records = rows.iter().map(record_from_row).collect::<DomainResult<Vec<_>>>()?;
         Ok((records, u64::try_from(total).unwrap_or(0)))
     }
 
-    pub(crate) async fn scim_members(&self, tenant: TenantId, group: Uuid, after: Option<Uuid>, limit: u32) -> DomainResult<Vec<ScimMember>> {
+    pub(crate) async fn scim_members(
+        &self,
+        tenant: TenantId,
+        group: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> DomainResult<Vec<ScimMember>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT m.member_id, m.member_kind, r.name FROM scim_members m
              JOIN scim_resources r ON r.tenant_id = m.tenant_id AND r.id = m.member_id

@@ -32,7 +32,7 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, scim: idbridge_scim::ScimState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -40,6 +40,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .nest("/admin/v1", admin::router())
         .fallback(not_found)
         .with_state(state)
+        .nest("/scim/v2/{tenant}", idbridge_scim::router(scim))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
