@@ -47,3 +47,12 @@ ensure_postgres() {
     echo "scripts/test: PostgreSQL did not start" >&2
     return 1
 }
+
+# scim2-tester (PyPI), the independent SCIM compliance checker, with its CLI, in .venv.
+ensure_scim2_tester() {
+    if [ -x .venv/bin/scim2 ] && .venv/bin/python -c "import scim2_tester" 2>/dev/null; then
+        return 0
+    fi
+    python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
+    .venv/bin/pip install --quiet --disable-pip-version-check "scim2-tester==0.5.2" "scim2-cli==0.6.0"
+}

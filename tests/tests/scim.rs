@@ -1,0 +1,570 @@
+//! SCIM 2.0 against the real daemon: the independent compliance checker, the request
+//! sequences Entra ID and Okta document, tenant isolation and malformed input.
+
+use idbridge_e2e::{Daemon, Workdir, workspace_root};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// A daemon with tenants and a SCIM token for each.
+struct Scim {
+    _work: Workdir,
+    daemon: Daemon,
+}
+
+struct Client<'a> {
+    scim: &'a Scim,
+    tenant: String,
+    token: String,
+}
+
+impl Scim {
+    fn start(tenants: &[&str]) -> (Self, Vec<String>) {
+        let work = Workdir::new().with_env("IDBRIDGE_SERVER__MAX_BODY_BYTES", "65536");
+        let mut tokens = Vec::new();
+        for t in tenants {
+            work.ok(&["tenant", "create", t, "--name", t]);
+            tokens.push(work.ok(&["scim-token", "create", t]).trim().to_owned());
+        }
+        let daemon = work.serve();
+        (Self { _work: work, daemon }, tokens)
+    }
+
+    fn client(&self, tenant: &str, token: &str) -> Client<'_> {
+        Client { scim: self, tenant: tenant.to_owned(), token: token.to_owned() }
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn id(&self) -> String {
+        self.body["id"].as_str().expect("id in response").to_owned()
+    }
+}
+
+impl Client<'_> {
+    fn url(&self, path: &str) -> String {
+        self.scim.daemon.url(&format!("/scim/v2/{}{path}", self.tenant))
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.raw(method, path, body.map(|b| b.to_string().into_bytes()), &[]).await
+    }
+
+    async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.scim.daemon.client().request(method, self.url(path)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                req = req.header("content-type", "application/scim+json");
+            }
+            req = req.body(body);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            panic!("{status} from {path}: {body}");
+        }
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    async fn patch(&self, path: &str, ops: Value) -> Answer {
+        self.send(Method::PATCH, path, Some(json!({"schemas": [PATCH], "Operations": ops}))).await
+    }
+}
+
+fn assert_scim_error(answer: &Answer, status: u16, scim_type: Option<&str>) {
+    assert_eq!(answer.status.as_u16(), status, "{}", answer.body);
+    assert_eq!(answer.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{}", answer.body);
+    assert_eq!(answer.body["status"], status.to_string(), "status is a string: {}", answer.body);
+    if let Some(t) = scim_type {
+        assert_eq!(answer.body["scimType"], t, "{}", answer.body);
+    }
+    assert_eq!(answer.headers["content-type"], "application/scim+json");
+}
+
+#[tokio::test]
+async fn scim2_tester_reports_no_failures() {
+    let (scim, tokens) = Scim::start(&["compliance"]);
+    let cli = std::env::var("IDBRIDGE_TEST_SCIM2")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join(".venv/bin/scim2"));
+    assert!(cli.exists(), "{} missing: run scripts/test, which installs scim2-tester into .venv", cli.display());
+    let out = std::process::Command::new(cli)
+        .args(["-u", &scim.daemon.url("/scim/v2/compliance"), "test"])
+        .env("SCIM_CLI_HEADERS", format!("Authorization: Bearer {}", tokens[0]))
+        .output()
+        .expect("run scim2 test");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let successes = report.lines().filter(|l| l.starts_with("SUCCESS")).count();
+    let failures: Vec<&str> = report.lines().filter(|l| l.starts_with("ERROR") || l.starts_with("CRITICAL")).collect();
+    assert!(
+        out.status.success() && failures.is_empty(),
+        "scim2-tester failures: {failures:?}\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(successes > 100, "too few checks ran ({successes}):\n{report}");
+}
+
+#[tokio::test]
+async fn entra_id_provisioning_sequence() {
+    let (scim, tokens) = Scim::start(&["contoso"]);
+    let entra = scim.client("contoso", &tokens[0]);
+
+    // "Test connection": a filter on a user that does not exist.
+    let probe = entra.get("/Users?filter=userName+eq+%22non-existent+user%22").await;
+    assert_eq!(probe.status, 200);
+    assert_eq!(probe.body["totalResults"], 0);
+    assert_eq!(probe.headers["content-type"], "application/scim+json");
+
+    let created = entra.post("/Users", json!({
+        "schemas": [USER, ENTERPRISE],
+        "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
+        "userName": "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1@contoso.com",
+        "active": true,
+        "emails": [{"primary": true, "type": "work", "value": "Test_User_fd0ea19b-0777-472c-9f96-4f70d2226f2e@contoso.com"}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": "givenName familyName", "familyName": "familyName", "givenName": "givenName"},
+        "roles": [],
+        ENTERPRISE: {"department": "Sales", "employeeNumber": "701984"}
+    })).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let user = created.id();
+    assert_eq!(created.headers["etag"], "W/\"1\"");
+    assert!(created.headers["location"].to_str().unwrap().ends_with(&format!("/scim/v2/contoso/Users/{user}")));
+    assert_eq!(created.body["meta"]["version"], "W/\"1\"");
+
+    let by_name =
+        entra.get("/Users?filter=userName+eq+%22Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1%40contoso.com%22").await;
+    assert_eq!(by_name.body["totalResults"], 1);
+    let by_ext = entra.get("/Users?filter=externalId+eq+%220a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef%22").await;
+    assert_eq!(by_ext.body["Resources"][0]["id"], user.as_str());
+
+    // Update: operation names in any case, booleans as strings, a filtered path that
+    // does not exist yet, the manager as a bare id.
+    let updated = entra.patch(&format!("/Users/{user}"), json!([
+        {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "updatedEmail@microsoft.com"},
+        {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+4915112345678"},
+        {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
+        {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": "2819c223-7f76-453a-919d-ab1234567891"}
+    ])).await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["emails"][0]["value"], "updatedEmail@microsoft.com");
+    assert_eq!(updated.body["phoneNumbers"], json!([{"type": "mobile", "value": "+4915112345678"}]));
+    assert_eq!(updated.body["name"]["familyName"], "updatedFamilyName");
+    assert_eq!(updated.body[ENTERPRISE]["manager"]["value"], "2819c223-7f76-453a-919d-ab1234567891");
+
+    // Without aadOptscim062020 Entra sends a path-less replace with "False".
+    let disabled =
+        entra.patch(&format!("/Users/{user}"), json!([{"op": "Replace", "value": {"active": "False"}}])).await;
+    assert_eq!(disabled.status, 200);
+    assert_eq!(disabled.body["active"], false);
+    // Deactivated users stay readable, by id and by filter.
+    assert_eq!(entra.get(&format!("/Users/{user}")).await.body["active"], false);
+    assert_eq!(entra.get("/Users?filter=active+eq+false").await.body["totalResults"], 1);
+
+    let group = entra.post("/Groups", json!({
+        "schemas": [GROUP], "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159", "displayName": "displayName", "meta": {"resourceType": "Group"}
+    })).await;
+    assert_eq!(group.status, 201, "{}", group.body);
+    let gid = group.id();
+    let found = entra.get("/Groups?excludedAttributes=members&filter=displayName+eq+%22displayName%22").await;
+    assert_eq!(found.body["totalResults"], 1);
+    assert!(found.body["Resources"][0].get("members").is_none());
+
+    let add = entra
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": user}]}]),
+        )
+        .await;
+    assert_eq!(add.status, 204);
+    let again = entra
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": user}]}]),
+        )
+        .await;
+    assert_eq!(again.status, 204, "member add is idempotent");
+    let read = entra.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(read.body["members"].as_array().unwrap().len(), 1);
+    assert_eq!(entra.get(&format!("/Users/{user}")).await.body["groups"][0]["value"], gid.as_str());
+    assert_eq!(entra.get(&format!("/Groups?filter=members.value+eq+%22{user}%22")).await.body["totalResults"], 1);
+
+    let rename = entra.patch(&format!("/Groups/{gid}"), json!([{"op": "Replace", "path": "displayName", "value": "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"}])).await;
+    assert_eq!(rename.status, 204);
+    let remove = entra
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": user}]}]),
+        )
+        .await;
+    assert_eq!(remove.status, 204);
+    let read = entra.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(read.body["displayName"], "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName");
+    assert!(read.body.get("members").is_none_or(|m| m.as_array().unwrap().is_empty()));
+
+    assert_eq!(entra.send(Method::DELETE, &format!("/Users/{user}"), None).await.status, 204);
+    assert_scim_error(&entra.get(&format!("/Users/{user}")).await, 404, None);
+    assert_eq!(entra.send(Method::DELETE, &format!("/Groups/{gid}"), None).await.status, 204);
+}
+
+#[tokio::test]
+async fn okta_provisioning_sequence() {
+    let (scim, tokens) = Scim::start(&["okta-co"]);
+    let okta = scim.client("okta-co", &tokens[0]);
+    let none = okta.get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100").await;
+    assert_eq!(none.body["totalResults"], 0);
+    assert_eq!(none.body["startIndex"], 1);
+
+    let user_body = json!({
+        "schemas": [USER], "userName": "test.user@okta.local",
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work"}],
+        "displayName": "Test User", "locale": "en-US", "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [], "password": "1mz050nq", "active": true
+    });
+    let created = okta.post("/Users", user_body.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(created.body.get("password").is_none(), "passwords are never returned");
+    let id = created.id();
+    assert_eq!(okta.get(&format!("/Users/{id}")).await.body["userName"], "test.user@okta.local");
+
+    // Okta's PUT without `active` does not deactivate.
+    let mut put = user_body.clone();
+    put.as_object_mut().unwrap().remove("active");
+    put["id"] = json!(id);
+    put["name"]["familyName"] = json!("Renamed");
+    let replaced = okta.send(Method::PUT, &format!("/Users/{id}"), Some(put)).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.body);
+    assert_eq!(replaced.body["active"], true);
+    assert_eq!(replaced.body["name"]["familyName"], "Renamed");
+
+    let deactivated = okta.patch(&format!("/Users/{id}"), json!([{"op": "replace", "value": {"active": false}}])).await;
+    assert_eq!(deactivated.body["active"], false);
+
+    let group = okta.post("/Groups", json!({"schemas": [GROUP], "displayName": "Test SCIMv2", "members": []})).await;
+    assert_eq!(group.status, 201);
+    let gid = group.id();
+    let renamed = okta
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "replace", "value": {"id": gid, "displayName": "Test SCIMv2 renamed"}}]),
+        )
+        .await;
+    assert_eq!(renamed.status, 204);
+    let added = okta
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": id, "display": "test.user@okta.local"}]}]),
+        )
+        .await;
+    assert_eq!(added.status, 204);
+    let with_attrs = okta
+        .patch(
+            &format!("/Groups/{gid}?attributes=displayName"),
+            json!([{"op": "add", "path": "members", "value": [{"value": id}]}]),
+        )
+        .await;
+    assert_eq!(with_attrs.status, 200, "attributes asked: the resource comes back");
+    assert_eq!(with_attrs.body["displayName"], "Test SCIMv2 renamed");
+    assert!(with_attrs.body.get("members").is_none());
+    let removed = okta
+        .patch(&format!("/Groups/{gid}"), json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
+        .await;
+    assert_eq!(removed.status, 204);
+    assert!(
+        okta.get(&format!("/Groups/{gid}")).await.body.get("members").is_none_or(|m| m.as_array().unwrap().is_empty())
+    );
+    assert_eq!(okta.send(Method::DELETE, &format!("/Groups/{gid}"), None).await.status, 204);
+}
+
+#[tokio::test]
+async fn one_tenant_never_reaches_another() {
+    let (scim, tokens) = Scim::start(&["alpha", "beta"]);
+    let a = scim.client("alpha", &tokens[0]);
+    let b = scim.client("beta", &tokens[1]);
+    let b_user = b.post("/Users", json!({"userName": "secret@beta.example"})).await.id();
+    let b_group = b.post("/Groups", json!({"displayName": "beta-admins", "members": [{"value": b_user}]})).await.id();
+    for _ in 0..3 {
+        b.post("/Users", json!({"userName": format!("u{}@beta.example", uuid_like())})).await;
+    }
+    let a_group = a.post("/Groups", json!({"displayName": "alpha-group"})).await.id();
+
+    // Reads, filters and searches.
+    assert_scim_error(&a.get(&format!("/Users/{b_user}")).await, 404, None);
+    assert_scim_error(&a.get(&format!("/Groups/{b_group}")).await, 404, None);
+    assert_eq!(a.get(&format!("/Users?filter=id+eq+%22{b_user}%22")).await.body["totalResults"], 0);
+    assert_eq!(a.get("/Users?filter=userName+eq+%22secret%40beta.example%22").await.body["totalResults"], 0);
+    assert_eq!(a.get(&format!("/Groups?filter=members.value+eq+%22{b_user}%22")).await.body["totalResults"], 0);
+    let search = a.post("/.search", json!({"filter": "userName sw \"secret\""})).await;
+    assert_eq!(search.body["totalResults"], 0);
+    assert_eq!(a.get("/Users").await.body["totalResults"], 0);
+
+    // Writes.
+    assert_scim_error(
+        &a.patch(&format!("/Users/{b_user}"), json!([{"op": "replace", "path": "active", "value": false}])).await,
+        404,
+        None,
+    );
+    assert_scim_error(
+        &a.send(Method::PUT, &format!("/Users/{b_user}"), Some(json!({"userName": "x"}))).await,
+        404,
+        None,
+    );
+    assert_scim_error(&a.send(Method::DELETE, &format!("/Groups/{b_group}"), None).await, 404, None);
+    let adopt = a
+        .patch(&format!("/Groups/{a_group}"), json!([{"op": "add", "path": "members", "value": [{"value": b_user}]}]))
+        .await;
+    assert_scim_error(&adopt, 400, Some("invalidValue"));
+    let bulk = a.post("/Bulk", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+        {"method": "DELETE", "path": format!("/Users/{b_user}")},
+        {"method": "PATCH", "path": format!("/Groups/{b_group}"), "data": {"Operations": [{"op": "remove", "path": "members"}]}}
+    ]})).await;
+    assert_eq!(bulk.status, 200);
+    assert_eq!(bulk.body["Operations"][0]["status"], "404");
+    assert_eq!(bulk.body["Operations"][1]["status"], "404");
+
+    // Cursors and ETags obtained in another tenant are worthless here.
+    let page = b.get("/Users?cursor=&count=1").await;
+    let cursor = page.body["nextCursor"].as_str().expect("beta has more than one user").to_owned();
+    assert_scim_error(&a.get(&format!("/Users?cursor={cursor}&count=1")).await, 400, Some("invalidCursor"));
+    let etag = b.get(&format!("/Users/{b_user}")).await.headers["etag"].to_str().unwrap().to_owned();
+    let guarded = a.raw(Method::DELETE, &format!("/Users/{b_user}"), None, &[("if-match", &etag)]).await;
+    assert_scim_error(&guarded, 404, None);
+
+    // Tokens: another tenant's, none, garbage — all the same 401 that reveals nothing.
+    let wrong_token = scim.client("alpha", &tokens[1]);
+    let unknown_tenant = scim.client("nobody", &tokens[0]);
+    for (client, path) in [
+        (&wrong_token, "/Users".to_owned()),
+        (&unknown_tenant, "/Users".to_owned()),
+        (&wrong_token, format!("/Users/{b_user}")),
+    ] {
+        let answer = client.get(&path).await;
+        assert_scim_error(&answer, 401, None);
+        assert_eq!(answer.body["detail"], "a valid bearer token for this tenant is required");
+    }
+    let no_token = scim.daemon.client().get(a.url("/Users")).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+
+    // Everything of beta is still there.
+    assert_eq!(b.get(&format!("/Groups/{b_group}")).await.body["members"].as_array().unwrap().len(), 1);
+    assert_eq!(b.get(&format!("/Users/{b_user}")).await.status, 200);
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+#[tokio::test]
+async fn revoked_tokens_and_disabled_tenants_are_refused() {
+    let work = Workdir::new();
+    work.ok(&["tenant", "create", "gamma", "--name", "Gamma"]);
+    let token = work.ok(&["scim-token", "create", "gamma"]).trim().to_owned();
+    let id = token.split('_').nth(2).unwrap().to_owned();
+    let daemon = work.serve();
+    let url = daemon.url("/scim/v2/gamma/Users");
+    assert_eq!(daemon.client().get(&url).bearer_auth(&token).send().await.unwrap().status(), 200);
+    work.ok(&["scim-token", "revoke", "gamma", &id]);
+    assert_eq!(daemon.client().get(&url).bearer_auth(&token).send().await.unwrap().status(), 401);
+    let token2 = work.ok(&["scim-token", "create", "gamma"]).trim().to_owned();
+    work.ok(&["tenant", "disable", "gamma"]);
+    assert_eq!(daemon.client().get(&url).bearer_auth(&token2).send().await.unwrap().status(), 401);
+    let log = work.ok(&["audit", "gamma", "--json"]);
+    assert!(!log.contains(&token) && !log.contains(&token2), "no secret in the audit log");
+}
+
+#[tokio::test]
+async fn protocol_details_and_bad_input() {
+    let (scim, tokens) = Scim::start(&["delta"]);
+    let c = scim.client("delta", &tokens[0]);
+
+    // Discovery describes exactly what is supported.
+    let spc = c.get("/ServiceProviderConfig").await.body;
+    assert_eq!(spc["pagination"]["cursor"], true);
+    assert_eq!(spc["pagination"]["defaultPaginationMethod"], "index");
+    assert_eq!(spc["bulk"]["maxPayloadSize"], 65536);
+    let types = c.get("/ResourceTypes").await.body;
+    assert_eq!(types["Resources"][0]["schemaExtensions"].as_array().unwrap().len(), 2);
+    let schemas = c.get("/Schemas").await.body;
+    assert_eq!(schemas["totalResults"], 4);
+    assert_eq!(c.get(&format!("/Schemas/{USER}")).await.body["attributes"][0]["name"], "userName");
+    assert_eq!(c.get("/Me").await.status.as_u16(), 501);
+
+    // Uniqueness: userName without regard to case, group displayName per tenant.
+    let bob = c.post("/Users", json!({"userName": "Bob@delta.example"})).await;
+    assert_eq!(bob.body["userName"], "Bob@delta.example", "keeps the case it was written with");
+    assert_scim_error(&c.post("/Users", json!({"userName": "bob@DELTA.example"})).await, 409, Some("uniqueness"));
+    c.post("/Groups", json!({"displayName": "Ops"})).await;
+    assert_scim_error(&c.post("/Groups", json!({"displayName": "ops"})).await, 409, Some("uniqueness"));
+
+    // ETags.
+    let id = bob.id();
+    let not_modified = c.raw(Method::GET, &format!("/Users/{id}"), None, &[("if-none-match", "W/\"1\"")]).await;
+    assert_eq!(not_modified.status, 304);
+    let stale = c
+        .raw(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"Operations": [{"op": "replace", "path": "title", "value": "x"}]}).to_string().into_bytes()),
+            &[("if-match", "W/\"7\"")],
+        )
+        .await;
+    assert_eq!(stale.status, 412);
+    let fresh = c
+        .raw(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"Operations": [{"op": "replace", "path": "title", "value": "x"}]}).to_string().into_bytes()),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.headers["etag"], "W/\"2\"");
+
+    // Malformed requests are 4xx SCIM errors, never 5xx.
+    assert_scim_error(
+        &c.raw(Method::POST, "/Users", Some(b"{\"userName\": ".to_vec()), &[]).await,
+        400,
+        Some("invalidSyntax"),
+    );
+    assert_scim_error(
+        &c.raw(Method::POST, "/Users", Some(vec![0x7b, 0xff, 0xfe, 0x7d]), &[]).await,
+        400,
+        Some("invalidSyntax"),
+    );
+    assert_scim_error(&c.post("/Users", json!({"userName": ["a", "b"]})).await, 400, Some("invalidValue"));
+    assert_scim_error(
+        &c.post("/Users", json!({"userName": "x", "active": "perhaps"})).await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_scim_error(&c.post("/Users", json!({"userName": "x", "shoeSize": 44})).await, 400, Some("invalidSyntax"));
+    assert_scim_error(
+        &c.raw(Method::POST, "/Users", Some(b"{\"userName\": \"x\", \"title\": 1e999}".to_vec()), &[]).await,
+        400,
+        Some("invalidSyntax"),
+    );
+    assert_scim_error(&c.post("/Users", json!({"name": {"givenName": "x"}})).await, 400, Some("invalidValue"));
+    let deep = format!("{}userName pr{}", "(".repeat(100), ")".repeat(100));
+    assert_scim_error(&c.get(&format!("/Users?filter={}", urlencode(&deep))).await, 400, Some("invalidFilter"));
+    assert_scim_error(&c.get("/Users?filter=userName+zz+%22x%22").await, 400, Some("invalidFilter"));
+    assert_scim_error(&c.get("/Users?count=lots").await, 400, Some("invalidValue"));
+    assert_scim_error(&c.get("/Users?cursor=bm9wZQ").await, 400, Some("invalidCursor"));
+    let nested = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    assert_scim_error(&c.raw(Method::POST, "/Users", Some(nested.into_bytes()), &[]).await, 400, Some("invalidSyntax"));
+    let big = json!({"userName": "big", "title": "x".repeat(70_000)});
+    assert_eq!(c.post("/Users", big).await.status, 413);
+    let wrong_type = c.raw(Method::POST, "/Users", Some(b"{}".to_vec()), &[("content-type", "text/plain")]).await;
+    assert_eq!(wrong_type.status, 415);
+    assert_scim_error(&c.patch(&format!("/Users/{id}"), json!([{"op": "remove"}])).await, 400, Some("noTarget"));
+    assert_scim_error(
+        &c.patch(&format!("/Users/{id}"), json!([{"op": "add", "path": "emails[type eq", "value": "x"}])).await,
+        400,
+        Some("invalidPath"),
+    );
+    assert_scim_error(&c.get("/Users/not-a-uuid").await, 404, None);
+    // A plain application/json body is accepted too.
+    let plain = scim
+        .daemon
+        .client()
+        .post(c.url("/Users"))
+        .bearer_auth(&c.token)
+        .header("content-type", "application/json")
+        .body(json!({"userName": "plain"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 201);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::test]
+async fn listing_sorting_pagination_and_bulk() {
+    let (scim, tokens) = Scim::start(&["epsilon"]);
+    let c = scim.client("epsilon", &tokens[0]);
+    let bulk = c.post("/Bulk", json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "failOnErrors": 2,
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "u1", "data": {"userName": "carol", "title": "b"}},
+            {"method": "POST", "path": "/Users", "bulkId": "u2", "data": {"userName": "alice", "title": "c"}},
+            {"method": "POST", "path": "/Users", "bulkId": "u3", "data": {"userName": "bob", "title": "a"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "g1", "data": {"displayName": "team", "members": [{"value": "bulkId:u1"}, {"value": "bulkId:u2"}]}},
+            {"method": "PATCH", "path": "/Groups/bulkId:g1", "data": {"Operations": [{"op": "add", "path": "members", "value": [{"value": "bulkId:u3"}]}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "dup", "data": {"userName": "ALICE"}},
+            {"method": "PATCH", "path": "/Users/bulkId:nope", "data": {"Operations": []}},
+            {"method": "POST", "path": "/Users", "bulkId": "never", "data": {"userName": "dave"}}
+        ]
+    })).await;
+    assert_eq!(bulk.status, 200, "{}", bulk.body);
+    let statuses: Vec<&str> =
+        bulk.body["Operations"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201", "201", "201", "201", "204", "409", "409"], "stops after failOnErrors errors");
+    assert_eq!(c.get("/Users?filter=userName+eq+%22dave%22").await.body["totalResults"], 0);
+    let team = c.get("/Groups?filter=displayName+eq+%22team%22").await;
+    assert_eq!(team.body["Resources"][0]["members"].as_array().unwrap().len(), 3);
+
+    let sorted = c.get("/Users?sortBy=title&sortOrder=descending").await;
+    let names: Vec<&str> =
+        sorted.body["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "carol", "bob"]);
+    let page = c.get("/Users?startIndex=2&count=1").await;
+    assert_eq!(page.body["totalResults"], 3);
+    assert_eq!(page.body["startIndex"], 2);
+    assert_eq!(page.body["itemsPerPage"], 1);
+    assert_eq!(page.body["Resources"][0]["userName"], "alice");
+    let only_names = c.get("/Users?attributes=userName&count=1").await;
+    let first = only_names.body["Resources"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "schemas", "userName"]);
+
+    // Cursor pagination walks every user exactly once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = c.get(&format!("/Users?cursor={cursor}&count=2")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        seen.extend(
+            page.body["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap().to_owned()),
+        );
+        match page.body["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["carol", "alice", "bob"]);
+    let search = c.post("/Users/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "title pr and not (userName eq \"bob\")", "attributes": ["userName"], "count": 10})).await;
+    assert_eq!(search.body["totalResults"], 2);
+    let too_many: Vec<Value> = (0..1001).map(|i| json!({"method": "DELETE", "path": format!("/Users/{i}")})).collect();
+    let refused = c.post("/Bulk", json!({"Operations": too_many})).await;
+    assert_eq!(refused.status, 413);
+}
