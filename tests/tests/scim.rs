@@ -389,10 +389,15 @@ async fn revoked_tokens_and_disabled_tenants_are_refused() {
     let daemon = work.serve();
     let url = daemon.url("/scim/v2/gamma/Users");
     assert_eq!(daemon.client().get(&url).bearer_auth(&token).send().await.unwrap().status(), 200);
-    work.ok(&["scim-token", "revoke", "gamma", &id]);
-    assert_eq!(daemon.client().get(&url).bearer_auth(&token).send().await.unwrap().status(), 401);
     let token2 = work.ok(&["scim-token", "create", "gamma"]).trim().to_owned();
+    assert_eq!(daemon.client().get(&url).bearer_auth(&token2).send().await.unwrap().status(), 200);
+    // Changes made by the CLI (another process) take effect within scim.auth_cache_seconds.
+    let settle = std::time::Duration::from_millis(2100);
+    work.ok(&["scim-token", "revoke", "gamma", &id]);
+    tokio::time::sleep(settle).await;
+    assert_eq!(daemon.client().get(&url).bearer_auth(&token).send().await.unwrap().status(), 401);
     work.ok(&["tenant", "disable", "gamma"]);
+    tokio::time::sleep(settle).await;
     assert_eq!(daemon.client().get(&url).bearer_auth(&token2).send().await.unwrap().status(), 401);
     let log = work.ok(&["audit", "gamma", "--json"]);
     assert!(!log.contains(&token) && !log.contains(&token2), "no secret in the audit log");

@@ -120,4 +120,10 @@ pub trait ScimRecordStore: Send + Sync + 'static {
     ) -> DomainResult<Vec<ScimMember>>;
     /// Groups that list `member` directly.
     async fn list_scim_groups_of(&self, tenant: TenantId, member: Uuid) -> DomainResult<Vec<ScimMember>>;
+    /// Groups of several members at once (for a page of users): (member, group) pairs.
+    async fn list_scim_groups_of_many(
+        &self,
+        tenant: TenantId,
+        members: &[Uuid],
+    ) -> DomainResult<Vec<(Uuid, ScimMember)>>;
 }

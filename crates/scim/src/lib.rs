@@ -6,7 +6,7 @@
 //! records through core's `ScimRecordStore`; it never writes individuals — what a person
 //! becomes in the portal is the reconciliation service's decision.
 
-mod auth;
+pub mod auth;
 mod bulk;
 mod discovery;
 pub mod error;
@@ -40,11 +40,19 @@ pub struct ScimLimits {
     pub bulk_max_operations: usize,
     pub default_page_size: u32,
     pub max_page_size: u32,
+    /// How long a successful token check is remembered (0 turns the cache off).
+    pub auth_cache_ttl: std::time::Duration,
 }
 
 impl Default for ScimLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, bulk_max_operations: 1000, default_page_size: 100, max_page_size: 1000 }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            bulk_max_operations: 1000,
+            default_page_size: 100,
+            max_page_size: 1000,
+            auth_cache_ttl: std::time::Duration::from_secs(2),
+        }
     }
 }
 
@@ -56,11 +64,13 @@ pub struct ScimState {
     /// `server.public_url`, without a trailing slash.
     pub public_url: String,
     pub limits: ScimLimits,
+    pub auth_cache: Arc<auth::AuthCache>,
 }
 
 impl ScimState {
     pub fn new(operator: Operator, records: Arc<dyn ScimRecordStore>, public_url: &str, limits: ScimLimits) -> Self {
         Self {
+            auth_cache: Arc::new(auth::AuthCache::new(limits.auth_cache_ttl)),
             operator,
             records,
             schemas: Arc::new(Schemas::default()),

@@ -17,7 +17,7 @@ use crate::auth::ScimCaller;
 use crate::error::{ScimError, ScimResult, ScimType};
 use crate::filter::{self, EvalContext, Filter};
 use crate::resource::Projection;
-use crate::resources::{query_pairs, render, store_kind};
+use crate::resources::{query_pairs, render, render_page, store_kind};
 use crate::schema::ResourceKind;
 use crate::{LIST_RESPONSE, ScimState, scim_json};
 
@@ -308,9 +308,8 @@ pub async fn list(
         let (_, all) = matching(state, caller, *kind, filter.as_ref(), None, false, None, 0, 0).await?;
         total = all;
         let more = page.len() > count as usize;
-        for record in page.iter().take(count as usize) {
-            resources.push(render(state, caller, *kind, record, &projection).await?);
-        }
+        let shown = &page[..page.len().min(count as usize)];
+        resources.extend(render_page(state, caller, *kind, shown, &projection).await?);
         if more {
             next_cursor = page.get(count as usize - 1).map(|r| encode_cursor(caller, *kind, r.seq));
         }
@@ -324,9 +323,7 @@ pub async fn list(
             total += matched;
             skip = skip.saturating_sub(matched);
             room -= u32::try_from(page.len()).unwrap_or(room).min(room);
-            for record in &page {
-                resources.push(render(state, caller, *kind, record, &projection).await?);
-            }
+            resources.extend(render_page(state, caller, *kind, &page, &projection).await?);
         }
     }
     let mut body = json!({

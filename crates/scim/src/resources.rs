@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idbridge_core::audit::AuditRecord;
-use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite};
+use idbridge_core::source_record::{MemberChange, ScimKind, ScimMember, ScimRecord, ScimWrite};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -138,6 +138,47 @@ pub(crate) async fn render(
     record: &ScimRecord,
     projection: &Projection,
 ) -> ScimResult<Value> {
+    let groups = match kind {
+        ResourceKind::User if projection.wants("groups") => {
+            Some(state.records.list_scim_groups_of(caller.tenant.id, record.id).await?)
+        }
+        _ => None,
+    };
+    render_with_groups(state, caller, kind, record, projection, groups).await
+}
+
+/// Renders a page of records, reading the users' groups in one query.
+pub(crate) async fn render_page(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    records: &[ScimRecord],
+    projection: &Projection,
+) -> ScimResult<Vec<Value>> {
+    let mut groups: std::collections::HashMap<Uuid, Vec<ScimMember>> = std::collections::HashMap::new();
+    let want_groups = kind == ResourceKind::User && projection.wants("groups");
+    if want_groups {
+        let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+        for (member, group) in state.records.list_scim_groups_of_many(caller.tenant.id, &ids).await? {
+            groups.entry(member).or_default().push(group);
+        }
+    }
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let g = want_groups.then(|| groups.remove(&record.id).unwrap_or_default());
+        out.push(render_with_groups(state, caller, kind, record, projection, g).await?);
+    }
+    Ok(out)
+}
+
+async fn render_with_groups(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    record: &ScimRecord,
+    projection: &Projection,
+    groups: Option<Vec<ScimMember>>,
+) -> ScimResult<Value> {
     let mut object = Map::new();
     let mut schemas = vec![Value::String(kind.core_schema().to_owned())];
     for ext in kind.extensions() {
@@ -158,8 +199,8 @@ pub(crate) async fn render(
             let members = all_members(state, caller, record.id).await?;
             object.insert("members".into(), Value::Array(members));
         }
-        ResourceKind::User if projection.wants("groups") => {
-            let groups = state.records.list_scim_groups_of(caller.tenant.id, record.id).await?;
+        ResourceKind::User => {
+            let groups = groups.unwrap_or_default();
             if !groups.is_empty() {
                 let groups = groups
                     .into_iter()
@@ -299,7 +340,8 @@ pub(crate) async fn create(
         audit: audit(caller, kind, id, action, None, Some(body)),
     };
     let stored = state.records.write_scim(&write).await?;
-    let rendered = render(state, caller, kind, &stored, &Projection::default()).await?;
+    // A user created a moment ago belongs to no group yet.
+    let rendered = render_with_groups(state, caller, kind, &stored, &Projection::default(), Some(vec![])).await?;
     Ok(Outcome {
         status: StatusCode::CREATED,
         location: Some(format!("{}/{}/{}", state.base_url(&caller.tenant), kind.endpoint(), stored.id)),
@@ -363,12 +405,33 @@ pub(crate) async fn patch(
     projection: Option<Projection>,
 ) -> ScimResult<Outcome> {
     let operations = patch::parse(input)?;
+    // Without If-Match the client asked for "apply to whatever is current": a concurrent
+    // change is not its conflict, so read again and re-apply a few times.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match patch_once(state, caller, kind, id, &operations, if_match, projection.clone()).await {
+            Err(e) if e.status == StatusCode::PRECONDITION_FAILED && if_match.is_none() && attempts < 5 => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn patch_once(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    id: &str,
+    operations: &[patch::Operation],
+    if_match: Option<&str>,
+    projection: Option<Projection>,
+) -> ScimResult<Outcome> {
     let current = load(state, caller, kind, id).await?;
     check_if_match(if_match, &current)?;
     let Value::Object(body) = current.data.clone() else {
         return Err(ScimError::status(StatusCode::INTERNAL_SERVER_ERROR, "stored resource is not an object"));
     };
-    let outcome = patch::apply(&state.schemas, kind, body, &operations, compat(caller))?;
+    let outcome = patch::apply(&state.schemas, kind, body, operations, compat(caller))?;
     let members = member_changes(outcome.members)?;
     if !outcome.body_changed && members.is_empty() {
         // Nothing to change: answer like a successful PATCH without writing or auditing.

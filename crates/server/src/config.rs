@@ -21,7 +21,17 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub admin: AdminSettings,
+    pub scim: ScimSettings,
     pub catalog: CatalogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimSettings {
+    pub auth_cache_seconds: u64,
+    pub bulk_max_operations: usize,
+    pub default_page_size: u32,
+    pub max_page_size: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +144,15 @@ impl Settings {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.scim.max_page_size == 0 || self.scim.default_page_size > self.scim.max_page_size {
+            return Err(invalid(
+                "scim.default_page_size",
+                "must be at most scim.max_page_size, which must be at least 1",
+            ));
+        }
+        if self.scim.bulk_max_operations == 0 {
+            return Err(invalid("scim.bulk_max_operations", "must be at least 1"));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));

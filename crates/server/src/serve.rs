@@ -19,13 +19,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if admin_token_hashes.is_empty() {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
-    let state = AppState { operator, admin_token_hashes: Arc::new(admin_token_hashes), metrics };
+    let state = AppState { operator, admin_token_hashes: Arc::new(admin_token_hashes), metrics, scim_auth_cache: None };
     let scim = idbridge_scim::ScimState::new(
         state.operator.clone(),
         Arc::new(store.clone()),
         &settings.server.public_url,
-        idbridge_scim::ScimLimits { max_body_bytes: settings.server.max_body_bytes, ..Default::default() },
+        idbridge_scim::ScimLimits {
+            max_body_bytes: settings.server.max_body_bytes,
+            bulk_max_operations: settings.scim.bulk_max_operations,
+            default_page_size: settings.scim.default_page_size,
+            max_page_size: settings.scim.max_page_size,
+            auth_cache_ttl: Duration::from_secs(settings.scim.auth_cache_seconds),
+        },
     );
+    let state = AppState { scim_auth_cache: Some(scim.auth_cache.clone()), ..state };
     let app = http::router(state, scim, settings.server.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await

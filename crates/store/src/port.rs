@@ -160,4 +160,12 @@ impl ScimRecordStore for SqlStore {
     async fn list_scim_groups_of(&self, tenant: TenantId, member: Uuid) -> DomainResult<Vec<ScimMember>> {
         self.scim_groups_of(tenant, member).await
     }
+
+    async fn list_scim_groups_of_many(
+        &self,
+        tenant: TenantId,
+        members: &[Uuid],
+    ) -> DomainResult<Vec<(Uuid, ScimMember)>> {
+        self.scim_groups_of_many(tenant, members).await
+    }
 }

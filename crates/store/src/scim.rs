@@ -114,12 +114,12 @@ impl SqlStore {
         let id = r.id.to_string();
         let now = micros(jiff::Timestamp::now());
         let mut tx = self.begin().await?;
-        match write.expected_version {
+        let inserted = match write.expected_version {
             None => {
-                sqlx::query(
+                let row = sqlx::query(&format!(
                     "INSERT INTO scim_resources (tenant_id, kind, id, external_id, name, name_key, data, version, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
-                )
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8) RETURNING {COLUMNS}"
+                ))
                 .bind(&tenant)
                 .bind(r.kind.as_str())
                 .bind(&id)
@@ -128,9 +128,10 @@ impl SqlStore {
                 .bind(r.name.to_lowercase())
                 .bind(to_json(&r.data))
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(unique_or_storage(r.kind.as_str(), &r.name))?;
+                Some(record_from_row(&row)?)
             }
             Some(expected) => {
                 let done = if write.body_changed {
@@ -152,15 +153,16 @@ impl SqlStore {
                     .await
                     .map_err(unique_or_storage(r.kind.as_str(), &r.name))?
                 } else {
+                    // Member-only changes are set operations that commute: they do not
+                    // conflict with each other, so the version is bumped, not checked.
                     sqlx::query(
                         "UPDATE scim_resources SET version = version + 1, updated_at = $1
-                         WHERE tenant_id = $2 AND id = $3 AND kind = $4 AND version = $5",
+                         WHERE tenant_id = $2 AND id = $3 AND kind = $4",
                     )
                     .bind(now)
                     .bind(&tenant)
                     .bind(&id)
                     .bind(r.kind.as_str())
-                    .bind(expected)
                     .execute(&mut *tx)
                     .await
                     .map_err(storage)?
@@ -177,15 +179,19 @@ impl SqlStore {
                         None => DomainError::not_found("scim resource", id),
                     });
                 }
+                None
             }
-        }
+        };
         for change in &write.members {
             change_members(&mut tx, &tenant, &id, change).await?;
         }
         append_audit(&mut tx, &write.audit).await?;
-        let stored = fetch(&mut tx, &tenant, r.kind, &id)
-            .await?
-            .ok_or_else(|| DomainError::Storage("record vanished inside its own transaction".into()))?;
+        let stored = match inserted {
+            Some(record) => record,
+            None => fetch(&mut tx, &tenant, r.kind, &id)
+                .await?
+                .ok_or_else(|| DomainError::Storage("record vanished inside its own transaction".into()))?,
+        };
         tx.commit().await.map_err(storage)?;
         Ok(stored)
     }
@@ -237,40 +243,53 @@ impl SqlStore {
         kind: ScimKind,
         q: &ScimQuery,
     ) -> DomainResult<(Vec<ScimRecord>, u64)> {
-        let tenant = tenant.0.to_string();
-        let conditions =
-            "tenant_id = $1 AND kind = $2 AND ($3 IS NULL OR name_key = $3) AND ($4 IS NULL OR external_id = $4)
-             AND ($5 IS NULL OR id = $5) AND seq > $6";
-        let name_key = q.name_eq.as_ref().map(|n| n.to_lowercase());
-        let id = q.id_eq.map(|i| i.to_string());
-        let after = q.after_seq.unwrap_or(0);
-        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM scim_resources WHERE {conditions}"))
-            .bind(&tenant)
-            .bind(kind.as_str())
-            .bind(&name_key)
-            .bind(&q.external_id_eq)
-            .bind(&id)
-            .bind(after)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(storage)?;
+        // Only the conditions in use are written out: `($n IS NULL OR col = $n)` would keep
+        // SQLite from using the indexes.
+        let mut conditions = String::from("tenant_id = $1 AND kind = $2");
+        let mut binds: Vec<Bind> = vec![Bind::Text(tenant.0.to_string()), Bind::Text(kind.as_str().to_owned())];
+        let mut add = |sql: &str, value: Bind| {
+            binds.push(value);
+            conditions.push_str(&format!(" AND {sql} ${}", binds.len()));
+        };
+        if let Some(name) = &q.name_eq {
+            add("name_key =", Bind::Text(name.to_lowercase()));
+        }
+        if let Some(external_id) = &q.external_id_eq {
+            add("external_id =", Bind::Text(external_id.clone()));
+        }
+        if let Some(id) = q.id_eq {
+            add("id =", Bind::Text(id.to_string()));
+        }
+        if let Some(after) = q.after_seq {
+            add("seq >", Bind::Int(after));
+        }
+        let unique = q.name_eq.is_some() || q.id_eq.is_some();
         let limit = q.limit.map_or(i64::MAX, i64::from);
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM scim_resources WHERE {conditions} ORDER BY seq LIMIT $7 OFFSET $8"
-        ))
-        .bind(&tenant)
-        .bind(kind.as_str())
-        .bind(&name_key)
-        .bind(&q.external_id_eq)
-        .bind(&id)
-        .bind(after)
-        .bind(limit)
-        .bind(i64::try_from(q.offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(storage)?;
+        let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM scim_resources WHERE {conditions} ORDER BY seq LIMIT ${} OFFSET ${}",
+            binds.len() + 1,
+            binds.len() + 2
+        );
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = b.bind(query);
+        }
+        let rows = query.bind(limit).bind(offset).fetch_all(&self.pool).await.map_err(storage)?;
         let records = rows.iter().map(record_from_row).collect::<DomainResult<Vec<_>>>()?;
-        Ok((records, u64::try_from(total).unwrap_or(0)))
+        // A unique key matches at most one record: no need to count.
+        let total = if unique && offset == 0 && limit > 0 {
+            records.len() as u64
+        } else {
+            let sql = format!("SELECT COUNT(*) FROM scim_resources WHERE {conditions}");
+            let mut query = sqlx::query_as::<_, (i64,)>(&sql);
+            for b in &binds {
+                query = b.bind_as(query);
+            }
+            let (total,) = query.fetch_one(&self.pool).await.map_err(storage)?;
+            u64::try_from(total).unwrap_or(0)
+        };
+        Ok((records, total))
     }
 
     pub(crate) async fn scim_members(
@@ -296,6 +315,32 @@ impl SqlStore {
         rows.into_iter().map(member).collect()
     }
 
+    pub(crate) async fn scim_groups_of_many(
+        &self,
+        tenant: TenantId,
+        members: &[Uuid],
+    ) -> DomainResult<Vec<(Uuid, ScimMember)>> {
+        let mut out = Vec::new();
+        // Chunks keep the statement under every backend's parameter limit.
+        for chunk in members.chunks(500) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT m.member_id, r.id, r.kind, r.name FROM scim_members m
+                 JOIN scim_resources r ON r.tenant_id = m.tenant_id AND r.id = m.group_id
+                 WHERE m.tenant_id = $1 AND m.member_id IN ({}) ORDER BY r.name_key",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query_as::<_, (String, String, String, String)>(&sql).bind(tenant.0.to_string());
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            for (member_id, id, kind, name) in query.fetch_all(&self.pool).await.map_err(storage)? {
+                out.push((uuid("member id", &member_id)?, member((id, kind, name))?));
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn scim_groups_of(&self, tenant: TenantId, member_id: Uuid) -> DomainResult<Vec<ScimMember>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT r.id, r.kind, r.name FROM scim_members m
@@ -308,6 +353,31 @@ impl SqlStore {
         .await
         .map_err(storage)?;
         rows.into_iter().map(member).collect()
+    }
+}
+
+/// A bind value of a query assembled at run time.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+type AnyQueryAs<'q, T> = sqlx::query::QueryAs<'q, sqlx::Any, T, sqlx::any::AnyArguments<'q>>;
+
+impl Bind {
+    fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        match self {
+            Self::Text(s) => query.bind(s.clone()),
+            Self::Int(i) => query.bind(*i),
+        }
+    }
+
+    fn bind_as<'q, T>(&self, query: AnyQueryAs<'q, T>) -> AnyQueryAs<'q, T> {
+        match self {
+            Self::Text(s) => query.bind(s.clone()),
+            Self::Int(i) => query.bind(*i),
+        }
     }
 }
 

@@ -159,7 +159,9 @@ async fn disable_tenant(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.operator.set_tenant_enabled(&slug(&raw)?, false, &caller.ctx).await?).into_response())
+    let tenant = state.operator.set_tenant_enabled(&slug(&raw)?, false, &caller.ctx).await?;
+    state.forget_scim_logins();
+    Ok(Json(tenant).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -201,6 +203,7 @@ async fn revoke_scim_token(
     Path((raw, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     state.operator.revoke_scim_token(&slug(&raw)?, &id, &caller.ctx).await?;
+    state.forget_scim_logins();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -352,5 +355,6 @@ async fn apply(
         ));
     };
     let report = state.operator.apply(&document.into_desired()?, params.dry_run, &caller.ctx).await?;
+    state.forget_scim_logins();
     Ok(Json(json!(report)).into_response())
 }

@@ -30,6 +30,16 @@ pub struct AppState {
     /// Hex SHA-256 of each accepted operator token.
     pub admin_token_hashes: Arc<Vec<String>>,
     pub metrics: Option<PrometheusHandle>,
+    /// Cleared when an operator revokes a token or changes a tenant here.
+    pub scim_auth_cache: Option<Arc<idbridge_scim::auth::AuthCache>>,
+}
+
+impl AppState {
+    pub fn forget_scim_logins(&self) {
+        if let Some(cache) = &self.scim_auth_cache {
+            cache.clear();
+        }
+    }
 }
 
 pub fn router(state: AppState, scim: idbridge_scim::ScimState, max_body_bytes: usize) -> Router {
