@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config_plan;
 pub mod error;
 pub mod individual;
+pub mod mapping;
 pub mod operator;
 pub mod ports;
 pub mod role;

@@ -576,10 +576,10 @@ fn compare_one(attr: Option<&Attribute>, actual: &Value, op: CompareOp, expected
         }
         (Value::Number(a), CompValue::Number(e)) => a.as_f64().is_some_and(|a| ordered(a.partial_cmp(e), op)),
         (Value::String(a), CompValue::String(e)) => {
-            if kind == Some(AttrType::DateTime) {
-                if let (Ok(a), Ok(e)) = (a.parse::<jiff::Timestamp>(), e.parse::<jiff::Timestamp>()) {
-                    return ordered(Some(a.cmp(&e)), op);
-                }
+            if kind == Some(AttrType::DateTime)
+                && let (Ok(a), Ok(e)) = (a.parse::<jiff::Timestamp>(), e.parse::<jiff::Timestamp>())
+            {
+                return ordered(Some(a.cmp(&e)), op);
             }
             let (a, e) = if case_exact { (a.clone(), e.clone()) } else { (a.to_lowercase(), e.to_lowercase()) };
             match op {
@@ -655,7 +655,7 @@ mod tests {
         assert!(check(r#"name.familyName co "ens""#));
         assert!(check(r#"name.FamilyName sw "J""#));
         assert!(check(r#"userName ew ".com""#));
-        assert!(check("title pr") == false);
+        assert!(!check("title pr"));
         assert!(check("emails pr"));
         assert!(check(r#"meta.lastModified gt "2026-01-01T00:00:00Z""#));
         assert!(!check(r#"meta.lastModified lt "2026-01-01T00:00:00Z""#));
@@ -671,7 +671,7 @@ mod tests {
         assert!(!check(r#"(userName eq "x" or userName sw "b") and active eq false"#));
         assert!(check(r#"title ne "boss""#), "ne matches an absent attribute");
         assert!(check("title eq null"));
-        assert!(check(r#"nosuch eq "x""#) == false, "unknown attributes match nothing");
+        assert!(!check(r#"nosuch eq "x""#), "unknown attributes match nothing");
     }
 
     #[test]

@@ -164,10 +164,10 @@ pub fn normalize_value(attr: &Attribute, value: &Value) -> ScimResult<Option<Val
         };
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            if let Some(v) = normalize_single(attr, item)? {
-                if !out.contains(&v) {
-                    out.push(v);
-                }
+            if let Some(v) = normalize_single(attr, item)?
+                && !out.contains(&v)
+            {
+                out.push(v);
             }
         }
         return Ok((!out.is_empty()).then_some(Value::Array(out)));
@@ -410,10 +410,10 @@ fn remove_path(schemas: &Schemas, kind: ResourceKind, object: &mut Map<String, V
             }
             Some(Value::Array(items)) => {
                 for item in items {
-                    if let Value::Object(inner) = item {
-                        if let Some(k) = key_ci(inner, sub) {
-                            inner.remove(&k);
-                        }
+                    if let Value::Object(inner) = item
+                        && let Some(k) = key_ci(inner, sub)
+                    {
+                        inner.remove(&k);
                     }
                 }
             }

@@ -108,7 +108,7 @@ fn check_if_match(if_match: Option<&str>, record: &ScimRecord) -> ScimResult<()>
     }
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -554,14 +554,14 @@ async fn get_one(
 ) -> ScimResult<Response> {
     let params = projection_query(query.as_deref())?;
     let record = load(&state, &caller, kind, &id).await?;
-    if let Some(h) = header_str(&headers, header::IF_NONE_MATCH) {
-        if etag_matches(h, record.version) {
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            if let Ok(v) = HeaderValue::from_str(&etag(record.version)) {
-                response.headers_mut().insert(header::ETAG, v);
-            }
-            return Ok(response);
+    if let Some(h) = header_str(&headers, header::IF_NONE_MATCH)
+        && etag_matches(h, record.version)
+    {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag(record.version)) {
+            response.headers_mut().insert(header::ETAG, v);
         }
+        return Ok(response);
     }
     let body = render(&state, &caller, kind, &record, &params.projection()).await?;
     Ok(Outcome { status: StatusCode::OK, body: Some(body), version: Some(record.version), location: None }
