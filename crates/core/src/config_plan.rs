@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditRecord};
 use crate::catalog::{Catalog, CatalogEntry};
+use crate::mapping::rules::{Rule, validate_rules};
 use crate::role::{AccessProfile, Role};
 use crate::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use crate::{DomainError, DomainResult};
@@ -23,6 +24,10 @@ pub struct DesiredConfig {
     pub roles: Vec<Role>,
     pub access_profiles: Vec<AccessProfile>,
     pub tenants: Vec<(TenantSlug, TenantSettings)>,
+    /// Mapping rules per tenant; a tenant listed here gets exactly these rules.
+    pub rules: BTreeMap<TenantSlug, Vec<Rule>>,
+    /// Mapper ids the pipeline may name: `rules` and the configured plugins.
+    pub known_mappers: BTreeSet<String>,
 }
 
 /// What is stored now.
@@ -32,6 +37,7 @@ pub struct CurrentConfig {
     pub roles: Vec<Role>,
     pub access_profiles: Vec<AccessProfile>,
     pub tenants: Vec<Tenant>,
+    pub rules: BTreeMap<TenantSlug, Vec<Rule>>,
 }
 
 /// One step of a plan.
@@ -61,6 +67,12 @@ pub enum ConfigChange {
         before: TenantSettings,
         after: TenantSettings,
     },
+    PutRules {
+        id: TenantId,
+        slug: TenantSlug,
+        before: Vec<Rule>,
+        after: Vec<Rule>,
+    },
 }
 
 impl ConfigChange {
@@ -78,6 +90,9 @@ impl ConfigChange {
             Self::CreateTenant { slug, .. } => format!("+ tenant {slug}"),
             Self::UpdateTenant { slug, before, after, .. } => {
                 format!("~ tenant {slug} ({})", changed_tenant_fields(before, after).join(", "))
+            }
+            Self::PutRules { slug, before, after, .. } => {
+                format!("~ mapping rules of {slug} ({} → {} rules)", before.len(), after.len())
             }
         }
     }
@@ -123,6 +138,14 @@ impl ConfigChange {
                 "tenant",
                 slug.as_str(),
                 "tenant.updated",
+                Some(to_json(before)),
+                Some(to_json(after)),
+            ),
+            Self::PutRules { id, slug, before, after } => ctx.record(
+                Some(*id),
+                "mapping_rules",
+                slug.as_str(),
+                "mapping_rules.replaced",
                 Some(to_json(before)),
                 Some(to_json(after)),
             ),
@@ -231,12 +254,22 @@ pub fn plan(base: &Catalog, current: &CurrentConfig, desired: &DesiredConfig) ->
             return Err(DomainError::invalid("tenants", format!("tenant {slug} is listed twice")));
         }
         check_tenant_references(slug, settings, &role_names, &profile_names)?;
-        match stored_tenants.get(slug) {
-            None => changes.push(ConfigChange::CreateTenant {
-                id: TenantId(Uuid::new_v4()),
-                slug: slug.clone(),
-                settings: settings.clone(),
-            }),
+        for mapper in &settings.policy.mappers {
+            if !desired.known_mappers.contains(mapper) {
+                return Err(DomainError::invalid(
+                    "policy.mappers",
+                    format!(
+                        "tenant {slug} names mapper {mapper:?}, which is neither \"rules\" nor a configured plugin"
+                    ),
+                ));
+            }
+        }
+        let id = match stored_tenants.get(slug) {
+            None => {
+                let id = TenantId(Uuid::new_v4());
+                changes.push(ConfigChange::CreateTenant { id, slug: slug.clone(), settings: settings.clone() });
+                id
+            }
             Some(tenant) => {
                 let before = tenant.settings();
                 if &before != settings {
@@ -248,7 +281,47 @@ pub fn plan(base: &Catalog, current: &CurrentConfig, desired: &DesiredConfig) ->
                         after: settings.clone(),
                     });
                 }
+                tenant.id
             }
+        };
+        if let Some(rules) = desired.rules.get(slug) {
+            validate_rules(rules).map_err(|e| DomainError::invalid("rules", format!("tenant {slug}: {e}")))?;
+            for rule in rules {
+                if let Some(role) = &rule.role {
+                    if !settings.allowed_roles.contains(role) {
+                        return Err(DomainError::invalid(
+                            "rules",
+                            format!(
+                                "tenant {slug}: rule {:?} grants role {role:?}, which is not among the tenant's allowed roles",
+                                rule.name
+                            ),
+                        ));
+                    }
+                }
+                if let Some(profile) = &rule.access_profile {
+                    if !settings.allowed_access_profiles.contains(profile) {
+                        return Err(DomainError::invalid(
+                            "rules",
+                            format!(
+                                "tenant {slug}: rule {:?} grants access profile {profile:?}, which the tenant does not allow",
+                                rule.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            let before = current.rules.get(slug).cloned().unwrap_or_default();
+            if &before != rules {
+                changes.push(ConfigChange::PutRules { id, slug: slug.clone(), before, after: rules.clone() });
+            }
+        }
+    }
+    for slug in desired.rules.keys() {
+        if !desired.tenants.iter().any(|(s, _)| s == slug) {
+            return Err(DomainError::invalid(
+                "rules",
+                format!("rules for tenant {slug}, which the file does not list"),
+            ));
         }
     }
     Ok(changes)
@@ -308,6 +381,8 @@ mod tests {
             roles: vec![role("PBX admin")],
             access_profiles: vec![],
             tenants: vec![(TenantSlug::parse("acme").unwrap(), settings)],
+            rules: BTreeMap::new(),
+            known_mappers: ["rules".to_string()].into(),
         }
     }
 

@@ -220,11 +220,21 @@ impl Operator {
     /// Plans the desired configuration against the stored one and, unless `dry_run`,
     /// applies the plan in one transaction.
     pub async fn apply(&self, desired: &DesiredConfig, dry_run: bool, ctx: &AuditContext) -> DomainResult<ApplyReport> {
+        let tenants = self.store.list_tenants().await?;
+        let by_id: std::collections::BTreeMap<_, _> = tenants.iter().map(|t| (t.id, t.slug.clone())).collect();
+        let rules = self
+            .store
+            .list_mapping_rules()
+            .await?
+            .into_iter()
+            .filter_map(|(id, rules)| by_id.get(&id).map(|slug| (slug.clone(), rules)))
+            .collect();
         let current = CurrentConfig {
             catalog: self.store.list_catalog_entries().await?,
             roles: self.store.list_roles().await?,
             access_profiles: self.store.list_access_profiles().await?,
-            tenants: self.store.list_tenants().await?,
+            tenants,
+            rules,
         };
         let changes: Vec<ConfigChange> = config_plan::plan(&self.configured_catalog, &current, desired)?;
         if !dry_run && !changes.is_empty() {

@@ -36,6 +36,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_catalog_entries(&self) -> DomainResult<Vec<CatalogEntry>>;
     async fn list_roles(&self) -> DomainResult<Vec<Role>>;
     async fn list_access_profiles(&self) -> DomainResult<Vec<AccessProfile>>;
+    /// Every tenant's mapping rules (tenants without rules are absent).
+    async fn list_mapping_rules(&self) -> DomainResult<Vec<(TenantId, Vec<crate::mapping::rules::Rule>)>>;
+    async fn get_mapping_rules(&self, tenant: TenantId) -> DomainResult<Vec<crate::mapping::rules::Rule>>;
     /// Applies every change in one transaction, each with its audit record; on any error
     /// nothing is written.
     async fn apply_config(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()>;

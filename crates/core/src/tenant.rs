@@ -93,6 +93,9 @@ pub struct TenantPolicy {
     /// SCIM: `add`/`replace` on `emails[type eq "work"].value` when no such email exists
     /// creates it, as Microsoft Entra ID expects.
     pub scim_create_missing_filtered_value: bool,
+    /// The tenant's mapping pipeline, in order: `rules` (the built-in rules mapper) and
+    /// plugin ids from the daemon's `[[plugins]]`.
+    pub mappers: Vec<String>,
 }
 
 impl Default for TenantPolicy {
@@ -106,6 +109,7 @@ impl Default for TenantPolicy {
             jit_provisioning: false,
             default_role: None,
             scim_create_missing_filtered_value: true,
+            mappers: vec!["rules".to_owned()],
         }
     }
 }

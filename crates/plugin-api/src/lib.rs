@@ -63,9 +63,14 @@ impl PluginBuffer {
     }
 }
 
-pub type CreateFn =
-    unsafe extern "C" fn(config: *const u8, config_len: usize, instance: *mut *mut c_void, error: *mut PluginBuffer) -> i32;
-pub type MapFn = unsafe extern "C" fn(instance: *mut c_void, input: *const u8, input_len: usize, output: *mut PluginBuffer) -> i32;
+pub type CreateFn = unsafe extern "C" fn(
+    config: *const u8,
+    config_len: usize,
+    instance: *mut *mut c_void,
+    error: *mut PluginBuffer,
+) -> i32;
+pub type MapFn =
+    unsafe extern "C" fn(instance: *mut c_void, input: *const u8, input_len: usize, output: *mut PluginBuffer) -> i32;
 pub type DestroyFn = unsafe extern "C" fn(instance: *mut c_void);
 pub type FreeBufferFn = unsafe extern "C" fn(buffer: PluginBuffer);
 
@@ -151,8 +156,8 @@ pub mod rt {
         let result = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: the host passes a valid buffer of `config_len` bytes.
             let bytes = unsafe { std::slice::from_raw_parts(config, config_len) };
-            let config: serde_json::Value =
-                serde_json::from_slice(bytes).map_err(|e| PluginError::config("", format!("config is not JSON: {e}")))?;
+            let config: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| PluginError::config("", format!("config is not JSON: {e}")))?;
             P::create(config)
         }));
         let (status, err) = match result {
@@ -162,7 +167,9 @@ pub mod rt {
                 return STATUS_OK;
             }
             Ok(Err(e)) => (STATUS_ERROR, e),
-            Err(payload) => (STATUS_PANIC, PluginError { kind: "panic".into(), message: panic_message(&*payload), field: None }),
+            Err(payload) => {
+                (STATUS_PANIC, PluginError { kind: "panic".into(), message: panic_message(&*payload), field: None })
+            }
         };
         // SAFETY: `error` is a valid out-pointer.
         unsafe { *error = PluginBuffer::from_vec(error_json(&err)) };
@@ -171,21 +178,27 @@ pub mod rt {
 
     /// # Safety
     /// `instance` came from `create::<P>`; (input, len) is valid; `output` is writable.
-    pub unsafe fn map<P: MappingPlugin>(instance: *mut c_void, input: *const u8, input_len: usize, output: *mut PluginBuffer) -> i32 {
+    pub unsafe fn map<P: MappingPlugin>(
+        instance: *mut c_void,
+        input: *const u8,
+        input_len: usize,
+        output: *mut PluginBuffer,
+    ) -> i32 {
         let result = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: as documented above.
             let plugin = unsafe { &*(instance as *const P) };
             let bytes = unsafe { std::slice::from_raw_parts(input, input_len) };
-            let input: wire::MappingInput =
-                serde_json::from_slice(bytes).map_err(|e| PluginError::mapping(format!("input is not a MappingInput: {e}")))?;
+            let input: wire::MappingInput = serde_json::from_slice(bytes)
+                .map_err(|e| PluginError::mapping(format!("input is not a MappingInput: {e}")))?;
             plugin.map(input)
         }));
         let (status, bytes) = match result {
             Ok(Ok(out)) => (STATUS_OK, serde_json::to_vec(&out).unwrap_or_else(|_| b"{}".to_vec())),
             Ok(Err(e)) => (STATUS_ERROR, error_json(&e)),
-            Err(payload) => {
-                (STATUS_PANIC, error_json(&PluginError { kind: "panic".into(), message: panic_message(&*payload), field: None }))
-            }
+            Err(payload) => (
+                STATUS_PANIC,
+                error_json(&PluginError { kind: "panic".into(), message: panic_message(&*payload), field: None }),
+            ),
         };
         // SAFETY: `output` is a valid out-pointer.
         unsafe { *output = PluginBuffer::from_vec(bytes) };
@@ -215,7 +228,9 @@ pub mod rt {
 macro_rules! export_plugin {
     ($plugin:ty, $name:literal, $version:literal) => {
         #[cfg(panic = "abort")]
-        compile_error!("idbridge plugins must be built with panic = \"unwind\": a panic under abort would kill the host");
+        compile_error!(
+            "idbridge plugins must be built with panic = \"unwind\": a panic under abort would kill the host"
+        );
 
         const _: () = {
             unsafe extern "C" fn __idb_create(
@@ -257,4 +272,3 @@ macro_rules! export_plugin {
         };
     };
 }
-

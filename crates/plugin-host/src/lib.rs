@@ -87,18 +87,29 @@ struct Library {
 
 fn load_library(spec: &PluginSpec) -> Result<Library, PluginLoadError> {
     let path = spec.path.display().to_string();
-    let bytes = std::fs::read(&spec.path)
-        .map_err(|e| PluginLoadError::Unreadable { id: spec.id.clone(), path: path.clone(), reason: e.to_string() })?;
+    let bytes = std::fs::read(&spec.path).map_err(|e| PluginLoadError::Unreadable {
+        id: spec.id.clone(),
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(expected) = &spec.sha256 {
         if !expected.eq_ignore_ascii_case(&sha256) {
-            return Err(PluginLoadError::HashMismatch { id: spec.id.clone(), path, expected: expected.clone(), actual: sha256 });
+            return Err(PluginLoadError::HashMismatch {
+                id: spec.id.clone(),
+                path,
+                expected: expected.clone(),
+                actual: sha256,
+            });
         }
     }
     // SAFETY: loading runs the library's initialisers. The operator named this file in
     // the config (optionally pinned by hash); that is the trust decision.
-    let library = unsafe { libloading::Library::new(&spec.path) }
-        .map_err(|e| PluginLoadError::NotLoadable { id: spec.id.clone(), path: path.clone(), reason: e.to_string() })?;
+    let library = unsafe { libloading::Library::new(&spec.path) }.map_err(|e| PluginLoadError::NotLoadable {
+        id: spec.id.clone(),
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     // Never unloaded (see the crate invariants).
     let library: &'static libloading::Library = Box::leak(Box::new(library));
     // SAFETY: the symbol's type is fixed by the ABI; a wrong type is caught by the
@@ -114,7 +125,11 @@ fn load_library(spec: &PluginSpec) -> Result<Library, PluginLoadError> {
     // SAFETY: every version of the table starts with these two fields.
     let (abi_version, struct_size) = unsafe { ((*table).abi_version, (*table).struct_size) };
     if abi_version != api::ABI_VERSION {
-        return Err(PluginLoadError::AbiVersion { id: spec.id.clone(), found: abi_version, expected: api::ABI_VERSION });
+        return Err(PluginLoadError::AbiVersion {
+            id: spec.id.clone(),
+            found: abi_version,
+            expected: api::ABI_VERSION,
+        });
     }
     let expected_size = u32::try_from(std::mem::size_of::<PluginTable>()).unwrap_or(u32::MAX);
     if struct_size != expected_size {
@@ -207,14 +222,23 @@ impl PluginMapper {
         let status = unsafe { (library.table.create)(config.as_ptr(), config.len(), &mut instance, &mut error) };
         if status != api::STATUS_OK || instance.is_null() {
             let bytes = take_buffer(library.table, error);
-            let parsed: Option<api::PluginError> =
-                serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| serde_json::from_value(v.get("error")?.clone()).ok());
+            let parsed: Option<api::PluginError> = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| serde_json::from_value(v.get("error")?.clone()).ok());
             return Err(match parsed {
-                Some(e) if e.kind == "config" => {
-                    PluginLoadError::Config { id: spec.id.clone(), field: e.field.filter(|f| !f.is_empty()), message: e.message }
-                }
-                Some(e) => PluginLoadError::Other { id: spec.id.clone(), message: format!("create failed ({}): {}", e.kind, e.message) },
-                None => PluginLoadError::Other { id: spec.id.clone(), message: format!("create failed with status {status}") },
+                Some(e) if e.kind == "config" => PluginLoadError::Config {
+                    id: spec.id.clone(),
+                    field: e.field.filter(|f| !f.is_empty()),
+                    message: e.message,
+                },
+                Some(e) => PluginLoadError::Other {
+                    id: spec.id.clone(),
+                    message: format!("create failed ({}): {}", e.kind, e.message),
+                },
+                None => PluginLoadError::Other {
+                    id: spec.id.clone(),
+                    message: format!("create failed with status {status}"),
+                },
             });
         }
         let instance = Instance(instance);
@@ -239,7 +263,10 @@ impl PluginMapper {
                     let _ = reply.send((status, bytes));
                 }
             });
-            spawned.map_err(|e| PluginLoadError::Other { id: spec.id.clone(), message: format!("cannot start worker: {e}") })?;
+            spawned.map_err(|e| PluginLoadError::Other {
+                id: spec.id.clone(),
+                message: format!("cannot start worker: {e}"),
+            })?;
         }
         Ok(Arc::new(Self {
             id: spec.id.clone(),
@@ -325,7 +352,12 @@ fn to_wire(input: &MappingInput) -> wire::MappingInput {
         groups: input
             .groups
             .iter()
-            .map(|g| wire::ExternalGroup { source: source_name(g.source), id: g.id.clone(), display_name: g.display_name.clone(), via: g.via.clone() })
+            .map(|g| wire::ExternalGroup {
+                source: source_name(g.source),
+                id: g.id.clone(),
+                display_name: g.display_name.clone(),
+                via: g.via.clone(),
+            })
             .collect(),
         current: input.current.as_ref().map(|c| wire::CurrentAssignment {
             role: c.role.clone(),
@@ -355,7 +387,11 @@ fn from_wire(id: &str, out: wire::MapperOutput) -> MapperOutput {
         activation: out.activation,
         expiration: out.expiration,
         // The mapper of every reason is the plugin's id, whatever the plugin wrote.
-        reasons: out.reasons.into_iter().map(|r| Reason { mapper: id.to_owned(), rule: r.rule, grants: r.grants, groups: r.groups }).collect(),
+        reasons: out
+            .reasons
+            .into_iter()
+            .map(|r| Reason { mapper: id.to_owned(), rule: r.rule, grants: r.grants, groups: r.groups })
+            .collect(),
     }
 }
 
@@ -366,7 +402,10 @@ impl Mapper for PluginMapper {
 
     fn map(&self, input: &MappingInput) -> Result<MapperOutput, MapperError> {
         if self.quarantined.load(Ordering::SeqCst) {
-            return Err(MapperError { mapper: self.id.clone(), message: "quarantined after a panic; reload plugins to retry".into() });
+            return Err(MapperError {
+                mapper: self.id.clone(),
+                message: "quarantined after a panic; reload plugins to retry".into(),
+            });
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
         let bytes = serde_json::to_vec(&to_wire(input)).map_err(|e| self.fail(format!("cannot encode input: {e}")))?;
@@ -487,10 +526,18 @@ pub fn build_plugin(package: &str, workspace: &Path) -> Result<PathBuf, String> 
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if message["reason"] != "compiler-artifact" || !message["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib")) {
+        if message["reason"] != "compiler-artifact"
+            || !message["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"))
+        {
             continue;
         }
-        if let Some(file) = message["filenames"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).find(|f| f.ends_with(".so") || f.ends_with(".dylib") || f.ends_with(".dll")) {
+        if let Some(file) = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".so") || f.ends_with(".dylib") || f.ends_with(".dll"))
+        {
             return Ok(PathBuf::from(file));
         }
     }

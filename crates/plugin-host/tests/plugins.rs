@@ -35,7 +35,12 @@ fn input(login: &str) -> MappingInput {
             custom: [("app_roles".to_string(), "Portal.Admin, Other".to_string())].into(),
             ..Default::default()
         },
-        groups: vec![ExternalGroup { source: SourceKind::Scim, id: "g-queue-7".into(), display_name: "Queue 7".into(), via: vec![] }],
+        groups: vec![ExternalGroup {
+            source: SourceKind::Scim,
+            id: "g-queue-7".into(),
+            display_name: "Queue 7".into(),
+            via: vec![],
+        }],
         current: None,
     }
 }
@@ -64,11 +69,15 @@ fn example_plugins_map_with_reasons() {
     let statuses = host.statuses();
     assert_eq!(statuses.len(), 2);
     let entra_status = statuses.iter().find(|s| s.id == "entra").unwrap();
-    assert_eq!((entra_status.name.as_str(), entra_status.version.as_str(), entra_status.health.as_str()), ("entra-roles", "1.0.0", "healthy"));
+    assert_eq!(
+        (entra_status.name.as_str(), entra_status.version.as_str(), entra_status.health.as_str()),
+        ("entra-roles", "1.0.0", "healthy")
+    );
     assert_eq!(entra_status.sha256.len(), 64);
 
     // A pipeline of both: entra decides the role, scopes add up.
-    let pipeline = Pipeline { mappers: vec![host.mapper("entra").unwrap(), host.mapper("hr").unwrap()], default_role: None };
+    let pipeline =
+        Pipeline { mappers: vec![host.mapper("entra").unwrap(), host.mapper("hr").unwrap()], default_role: None };
     let d = pipeline.decide(&input("bob"));
     assert_eq!(d.role.as_deref(), Some("Customer admin"));
 }
@@ -82,13 +91,23 @@ fn loading_refuses_wrong_abi_missing_entry_bad_pin_and_rejected_config() {
     let mut pinned = spec("pinned", "idbridge-plugin-fixture-misbehaving", json!({}));
     pinned.sha256 = Some("00".repeat(32));
     assert!(matches!(PluginHost::load(&[pinned]).unwrap_err(), PluginLoadError::HashMismatch { .. }));
-    let err = PluginHost::load(&[spec("picky", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "reject"}))]).unwrap_err();
+    let err = PluginHost::load(&[spec("picky", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "reject"}))])
+        .unwrap_err();
     assert!(err.to_string().contains("field behaviour"), "{err}");
-    let err = PluginHost::load(&[spec("entra", "idbridge-plugin-entra-roles", json!({"table": [{"key": ""}]}))]).unwrap_err();
+    let err =
+        PluginHost::load(&[spec("entra", "idbridge-plugin-entra-roles", json!({"table": [{"key": ""}]}))]).unwrap_err();
     assert!(err.to_string().contains("table[0].key"), "{err}");
-    let err = PluginHost::load(&[spec("boom", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "panic-on-create"}))]).unwrap_err();
+    let err = PluginHost::load(&[spec(
+        "boom",
+        "idbridge-plugin-fixture-misbehaving",
+        json!({"behaviour": "panic-on-create"}),
+    )])
+    .unwrap_err();
     assert!(err.to_string().contains("panic"), "{err}");
-    let missing = PluginSpec { path: PathBuf::from("/nonexistent/libnothing.so"), ..spec("x", "idbridge-plugin-fixture-misbehaving", json!({})) };
+    let missing = PluginSpec {
+        path: PathBuf::from("/nonexistent/libnothing.so"),
+        ..spec("x", "idbridge-plugin-fixture-misbehaving", json!({}))
+    };
     assert!(matches!(PluginHost::load(&[missing]).unwrap_err(), PluginLoadError::Unreadable { .. }));
 }
 
@@ -117,7 +136,10 @@ fn garbage_errors_and_timeouts_are_mapper_errors() {
     let host = PluginHost::load(&[
         spec("garbage", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "garbage"})),
         spec("error", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "error"})),
-        PluginSpec { timeout_ms: 50, ..spec("slow", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "slow", "sleep_ms": 400})) },
+        PluginSpec {
+            timeout_ms: 50,
+            ..spec("slow", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "slow", "sleep_ms": 400}))
+        },
     ])
     .unwrap();
     let err = host.get("garbage").unwrap().map(&input("bob")).unwrap_err();
@@ -134,7 +156,14 @@ fn garbage_errors_and_timeouts_are_mapper_errors() {
 
 #[test]
 fn many_concurrent_calls() {
-    let host = Arc::new(PluginHost::load(&[spec("entra", "idbridge-plugin-entra-roles", json!({"table": [{"key": "Portal.Admin", "role": "Customer admin"}]}))]).unwrap());
+    let host = Arc::new(
+        PluginHost::load(&[spec(
+            "entra",
+            "idbridge-plugin-entra-roles",
+            json!({"table": [{"key": "Portal.Admin", "role": "Customer admin"}]}),
+        )])
+        .unwrap(),
+    );
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let host = host.clone();

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use idbridge_core::catalog::{CatalogEntry, CatalogKind};
 use idbridge_core::config_plan::DesiredConfig;
+use idbridge_core::mapping::rules::Rule;
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::tenant::{TenantPolicy, TenantSettings, TenantSlug};
 use idbridge_core::{DomainError, DomainResult};
@@ -96,6 +97,9 @@ pub struct TenantDoc {
     pub allowed_access_profiles: BTreeSet<String>,
     #[serde(default)]
     pub policy: TenantPolicy,
+    /// The tenant's complete mapping rule set; omitted leaves the stored rules alone.
+    #[serde(default)]
+    pub rules: Option<Vec<Rule>>,
 }
 
 fn yes() -> bool {
@@ -112,7 +116,8 @@ impl ApplyDocument {
         toml::from_str(text).map_err(|e| DomainError::invalid("apply file", e.to_string().trim().replace('\n', " ")))
     }
 
-    pub fn into_desired(self) -> DomainResult<DesiredConfig> {
+    /// `known_mappers`: `rules` plus the ids of the configured plugins.
+    pub fn into_desired(self, known_mappers: BTreeSet<String>) -> DomainResult<DesiredConfig> {
         let catalog = self
             .catalog
             .sections
@@ -136,11 +141,15 @@ impl ApplyDocument {
             .into_iter()
             .map(|p| AccessProfile { name: p.name, description: p.description, flags: p.flags })
             .collect();
+        let mut rules = BTreeMap::new();
         let tenants = self
             .tenants
             .into_iter()
             .map(|t| {
                 let slug = TenantSlug::parse(&t.slug)?;
+                if let Some(r) = t.rules {
+                    rules.insert(slug.clone(), r);
+                }
                 let settings = TenantSettings {
                     name: t.name,
                     enabled: t.enabled,
@@ -152,7 +161,7 @@ impl ApplyDocument {
                 Ok((slug, settings))
             })
             .collect::<DomainResult<_>>()?;
-        Ok(DesiredConfig { catalog, roles, access_profiles, tenants })
+        Ok(DesiredConfig { catalog, roles, access_profiles, tenants, rules, known_mappers })
     }
 }
 
@@ -163,7 +172,7 @@ mod tests {
     #[test]
     fn example_file_parses() {
         let text = include_str!("../../../config/examples/acme.toml");
-        let desired = ApplyDocument::from_toml(text).unwrap().into_desired().unwrap();
+        let desired = ApplyDocument::from_toml(text).unwrap().into_desired(["rules".to_string()].into()).unwrap();
         assert_eq!(desired.roles.len(), 3);
         assert_eq!(desired.tenants[0].0.as_str(), "acme");
     }
@@ -178,7 +187,7 @@ mod tests {
         assert!(err.contains("write"), "{err}");
         let err = ApplyDocument::from_toml("[[tenants]]\nslug = \"Bad Slug\"\nname = \"x\"\n")
             .unwrap()
-            .into_desired()
+            .into_desired(Default::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("Bad Slug"), "{err}");

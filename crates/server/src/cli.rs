@@ -45,6 +45,12 @@ pub enum Command {
     Individual(IndividualCommand),
     /// Read the audit log of a tenant, or operator-wide with --operator.
     Audit(AuditArgs),
+    /// Mapping pipeline tools: preview a person's decision, show a tenant's rules.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+    /// Loaded mapping plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Show the catalog of portal sections and access-profile flags.
     Catalog {
         #[arg(long)]
@@ -158,4 +164,32 @@ pub struct AuditArgs {
     /// JSON lines, one entry per line (for export).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// What this person would get in TENANT, and why (nothing is written).
+    Preview {
+        slug: String,
+        /// JSON file: {"user": {"login": …, "department": …, "custom": {…}}, "groups": [{"source": "scim", "id": …, "display_name": …}]}
+        #[arg(long)]
+        user: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tenant's mapping rules, in the order they are tried.
+    Rules {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load the configured plugins and show their ABI, versions and health.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }

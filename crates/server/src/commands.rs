@@ -13,7 +13,10 @@ use idbridge_store::SqlStore;
 use serde::Serialize;
 
 use crate::apply_file::ApplyDocument;
-use crate::cli::{AdminTokenCommand, AuditArgs, Cli, Command, IndividualCommand, ScimTokenCommand, TenantCommand};
+use crate::cli::{
+    AdminTokenCommand, AuditArgs, Cli, Command, IndividualCommand, MappingCommand, PluginCommand, ScimTokenCommand,
+    TenantCommand,
+};
 use crate::config::Settings;
 
 /// `println!` that ends the process quietly when stdout is closed (`idbridge … | head`)
@@ -42,11 +45,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     crate::telemetry::init_logging(settings.log.format, &settings.log.level);
     match cli.command {
-        Command::Serve => crate::serve::serve(settings).await,
+        Command::Serve => crate::serve::serve(settings, cli.config.clone()).await,
         command => {
             let store = SqlStore::connect(&settings.store_options()?).await?;
             let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
-            let result = admin(&operator, command).await;
+            let result = admin(&operator, command, &settings).await;
             store.close().await;
             result
         }
@@ -79,7 +82,7 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin(operator: &Operator, command: Command) -> anyhow::Result<()> {
+async fn admin(operator: &Operator, command: Command, settings: &Settings) -> anyhow::Result<()> {
     let ctx = cli_context();
     match command {
         Command::Serve | Command::AdminToken(_) => unreachable!("handled by run"),
@@ -90,7 +93,7 @@ async fn admin(operator: &Operator, command: Command) -> anyhow::Result<()> {
         Command::Apply { file, dry_run } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let desired = ApplyDocument::from_toml(&text)
-                .and_then(ApplyDocument::into_desired)
+                .and_then(|d| d.into_desired(settings.known_mappers()))
                 .with_context(|| format!("{}", file.display()))?;
             let report =
                 operator.apply(&desired, dry_run, &ctx).await.with_context(|| format!("{}", file.display()))?;
@@ -105,6 +108,28 @@ async fn admin(operator: &Operator, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Tenant(command) => tenant(operator, command, &ctx).await?,
+        Command::Mapping(command) => mapping(operator, command, settings).await?,
+        Command::Plugin(PluginCommand::List { json }) => {
+            let host = idbridge_plugin_host::PluginHost::load(&settings.plugins)?;
+            let statuses = host.statuses();
+            if json {
+                print_json(&statuses)?;
+            } else if statuses.is_empty() {
+                out!("no plugins configured ([[plugins]] in the config file)");
+            } else {
+                for p in statuses {
+                    out!(
+                        "{:<20} {} {} abi {}  {}  sha256 {}",
+                        p.id,
+                        p.name,
+                        p.version,
+                        p.abi_version,
+                        p.health,
+                        &p.sha256[..16]
+                    );
+                }
+            }
+        }
         Command::ScimToken(command) => scim_token(operator, command, &ctx).await?,
         Command::Individual(command) => individual(operator, command).await?,
         Command::Audit(args) => audit(operator, args).await?,
@@ -309,6 +334,76 @@ async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
                 r.subject_kind,
                 r.subject_id
             );
+        }
+    }
+    Ok(())
+}
+
+async fn mapping(operator: &Operator, command: MappingCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        MappingCommand::Preview { slug: raw, user, json } => {
+            let text = std::fs::read_to_string(&user).with_context(|| format!("cannot read {}", user.display()))?;
+            let person: crate::mapping::PreviewPerson =
+                serde_json::from_str(&text).with_context(|| format!("{}: not a person description", user.display()))?;
+            let service = crate::mapping::MappingService {
+                operator: operator.clone(),
+                plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
+            };
+            let preview = service.preview(&slug(&raw)?, person).await?;
+            if json {
+                print_json(&preview)?;
+            } else {
+                let d = &preview.decision;
+                out!("tenant:          {} (mappers: {})", preview.tenant, preview.mappers.join(", "));
+                out!("verdict:         {:?}{}", d.verdict, if d.has_access() { "" } else { " (no access)" });
+                out!("role:            {}", d.role.as_deref().unwrap_or("-"));
+                out!("access profile:  {}", d.access_profile.as_deref().unwrap_or("-"));
+                let s = &d.scopes;
+                out!(
+                    "scopes:          full_call_reports={} extensions={:?} queues={:?} numbers={:?} accounts={:?}",
+                    s.full_call_reports,
+                    s.extensions,
+                    s.queues,
+                    s.phone_numbers,
+                    s.billing_accounts
+                );
+                if let Some(held) = &preview.held {
+                    out!("HELD:            {held}");
+                }
+                out!("because:");
+                for r in &d.reasons {
+                    out!(
+                        "  {:<28} mapper {} rule {} groups {:?}",
+                        r.grants,
+                        r.mapper,
+                        r.rule.as_deref().unwrap_or("-"),
+                        r.groups
+                    );
+                }
+                for e in &d.errors {
+                    out!("  error: {e}");
+                }
+            }
+        }
+        MappingCommand::Rules { slug: raw, json } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let mut rules = operator.store().get_mapping_rules(tenant.id).await?;
+            rules.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+            if json {
+                print_json(&rules)?;
+            } else {
+                for r in rules {
+                    out!(
+                        "{:>5}  {:<24} {:?} groups={:?} role={} profile={}",
+                        r.priority,
+                        r.name,
+                        r.effect,
+                        r.groups,
+                        r.role.as_deref().unwrap_or("-"),
+                        r.access_profile.as_deref().unwrap_or("-")
+                    );
+                }
+            }
         }
     }
     Ok(())

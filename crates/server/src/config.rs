@@ -17,6 +17,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    pub plugins: Vec<idbridge_plugin_host::PluginSpec>,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub log: LogSettings,
@@ -168,6 +169,15 @@ impl Settings {
             }
         }
         self.admin_token_hashes()?;
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            if plugin.id == "rules" || plugin.id.is_empty() || !ids.insert(plugin.id.as_str()) {
+                return Err(invalid(
+                    &format!("plugins[{i}].id"),
+                    format!("{:?} must be unique, non-empty and not \"rules\"", plugin.id),
+                ));
+            }
+        }
         for (kind, key, items) in [
             (CatalogKind::Section, "catalog.sections", &self.catalog.sections),
             (CatalogKind::Flag, "catalog.flags", &self.catalog.flags),
@@ -216,6 +226,11 @@ impl Settings {
             hashes.push(hash_token(token));
         }
         Ok(hashes)
+    }
+
+    /// Mapper ids tenants may name: `rules` and every configured plugin.
+    pub fn known_mappers(&self) -> std::collections::BTreeSet<String> {
+        std::iter::once("rules".to_owned()).chain(self.plugins.iter().map(|p| p.id.clone())).collect()
     }
 
     /// Built-in catalog plus `[catalog]`.

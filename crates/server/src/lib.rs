@@ -9,5 +9,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod mapping;
 pub mod serve;
 pub mod telemetry;

@@ -10,16 +10,50 @@ use idbridge_store::SqlStore;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Re-reads `[[plugins]]` from the config file (or the defaults) and re-creates the
+/// instances; on error the running plugins stay as they were.
+pub fn reload_plugins(host: &idbridge_plugin_host::PluginHost, config: Option<&std::path::Path>) -> Result<(), String> {
+    let settings = Settings::load(config).map_err(|e| e.to_string())?;
+    host.reload(&settings.plugins).map_err(|e| e.to_string())?;
+    tracing::info!(plugins = ?host.ids(), "plugins reloaded");
+    Ok(())
+}
+
+pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Everything that can fail on configuration fails before the port is bound.
     let admin_token_hashes = settings.admin_token_hashes()?;
     let store = SqlStore::connect(&settings.store_options()?).await?;
     let metrics = crate::telemetry::install_metrics();
     let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
+    let plugins = Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?);
+    let mapping = crate::mapping::MappingService { operator: operator.clone(), plugins: plugins.clone() };
     if admin_token_hashes.is_empty() {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
-    let state = AppState { operator, admin_token_hashes: Arc::new(admin_token_hashes), metrics, scim_auth_cache: None };
+    let state = AppState {
+        operator,
+        admin_token_hashes: Arc::new(admin_token_hashes),
+        metrics,
+        scim_auth_cache: None,
+        mapping,
+        known_mappers: Arc::new(settings.known_mappers()),
+        config_path: config_path.clone(),
+    };
+    #[cfg(unix)]
+    {
+        // SIGHUP re-creates plugin instances with the config file's current settings.
+        let plugins = plugins.clone();
+        let config_path = config_path.clone();
+        if let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    if let Err(e) = reload_plugins(&plugins, config_path.as_deref()) {
+                        tracing::error!(error = %e, "plugin reload on SIGHUP failed; the previous plugins stay");
+                    }
+                }
+            });
+        }
+    }
     let scim = idbridge_scim::ScimState::new(
         state.operator.clone(),
         Arc::new(store.clone()),

@@ -9,9 +9,11 @@ use jiff::Timestamp;
 use sqlx::{AnyConnection, Row};
 
 use crate::SqlStore;
-use crate::convert::{from_json, micros, storage, to_json};
+use crate::convert::{from_json, micros, storage, to_json, uuid};
 use crate::log::append_audit;
 use crate::tenants::{insert_tenant, update_tenant_row};
+use idbridge_core::mapping::rules::Rule;
+use idbridge_core::tenant::TenantId;
 
 async fn put_role(conn: &mut AnyConnection, role: &Role) -> DomainResult<()> {
     sqlx::query(
@@ -102,6 +104,24 @@ impl SqlStore {
             .collect()
     }
 
+    pub(crate) async fn mapping_rules_list(&self) -> DomainResult<Vec<(TenantId, Vec<Rule>)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant_id, rules FROM mapping_rules ORDER BY tenant_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage)?;
+        rows.into_iter().map(|(t, r)| Ok((TenantId(uuid("tenant_id", &t)?), from_json("mapping rules", &r)?))).collect()
+    }
+
+    pub(crate) async fn mapping_rules_get(&self, tenant: TenantId) -> DomainResult<Vec<Rule>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT rules FROM mapping_rules WHERE tenant_id = $1")
+            .bind(tenant.0.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        row.map(|(r,)| from_json("mapping rules", &r)).transpose().map(Option::unwrap_or_default)
+    }
+
     pub(crate) async fn config_apply(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()> {
         let mut tx = self.begin().await?;
         for change in changes {
@@ -114,6 +134,18 @@ impl SqlStore {
                 }
                 ConfigChange::UpdateTenant { id, expected_version, after, .. } => {
                     update_tenant_row(&mut tx, *id, *expected_version, after).await?;
+                }
+                ConfigChange::PutRules { id, after, .. } => {
+                    sqlx::query(
+                        "INSERT INTO mapping_rules (tenant_id, rules, updated_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (tenant_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+                    )
+                    .bind(id.0.to_string())
+                    .bind(to_json(after))
+                    .bind(micros(Timestamp::now()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage)?;
                 }
             }
             append_audit(&mut tx, &change.audit(ctx)).await?;

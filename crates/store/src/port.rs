@@ -36,6 +36,14 @@ impl Store for SqlStore {
         self.access_profile_list().await
     }
 
+    async fn list_mapping_rules(&self) -> DomainResult<Vec<(TenantId, Vec<idbridge_core::mapping::rules::Rule>)>> {
+        self.mapping_rules_list().await
+    }
+
+    async fn get_mapping_rules(&self, tenant: TenantId) -> DomainResult<Vec<idbridge_core::mapping::rules::Rule>> {
+        self.mapping_rules_get(tenant).await
+    }
+
     async fn apply_config(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()> {
         self.config_apply(changes, ctx).await
     }

@@ -149,6 +149,10 @@ fn pbx_admin() -> Role {
     }
 }
 
+fn pbx_rule() -> idbridge_core::mapping::rules::Rule {
+    serde_json::from_value(serde_json::json!({"name": "pbx", "groups": ["pbx-admins"], "role": "PBX admin"})).unwrap()
+}
+
 async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
     let mut settings = TenantSettings::new("ACME");
     settings.allowed_roles.insert("PBX admin".into());
@@ -162,10 +166,12 @@ async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
             flags: ["invoices".into(), "fax".into()].into(),
         }],
         tenants: vec![(slug("acme"), settings)],
+        rules: [(slug("acme"), vec![pbx_rule()])].into(),
+        known_mappers: ["rules".to_string()].into(),
     };
     let current = CurrentConfig::default();
     let changes = config_plan::plan(&Catalog::builtin(), &current, &desired).unwrap();
-    assert_eq!(changes.len(), 4);
+    assert_eq!(changes.len(), 5);
 
     // A plan whose last step fails leaves no trace of its first steps.
     let mut broken = changes.clone();
@@ -187,8 +193,12 @@ async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
         roles: store.list_roles().await.unwrap(),
         access_profiles: store.list_access_profiles().await.unwrap(),
         tenants: store.list_tenants().await.unwrap(),
+        rules: [(slug("acme"), vec![pbx_rule()])].into(),
     };
     assert_eq!(current.roles, vec![pbx_admin()]);
+    let acme_id = current.tenants[0].id;
+    assert_eq!(store.get_mapping_rules(acme_id).await.unwrap(), vec![pbx_rule()]);
+    assert_eq!(store.list_mapping_rules().await.unwrap().len(), 1);
     assert_eq!(current.access_profiles[0].flags.len(), 2);
     // Applying the same desired state again changes nothing.
     assert!(config_plan::plan(&Catalog::builtin(), &current, &desired).unwrap().is_empty());
@@ -196,8 +206,9 @@ async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
     let acme = &current.tenants[0];
     let audit =
         store.list_audit(&AuditQuery { tenant_id: Some(acme.id), limit: 100, ..Default::default() }).await.unwrap();
-    assert_eq!(audit.len(), 1);
+    assert_eq!(audit.len(), 2);
     assert_eq!(audit[0].record.action, "tenant.created");
+    assert_eq!(audit[1].record.action, "mapping_rules.replaced");
     let operator_wide = store.list_audit(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
     let actions: Vec<_> = operator_wide.iter().map(|e| e.record.action.as_str()).collect();
     assert_eq!(actions, ["catalog_entry.created", "role.created", "access_profile.created"]);

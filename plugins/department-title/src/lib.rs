@@ -53,7 +53,12 @@ impl MappingPlugin for DepartmentTitle {
         if self.config.deny_titles.iter().any(|t| t.to_lowercase() == title) {
             let mut out = MapperOutput::abstain();
             out.verdict = Verdict::Deny;
-            out.reasons.push(Reason { mapper: String::new(), rule: Some(format!("deny_titles:{title}")), grants: "deny".into(), groups: vec![] });
+            out.reasons.push(Reason {
+                mapper: String::new(),
+                rule: Some(format!("deny_titles:{title}")),
+                grants: "deny".into(),
+                groups: vec![],
+            });
             return Ok(out);
         }
         let Some(department) = input.user.department.as_deref() else { return Ok(MapperOutput::abstain()) };
@@ -65,9 +70,19 @@ impl MappingPlugin for DepartmentTitle {
                 out.role = Some(rule.role.clone());
                 out.access_profile.clone_from(&rule.access_profile);
                 let name = format!("rules[{i}]");
-                out.reasons.push(Reason { mapper: String::new(), rule: Some(name.clone()), grants: "role".into(), groups: vec![] });
+                out.reasons.push(Reason {
+                    mapper: String::new(),
+                    rule: Some(name.clone()),
+                    grants: "role".into(),
+                    groups: vec![],
+                });
                 if rule.access_profile.is_some() {
-                    out.reasons.push(Reason { mapper: String::new(), rule: Some(name), grants: "access_profile".into(), groups: vec![] });
+                    out.reasons.push(Reason {
+                        mapper: String::new(),
+                        rule: Some(name),
+                        grants: "access_profile".into(),
+                        groups: vec![],
+                    });
                 }
                 return Ok(out);
             }

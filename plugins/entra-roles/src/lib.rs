@@ -49,8 +49,12 @@ impl MappingPlugin for EntraRoles {
     }
 
     fn map(&self, input: MappingInput) -> Result<MapperOutput, PluginError> {
-        let app_roles: BTreeSet<&str> =
-            input.user.custom.get("app_roles").map(|r| r.split(',').map(str::trim).filter(|r| !r.is_empty()).collect()).unwrap_or_default();
+        let app_roles: BTreeSet<&str> = input
+            .user
+            .custom
+            .get("app_roles")
+            .map(|r| r.split(',').map(str::trim).filter(|r| !r.is_empty()).collect())
+            .unwrap_or_default();
         let mut out = MapperOutput::abstain();
         for entry in &self.table {
             let group = input.groups.iter().find(|g| g.id == entry.key);
@@ -58,7 +62,12 @@ impl MappingPlugin for EntraRoles {
                 continue;
             }
             let groups: Vec<String> = group.map(|g| vec![g.id.clone()]).unwrap_or_default();
-            let reason = |grants: &str| Reason { mapper: String::new(), rule: Some(entry.key.clone()), grants: grants.into(), groups: groups.clone() };
+            let reason = |grants: &str| Reason {
+                mapper: String::new(),
+                rule: Some(entry.key.clone()),
+                grants: grants.into(),
+                groups: groups.clone(),
+            };
             out.verdict = Verdict::Grant;
             if out.role.is_none() && entry.role.is_some() {
                 out.role.clone_from(&entry.role);

@@ -247,6 +247,40 @@ impl Pipeline {
     }
 }
 
+/// Why a decision may not be applied to this tenant, if it may not: a role that does not
+/// exist or is not among the tenant's allowed roles, the same for access profiles, or
+/// malformed scopes. Such a decision grants nothing new; the individual stays as it was.
+pub fn check_against_tenant(
+    decision: &Decision,
+    tenant: &crate::tenant::Tenant,
+    roles: &std::collections::BTreeSet<String>,
+    profiles: &std::collections::BTreeSet<String>,
+) -> Option<String> {
+    if let Some(role) = &decision.role {
+        if !roles.contains(role) {
+            return Some(format!("the mapping asks for role {role:?}, which does not exist"));
+        }
+        if !tenant.allowed_roles.contains(role) {
+            return Some(format!(
+                "the mapping asks for role {role:?}, which is not allowed for tenant {}",
+                tenant.slug
+            ));
+        }
+    }
+    if let Some(profile) = &decision.access_profile {
+        if !profiles.contains(profile) {
+            return Some(format!("the mapping asks for access profile {profile:?}, which does not exist"));
+        }
+        if !tenant.allowed_access_profiles.contains(profile) {
+            return Some(format!(
+                "the mapping asks for access profile {profile:?}, which is not allowed for tenant {}",
+                tenant.slug
+            ));
+        }
+    }
+    decision.scopes.validate().err().map(|e| format!("the mapping produced invalid scopes: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,36 +128,56 @@ pub fn validate_rules(rules: &[Rule]) -> DomainResult<()> {
         if !names.insert(rule.name.as_str()) {
             return Err(DomainError::invalid("rules", format!("rule {:?} is listed twice", rule.name)));
         }
-        if rule.effect == Effect::Grant && rule.role.is_none() && rule.access_profile.is_none() && rule.scopes.is_empty() {
+        if rule.effect == Effect::Grant
+            && rule.role.is_none()
+            && rule.access_profile.is_none()
+            && rule.scopes.is_empty()
+        {
             return Err(DomainError::invalid(
                 "rules",
                 format!("rule {:?} grants nothing: give it a role, an access profile or scopes", rule.name),
             ));
         }
-        if rule.effect == Effect::Deny && (rule.role.is_some() || rule.access_profile.is_some() || !rule.scopes.is_empty()) {
+        if rule.effect == Effect::Deny
+            && (rule.role.is_some() || rule.access_profile.is_some() || !rule.scopes.is_empty())
+        {
             return Err(DomainError::invalid("rules", format!("deny rule {:?} cannot also grant", rule.name)));
         }
         if rule.groups.iter().any(|g| g.trim().is_empty() || g == "id:" || g == "exact:") {
             return Err(DomainError::invalid("rules", format!("rule {:?} has an empty group pattern", rule.name)));
         }
-        let captures = rule.groups.iter().map(|g| if g.starts_with("id:") || g.starts_with("exact:") { 0 } else { g.matches('*').count() }).max().unwrap_or(0);
+        let captures = rule
+            .groups
+            .iter()
+            .map(|g| if g.starts_with("id:") || g.starts_with("exact:") { 0 } else { g.matches('*').count() })
+            .max()
+            .unwrap_or(0);
         for template in rule_templates(&rule.scopes) {
             for n in placeholders(template) {
                 match n {
                     Placeholder::Capture(n) if n == 0 || n > captures => {
                         return Err(DomainError::invalid(
                             "rules",
-                            format!("rule {:?}: template {template:?} uses {{{n}}} but its group patterns capture {captures} value(s)", rule.name),
+                            format!(
+                                "rule {:?}: template {template:?} uses {{{n}}} but its group patterns capture {captures} value(s)",
+                                rule.name
+                            ),
                         ));
                     }
                     Placeholder::Group if rule.groups.is_empty() => {
                         return Err(DomainError::invalid(
                             "rules",
-                            format!("rule {:?}: template {template:?} uses {{group}} but the rule matches no groups", rule.name),
+                            format!(
+                                "rule {:?}: template {template:?} uses {{group}} but the rule matches no groups",
+                                rule.name
+                            ),
                         ));
                     }
                     Placeholder::Unknown(p) => {
-                        return Err(DomainError::invalid("rules", format!("rule {:?}: unknown placeholder {{{p}}} in {template:?}", rule.name)));
+                        return Err(DomainError::invalid(
+                            "rules",
+                            format!("rule {:?}: unknown placeholder {{{p}}} in {template:?}", rule.name),
+                        ));
                     }
                     _ => {}
                 }
@@ -173,7 +193,12 @@ pub fn validate_rules(rules: &[Rule]) -> DomainResult<()> {
 }
 
 fn rule_templates(t: &ScopeTemplates) -> impl Iterator<Item = &String> {
-    t.extensions.iter().chain(&t.queues).chain(&t.phone_numbers).chain(&t.billing_accounts).chain(t.default_caller_id.iter())
+    t.extensions
+        .iter()
+        .chain(&t.queues)
+        .chain(&t.phone_numbers)
+        .chain(&t.billing_accounts)
+        .chain(t.default_caller_id.iter())
 }
 
 enum Placeholder {
@@ -249,7 +274,12 @@ impl RulesMapper {
 
     /// The groups (with captures) a rule matches, or `None` when the rule does not apply.
     /// A rule without group patterns matches with no group.
-    fn matches<'i>(&self, rule: &CompiledRule, input: &'i MappingInput, cel_context: &mut Option<cel::Context<'static>>) -> Result<Option<Vec<(&'i ExternalGroup, Vec<String>)>>, MapperError> {
+    fn matches<'i>(
+        &self,
+        rule: &CompiledRule,
+        input: &'i MappingInput,
+        cel_context: &mut Option<cel::Context<'static>>,
+    ) -> Result<Option<Vec<(&'i ExternalGroup, Vec<String>)>>, MapperError> {
         for (name, glob) in &rule.attributes {
             match attribute(input, name) {
                 Some(value) if glob.captures(value).is_some() => {}
@@ -288,7 +318,17 @@ impl RulesMapper {
 fn expression_context(input: &MappingInput) -> cel::Context<'static> {
     let mut context = cel::Context::default();
     let mut user: BTreeMap<String, String> = input.user.custom.clone();
-    for key in ["login", "email", "given_name", "family_name", "display_name", "title", "department", "employee_number", "manager"] {
+    for key in [
+        "login",
+        "email",
+        "given_name",
+        "family_name",
+        "display_name",
+        "title",
+        "department",
+        "employee_number",
+        "manager",
+    ] {
         if let Some(v) = attribute(input, key) {
             user.insert(key.to_owned(), v.to_owned());
         }
@@ -312,12 +352,21 @@ impl super::Mapper for RulesMapper {
             let Some(matched) = self.matches(compiled, input, &mut cel_context)? else { continue };
             let rule = &compiled.rule;
             let group_ids: Vec<String> = matched.iter().map(|(g, _)| g.id.clone()).collect();
-            let reason = |grants: String| Reason { mapper: "rules".into(), rule: Some(rule.name.clone()), grants, groups: group_ids.clone() };
+            let reason = |grants: String| Reason {
+                mapper: "rules".into(),
+                rule: Some(rule.name.clone()),
+                grants,
+                groups: group_ids.clone(),
+            };
             if rule.effect == Effect::Deny {
                 if role_decided {
                     continue;
                 }
-                return Ok(MapperOutput { verdict: Verdict::Deny, reasons: vec![reason("deny".into())], ..MapperOutput::abstain() });
+                return Ok(MapperOutput {
+                    verdict: Verdict::Deny,
+                    reasons: vec![reason("deny".into())],
+                    ..MapperOutput::abstain()
+                });
             }
             output.verdict = Verdict::Grant;
             if let (Some(role), false) = (&rule.role, role_decided) {
@@ -347,13 +396,28 @@ impl super::Mapper for RulesMapper {
                 scopes.billing_accounts = t.billing_accounts.iter().map(|v| fill(v, ctx)).collect();
                 scopes.default_caller_id = t.default_caller_id.as_ref().map(|v| fill(v, ctx));
                 let group = ctx.map(|(g, _)| vec![g.id.clone()]).unwrap_or_default();
-                for (kind, values) in [("extensions", &scopes.extensions), ("queues", &scopes.queues), ("phone_numbers", &scopes.phone_numbers), ("billing_accounts", &scopes.billing_accounts)] {
+                for (kind, values) in [
+                    ("extensions", &scopes.extensions),
+                    ("queues", &scopes.queues),
+                    ("phone_numbers", &scopes.phone_numbers),
+                    ("billing_accounts", &scopes.billing_accounts),
+                ] {
                     for v in values {
-                        output.reasons.push(Reason { mapper: "rules".into(), rule: Some(rule.name.clone()), grants: format!("scope:{kind}={v}"), groups: group.clone() });
+                        output.reasons.push(Reason {
+                            mapper: "rules".into(),
+                            rule: Some(rule.name.clone()),
+                            grants: format!("scope:{kind}={v}"),
+                            groups: group.clone(),
+                        });
                     }
                 }
                 if scopes.full_call_reports {
-                    output.reasons.push(Reason { mapper: "rules".into(), rule: Some(rule.name.clone()), grants: "scope:full_call_reports".into(), groups: group.clone() });
+                    output.reasons.push(Reason {
+                        mapper: "rules".into(),
+                        rule: Some(rule.name.clone()),
+                        grants: "scope:full_call_reports".into(),
+                        groups: group.clone(),
+                    });
                 }
                 output.scopes.union(&scopes);
             }
@@ -425,7 +489,12 @@ mod tests {
         let out = mapper().map(&input(&[], Some("Finance"))).unwrap();
         assert_eq!(out.role.as_deref(), Some("Operations manager"));
         let mut by_id = input(&[], None);
-        by_id.groups.push(ExternalGroup { source: SourceKind::Ldap, id: "0a1b".into(), display_name: "renamed".into(), via: vec!["outer".into()] });
+        by_id.groups.push(ExternalGroup {
+            source: SourceKind::Ldap,
+            id: "0a1b".into(),
+            display_name: "renamed".into(),
+            via: vec!["outer".into()],
+        });
         assert_eq!(mapper().map(&by_id).unwrap().role.as_deref(), Some("PBX admin"));
         let out = mapper().map(&input(&["vip"], None)).unwrap();
         assert_eq!(out.scopes.billing_accounts, ["vip-vip".to_string()].into());

@@ -35,6 +35,10 @@ pub fn router() -> Router<AppState> {
         .route("/roles", get(roles))
         .route("/access-profiles", get(access_profiles))
         .route("/apply", post(apply))
+        .route("/plugins", get(plugins))
+        .route("/plugins/reload", post(reload_plugins))
+        .route("/tenants/{slug}/mapping/rules", get(mapping_rules))
+        .route("/tenants/{slug}/mapping/preview", post(mapping_preview))
 }
 
 /// An authenticated operator. Being an extractor, no handler can forget the check.
@@ -354,7 +358,37 @@ async fn apply(
             "send the apply document as application/toml or application/json",
         ));
     };
-    let report = state.operator.apply(&document.into_desired()?, params.dry_run, &caller.ctx).await?;
+    let desired = document.into_desired(state.known_mappers.as_ref().clone())?;
+    let report = state.operator.apply(&desired, params.dry_run, &caller.ctx).await?;
     state.forget_scim_logins();
     Ok(Json(json!(report)).into_response())
+}
+
+async fn plugins(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.mapping.plugins.statuses()).into_response())
+}
+
+/// Re-reads the config file's `[[plugins]]` and re-creates every instance.
+async fn reload_plugins(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    crate::serve::reload_plugins(&state.mapping.plugins, state.config_path.as_deref())
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_reload_failed", e))?;
+    Ok(Json(state.mapping.plugins.statuses()).into_response())
+}
+
+async fn mapping_rules(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    Ok(Json(state.operator.store().get_mapping_rules(tenant.id).await?).into_response())
+}
+
+async fn mapping_preview(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    AdminJson(person): AdminJson<crate::mapping::PreviewPerson>,
+) -> ApiResult<Response> {
+    Ok(Json(state.mapping.preview(&slug(&raw)?, person).await?).into_response())
 }

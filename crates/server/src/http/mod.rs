@@ -32,6 +32,10 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Cleared when an operator revokes a token or changes a tenant here.
     pub scim_auth_cache: Option<Arc<idbridge_scim::auth::AuthCache>>,
+    pub mapping: crate::mapping::MappingService,
+    pub known_mappers: Arc<std::collections::BTreeSet<String>>,
+    /// The config file, re-read for `POST /admin/v1/plugins/reload`.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl AppState {
