@@ -249,7 +249,7 @@ async fn admin_api_requires_an_operator_token_and_mirrors_the_cli() {
         .json()
         .await
         .unwrap();
-    assert_eq!(applied["changes"].as_array().unwrap().len(), 6);
+    assert_eq!(applied["changes"].as_array().unwrap().len(), 7, "roles, profiles, tenant, rules");
     let again: Value = http
         .post(url("/admin/v1/apply"))
         .bearer_auth(&token)
@@ -301,7 +301,10 @@ async fn admin_api_requires_an_operator_token_and_mirrors_the_cli() {
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(actions, ["tenant.created", "tenant.updated", "scim_token.created", "scim_token.revoked"]);
+    assert_eq!(
+        actions,
+        ["tenant.created", "tenant.updated", "mapping_rules.replaced", "scim_token.created", "scim_token.revoked"]
+    );
     let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert!(first["actor"]["id"].as_str().unwrap().starts_with("admin-token:"));
     assert!(first["request_id"].as_str().is_some_and(|r| !r.is_empty()), "audit carries the request id");

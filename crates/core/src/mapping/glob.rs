@@ -14,15 +14,26 @@ impl Glob {
 
     /// The captures of each `*` when `text` matches.
     pub fn captures(&self, text: &str) -> Option<Vec<String>> {
-        let lower: Vec<char> = text.to_lowercase().chars().collect();
-        let original: Vec<char> = text.chars().collect();
-        // Lower-casing can change lengths for a few scripts; fall back to exact chars then.
-        let text_chars = if lower.len() == original.len() { &lower } else { &original };
-        let mut captures = Vec::new();
-        if self.match_from(0, text_chars, 0, &original, &mut captures) { Some(captures) } else { None }
+        self.captures_in(&Subject::new(text))
     }
 
-    fn match_from(&self, p: usize, text: &[char], t: usize, original: &[char], captures: &mut Vec<String>) -> bool {
+    /// As [`Glob::captures`], on a subject prepared once for many patterns.
+    pub fn captures_in(&self, subject: &Subject) -> Option<Vec<String>> {
+        // Cheap rejection on the literal prefix before any allocation.
+        let prefix = self.pattern.iter().take_while(|c| **c != '*' && **c != '?').count();
+        if subject.lower.len() < prefix || subject.lower[..prefix] != self.pattern[..prefix] {
+            return None;
+        }
+        let mut spans = Vec::new();
+        if self.match_from(0, &subject.lower, 0, &mut spans) {
+            Some(spans.into_iter().map(|(a, b)| subject.original[a..b].iter().collect()).collect())
+        } else {
+            None
+        }
+    }
+
+    /// Spans, not strings, while searching: nothing is allocated for a failed match.
+    fn match_from(&self, p: usize, text: &[char], t: usize, spans: &mut Vec<(usize, usize)>) -> bool {
         if p == self.pattern.len() {
             return t == text.len();
         }
@@ -30,17 +41,36 @@ impl Glob {
             '*' => {
                 // Shortest capture first, so `a-*-*` splits left to right.
                 for end in t..=text.len() {
-                    captures.push(original[t..end].iter().collect());
-                    if self.match_from(p + 1, text, end, original, captures) {
+                    spans.push((t, end));
+                    if self.match_from(p + 1, text, end, spans) {
                         return true;
                     }
-                    captures.pop();
+                    spans.pop();
                 }
                 false
             }
-            '?' => t < text.len() && self.match_from(p + 1, text, t + 1, original, captures),
-            c => t < text.len() && text[t] == c && self.match_from(p + 1, text, t + 1, original, captures),
+            '?' => t < text.len() && self.match_from(p + 1, text, t + 1, spans),
+            c => t < text.len() && text[t] == c && self.match_from(p + 1, text, t + 1, spans),
         }
+    }
+}
+
+/// A text prepared for matching: its characters, and lower-cased characters of the same
+/// length (for the few scripts where lower-casing changes the length, the originals).
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub lower: Vec<char>,
+    pub original: Vec<char>,
+    pub lower_text: String,
+}
+
+impl Subject {
+    pub fn new(text: &str) -> Self {
+        let original: Vec<char> = text.chars().collect();
+        let lower_text = text.to_lowercase();
+        let lower: Vec<char> = lower_text.chars().collect();
+        let lower = if lower.len() == original.len() { lower } else { original.clone() };
+        Self { lower, original, lower_text }
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::glob::Glob;
+use super::glob::{Glob, Subject};
 use super::{ExternalGroup, MapperError, MapperOutput, MappingInput, Reason, Verdict};
 use crate::scopes::Scopes;
 use crate::{DomainError, DomainResult};
@@ -90,12 +90,12 @@ impl GroupPattern {
         }
     }
 
-    fn captures(&self, group: &ExternalGroup) -> Option<Vec<String>> {
+    fn captures(&self, group: &ExternalGroup, name: &Subject) -> Option<Vec<String>> {
         match self {
             Self::Id(id) => (group.id == *id).then(Vec::new),
-            Self::Exact(name) => (group.display_name == *name).then(Vec::new),
-            Self::Name(name) => (group.display_name.to_lowercase() == *name).then(Vec::new),
-            Self::Glob(glob) => glob.captures(&group.display_name),
+            Self::Exact(exact) => (group.display_name == *exact).then(Vec::new),
+            Self::Name(lower) => (name.lower_text == *lower).then(Vec::new),
+            Self::Glob(glob) => glob.captures_in(name),
         }
     }
 }
@@ -278,6 +278,7 @@ impl RulesMapper {
         &self,
         rule: &CompiledRule,
         input: &'i MappingInput,
+        names: &[Subject],
         cel_context: &mut Option<cel::Context<'static>>,
     ) -> Result<Option<Vec<(&'i ExternalGroup, Vec<String>)>>, MapperError> {
         for (name, glob) in &rule.attributes {
@@ -292,7 +293,8 @@ impl RulesMapper {
             let found: Vec<_> = input
                 .groups
                 .iter()
-                .filter_map(|g| rule.groups.iter().find_map(|p| p.captures(g)).map(|c| (g, c)))
+                .zip(names)
+                .filter_map(|(g, name)| rule.groups.iter().find_map(|p| p.captures(g, name)).map(|c| (g, c)))
                 .collect();
             if found.is_empty() {
                 return Ok(None);
@@ -348,8 +350,10 @@ impl super::Mapper for RulesMapper {
         let mut output = MapperOutput::abstain();
         let mut cel_context = None;
         let mut role_decided = false;
+        // Group names are prepared once for all rules.
+        let names: Vec<Subject> = input.groups.iter().map(|g| Subject::new(&g.display_name)).collect();
         for compiled in &self.rules {
-            let Some(matched) = self.matches(compiled, input, &mut cel_context)? else { continue };
+            let Some(matched) = self.matches(compiled, input, &names, &mut cel_context)? else { continue };
             let rule = &compiled.rule;
             let group_ids: Vec<String> = matched.iter().map(|(g, _)| g.id.clone()).collect();
             let reason = |grants: String| Reason {
