@@ -573,3 +573,57 @@ async fn listing_sorting_pagination_and_bulk() {
     let refused = c.post("/Bulk", json!({"Operations": too_many})).await;
     assert_eq!(refused.status, 413);
 }
+
+#[tokio::test]
+async fn large_groups_stream_their_members_and_member_changes_stay_cheap() {
+    let (scim, tokens) = Scim::start(&["zeta"]);
+    let c = scim.client("zeta", &tokens[0]);
+    let mut ids = Vec::new();
+    for chunk in 0..11 {
+        let ops: Vec<Value> = (0..500)
+            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("u{chunk}-{i}"), "data": {"userName": format!("u{chunk}-{i}@zeta.example")}}))
+            .collect();
+        let answer = c.post("/Bulk", json!({"Operations": ops})).await;
+        for op in answer.body["Operations"].as_array().unwrap() {
+            assert_eq!(op["status"], "201", "{op}");
+            ids.push(op["location"].as_str().unwrap().rsplit('/').next().unwrap().to_owned());
+        }
+    }
+    let gid = c.post("/Groups", json!({"displayName": "everyone"})).await.id();
+    for chunk in ids.chunks(1000) {
+        let values: Vec<Value> = chunk.iter().map(|id| json!({"value": id})).collect();
+        assert_eq!(
+            c.patch(&format!("/Groups/{gid}"), json!([{"op": "add", "path": "members", "value": values}])).await.status,
+            204
+        );
+    }
+    // More than one store page (5,000) of members, streamed as one valid document.
+    let group = c.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(group.status, 200);
+    assert_eq!(group.headers["content-type"], "application/scim+json");
+    assert_eq!(group.body["displayName"], "everyone");
+    let members = group.body["members"].as_array().unwrap();
+    assert_eq!(members.len(), 5500);
+    assert_eq!(members[0]["type"], "User");
+    let only_values = c.get(&format!("/Groups/{gid}?attributes=members.value")).await;
+    assert_eq!(only_values.body["members"][0].as_object().unwrap().len(), 1);
+    assert!(only_values.body.get("displayName").is_none());
+    assert_eq!(only_values.body["id"], gid.as_str());
+    let without = c.get(&format!("/Groups/{gid}?excludedAttributes=members")).await;
+    assert!(without.body.get("members").is_none());
+    // One member in, one member out, of the 5,500-member group.
+    let extra = c.post("/Users", json!({"userName": "extra@zeta.example"})).await.id();
+    assert_eq!(
+        c.patch(&format!("/Groups/{gid}"), json!([{"op": "add", "path": "members", "value": [{"value": extra}]}]))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.patch(&format!("/Groups/{gid}"), json!([{"op": "remove", "path": format!("members[value eq \"{extra}\"]")}]))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(c.get(&format!("/Groups/{gid}")).await.body["members"].as_array().unwrap().len(), 5500);
+}

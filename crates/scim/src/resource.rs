@@ -272,10 +272,28 @@ impl Projection {
                     || a.to_ascii_lowercase().starts_with(&format!("{}.", name.to_ascii_lowercase()))
             })
         };
+        if self.excluded.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+            return false;
+        }
         if !self.attributes.is_empty() {
             return mentions(&self.attributes);
         }
-        !self.excluded.iter().any(|a| a.eq_ignore_ascii_case(name))
+        true
+    }
+
+    /// The member sub-attributes to keep when `attributes` names some (`members.value`),
+    /// or `None` for all of them.
+    pub fn member_fields(&self) -> Option<Vec<String>> {
+        let named: Vec<String> = self
+            .attributes
+            .iter()
+            .filter_map(|a| {
+                let a = a.rsplit_once(':').map_or(a.as_str(), |(_, n)| n);
+                let (attr, sub) = a.split_once('.')?;
+                attr.eq_ignore_ascii_case("members").then(|| sub.to_owned())
+            })
+            .collect();
+        (!named.is_empty()).then_some(named)
     }
 
     /// Applies the projection to a rendered resource.

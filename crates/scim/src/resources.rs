@@ -563,9 +563,92 @@ async fn get_one(
         }
         return Ok(response);
     }
-    let body = render(&state, &caller, kind, &record, &params.projection()).await?;
+    let projection = params.projection();
+    if kind == ResourceKind::Group && projection.wants("members") {
+        return stream_group(state, caller, record, projection).await;
+    }
+    let body = render(&state, &caller, kind, &record, &projection).await?;
     Ok(Outcome { status: StatusCode::OK, body: Some(body), version: Some(record.version), location: None }
         .into_response())
+}
+
+/// A group with its members, streamed page by page: a 100,000-member group is never held
+/// in memory as one list. The resource without members is written first, then the
+/// members array as the store pages it out.
+async fn stream_group(
+    state: ScimState,
+    caller: ScimCaller,
+    record: ScimRecord,
+    projection: Projection,
+) -> ScimResult<Response> {
+    let mut head_projection = projection.clone();
+    head_projection.excluded.push("members".into());
+    let head = render_with_groups(&state, &caller, ResourceKind::Group, &record, &head_projection, None).await?;
+    let mut prefix = head.to_string();
+    prefix.pop(); // the closing brace; the members array goes in before it
+    if prefix.len() > 1 {
+        prefix.push(',');
+    }
+    prefix.push_str("\"members\":[");
+    let keep = projection.member_fields();
+    let base = state.base_url(&caller.tenant);
+    let tenant = caller.tenant.id;
+    let group = record.id;
+    let records = state.records.clone();
+    let pages =
+        futures::stream::unfold((Some(prefix), None::<Uuid>, false, true), move |(prefix, after, done, first)| {
+            let records = records.clone();
+            let base = base.clone();
+            let keep = keep.clone();
+            async move {
+                if let Some(prefix) = prefix {
+                    return Some((Ok::<_, std::io::Error>(prefix.into_bytes()), (None, after, done, first)));
+                }
+                if done {
+                    return None;
+                }
+                let page = match records.list_scim_members(tenant, group, after, 5000).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::error!(error = %e, "streaming group members failed");
+                        return Some((Err(std::io::Error::other("members page failed")), (None, after, true, first)));
+                    }
+                };
+                let last = page.len() < 5000;
+                let next = page.last().map(|m| m.id);
+                let mut chunk = Vec::with_capacity(page.len() * 120);
+                let mut first = first;
+                for m in page {
+                    if !first {
+                        chunk.push(b',');
+                    }
+                    first = false;
+                    let endpoint = match m.kind {
+                        ScimKind::User => "Users",
+                        ScimKind::Group => "Groups",
+                    };
+                    let mut member = Map::new();
+                    member.insert("value".into(), json!(m.id.to_string()));
+                    member.insert("$ref".into(), json!(format!("{base}/{endpoint}/{}", m.id)));
+                    member.insert("type".into(), json!(m.kind.as_str()));
+                    if let Some(keep) = &keep {
+                        member.retain(|k, _| keep.iter().any(|f| f.eq_ignore_ascii_case(k)));
+                    }
+                    let _ = serde_json::to_writer(&mut chunk, &Value::Object(member));
+                }
+                if last {
+                    chunk.extend_from_slice(b"]}");
+                }
+                Some((Ok(chunk), (None, next, last, first)))
+            }
+        });
+    let mut response = axum::body::Body::from_stream(pages).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::error::SCIM_CONTENT_TYPE));
+    if let Ok(v) = HeaderValue::from_str(&etag(record.version)) {
+        headers.insert(header::ETAG, v);
+    }
+    Ok(response)
 }
 
 pub async fn get_user(
