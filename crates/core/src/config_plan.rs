@@ -287,27 +287,27 @@ pub fn plan(base: &Catalog, current: &CurrentConfig, desired: &DesiredConfig) ->
         if let Some(rules) = desired.rules.get(slug) {
             validate_rules(rules).map_err(|e| DomainError::invalid("rules", format!("tenant {slug}: {e}")))?;
             for rule in rules {
-                if let Some(role) = &rule.role {
-                    if !settings.allowed_roles.contains(role) {
-                        return Err(DomainError::invalid(
-                            "rules",
-                            format!(
-                                "tenant {slug}: rule {:?} grants role {role:?}, which is not among the tenant's allowed roles",
-                                rule.name
-                            ),
-                        ));
-                    }
+                if let Some(role) = &rule.role
+                    && !settings.allowed_roles.contains(role)
+                {
+                    return Err(DomainError::invalid(
+                        "rules",
+                        format!(
+                            "tenant {slug}: rule {:?} grants role {role:?}, which is not among the tenant's allowed roles",
+                            rule.name
+                        ),
+                    ));
                 }
-                if let Some(profile) = &rule.access_profile {
-                    if !settings.allowed_access_profiles.contains(profile) {
-                        return Err(DomainError::invalid(
-                            "rules",
-                            format!(
-                                "tenant {slug}: rule {:?} grants access profile {profile:?}, which the tenant does not allow",
-                                rule.name
-                            ),
-                        ));
-                    }
+                if let Some(profile) = &rule.access_profile
+                    && !settings.allowed_access_profiles.contains(profile)
+                {
+                    return Err(DomainError::invalid(
+                        "rules",
+                        format!(
+                            "tenant {slug}: rule {:?} grants access profile {profile:?}, which the tenant does not allow",
+                            rule.name
+                        ),
+                    ));
                 }
             }
             let before = current.rules.get(slug).cloned().unwrap_or_default();

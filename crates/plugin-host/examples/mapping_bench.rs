@@ -59,8 +59,11 @@ fn person(n: usize) -> MappingInput {
         user: UserFacts {
             login: format!("user{n}@acme.example"),
             department: Some(format!("Dept{}", n % 12)),
-            custom: [("app_roles".to_string(), if n % 3 == 0 { "Portal.Admin" } else { "Portal.User" }.to_string())]
-                .into(),
+            custom: [(
+                "app_roles".to_string(),
+                if n.is_multiple_of(3) { "Portal.Admin" } else { "Portal.User" }.to_string(),
+            )]
+            .into(),
             ..Default::default()
         },
         groups,

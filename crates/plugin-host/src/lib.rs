@@ -96,15 +96,15 @@ fn load_library(spec: &PluginSpec) -> Result<Library, PluginLoadError> {
         reason: e.to_string(),
     })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    if let Some(expected) = &spec.sha256 {
-        if !expected.eq_ignore_ascii_case(&sha256) {
-            return Err(PluginLoadError::HashMismatch {
-                id: spec.id.clone(),
-                path,
-                expected: expected.clone(),
-                actual: sha256,
-            });
-        }
+    if let Some(expected) = &spec.sha256
+        && !expected.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(PluginLoadError::HashMismatch {
+            id: spec.id.clone(),
+            path,
+            expected: expected.clone(),
+            actual: sha256,
+        });
     }
     // SAFETY: loading runs the library's initialisers. The operator named this file in
     // the config (optionally pinned by hash); that is the trust decision.
@@ -475,15 +475,15 @@ impl PluginHost {
         let mut libraries = self.libraries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = libraries.get(&canonical) {
             // A library stays loaded; a pin must still match the file that was loaded.
-            if let Some(expected) = &spec.sha256 {
-                if !expected.eq_ignore_ascii_case(&existing.sha256) {
-                    return Err(PluginLoadError::HashMismatch {
-                        id: spec.id.clone(),
-                        path: spec.path.display().to_string(),
-                        expected: expected.clone(),
-                        actual: existing.sha256.clone(),
-                    });
-                }
+            if let Some(expected) = &spec.sha256
+                && !expected.eq_ignore_ascii_case(&existing.sha256)
+            {
+                return Err(PluginLoadError::HashMismatch {
+                    id: spec.id.clone(),
+                    path: spec.path.display().to_string(),
+                    expected: expected.clone(),
+                    actual: existing.sha256.clone(),
+                });
             }
             return Ok(existing.clone());
         }

@@ -231,17 +231,15 @@ impl Pipeline {
                 }
             }
         }
-        if !decided {
-            if let Some(role) = &self.default_role {
-                decision.verdict = Verdict::Grant;
-                decision.role = Some(role.clone());
-                decision.reasons.push(Reason {
-                    mapper: "default".into(),
-                    rule: None,
-                    grants: "role".into(),
-                    groups: Vec::new(),
-                });
-            }
+        if !decided && let Some(role) = &self.default_role {
+            decision.verdict = Verdict::Grant;
+            decision.role = Some(role.clone());
+            decision.reasons.push(Reason {
+                mapper: "default".into(),
+                rule: None,
+                grants: "role".into(),
+                groups: Vec::new(),
+            });
         }
         decision
     }

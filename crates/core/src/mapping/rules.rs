@@ -100,6 +100,9 @@ impl GroupPattern {
     }
 }
 
+/// A group a rule matched, with the captures of its pattern.
+type GroupMatch<'i> = (&'i ExternalGroup, Vec<String>);
+
 struct CompiledRule {
     rule: Rule,
     groups: Vec<GroupPattern>,
@@ -280,7 +283,7 @@ impl RulesMapper {
         input: &'i MappingInput,
         names: &[Subject],
         cel_context: &mut Option<cel::Context<'static>>,
-    ) -> Result<Option<Vec<(&'i ExternalGroup, Vec<String>)>>, MapperError> {
+    ) -> Result<Option<Vec<GroupMatch<'i>>>, MapperError> {
         for (name, glob) in &rule.attributes {
             match attribute(input, name) {
                 Some(value) if glob.captures(value).is_some() => {}
