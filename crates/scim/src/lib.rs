@@ -29,6 +29,10 @@ use idbridge_core::tenant::Tenant;
 use serde_json::Value;
 
 pub use error::{ScimError, ScimResult};
+use resources::{
+    Groups, Users, create_handler, delete_handler, get_handler, list_handler, patch_handler, replace_handler,
+    search_handler,
+};
 use schema::Schemas;
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -93,23 +97,23 @@ pub fn router(state: ScimState) -> Router {
         .route("/ResourceTypes/{id}", get(discovery::resource_type_by_id))
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{id}", get(discovery::schema_by_id))
-        .route("/Users", get(resources::list_users).post(resources::create_user))
-        .route("/Users/.search", post(resources::search_users))
+        .route("/Users", get(list_handler::<Users>).post(create_handler::<Users>))
+        .route("/Users/.search", post(search_handler::<Users>))
         .route(
             "/Users/{id}",
-            get(resources::get_user)
-                .put(resources::replace_user)
-                .patch(resources::patch_user)
-                .delete(resources::delete_user),
+            get(get_handler::<Users>)
+                .put(replace_handler::<Users>)
+                .patch(patch_handler::<Users>)
+                .delete(delete_handler::<Users>),
         )
-        .route("/Groups", get(resources::list_groups).post(resources::create_group))
-        .route("/Groups/.search", post(resources::search_groups))
+        .route("/Groups", get(list_handler::<Groups>).post(create_handler::<Groups>))
+        .route("/Groups/.search", post(search_handler::<Groups>))
         .route(
             "/Groups/{id}",
-            get(resources::get_group)
-                .put(resources::replace_group)
-                .patch(resources::patch_group)
-                .delete(resources::delete_group),
+            get(get_handler::<Groups>)
+                .put(replace_handler::<Groups>)
+                .patch(patch_handler::<Groups>)
+                .delete(delete_handler::<Groups>),
         )
         .route("/.search", post(resources::search_all))
         .route("/Bulk", post(bulk::bulk))

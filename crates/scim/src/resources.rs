@@ -651,148 +651,87 @@ async fn stream_group(
     Ok(response)
 }
 
-pub async fn get_user(
+/// Which endpoint a handler serves; one generic handler per operation serves both.
+pub trait Endpoint: Send + Sync + 'static {
+    const KIND: ResourceKind;
+}
+
+pub struct Users;
+pub struct Groups;
+
+impl Endpoint for Users {
+    const KIND: ResourceKind = ResourceKind::User;
+}
+
+impl Endpoint for Groups {
+    const KIND: ResourceKind = ResourceKind::Group;
+}
+
+pub async fn get_handler<E: Endpoint>(
     caller: ScimCaller,
     State(state): State<ScimState>,
     Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ScimResult<Response> {
-    get_one(state, caller, ResourceKind::User, id, headers, q).await
+    get_one(state, caller, E::KIND, id, headers, q).await
 }
 
-pub async fn get_group(
+pub async fn create_handler<E: Endpoint>(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
+    create(&state, &caller, E::KIND, &body).await
+}
+
+pub async fn replace_handler<E: Endpoint>(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Outcome> {
+    replace(&state, &caller, E::KIND, &id, &body, header_str(&headers, header::IF_MATCH)).await
+}
+
+pub async fn patch_handler<E: Endpoint>(
     caller: ScimCaller,
     State(state): State<ScimState>,
     Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> ScimResult<Response> {
-    get_one(state, caller, ResourceKind::Group, id, headers, q).await
-}
-
-pub async fn create_user(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
     ScimBody(body): ScimBody,
 ) -> ScimResult<Outcome> {
-    create(&state, &caller, ResourceKind::User, &body).await
-}
-
-pub async fn create_group(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    ScimBody(body): ScimBody,
-) -> ScimResult<Outcome> {
-    create(&state, &caller, ResourceKind::Group, &body).await
-}
-
-pub async fn replace_user(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> ScimResult<Outcome> {
-    replace(&state, &caller, ResourceKind::User, &id, &body, header_str(&headers, header::IF_MATCH)).await
-}
-
-pub async fn replace_group(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> ScimResult<Outcome> {
-    replace(&state, &caller, ResourceKind::Group, &id, &body, header_str(&headers, header::IF_MATCH)).await
-}
-
-async fn patch_handler(
-    state: ScimState,
-    caller: ScimCaller,
-    kind: ResourceKind,
-    id: String,
-    headers: HeaderMap,
-    query: Option<String>,
-    body: Value,
-) -> ScimResult<Outcome> {
-    let params = projection_query(query.as_deref())?;
+    let params = projection_query(q.as_deref())?;
     let projection = params.asked().then(|| params.projection());
-    patch(&state, &caller, kind, &id, &body, header_str(&headers, header::IF_MATCH), projection).await
+    patch(&state, &caller, E::KIND, &id, &body, header_str(&headers, header::IF_MATCH), projection).await
 }
 
-pub async fn patch_user(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    ScimBody(body): ScimBody,
-) -> ScimResult<Outcome> {
-    patch_handler(state, caller, ResourceKind::User, id, headers, q, body).await
-}
-
-pub async fn patch_group(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    ScimBody(body): ScimBody,
-) -> ScimResult<Outcome> {
-    patch_handler(state, caller, ResourceKind::Group, id, headers, q, body).await
-}
-
-pub async fn delete_user(
+pub async fn delete_handler<E: Endpoint>(
     caller: ScimCaller,
     State(state): State<ScimState>,
     Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ScimResult<Outcome> {
-    delete(&state, &caller, ResourceKind::User, &id, header_str(&headers, header::IF_MATCH)).await
+    delete(&state, &caller, E::KIND, &id, header_str(&headers, header::IF_MATCH)).await
 }
 
-pub async fn delete_group(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ScimResult<Outcome> {
-    delete(&state, &caller, ResourceKind::Group, &id, header_str(&headers, header::IF_MATCH)).await
-}
-
-pub async fn list_users(
+pub async fn list_handler<E: Endpoint>(
     caller: ScimCaller,
     State(state): State<ScimState>,
     RawQuery(q): RawQuery,
 ) -> ScimResult<Response> {
     let params = ListParams::from_query(q.as_deref())?;
-    list::list(&state, &caller, Some(ResourceKind::User), params).await
+    list::list(&state, &caller, Some(E::KIND), params).await
 }
 
-pub async fn list_groups(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    RawQuery(q): RawQuery,
-) -> ScimResult<Response> {
-    let params = ListParams::from_query(q.as_deref())?;
-    list::list(&state, &caller, Some(ResourceKind::Group), params).await
-}
-
-pub async fn search_users(
+pub async fn search_handler<E: Endpoint>(
     caller: ScimCaller,
     State(state): State<ScimState>,
     ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
-    list::list(&state, &caller, Some(ResourceKind::User), ListParams::from_search(&body)?).await
-}
-
-pub async fn search_groups(
-    caller: ScimCaller,
-    State(state): State<ScimState>,
-    ScimBody(body): ScimBody,
-) -> ScimResult<Response> {
-    list::list(&state, &caller, Some(ResourceKind::Group), ListParams::from_search(&body)?).await
+    list::list(&state, &caller, Some(E::KIND), ListParams::from_search(&body)?).await
 }
 
 pub async fn search_all(
