@@ -17,6 +17,7 @@ pub mod individual;
 pub mod mapping;
 pub mod operator;
 pub mod ports;
+pub mod reconcile;
 pub mod role;
 pub mod schedule;
 pub mod scopes;

@@ -85,6 +85,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_individuals(&self, tenant: TenantId, query: &IndividualQuery) -> DomainResult<Vec<Individual>>;
 
     // --- audit and outbox -------------------------------------------------------------
+    /// An audit record that accompanies no other write (a held mapping decision).
+    async fn append_audit(&self, record: &AuditRecord) -> DomainResult<()>;
     async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>>;
     /// Change events of a tenant after the given outbox position, oldest first.
     async fn list_change_events(
@@ -129,4 +131,24 @@ pub trait ScimRecordStore: Send + Sync + 'static {
         tenant: TenantId,
         members: &[Uuid],
     ) -> DomainResult<Vec<(Uuid, ScimMember)>>;
+}
+
+/// Told by the SCIM service after each successful write, so that the affected people are
+/// reconciled. Implemented by the daemon (mapping pipeline + reconciliation service).
+#[async_trait]
+pub trait SourceChanges: Send + Sync + 'static {
+    /// These SCIM users (ids) may need reconciling: they changed, or a group of theirs did.
+    async fn scim_users_changed(&self, tenant: &crate::tenant::Tenant, users: Vec<Uuid>, ctx: &AuditContext);
+    /// This SCIM user was deleted.
+    async fn scim_user_removed(&self, tenant: &crate::tenant::Tenant, user: Uuid, ctx: &AuditContext);
+}
+
+/// For tests and tools that run SCIM without reconciliation.
+#[derive(Debug, Default)]
+pub struct IgnoreSourceChanges;
+
+#[async_trait]
+impl SourceChanges for IgnoreSourceChanges {
+    async fn scim_users_changed(&self, _: &crate::tenant::Tenant, _: Vec<Uuid>, _: &AuditContext) {}
+    async fn scim_user_removed(&self, _: &crate::tenant::Tenant, _: Uuid, _: &AuditContext) {}
 }

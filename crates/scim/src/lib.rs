@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 mod list;
 pub mod patch;
+pub mod person;
 pub mod resource;
 mod resources;
 pub mod schema;
@@ -69,11 +70,20 @@ pub struct ScimState {
     pub public_url: String,
     pub limits: ScimLimits,
     pub auth_cache: Arc<auth::AuthCache>,
+    /// Told about every successful write, so affected people are reconciled.
+    pub changes: Arc<dyn idbridge_core::ports::SourceChanges>,
 }
 
 impl ScimState {
-    pub fn new(operator: Operator, records: Arc<dyn ScimRecordStore>, public_url: &str, limits: ScimLimits) -> Self {
+    pub fn new(
+        operator: Operator,
+        records: Arc<dyn ScimRecordStore>,
+        changes: Arc<dyn idbridge_core::ports::SourceChanges>,
+        public_url: &str,
+        limits: ScimLimits,
+    ) -> Self {
         Self {
+            changes,
             auth_cache: Arc::new(auth::AuthCache::new(limits.auth_cache_ttl)),
             operator,
             records,

@@ -10,5 +10,6 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod mapping;
+pub mod reconciliation;
 pub mod serve;
 pub mod telemetry;

@@ -54,9 +54,15 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
             });
         }
     }
+    let changes = crate::reconciliation::ScimReconciliation {
+        mapping: state.mapping.clone(),
+        reconciler: idbridge_core::reconcile::Reconciler::new(Arc::new(store.clone())),
+        records: Arc::new(store.clone()),
+    };
     let scim = idbridge_scim::ScimState::new(
         state.operator.clone(),
         Arc::new(store.clone()),
+        Arc::new(changes),
         &settings.server.public_url,
         idbridge_scim::ScimLimits {
             max_body_bytes: settings.server.max_body_bytes,

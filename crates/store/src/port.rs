@@ -118,6 +118,12 @@ impl Store for SqlStore {
         self.individual_list(tenant, query).await
     }
 
+    async fn append_audit(&self, record: &AuditRecord) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        crate::log::append_audit(&mut tx, record).await?;
+        tx.commit().await.map_err(storage)
+    }
+
     async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>> {
         self.audit_list(query).await
     }

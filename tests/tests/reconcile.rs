@@ -1,0 +1,98 @@
+//! SCIM writes reach the portal's individuals through the mapping pipeline and the
+//! reconciliation service: create, map, update, suspend, deprovision — audited, with
+//! change events.
+
+use idbridge_e2e::{Workdir, workspace_root};
+use serde_json::{Value, json};
+
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+#[tokio::test]
+async fn scim_users_become_individuals_with_mapped_permissions() {
+    let work = Workdir::new();
+    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = daemon.client();
+    let scim = |p: &str| daemon.url(&format!("/scim/v2/acme{p}"));
+    let post = |path: String, body: Value| {
+        http.post(path)
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+
+    // A user with no matching group has no access: no individual.
+    let steve: Value = post(scim("/Users"), json!({
+        "userName": "steve@acme.example", "name": {"givenName": "Steve", "familyName": "Pbx"},
+        "emails": [{"value": "steve@acme.example", "type": "work", "primary": true}],
+        "urn:idbridge:params:scim:schemas:extension:portal:2.0:User": {"timeZone": "Europe/Berlin", "expirationDateTime": "2030-03-31"}
+    })).await.unwrap().json().await.unwrap();
+    let steve_id = steve["id"].as_str().unwrap().to_owned();
+    assert_eq!(work.ok(&["individual", "list", "acme"]), "");
+
+    // Joining pbx-admins and a queue group grants the PBX admin role and the queue.
+    let group: Value = post(scim("/Groups"), json!({"displayName": "pbx-admins", "members": [{"value": steve_id}]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let queue: Value =
+        post(scim("/Groups"), json!({"displayName": "pbx-queue-101"})).await.unwrap().json().await.unwrap();
+    let add = http
+        .patch(scim(&format!("/Groups/{}", queue["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .json(&json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": steve_id}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(add.status(), 204);
+    let shown: Value =
+        serde_json::from_str(&work.ok(&["individual", "show", "acme", "steve@acme.example", "--json"])).unwrap();
+    assert_eq!(shown["role"], "PBX admin");
+    assert_eq!(shown["access_profile"], "Full portal");
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["scopes"]["queues"], json!(["101"]));
+    assert_eq!(shown["email"], "steve@acme.example");
+    assert_eq!(shown["time_zone"], "Europe/Berlin");
+    assert_eq!(
+        shown["expiration"]["at"], "2030-03-30T23:00:00Z",
+        "local midnight in Berlin (CET, DST starts that day at 02:00)"
+    );
+    assert_eq!(shown["links"][0], json!({"source": "scim", "connection": "scim", "external_id": steve_id}));
+
+    // Deactivated at the source → suspended; active again → active.
+    let patch = |body: Value| http.patch(scim(&format!("/Users/{steve_id}"))).bearer_auth(&token).json(&body).send();
+    patch(json!({"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}))
+        .await
+        .unwrap();
+    assert!(work.ok(&["individual", "list", "acme"]).contains("suspended"));
+    patch(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": true}}]})).await.unwrap();
+    assert!(work.ok(&["individual", "list", "acme"]).contains("active"));
+
+    // Leaving the group: no rule grants access any more → the tenant's policy (suspend).
+    let leave = http
+        .patch(scim(&format!("/Groups/{}", group["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .json(&json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": "members", "value": [{"value": steve_id}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(leave.status(), 204);
+    let shown: Value =
+        serde_json::from_str(&work.ok(&["individual", "show", "acme", "steve@acme.example", "--json"])).unwrap();
+    assert_eq!(shown["status"], "suspended");
+
+    // Deleted at the source → deprovisioned by policy; the audit trail names the SCIM token.
+    let gone = http.delete(scim(&format!("/Users/{steve_id}"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(gone.status(), 204);
+    let log = work.ok(&["audit", "acme", "--subject", shown["id"].as_str().unwrap(), "--json"]);
+    let actions: Vec<String> =
+        log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(actions.first().map(String::as_str), Some("individual.created"), "{actions:?}");
+    assert!(actions.iter().all(|a| a.starts_with("individual.")), "{actions:?}");
+    let first: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["actor"]["kind"], "scim_token");
+}
