@@ -115,6 +115,8 @@ config = {{ table = [{{ key = "Portal.Admin", role = "Customer admin", access_pr
 id = "fragile"
 path = "{fixture}"
 config = {{ behaviour = "{behaviour}" }}
+# Generous: with RUST_BACKTRACE set, a debug build spends long on the panic's backtrace.
+timeout_ms = 5000
 "#
             ),
         )

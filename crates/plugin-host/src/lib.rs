@@ -195,6 +195,22 @@ pub struct PluginStatus {
     pub timeouts: u64,
 }
 
+/// Shared with the worker threads: a panic is seen by the worker even when the caller
+/// already gave up waiting (timeout), and still quarantines the plugin.
+#[derive(Default)]
+struct Health {
+    quarantined: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn quarantine(&self, id: &str, reason: String) {
+        self.quarantined.store(true, Ordering::SeqCst);
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+        tracing::error!(plugin = %id, reason, "plugin quarantined until reloaded");
+    }
+}
+
 /// One plugin instance behind the `Mapper` contract.
 pub struct PluginMapper {
     id: String,
@@ -203,8 +219,7 @@ pub struct PluginMapper {
     instance: Instance,
     jobs: SyncSender<Job>,
     timeout: Duration,
-    quarantined: AtomicBool,
-    quarantine_reason: Mutex<Option<String>>,
+    health: Arc<Health>,
     calls: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
@@ -247,9 +262,12 @@ impl PluginMapper {
         let instance = Instance(instance);
         let workers = spec.workers.clamp(1, 64);
         let (jobs, receiver) = sync_channel::<Job>(workers * 4);
+        let health = Arc::new(Health::default());
         for n in 0..workers {
             let receiver: Receiver<Job> = receiver.clone();
             let table = library.table;
+            let health = health.clone();
+            let id = spec.id.clone();
             let spawned = std::thread::Builder::new().name(format!("plugin-{}-{n}", spec.id)).spawn(move || {
                 loop {
                     let Ok((input, reply)) = receiver.recv() else { return };
@@ -258,6 +276,9 @@ impl PluginMapper {
                     // job channel closes; input and output are valid.
                     let status = unsafe { (table.map)(instance.ptr(), input.as_ptr(), input.len(), &mut output) };
                     let bytes = take_buffer(table, output);
+                    if status == api::STATUS_PANIC {
+                        health.quarantine(&id, format!("panicked: {}", String::from_utf8_lossy(&bytes)));
+                    }
                     let _ = reply.send((status, bytes));
                 }
             });
@@ -273,8 +294,7 @@ impl PluginMapper {
             instance,
             jobs,
             timeout: Duration::from_millis(spec.timeout_ms.max(1)),
-            quarantined: AtomicBool::new(false),
-            quarantine_reason: Mutex::new(None),
+            health,
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -286,14 +306,8 @@ impl PluginMapper {
         MapperError { mapper: self.id.clone(), message: message.into() }
     }
 
-    fn quarantine(&self, reason: String) {
-        self.quarantined.store(true, Ordering::SeqCst);
-        *self.quarantine_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
-        tracing::error!(plugin = %self.id, reason, "plugin quarantined until reloaded");
-    }
-
     pub fn status(&self) -> PluginStatus {
-        let quarantined = self.quarantined.load(Ordering::SeqCst);
+        let quarantined = self.health.quarantined.load(Ordering::SeqCst);
         PluginStatus {
             id: self.id.clone(),
             name: self.library.name.clone(),
@@ -302,7 +316,7 @@ impl PluginMapper {
             path: self.path.clone(),
             sha256: self.library.sha256.clone(),
             health: if quarantined { "quarantined" } else { "healthy" }.into(),
-            quarantine_reason: self.quarantine_reason.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            quarantine_reason: self.health.reason.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             calls: self.calls.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
@@ -399,7 +413,7 @@ impl Mapper for PluginMapper {
     }
 
     fn map(&self, input: &MappingInput) -> Result<MapperOutput, MapperError> {
-        if self.quarantined.load(Ordering::SeqCst) {
+        if self.health.quarantined.load(Ordering::SeqCst) {
             return Err(MapperError {
                 mapper: self.id.clone(),
                 message: "quarantined after a panic; reload plugins to retry".into(),
@@ -425,8 +439,8 @@ impl Mapper for PluginMapper {
                 Ok(out)
             }
             api::STATUS_PANIC => {
+                // The worker has quarantined the plugin already.
                 let message = String::from_utf8_lossy(&bytes).into_owned();
-                self.quarantine(format!("panicked: {message}"));
                 Err(self.fail(format!("panicked: {message}")))
             }
             _ => Err(self.fail(format!("failed: {}", String::from_utf8_lossy(&bytes)))),

@@ -113,7 +113,10 @@ fn loading_refuses_wrong_abi_missing_entry_bad_pin_and_rejected_config() {
 
 #[test]
 fn a_panicking_plugin_is_quarantined_until_reloaded() {
-    let specs = vec![spec("fragile", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "panic"}))];
+    let specs = vec![PluginSpec {
+        timeout_ms: 5000,
+        ..spec("fragile", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "panic"}))
+    }];
     let host = PluginHost::load(&specs).unwrap();
     let fragile = host.get("fragile").unwrap();
     let err = fragile.map(&input("bob")).unwrap_err();
