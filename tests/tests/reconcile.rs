@@ -96,3 +96,66 @@ async fn scim_users_become_individuals_with_mapped_permissions() {
     let first: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!(first["actor"]["kind"], "scim_token");
 }
+
+#[tokio::test]
+async fn the_scheduler_activates_and_expires_on_time() {
+    let work = Workdir::new().with_env("IDBRIDGE_LIFECYCLE__TICK_SECONDS", "1");
+    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = daemon.client();
+    let scim = |p: &str| daemon.url(&format!("/scim/v2/acme{p}"));
+    // Local date-times in Asia/Tokyo, a few seconds ahead.
+    let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+    let local = |secs: i64| {
+        let at =
+            jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(secs)).unwrap().to_zoned(tokyo.clone());
+        at.datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string()
+    };
+    let user: Value = http
+        .post(scim("/Users"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "userName": "temp@acme.example",
+            "urn:idbridge:params:scim:schemas:extension:portal:2.0:User": {
+                "timeZone": "Asia/Tokyo", "activationDateTime": local(2), "expirationDateTime": local(5)
+            }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = user["id"].as_str().unwrap().to_owned();
+    let joined = http
+        .post(scim("/Groups"))
+        .bearer_auth(&token)
+        .json(&json!({"displayName": "Portal-Admins", "members": [{"value": id}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 201);
+    let status = || {
+        let shown: Value =
+            serde_json::from_str(&work.ok(&["individual", "show", "acme", "temp@acme.example", "--json"])).unwrap();
+        shown["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(status(), "pending");
+    let wait_for = |want: &str, limit: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit);
+        while std::time::Instant::now() < deadline {
+            if status() == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    };
+    assert!(wait_for("active", 6), "activated within a tick of its instant");
+    assert!(wait_for("expired", 8), "expired within a tick of its instant");
+    let log = work.ok(&["audit", "acme", "--actor", "lifecycle", "--json"]);
+    let actions: Vec<String> =
+        log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(actions, ["individual.scheduled", "individual.scheduled"], "each transition exactly once");
+}

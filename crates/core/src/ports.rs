@@ -83,6 +83,9 @@ pub trait Store: Send + Sync + 'static {
         external_id: &str,
     ) -> DomainResult<Option<Individual>>;
     async fn list_individuals(&self, tenant: TenantId, query: &IndividualQuery) -> DomainResult<Vec<Individual>>;
+    /// Individuals of every tenant whose activation or expiration instant has passed
+    /// without their status following (for the lifecycle scheduler), soonest first.
+    async fn list_due_individuals(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Individual>>;
 
     // --- audit and outbox -------------------------------------------------------------
     /// An audit record that accompanies no other write (a held mapping decision).

@@ -127,6 +127,24 @@ impl Reconciler {
         self.write(tenant, Some(&existing), next, ctx, "individual.reconciled").await
     }
 
+    /// Moves an individual to the status its calendar gives at `now` (activation or
+    /// expiration reached). Several schedulers on one database may race: the version
+    /// check lets exactly one win; the others get `VersionConflict` and move on.
+    pub async fn apply_schedule(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+        now: Timestamp,
+        ctx: &AuditContext,
+    ) -> DomainResult<Outcome> {
+        let mut next = individual.clone();
+        next.status = individual.scheduled_status(now);
+        if next.status == individual.status {
+            return Ok(Outcome::Unchanged);
+        }
+        self.write(tenant, Some(individual), next, ctx, "individual.scheduled").await
+    }
+
     /// The person is gone from its source: deprovision by the tenant's policy.
     pub async fn removed(&self, tenant: &Tenant, link: &SourceLink, ctx: &AuditContext) -> DomainResult<Outcome> {
         let Some(existing) =

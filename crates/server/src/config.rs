@@ -23,7 +23,14 @@ pub struct Settings {
     pub log: LogSettings,
     pub admin: AdminSettings,
     pub scim: ScimSettings,
+    pub lifecycle: LifecycleSettings,
     pub catalog: CatalogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleSettings {
+    pub tick_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +158,9 @@ impl Settings {
                 "scim.default_page_size",
                 "must be at most scim.max_page_size, which must be at least 1",
             ));
+        }
+        if self.lifecycle.tick_seconds == 0 || self.lifecycle.tick_seconds > 3600 {
+            return Err(invalid("lifecycle.tick_seconds", "must be 1-3600"));
         }
         if self.scim.bulk_max_operations == 0 {
             return Err(invalid("scim.bulk_max_operations", "must be at least 1"));

@@ -11,5 +11,6 @@ pub mod config;
 pub mod http;
 pub mod mapping;
 pub mod reconciliation;
+pub mod scheduler;
 pub mod serve;
 pub mod telemetry;

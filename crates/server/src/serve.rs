@@ -54,6 +54,11 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
             });
         }
     }
+    tokio::spawn(crate::scheduler::run(
+        state.operator.clone(),
+        idbridge_core::reconcile::Reconciler::new(Arc::new(store.clone())),
+        Duration::from_secs(settings.lifecycle.tick_seconds),
+    ));
     let changes = crate::reconciliation::ScimReconciliation {
         mapping: state.mapping.clone(),
         reconciler: idbridge_core::reconcile::Reconciler::new(Arc::new(store.clone())),

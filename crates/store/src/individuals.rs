@@ -230,6 +230,39 @@ impl SqlStore {
         load(&mut conn, row).await
     }
 
+    pub(crate) async fn individual_due(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Individual>> {
+        let mut conn = self.pool.acquire().await.map_err(storage)?;
+        // Two index-friendly halves rather than one OR over both columns.
+        let mut rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM individuals WHERE activation_at <= $1 AND status = 'pending' ORDER BY activation_at LIMIT $2"
+        ))
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage)?;
+        rows.extend(
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM individuals WHERE expiration_at <= $1 AND status IN ('pending', 'active')
+                 ORDER BY expiration_at LIMIT $2"
+            ))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage)?,
+        );
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(i) = load(&mut conn, Some(row)).await? {
+                if !out.iter().any(|o: &Individual| o.id == i.id && o.tenant_id == i.tenant_id) {
+                    out.push(i);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn individual_list(&self, tenant: TenantId, q: &IndividualQuery) -> DomainResult<Vec<Individual>> {
         let mut conn = self.pool.acquire().await.map_err(storage)?;
         let rows = sqlx::query(&format!(

@@ -124,6 +124,10 @@ impl Store for SqlStore {
         tx.commit().await.map_err(storage)
     }
 
+    async fn list_due_individuals(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Individual>> {
+        self.individual_due(now, limit).await
+    }
+
     async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>> {
         self.audit_list(query).await
     }
