@@ -254,10 +254,10 @@ impl SqlStore {
         );
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            if let Some(i) = load(&mut conn, Some(row)).await? {
-                if !out.iter().any(|o: &Individual| o.id == i.id && o.tenant_id == i.tenant_id) {
-                    out.push(i);
-                }
+            if let Some(i) = load(&mut conn, Some(row)).await?
+                && !out.iter().any(|o: &Individual| o.id == i.id && o.tenant_id == i.tenant_id)
+            {
+                out.push(i);
             }
         }
         Ok(out)
