@@ -159,3 +159,84 @@ async fn the_scheduler_activates_and_expires_on_time() {
         log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned()).collect();
     assert_eq!(actions, ["individual.scheduled", "individual.scheduled"], "each transition exactly once");
 }
+
+#[tokio::test]
+async fn the_portal_api_serves_effective_permissions_and_a_change_feed() {
+    let issued = Workdir::new().ok(&["admin-token", "create"]);
+    let portal_token = issued.lines().find_map(|l| l.strip_prefix("token: ")).unwrap().to_owned();
+    let hash = issued.lines().find_map(|l| l.strip_prefix("sha256: ")).unwrap().to_owned();
+    let work = Workdir::new().with_env("IDBRIDGE_PORTAL__TOKEN_HASHES", &format!("[\"{hash}\"]"));
+    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = daemon.client();
+    let user: Value = http
+        .post(daemon.url("/scim/v2/acme/Users"))
+        .bearer_auth(&token)
+        .json(&json!({"userName": "fiona@acme.example", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Finance"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(user["id"].is_string());
+
+    let unauthorized =
+        http.get(daemon.url("/portal/v1/tenants/acme/individuals")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401, "a SCIM token is not a portal token");
+    let list: Value = http
+        .get(daemon.url("/portal/v1/tenants/acme/individuals"))
+        .bearer_auth(&portal_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fiona = &list["individuals"][0];
+    assert_eq!(fiona["login"], "fiona@acme.example");
+    assert_eq!(fiona["role"], "Operations manager");
+    assert_eq!(fiona["active_now"], true);
+    assert_eq!(fiona["permissions"]["invoices"], "modify");
+    assert_eq!(fiona["permissions"]["extensions"], "restrict");
+    assert_eq!(fiona["permissions"]["cdrs"], "read");
+    assert_eq!(fiona["access_profile_flags"]["payments"], true);
+    assert_eq!(fiona["access_profile_flags"]["allow_listen_recording"], false);
+    let one: Value = http
+        .get(daemon.url("/portal/v1/tenants/acme/individuals/FIONA@acme.example"))
+        .bearer_auth(&portal_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["id"], fiona["id"]);
+
+    let feed: Value = http
+        .get(daemon.url("/portal/v1/tenants/acme/changes"))
+        .bearer_auth(&portal_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["changes"][0]["kind"], "individual.created");
+    let next = feed["next"].as_i64().unwrap();
+    let empty: Value = http
+        .get(daemon.url(&format!("/portal/v1/tenants/acme/changes?after={next}")))
+        .bearer_auth(&portal_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(empty["changes"].as_array().unwrap().is_empty());
+    assert_eq!(empty["next"], next);
+    let missing =
+        http.get(daemon.url("/portal/v1/tenants/nobody/individuals")).bearer_auth(&portal_token).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}

@@ -50,6 +50,31 @@ pub struct AccessProfileView {
     pub effective_flags: BTreeMap<String, bool>,
 }
 
+/// An individual as a portal reads it: effective permissions, not references.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortalIndividual {
+    pub id: IndividualId,
+    pub login: String,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub status: crate::individual::IndividualStatus,
+    /// Whether the individual may use the portal at this moment.
+    pub active_now: bool,
+    pub role: Option<String>,
+    /// Section → level for every catalog section (all `restrict` without a role).
+    pub permissions: BTreeMap<String, AccessLevel>,
+    pub access_profile: Option<String>,
+    /// Flag → on/off for every catalog flag (all off without a profile).
+    pub access_profile_flags: BTreeMap<String, bool>,
+    pub scopes: crate::scopes::Scopes,
+    pub time_zone: String,
+    pub valid_from: Option<jiff::Timestamp>,
+    pub valid_until: Option<jiff::Timestamp>,
+    pub version: i64,
+}
+
 /// The outcome of `apply`: one line per change, empty when nothing changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
@@ -241,6 +266,51 @@ impl Operator {
             self.store.apply_config(&changes, ctx).await?;
         }
         Ok(ApplyReport { dry_run, changes: changes.iter().map(ConfigChange::describe).collect() })
+    }
+
+    /// Individuals as portals read them.
+    pub async fn portal_individuals(&self, individuals: Vec<Individual>) -> DomainResult<Vec<PortalIndividual>> {
+        let catalog = self.catalog().await?;
+        let roles: BTreeMap<String, Role> =
+            self.store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let profiles: BTreeMap<String, AccessProfile> =
+            self.store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let now = jiff::Timestamp::now();
+        Ok(individuals
+            .into_iter()
+            .map(|i| {
+                let role = i.role.as_ref().and_then(|r| roles.get(r));
+                let profile = i.access_profile.as_ref().and_then(|p| profiles.get(p));
+                let active_now = i.status == crate::individual::IndividualStatus::Active
+                    && i.scheduled_status(now) == crate::individual::IndividualStatus::Active
+                    && role.is_some();
+                PortalIndividual {
+                    id: i.id,
+                    permissions: role.map_or_else(
+                        || catalog.sections.keys().map(|s| (s.clone(), AccessLevel::Restrict)).collect(),
+                        |r| r.effective_permissions(&catalog),
+                    ),
+                    access_profile_flags: profile.map_or_else(
+                        || catalog.flags.keys().map(|f| (f.clone(), false)).collect(),
+                        |p| p.effective_flags(&catalog),
+                    ),
+                    login: i.login,
+                    email: i.email,
+                    given_name: i.given_name,
+                    family_name: i.family_name,
+                    display_name: i.display_name,
+                    status: i.status,
+                    active_now,
+                    role: i.role,
+                    access_profile: i.access_profile,
+                    scopes: i.scopes,
+                    time_zone: i.time_zone,
+                    valid_from: i.activation.map(|a| a.at),
+                    valid_until: i.expiration.map(|e| e.at),
+                    version: i.version,
+                }
+            })
+            .collect())
     }
 
     pub async fn roles(&self) -> DomainResult<Vec<Role>> {

@@ -22,6 +22,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub admin: AdminSettings,
+    pub portal: AdminSettings,
     pub scim: ScimSettings,
     pub lifecycle: LifecycleSettings,
     pub catalog: CatalogSettings,
@@ -221,23 +222,31 @@ impl Settings {
 
     /// Every accepted operator-token hash (config hashes plus hashed token files).
     pub fn admin_token_hashes(&self) -> Result<Vec<String>, ConfigError> {
-        let mut hashes: Vec<String> = self.admin.token_hashes.iter().map(|h| h.to_ascii_lowercase()).collect();
-        for (i, path) in self.admin.token_files.iter().enumerate() {
-            let token = std::fs::read_to_string(path).map_err(|e| {
-                invalid(&format!("admin.token_files[{i}]"), format!("cannot read {}: {e}", path.display()))
-            })?;
-            let token = token.trim();
-            if token.len() < 16 {
-                return Err(invalid(
-                    &format!("admin.token_files[{i}]"),
-                    format!("{} holds fewer than 16 characters", path.display()),
-                ));
-            }
-            hashes.push(hash_token(token));
-        }
-        Ok(hashes)
+        token_hashes("admin", &self.admin)
     }
 
+    /// Every accepted portal service-token hash.
+    pub fn portal_token_hashes(&self) -> Result<Vec<String>, ConfigError> {
+        token_hashes("portal", &self.portal)
+    }
+}
+
+fn token_hashes(section: &str, settings: &AdminSettings) -> Result<Vec<String>, ConfigError> {
+    let mut hashes: Vec<String> = settings.token_hashes.iter().map(|h| h.to_ascii_lowercase()).collect();
+    for (i, path) in settings.token_files.iter().enumerate() {
+        let key = format!("{section}.token_files[{i}]");
+        let token =
+            std::fs::read_to_string(path).map_err(|e| invalid(&key, format!("cannot read {}: {e}", path.display())))?;
+        let token = token.trim();
+        if token.len() < 16 {
+            return Err(invalid(&key, format!("{} holds fewer than 16 characters", path.display())));
+        }
+        hashes.push(hash_token(token));
+    }
+    Ok(hashes)
+}
+
+impl Settings {
     /// Mapper ids tenants may name: `rules` and every configured plugin.
     pub fn known_mappers(&self) -> std::collections::BTreeSet<String> {
         std::iter::once("rules".to_owned()).chain(self.plugins.iter().map(|p| p.id.clone())).collect()

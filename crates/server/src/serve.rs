@@ -33,6 +33,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     let state = AppState {
         operator,
         admin_token_hashes: Arc::new(admin_token_hashes),
+        portal_token_hashes: Arc::new(settings.portal_token_hashes()?),
         metrics,
         scim_auth_cache: None,
         mapping,

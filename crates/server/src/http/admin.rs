@@ -10,11 +10,9 @@ use axum::{Json, Router};
 use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery};
 use idbridge_core::individual::{IndividualQuery, IndividualStatus};
 use idbridge_core::tenant::{TenantSettings, TenantSlug};
-use idbridge_core::token::hash_token;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::{ApiError, ApiResult, AppState, REQUEST_ID};
 use crate::apply_file::ApplyDocument;
@@ -50,22 +48,8 @@ impl FromRequestParts<AppState> for OperatorCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or_else(ApiError::unauthorized)?;
-        let presented = hash_token(presented.trim());
-        // Compare against every configured hash without stopping early, so timing does not
-        // reveal which (if any) matched.
-        let mut matched: Option<&str> = None;
-        for stored in state.admin_token_hashes.iter() {
-            if bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
-                matched = Some(stored);
-            }
-        }
-        let stored = matched.ok_or_else(ApiError::unauthorized)?;
+        let stored =
+            super::bearer_match(&parts.headers, &state.admin_token_hashes).ok_or_else(ApiError::unauthorized)?;
         let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
         // The actor is named by a prefix of the token's hash: stable, not a secret.
         let actor = Actor::new(ActorKind::Operator, format!("admin-token:{}", &stored[..12]));

@@ -4,6 +4,7 @@
 
 mod admin;
 mod error;
+mod portal;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ pub struct AppState {
     pub operator: Operator,
     /// Hex SHA-256 of each accepted operator token.
     pub admin_token_hashes: Arc<Vec<String>>,
+    /// Hex SHA-256 of each accepted portal service token.
+    pub portal_token_hashes: Arc<Vec<String>>,
     pub metrics: Option<PrometheusHandle>,
     /// Cleared when an operator revokes a token or changes a tenant here.
     pub scim_auth_cache: Option<Arc<idbridge_scim::auth::AuthCache>>,
@@ -52,6 +55,7 @@ pub fn router(state: AppState, scim: idbridge_scim::ScimState, max_body_bytes: u
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/admin/v1", admin::router())
+        .nest("/portal/v1", portal::router())
         .fallback(not_found)
         .with_state(state)
         .nest("/scim/v2/{tenant}", idbridge_scim::router(scim))
@@ -59,6 +63,25 @@ pub fn router(state: AppState, scim: idbridge_scim::ScimState, max_body_bytes: u
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The stored hash a presented bearer token matches, compared in constant time against
+/// every hash without stopping early (timing reveals neither which nor whether).
+pub fn bearer_match(headers: &axum::http::HeaderMap, hashes: &[String]) -> Option<String> {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| idbridge_core::token::hash_token(token.trim()))?;
+    let mut matched = None;
+    for stored in hashes {
+        if bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
+            matched = Some(stored.clone());
+        }
+    }
+    matched
 }
 
 async fn healthz() -> impl IntoResponse {
