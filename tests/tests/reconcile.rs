@@ -240,3 +240,84 @@ async fn the_portal_api_serves_effective_permissions_and_a_change_feed() {
         http.get(daemon.url("/portal/v1/tenants/nobody/individuals")).bearer_auth(&portal_token).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn change_events_reach_the_webhook_signed_in_order_after_retries() {
+    use std::sync::{Arc, Mutex};
+
+    use hmac::{Hmac, Mac};
+    type Received = Arc<Mutex<Vec<(String, String, String, Vec<u8>)>>>;
+    let received: Received = Arc::default();
+    let failures_left = Arc::new(Mutex::new(2));
+    let app = {
+        let received = received.clone();
+        let failures_left = failures_left.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let received = received.clone();
+                let failures_left = failures_left.clone();
+                async move {
+                    let mut left = failures_left.lock().unwrap();
+                    if *left > 0 {
+                        *left -= 1;
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    received.lock().unwrap().push((
+                        h("x-idbridge-event"),
+                        h("idempotency-key"),
+                        h("x-idbridge-signature"),
+                        body.to_vec(),
+                    ));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let secret = "a-webhook-secret-of-some-length";
+    let work = Workdir::new().with_env("IDBRIDGE_WEBHOOK__URL", &hook).with_env("IDBRIDGE_WEBHOOK__SECRET", secret);
+    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = daemon.client();
+    let user: Value = http
+        .post(daemon.url("/scim/v2/acme/Users"))
+        .bearer_auth(&token)
+        .json(&json!({"userName": "hook@acme.example", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Finance"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = user["id"].as_str().unwrap().to_owned();
+    http.patch(daemon.url(&format!("/scim/v2/acme/Users/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]}))
+        .send()
+        .await
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while received.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "both events delivered after two refused attempts");
+    assert_eq!((got[0].0.as_str(), got[1].0.as_str()), ("individual.created", "individual.suspended"));
+    for (_, key, signature, body) in &got {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        assert_eq!(signature, &format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(&payload["id"], key.as_str(), "the idempotency key is the event id");
+        assert_eq!(payload["tenant"], "acme");
+    }
+    let suspended: Value = serde_json::from_slice(&got[1].3).unwrap();
+    assert_eq!(suspended["permission_diff"]["status"], json!(["active", "suspended"]));
+}

@@ -25,7 +25,36 @@ pub struct Settings {
     pub portal: AdminSettings,
     pub scim: ScimSettings,
     pub lifecycle: LifecycleSettings,
+    pub webhook: WebhookSettings,
     pub catalog: CatalogSettings,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub secret: String,
+    pub secret_file: String,
+    pub max_attempts: u32,
+    pub timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings").field("url", &self.url).field("secret", &"***").finish()
+    }
+}
+
+impl WebhookSettings {
+    /// The signing secret, from `secret_file` when set.
+    pub fn secret(&self) -> Result<String, ConfigError> {
+        if self.secret_file.is_empty() {
+            return Ok(self.secret.clone());
+        }
+        std::fs::read_to_string(&self.secret_file)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| invalid("webhook.secret_file", format!("cannot read {}: {e}", self.secret_file)))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +188,17 @@ impl Settings {
                 "scim.default_page_size",
                 "must be at most scim.max_page_size, which must be at least 1",
             ));
+        }
+        if !self.webhook.url.is_empty() {
+            if !(self.webhook.url.starts_with("http://") || self.webhook.url.starts_with("https://")) {
+                return Err(invalid("webhook.url", "must start with http:// or https://"));
+            }
+            if self.webhook.secret()?.len() < 16 {
+                return Err(invalid("webhook.secret", "must be at least 16 characters (or give webhook.secret_file)"));
+            }
+            if self.webhook.max_attempts == 0 {
+                return Err(invalid("webhook.max_attempts", "must be at least 1"));
+            }
         }
         if self.lifecycle.tick_seconds == 0 || self.lifecycle.tick_seconds > 3600 {
             return Err(invalid("lifecycle.tick_seconds", "must be 1-3600"));

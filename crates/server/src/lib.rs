@@ -8,6 +8,7 @@ pub mod apply_file;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod mapping;
 pub mod reconciliation;

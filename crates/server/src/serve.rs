@@ -55,6 +55,17 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
             });
         }
     }
+    if !settings.webhook.url.is_empty() {
+        let webhook = crate::delivery::Webhook {
+            url: settings.webhook.url.clone(),
+            secret: settings.webhook.secret()?,
+            max_attempts: settings.webhook.max_attempts,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(settings.webhook.timeout_seconds.max(1)))
+                .build()?,
+        };
+        tokio::spawn(crate::delivery::run(state.operator.clone(), webhook));
+    }
     tokio::spawn(crate::scheduler::run(
         state.operator.clone(),
         idbridge_core::reconcile::Reconciler::new(Arc::new(store.clone())),

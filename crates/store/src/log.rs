@@ -69,6 +69,24 @@ fn audit_from_row(row: &AnyRow) -> DomainResult<AuditEntry> {
     })
 }
 
+fn event_from_row(row: &AnyRow, tenant: TenantId) -> DomainResult<(i64, ChangeEvent)> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(storage);
+    let event = ChangeEvent {
+        id: uuid("change id", &get_s("id")?)?,
+        tenant_id: tenant,
+        individual_id: IndividualId(uuid("individual_id", &get_s("individual_id")?)?),
+        kind: ChangeKind::parse(&get_s("kind")?)?,
+        individual: from_json("change individual", &get_s("individual")?)?,
+        permission_diff: row
+            .try_get::<Option<String>, _>("permission_diff")
+            .map_err(storage)?
+            .map(|t| from_json("permission_diff", &t))
+            .transpose()?,
+        at: timestamp(row.try_get("at").map_err(storage)?)?,
+    };
+    Ok((row.try_get::<i64, _>("position").map_err(storage)?, event))
+}
+
 impl SqlStore {
     pub(crate) async fn audit_list(&self, q: &AuditQuery) -> DomainResult<Vec<AuditEntry>> {
         // Optional filters are written as `($n IS NULL OR col = $n)` so that one statement
@@ -98,6 +116,66 @@ impl SqlStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    pub(crate) async fn change_events_all(&self, after: i64, limit: u32) -> DomainResult<Vec<(i64, ChangeEvent)>> {
+        let rows = sqlx::query(
+            "SELECT position, id, tenant_id, individual_id, kind, individual, permission_diff, at FROM change_events
+             WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        rows.iter()
+            .map(|row| {
+                let tenant = TenantId(uuid("tenant_id", &row.try_get::<String, _>("tenant_id").map_err(storage)?)?);
+                event_from_row(row, tenant)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn consumer_position(&self, consumer: &str) -> DomainResult<i64> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT position FROM outbox_consumers WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(row.map_or(0, |(p,)| p))
+    }
+
+    pub(crate) async fn advance_consumer(
+        &self,
+        consumer: &str,
+        position: i64,
+        dead: Option<(&ChangeEvent, &str)>,
+    ) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO outbox_consumers (consumer, position) VALUES ($1, $2)
+             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
+        )
+        .bind(consumer)
+        .bind(position)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        if let Some((event, error)) = dead {
+            sqlx::query(
+                "INSERT INTO outbox_dead_letters (consumer, position, event_id, last_error, failed_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (consumer, position) DO NOTHING",
+            )
+            .bind(consumer)
+            .bind(position)
+            .bind(event.id.to_string())
+            .bind(error)
+            .bind(micros(jiff::Timestamp::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        }
+        tx.commit().await.map_err(storage)
+    }
+
     pub(crate) async fn change_events_list(
         &self,
         tenant: TenantId,
@@ -114,24 +192,6 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        rows.iter()
-            .map(|row| {
-                let get_s = |c: &str| row.try_get::<String, _>(c).map_err(storage);
-                let event = ChangeEvent {
-                    id: uuid("change id", &get_s("id")?)?,
-                    tenant_id: tenant,
-                    individual_id: IndividualId(uuid("individual_id", &get_s("individual_id")?)?),
-                    kind: ChangeKind::parse(&get_s("kind")?)?,
-                    individual: from_json("change individual", &get_s("individual")?)?,
-                    permission_diff: row
-                        .try_get::<Option<String>, _>("permission_diff")
-                        .map_err(storage)?
-                        .map(|t| from_json("permission_diff", &t))
-                        .transpose()?,
-                    at: timestamp(row.try_get("at").map_err(storage)?)?,
-                };
-                Ok((row.try_get::<i64, _>("position").map_err(storage)?, event))
-            })
-            .collect()
+        rows.iter().map(|row| event_from_row(row, tenant)).collect()
     }
 }

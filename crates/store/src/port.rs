@@ -132,6 +132,23 @@ impl Store for SqlStore {
         self.audit_list(query).await
     }
 
+    async fn list_all_change_events(&self, after: i64, limit: u32) -> DomainResult<Vec<(i64, ChangeEvent)>> {
+        self.change_events_all(after, limit).await
+    }
+
+    async fn consumer_position(&self, consumer: &str) -> DomainResult<i64> {
+        self.consumer_position(consumer).await
+    }
+
+    async fn advance_consumer(
+        &self,
+        consumer: &str,
+        position: i64,
+        dead_letter: Option<(&ChangeEvent, &str)>,
+    ) -> DomainResult<()> {
+        self.advance_consumer(consumer, position, dead_letter).await
+    }
+
     async fn list_change_events(
         &self,
         tenant: TenantId,
