@@ -26,14 +26,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 impl Webhook {
-    async fn send(&self, operator: &Operator, event: &ChangeEvent) -> Result<(), String> {
-        let tenant = operator
-            .store()
-            .list_tenants()
-            .await
-            .ok()
-            .and_then(|ts| ts.into_iter().find(|t| t.id == event.tenant_id))
-            .map(|t| t.slug.to_string());
+    async fn send(&self, tenant: Option<&str>, event: &ChangeEvent) -> Result<(), String> {
         let body = serde_json::to_vec(&serde_json::json!({
             "id": event.id,
             "kind": event.kind.as_str(),
@@ -79,11 +72,17 @@ async fn deliver_pending(operator: &Operator, webhook: &Webhook) -> Result<usize
     let store = operator.store();
     let position = store.consumer_position(CONSUMER).await?;
     let events = store.list_all_change_events(position, 100).await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    // Slugs once per batch, not per event.
+    let slugs: std::collections::HashMap<_, _> =
+        store.list_tenants().await?.into_iter().map(|t| (t.id, t.slug.to_string())).collect();
     for (at, event) in &events {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match webhook.send(operator, event).await {
+            match webhook.send(slugs.get(&event.tenant_id).map(String::as_str), event).await {
                 Ok(()) => {
                     store.advance_consumer(CONSUMER, *at, None).await?;
                     break;

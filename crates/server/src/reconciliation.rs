@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use idbridge_core::DomainResult;
 use idbridge_core::audit::AuditContext;
+use idbridge_core::mapping::Pipeline;
 use idbridge_core::ports::{ScimRecordStore, SourceChanges};
 use idbridge_core::reconcile::{Outcome, Reconciler};
 use idbridge_core::source_record::ScimKind;
@@ -27,14 +28,14 @@ pub struct ScimReconciliation {
 }
 
 impl ScimReconciliation {
-    async fn one(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<Outcome> {
+    async fn one(&self, tenant: &Tenant, pipeline: &Pipeline, id: Uuid, ctx: &AuditContext) -> DomainResult<Outcome> {
         let Some(record) = self.records.get_scim(tenant.id, ScimKind::User, id).await? else {
             return self.reconciler.removed(tenant, &idbridge_scim::person::link(id), ctx).await;
         };
         let groups = self.records.list_scim_groups_of(tenant.id, id).await?;
         let person = idbridge_scim::person::from_record(&record, &groups);
         let (input, existing) = self.reconciler.prepare(tenant, &person).await?;
-        let pipeline = self.mapping.pipeline(tenant).await?;
+        let pipeline = pipeline.clone();
         let decision = tokio::task::spawn_blocking(move || pipeline.decide(&input))
             .await
             .map_err(|e| idbridge_core::DomainError::Storage(format!("mapping task failed: {e}")))?;
@@ -42,8 +43,16 @@ impl ScimReconciliation {
     }
 
     async fn all(&self, tenant: Tenant, users: Vec<Uuid>, ctx: AuditContext) {
+        // One pipeline (rules compiled once) for the whole batch.
+        let pipeline = match self.mapping.pipeline(&tenant).await {
+            Ok(pipeline) => pipeline,
+            Err(e) => {
+                tracing::error!(tenant = %tenant.slug, error = %e, "cannot build the mapping pipeline; nobody reconciled");
+                return;
+            }
+        };
         for id in users {
-            match self.one(&tenant, id, &ctx).await {
+            match self.one(&tenant, &pipeline, id, &ctx).await {
                 Ok(Outcome::Held(reason)) => tracing::warn!(tenant = %tenant.slug, user = %id, reason, "mapping held"),
                 Ok(outcome) => tracing::debug!(tenant = %tenant.slug, user = %id, ?outcome, "reconciled"),
                 Err(e) => tracing::error!(tenant = %tenant.slug, user = %id, error = %e, "reconciliation failed"),
