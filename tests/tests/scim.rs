@@ -627,3 +627,17 @@ async fn large_groups_stream_their_members_and_member_changes_stay_cheap() {
     );
     assert_eq!(c.get(&format!("/Groups/{gid}")).await.body["members"].as_array().unwrap().len(), 5500);
 }
+
+#[tokio::test]
+async fn count_zero_asks_for_the_total_only() {
+    let (scim, tokens) = Scim::start(&["eta"]);
+    let c = scim.client("eta", &tokens[0]);
+    c.post("/Users", json!({"userName": "one@eta.example"})).await;
+    for path in ["/Users?count=0", "/Users?cursor=&count=0", "/Users?count=-5", "/Users?startIndex=-3&count=0"] {
+        let answer = c.get(path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        assert_eq!(answer.body["totalResults"], 1, "{path}");
+        assert!(answer.body["Resources"].as_array().unwrap().is_empty(), "{path}");
+        assert!(answer.body.get("nextCursor").is_none(), "{path}");
+    }
+}

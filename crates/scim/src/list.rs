@@ -312,7 +312,8 @@ pub async fn list(
         let more = page.len() > count as usize;
         let shown = &page[..page.len().min(count as usize)];
         resources.extend(render_page(state, caller, *kind, shown, &projection).await?);
-        if more {
+        // count=0 asks for the total only: no page, so no next cursor either.
+        if more && count > 0 {
             next_cursor = page.get(count as usize - 1).map(|r| encode_cursor(caller, *kind, r.seq));
         }
     } else {
