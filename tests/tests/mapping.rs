@@ -202,3 +202,48 @@ timeout_ms = 5000
         http.get(daemon.url("/admin/v1/plugins")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(still.as_array().unwrap().len(), 2, "a failed reload keeps the running plugins");
 }
+
+#[tokio::test]
+async fn rules_are_replaced_and_diffed_against_existing_individuals() {
+    let work = Workdir::new();
+    work.ok(&["apply", &example()]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = daemon.client();
+    let post = |path: &str, body: Value| {
+        http.post(daemon.url(&format!("/scim/v2/acme{path}"))).bearer_auth(&token).json(&body).send()
+    };
+    let ann: Value = post("/Users", json!({"userName": "ann"})).await.unwrap().json().await.unwrap();
+    post("/Users", json!({"userName": "carl", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Finance"}})).await.unwrap();
+    post("/Groups", json!({"displayName": "pbx-admins", "members": [{"value": ann["id"]}]})).await.unwrap();
+    assert_eq!(work.ok(&["individual", "list", "acme"]).lines().count(), 2);
+
+    let rules = work.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nname = \"pbx admins are admins now\"\ngroups = [\"pbx-admins\"]\nrole = \"Customer admin\"\n",
+    )
+    .unwrap();
+    let diff: Value =
+        serde_json::from_str(&work.ok(&["mapping", "diff", "acme", "--rules", rules.to_str().unwrap(), "--json"]))
+            .unwrap();
+    assert_eq!(diff["individuals"], 2);
+    let changes = diff["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{diff}");
+    let ann_change = changes.iter().find(|c| c["login"] == "ann").unwrap();
+    assert_eq!(
+        (ann_change["before"]["role"].as_str(), ann_change["after"]["role"].as_str()),
+        (Some("PBX admin"), Some("Customer admin"))
+    );
+    let carl_change = changes.iter().find(|c| c["login"] == "carl").unwrap();
+    assert_eq!(carl_change["after"]["access"], false);
+    assert!(work.ok(&["mapping", "rules", "acme"]).contains("finance"), "diff writes nothing");
+
+    let set = work.ok(&["mapping", "set-rules", "acme", rules.to_str().unwrap()]);
+    assert!(set.contains("~ mapping rules of acme (5 → 1 rules)"), "{set}");
+    assert_eq!(work.ok(&["mapping", "set-rules", "acme", rules.to_str().unwrap()]).trim(), "no changes");
+    let json_rules = work.path().join("rules.json");
+    std::fs::write(&json_rules, "[{\"name\": \"x\", \"groups\": [\"g\"], \"role\": \"Wizard\"}]").unwrap();
+    let err = work.fails(&["mapping", "set-rules", "acme", json_rules.to_str().unwrap()]);
+    assert!(err.contains("\"Wizard\""), "{err}");
+}

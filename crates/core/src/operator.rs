@@ -313,6 +313,26 @@ impl Operator {
             .collect())
     }
 
+    /// Replaces a tenant's mapping rules (validated like `apply`: against the tenant's
+    /// allowed roles and profiles), in one transaction with its audit record.
+    pub async fn replace_rules(
+        &self,
+        slug: &TenantSlug,
+        rules: Vec<crate::mapping::rules::Rule>,
+        known_mappers: std::collections::BTreeSet<String>,
+        dry_run: bool,
+        ctx: &AuditContext,
+    ) -> DomainResult<ApplyReport> {
+        let tenant = self.tenant(slug).await?;
+        let desired = DesiredConfig {
+            tenants: vec![(slug.clone(), tenant.settings())],
+            rules: [(slug.clone(), rules)].into(),
+            known_mappers,
+            ..DesiredConfig::default()
+        };
+        self.apply(&desired, dry_run, ctx).await
+    }
+
     pub async fn roles(&self) -> DomainResult<Vec<Role>> {
         self.store.list_roles().await
     }

@@ -110,6 +110,32 @@ fn utc() -> String {
     "UTC".to_owned()
 }
 
+/// A rules file for `mapping set-rules`: a JSON list, or TOML with `[[rules]]`.
+pub fn read_rules(path: &std::path::Path) -> anyhow::Result<Vec<Rule>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RulesDoc {
+        #[serde(default)]
+        rules: Vec<Rule>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    // `[[rules]]` (TOML) and `[{…}]` (JSON) both start with a bracket: go by extension,
+    // and without one by the second character.
+    let is_json = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => true,
+        Some("toml") => false,
+        _ => !text.trim_start().starts_with("[["),
+    };
+    let rules = if is_json {
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    } else {
+        toml::from_str::<RulesDoc>(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim().replace('\n', " ")))?
+            .rules
+    };
+    Ok(rules)
+}
+
 impl ApplyDocument {
     /// Parses TOML; errors carry the line and the key.
     pub fn from_toml(text: &str) -> DomainResult<Self> {

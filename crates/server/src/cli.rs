@@ -177,6 +177,23 @@ pub enum MappingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Replace the tenant's mapping rules with those of a file: a JSON list of rules, or
+    /// TOML with `[[rules]]` tables (the same fields as `[[tenants.rules]]` in apply files).
+    SetRules {
+        slug: String,
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Dry run: what would change for every existing individual if these rules replaced
+    /// the stored ones (same file forms as set-rules). Nothing is written.
+    Diff {
+        slug: String,
+        #[arg(long)]
+        rules: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The tenant's mapping rules, in the order they are tried.
     Rules {
         slug: String,

@@ -49,7 +49,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         command => {
             let store = SqlStore::connect(&settings.store_options()?).await?;
             let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
-            let result = admin(&operator, command, &settings).await;
+            let records: Arc<dyn idbridge_core::ports::ScimRecordStore> = Arc::new(store.clone());
+            let result = admin(&operator, &records, command, &settings).await;
             store.close().await;
             result
         }
@@ -82,7 +83,12 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin(operator: &Operator, command: Command, settings: &Settings) -> anyhow::Result<()> {
+async fn admin(
+    operator: &Operator,
+    records: &Arc<dyn idbridge_core::ports::ScimRecordStore>,
+    command: Command,
+    settings: &Settings,
+) -> anyhow::Result<()> {
     let ctx = cli_context();
     match command {
         Command::Serve | Command::AdminToken(_) => unreachable!("handled by run"),
@@ -108,7 +114,7 @@ async fn admin(operator: &Operator, command: Command, settings: &Settings) -> an
             }
         }
         Command::Tenant(command) => tenant(operator, command, &ctx).await?,
-        Command::Mapping(command) => mapping(operator, command, settings).await?,
+        Command::Mapping(command) => mapping(operator, records, command, settings).await?,
         Command::Plugin(PluginCommand::List { json }) => {
             let host = idbridge_plugin_host::PluginHost::load(&settings.plugins)?;
             let statuses = host.statuses();
@@ -339,7 +345,12 @@ async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn mapping(operator: &Operator, command: MappingCommand, settings: &Settings) -> anyhow::Result<()> {
+async fn mapping(
+    operator: &Operator,
+    records: &Arc<dyn idbridge_core::ports::ScimRecordStore>,
+    command: MappingCommand,
+    settings: &Settings,
+) -> anyhow::Result<()> {
     match command {
         MappingCommand::Preview { slug: raw, user, json } => {
             let text = std::fs::read_to_string(&user).with_context(|| format!("cannot read {}", user.display()))?;
@@ -348,6 +359,7 @@ async fn mapping(operator: &Operator, command: MappingCommand, settings: &Settin
             let service = crate::mapping::MappingService {
                 operator: operator.clone(),
                 plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
+                records: records.clone(),
             };
             let preview = service.preview(&slug(&raw)?, person).await?;
             if json {
@@ -382,6 +394,46 @@ async fn mapping(operator: &Operator, command: MappingCommand, settings: &Settin
                 }
                 for e in &d.errors {
                     out!("  error: {e}");
+                }
+            }
+        }
+        MappingCommand::SetRules { slug: raw, file, dry_run } => {
+            let rules = crate::apply_file::read_rules(&file)?;
+            let report =
+                operator.replace_rules(&slug(&raw)?, rules, settings.known_mappers(), dry_run, &cli_context()).await?;
+            if report.changes.is_empty() {
+                out!("no changes");
+            }
+            for line in &report.changes {
+                out!("{line}");
+            }
+        }
+        MappingCommand::Diff { slug: raw, rules, json } => {
+            let rules = crate::apply_file::read_rules(&rules)?;
+            let service = crate::mapping::MappingService {
+                operator: operator.clone(),
+                plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
+                records: records.clone(),
+            };
+            let report = service.diff(&slug(&raw)?, &rules).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                out!("{} of {} individuals would change", report.changes.len(), report.individuals);
+                for c in &report.changes {
+                    let show = |a: &crate::mapping::Assignment| {
+                        if a.access {
+                            format!(
+                                "{} / {} queues={:?}",
+                                a.role.as_deref().unwrap_or("-"),
+                                a.access_profile.as_deref().unwrap_or("-"),
+                                a.scopes.queues
+                            )
+                        } else {
+                            "no access".to_owned()
+                        }
+                    };
+                    out!("  {:<32} {}  →  {}", c.login, show(&c.before), show(&c.after));
                 }
             }
         }

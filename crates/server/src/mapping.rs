@@ -16,6 +16,42 @@ use serde::{Deserialize, Serialize};
 pub struct MappingService {
     pub operator: Operator,
     pub plugins: Arc<PluginHost>,
+    /// Source records, for re-deciding existing individuals (`diff`).
+    pub records: Arc<dyn idbridge_core::ports::ScimRecordStore>,
+}
+
+/// One individual whose access would change under other rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    pub login: String,
+    pub before: Assignment,
+    pub after: Assignment,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assignment {
+    pub access: bool,
+    pub role: Option<String>,
+    pub access_profile: Option<String>,
+    pub scopes: idbridge_core::scopes::Scopes,
+}
+
+impl Assignment {
+    fn of(decision: &Decision) -> Self {
+        Self {
+            access: decision.has_access(),
+            role: decision.role.clone(),
+            access_profile: decision.access_profile.clone(),
+            scopes: decision.scopes.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    pub tenant: String,
+    pub individuals: usize,
+    pub changes: Vec<DiffEntry>,
 }
 
 /// What `mapping preview --user FILE` reads: the person as a source would present it.
@@ -39,10 +75,19 @@ pub struct Preview {
 impl MappingService {
     pub async fn pipeline(&self, tenant: &Tenant) -> DomainResult<Pipeline> {
         let rules = self.operator.store().get_mapping_rules(tenant.id).await?;
+        self.pipeline_with(tenant, &rules)
+    }
+
+    /// The tenant's pipeline with the given rules in place of the stored ones.
+    pub fn pipeline_with(
+        &self,
+        tenant: &Tenant,
+        rules: &[idbridge_core::mapping::rules::Rule],
+    ) -> DomainResult<Pipeline> {
         let mut mappers: Vec<Arc<dyn mapping::Mapper>> = Vec::new();
         for id in &tenant.policy.mappers {
             if id == "rules" {
-                mappers.push(Arc::new(RulesMapper::new(&rules)?));
+                mappers.push(Arc::new(RulesMapper::new(rules)?));
             } else {
                 let mapper = self.plugins.mapper(id).ok_or_else(|| {
                     DomainError::Rejected(format!("tenant {} uses plugin {id:?}, which is not loaded", tenant.slug))
@@ -64,5 +109,74 @@ impl MappingService {
         let profiles: BTreeSet<String> = self.operator.access_profiles().await?.into_iter().map(|p| p.name).collect();
         let held = mapping::check_against_tenant(&decision, &tenant, &roles, &profiles);
         Ok(Preview { tenant: slug.to_string(), mappers: tenant.policy.mappers.clone(), decision, held })
+    }
+}
+
+impl MappingService {
+    /// What would change for every individual of the tenant if `rules` replaced the
+    /// stored rules. Nothing is written. Individuals are re-decided from their SCIM source
+    /// records; the comparison is between today's decision and tomorrow's.
+    pub async fn diff(
+        &self,
+        slug: &TenantSlug,
+        rules: &[idbridge_core::mapping::rules::Rule],
+    ) -> DomainResult<DiffReport> {
+        let tenant = self.operator.tenant(slug).await?;
+        let current = self.pipeline(&tenant).await?;
+        let proposed = self.pipeline_with(&tenant, rules)?;
+        let mut people = Vec::new();
+        let mut after: Option<String> = None;
+        let mut individuals = 0;
+        loop {
+            let page = self
+                .operator
+                .individuals(
+                    slug,
+                    &idbridge_core::individual::IndividualQuery {
+                        status: None,
+                        after_login: after.clone(),
+                        limit: 1000,
+                    },
+                )
+                .await?;
+            let done = page.len() < 1000;
+            after = page.last().map(|i| i.login.clone());
+            for individual in page {
+                individuals += 1;
+                let Some(link) =
+                    individual.links.iter().find(|l| l.source == idbridge_core::individual::SourceKind::Scim)
+                else {
+                    continue;
+                };
+                let Ok(id) = link.external_id.parse() else { continue };
+                let Some(record) =
+                    self.records.get_scim(tenant.id, idbridge_core::source_record::ScimKind::User, id).await?
+                else {
+                    continue;
+                };
+                let groups = self.records.list_scim_groups_of(tenant.id, id).await?;
+                let person = idbridge_scim::person::from_record(&record, &groups);
+                people.push((
+                    individual.login.clone(),
+                    MappingInput { tenant: slug.to_string(), user: person.facts, groups: person.groups, current: None },
+                ));
+            }
+            if done {
+                break;
+            }
+        }
+        let changes = tokio::task::spawn_blocking(move || {
+            people
+                .into_iter()
+                .filter_map(|(login, input)| {
+                    let before = Assignment::of(&current.decide(&input));
+                    let after = Assignment::of(&proposed.decide(&input));
+                    (before != after).then_some(DiffEntry { login, before, after })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| DomainError::Storage(format!("mapping task failed: {e}")))?;
+        Ok(DiffReport { tenant: slug.to_string(), individuals, changes })
     }
 }

@@ -26,7 +26,11 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     let metrics = crate::telemetry::install_metrics();
     let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
     let plugins = Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?);
-    let mapping = crate::mapping::MappingService { operator: operator.clone(), plugins: plugins.clone() };
+    let mapping = crate::mapping::MappingService {
+        operator: operator.clone(),
+        plugins: plugins.clone(),
+        records: Arc::new(store.clone()),
+    };
     if admin_token_hashes.is_empty() {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }

@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/apply", post(apply))
         .route("/plugins", get(plugins))
         .route("/plugins/reload", post(reload_plugins))
-        .route("/tenants/{slug}/mapping/rules", get(mapping_rules))
+        .route("/tenants/{slug}/mapping/rules", get(mapping_rules).put(replace_mapping_rules))
         .route("/tenants/{slug}/mapping/preview", post(mapping_preview))
 }
 
@@ -375,4 +375,19 @@ async fn mapping_preview(
     AdminJson(person): AdminJson<crate::mapping::PreviewPerson>,
 ) -> ApiResult<Response> {
     Ok(Json(state.mapping.preview(&slug(&raw)?, person).await?).into_response())
+}
+
+/// Replaces the tenant's rules with the posted JSON list (`?dry_run=true` to preview).
+async fn replace_mapping_rules(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    AdminQuery(params): AdminQuery<ApplyParams>,
+    AdminJson(rules): AdminJson<Vec<idbridge_core::mapping::rules::Rule>>,
+) -> ApiResult<Response> {
+    let report = state
+        .operator
+        .replace_rules(&slug(&raw)?, rules, state.known_mappers.as_ref().clone(), params.dry_run, &caller.ctx)
+        .await?;
+    Ok(Json(json!(report)).into_response())
 }
