@@ -321,3 +321,63 @@ async fn change_events_reach_the_webhook_signed_in_order_after_retries() {
     let suspended: Value = serde_json::from_slice(&got[1].3).unwrap();
     assert_eq!(suspended["permission_diff"]["status"], json!(["active", "suspended"]));
 }
+
+#[tokio::test]
+async fn deprovisioned_individuals_expire_after_the_grace_period_and_are_purged_after_retention() {
+    let work = Workdir::new().with_env("IDBRIDGE_LIFECYCLE__TICK_SECONDS", "1");
+    let file = work.path().join("acme.toml");
+    let example = std::fs::read_to_string(workspace_root().join("config/examples/acme.toml")).unwrap();
+    std::fs::write(
+        &file,
+        example
+            .replace("suspend_grace_days = 7", "suspend_grace_days = 0")
+            .replace("retention_days = 90", "retention_days = 0"),
+    )
+    .unwrap();
+    work.ok(&["apply", file.to_str().unwrap()]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = daemon.client();
+    let user: Value = http
+        .post(daemon.url("/scim/v2/acme/Users"))
+        .bearer_auth(&token)
+        .json(&json!({"userName": "leaver@acme.example", "emails": [{"value": "leaver@acme.example"}], "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Finance"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown: Value =
+        serde_json::from_str(&work.ok(&["individual", "show", "acme", "leaver@acme.example", "--json"])).unwrap();
+    let individual = shown["id"].as_str().unwrap().to_owned();
+    assert_eq!(shown["status"], "active");
+    let deleted = http
+        .delete(daemon.url(&format!("/scim/v2/acme/Users/{}", user["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = Value::Null;
+    while std::time::Instant::now() < deadline {
+        last = serde_json::from_str(&work.ok(&["individual", "show", "acme", &individual, "--json"])).unwrap();
+        if last["status"] == "deleted" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(last["status"], "deleted", "{last}");
+    assert_eq!(last["login"], format!("deleted-{individual}"));
+    assert!(last["email"].is_null() && last["links"].as_array().unwrap().is_empty());
+    let log = work.ok(&["audit", "acme", "--subject", &individual, "--json"]);
+    let actions: Vec<String> =
+        log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        actions,
+        ["individual.created", "individual.deprovisioned", "individual.grace_ended", "individual.purged"]
+    );
+    assert!(log.contains("leaver@acme.example"), "the audit trail keeps what happened");
+}

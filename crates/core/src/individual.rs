@@ -122,6 +122,11 @@ pub struct Individual {
     pub expiration: Option<LocalInstant>,
     pub status: IndividualStatus,
     pub links: Vec<SourceLink>,
+    /// When access was taken by deprovisioning (removed at the source, or a deny): starts
+    /// the suspension grace period and the retention period. `None` otherwise, also for a
+    /// suspension the source asked for (`active: false`).
+    #[serde(default)]
+    pub deprovisioned_at: Option<Timestamp>,
     /// Incremented by every write; writers state the version they read.
     pub version: i64,
     pub created_at: Timestamp,
@@ -222,6 +227,7 @@ mod tests {
             expiration: None,
             status: IndividualStatus::Active,
             links: vec![],
+            deprovisioned_at: None,
             version: 1,
             created_at: now,
             updated_at: now,

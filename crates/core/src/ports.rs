@@ -86,6 +86,15 @@ pub trait Store: Send + Sync + 'static {
     /// Individuals of every tenant whose activation or expiration instant has passed
     /// without their status following (for the lifecycle scheduler), soonest first.
     async fn list_due_individuals(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Individual>>;
+    /// A tenant's individuals suspended by deprovisioning before `grace_cutoff` (to be
+    /// expired) and expired before `retention_cutoff` (to be purged).
+    async fn list_deprovision_due(
+        &self,
+        tenant: TenantId,
+        grace_cutoff: jiff::Timestamp,
+        retention_cutoff: jiff::Timestamp,
+        limit: u32,
+    ) -> DomainResult<Vec<Individual>>;
 
     // --- audit and outbox -------------------------------------------------------------
     /// An audit record that accompanies no other write (a held mapping decision).

@@ -138,11 +138,41 @@ impl Reconciler {
         ctx: &AuditContext,
     ) -> DomainResult<Outcome> {
         let mut next = individual.clone();
-        next.status = individual.scheduled_status(now);
+        let days = |n: u32| jiff::SignedDuration::from_hours(24 * i64::from(n));
+        let grace_over = individual
+            .deprovisioned_at
+            .is_some_and(|d| d.checked_add(days(tenant.policy.suspend_grace_days)).is_ok_and(|end| end <= now));
+        let expired_since = individual
+            .deprovisioned_at
+            .or(individual.expiration.as_ref().map(|e| e.at))
+            .unwrap_or(individual.updated_at);
+        let retention_over = expired_since.checked_add(days(tenant.policy.retention_days)).is_ok_and(|end| end <= now);
+        let action = match individual.status {
+            IndividualStatus::Suspended if grace_over => {
+                next.status = IndividualStatus::Expired;
+                "individual.grace_ended"
+            }
+            IndividualStatus::Expired if retention_over => {
+                // Personal data goes; the audit trail and the id stay.
+                next.status = IndividualStatus::Deleted;
+                next.login = format!("deleted-{}", individual.id);
+                next.email = None;
+                next.given_name = None;
+                next.family_name = None;
+                next.display_name = None;
+                next.scopes = Default::default();
+                next.links.clear();
+                "individual.purged"
+            }
+            _ => {
+                next.status = individual.scheduled_status(now);
+                "individual.scheduled"
+            }
+        };
         if next.status == individual.status {
             return Ok(Outcome::Unchanged);
         }
-        self.write(tenant, Some(individual), next, ctx, "individual.scheduled").await
+        self.write(tenant, Some(individual), next, ctx, action).await
     }
 
     /// The person is gone from its source: deprovision by the tenant's policy.
@@ -153,6 +183,7 @@ impl Reconciler {
             return Ok(Outcome::NoAccess);
         };
         let mut next = existing.clone();
+        next.deprovisioned_at = existing.deprovisioned_at.or(Some(Timestamp::now()));
         next.status = match tenant.policy.deprovision_action {
             DeprovisionAction::Expire => IndividualStatus::Expired,
             DeprovisionAction::Suspend => IndividualStatus::Suspended,
@@ -266,6 +297,7 @@ fn build(
         expiration,
         status: IndividualStatus::Active,
         links,
+        deprovisioned_at: None,
         version: existing.map_or(0, |e| e.version),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
@@ -280,6 +312,7 @@ fn build(
             individual.access_profile.clone_from(&e.access_profile);
             individual.scopes = e.scopes.clone();
         }
+        individual.deprovisioned_at = existing.and_then(|e| e.deprovisioned_at).or(Some(now));
         match tenant.policy.deprovision_action {
             DeprovisionAction::Expire => IndividualStatus::Expired,
             DeprovisionAction::Suspend => IndividualStatus::Suspended,

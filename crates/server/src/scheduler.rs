@@ -45,7 +45,25 @@ pub async fn tick_once(operator: &Operator, reconciler: &Reconciler, ctx: &Audit
             }
         }
         if due.len() < 500 || !progressed {
-            return Ok(applied);
+            break;
         }
     }
+    // Grace periods that ended and retention periods that passed, tenant by tenant (each
+    // has its own policy).
+    let now = jiff::Timestamp::now();
+    let days = |n: u32| jiff::SignedDuration::from_hours(24 * i64::from(n));
+    for tenant in tenants.values() {
+        let grace_cutoff = now.checked_sub(days(tenant.policy.suspend_grace_days)).unwrap_or(now);
+        let retention_cutoff = now.checked_sub(days(tenant.policy.retention_days)).unwrap_or(now);
+        for individual in store.list_deprovision_due(tenant.id, grace_cutoff, retention_cutoff, 500).await? {
+            match reconciler.apply_schedule(tenant, &individual, now, ctx).await {
+                Ok(Outcome::Written { .. }) => applied += 1,
+                Ok(_) | Err(DomainError::VersionConflict { .. }) => {}
+                Err(e) => {
+                    tracing::error!(individual = %individual.id, error = %e, "grace or retention transition failed")
+                }
+            }
+        }
+    }
+    Ok(applied)
 }

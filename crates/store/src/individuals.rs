@@ -13,7 +13,8 @@ use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_s
 use crate::log::{append_audit, append_change_event};
 
 const COLUMNS: &str = "tenant_id, id, login, email, given_name, family_name, display_name, role, access_profile, scopes,
-    time_zone, activation_local, activation_at, expiration_local, expiration_at, status, version, created_at, updated_at";
+    time_zone, activation_local, activation_at, expiration_local, expiration_at, status, version, created_at, updated_at,
+    deprovisioned_at";
 
 fn local_instant(row: &AnyRow, prefix: &str, time_zone: &str) -> DomainResult<Option<LocalInstant>> {
     let local: Option<String> = row.try_get(format!("{prefix}_local").as_str()).map_err(storage)?;
@@ -48,6 +49,11 @@ fn individual_from_row(row: &AnyRow, links: Vec<SourceLink>) -> DomainResult<Ind
         time_zone,
         status: IndividualStatus::parse(&get_s("status")?)?,
         links,
+        deprovisioned_at: row
+            .try_get::<Option<i64>, _>("deprovisioned_at")
+            .map_err(storage)?
+            .map(timestamp)
+            .transpose()?,
         version: row.try_get("version").map_err(storage)?,
         created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
         updated_at: timestamp(row.try_get("updated_at").map_err(storage)?)?,
@@ -106,13 +112,14 @@ impl SqlStore {
                 .bind(now)
                 .bind(tenant.clone())
                 .bind(id.clone())
+                .bind(i.deprovisioned_at.map(micros))
         };
         let written = match write.expected_version {
             None => binds(sqlx::query(
                 "INSERT INTO individuals (login, login_key, email, given_name, family_name, display_name, role, access_profile,
                      scopes, time_zone, activation_local, activation_at, expiration_local, expiration_at, status,
-                     created_at, updated_at, tenant_id, id, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, 1)",
+                     created_at, updated_at, tenant_id, id, deprovisioned_at, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19, 1)",
             ))
             .execute(&mut *tx)
             .await
@@ -121,8 +128,8 @@ impl SqlStore {
                 "UPDATE individuals SET login = $1, login_key = $2, email = $3, given_name = $4, family_name = $5,
                      display_name = $6, role = $7, access_profile = $8, scopes = $9, time_zone = $10,
                      activation_local = $11, activation_at = $12, expiration_local = $13, expiration_at = $14,
-                     status = $15, updated_at = $16, version = version + 1
-                 WHERE tenant_id = $17 AND id = $18 AND version = $19",
+                     status = $15, updated_at = $16, deprovisioned_at = $19, version = version + 1
+                 WHERE tenant_id = $17 AND id = $18 AND version = $20",
             ))
             .bind(expected)
             .execute(&mut *tx)
@@ -257,6 +264,45 @@ impl SqlStore {
             if let Some(i) = load(&mut conn, Some(row)).await?
                 && !out.iter().any(|o: &Individual| o.id == i.id && o.tenant_id == i.tenant_id)
             {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn individual_deprovision_due(
+        &self,
+        tenant: TenantId,
+        grace_cutoff: jiff::Timestamp,
+        retention_cutoff: jiff::Timestamp,
+        limit: u32,
+    ) -> DomainResult<Vec<Individual>> {
+        let mut conn = self.pool.acquire().await.map_err(storage)?;
+        let mut rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM individuals WHERE tenant_id = $1 AND status = 'suspended'
+               AND deprovisioned_at IS NOT NULL AND deprovisioned_at <= $2 LIMIT $3"
+        ))
+        .bind(tenant.0.to_string())
+        .bind(micros(grace_cutoff))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage)?;
+        rows.extend(
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM individuals WHERE tenant_id = $1 AND status = 'expired'
+                   AND COALESCE(deprovisioned_at, expiration_at, updated_at) <= $2 LIMIT $3"
+            ))
+            .bind(tenant.0.to_string())
+            .bind(micros(retention_cutoff))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage)?,
+        );
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(i) = load(&mut conn, Some(row)).await? {
                 out.push(i);
             }
         }

@@ -128,6 +128,16 @@ impl Store for SqlStore {
         self.individual_due(now, limit).await
     }
 
+    async fn list_deprovision_due(
+        &self,
+        tenant: TenantId,
+        grace_cutoff: jiff::Timestamp,
+        retention_cutoff: jiff::Timestamp,
+        limit: u32,
+    ) -> DomainResult<Vec<Individual>> {
+        self.individual_deprovision_due(tenant, grace_cutoff, retention_cutoff, limit).await
+    }
+
     async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>> {
         self.audit_list(query).await
     }

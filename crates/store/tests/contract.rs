@@ -264,6 +264,7 @@ fn individual(tenant: &Tenant, login: &str) -> Individual {
             connection: "scim".into(),
             external_id: format!("ext-{login}"),
         }],
+        deprovisioned_at: None,
         version: 0,
         created_at: now,
         updated_at: now,
