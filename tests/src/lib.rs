@@ -189,3 +189,12 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A fresh bearer token and its SHA-256, from `idbridge admin-token create` (used for
+/// operator and portal tokens alike).
+pub fn new_token() -> (String, String) {
+    let issued = Workdir::new().ok(&["admin-token", "create"]);
+    let field =
+        |name: &str| issued.lines().find_map(|l| l.strip_prefix(name)).expect("admin-token create output").to_owned();
+    (field("token: "), field("sha256: "))
+}

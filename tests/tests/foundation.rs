@@ -145,9 +145,7 @@ fn configuration_errors_stop_before_anything_starts() {
 
 #[tokio::test]
 async fn admin_api_requires_an_operator_token_and_mirrors_the_cli() {
-    let issued = Workdir::new().ok(&["admin-token", "create"]);
-    let token = issued.lines().find_map(|l| l.strip_prefix("token: ")).unwrap().to_owned();
-    let hash = issued.lines().find_map(|l| l.strip_prefix("sha256: ")).unwrap().to_owned();
+    let (token, hash) = idbridge_e2e::new_token();
     let work = Workdir::new().with_env("IDBRIDGE_ADMIN__TOKEN_HASHES", &format!("[\"{hash}\"]"));
     let daemon = work.serve();
     let http = daemon.client();

@@ -151,9 +151,7 @@ timeout_ms = 5000
     assert!(d["errors"][0]["message"].as_str().unwrap().contains("panicked"));
 
     // The daemon keeps serving after the plugin panics; reload brings it back.
-    let issued = Workdir::new().ok(&["admin-token", "create"]);
-    let token = issued.lines().find_map(|l| l.strip_prefix("token: ")).unwrap().to_owned();
-    let hash = issued.lines().find_map(|l| l.strip_prefix("sha256: ")).unwrap().to_owned();
+    let (token, hash) = idbridge_e2e::new_token();
     let work =
         work.with_env("IDBRIDGE_ADMIN__TOKEN_HASHES", &format!("[\"{hash}\"]")).with_env("IDBRIDGE_CONFIG", &cfg);
     let daemon = work.serve();

@@ -162,9 +162,7 @@ async fn the_scheduler_activates_and_expires_on_time() {
 
 #[tokio::test]
 async fn the_portal_api_serves_effective_permissions_and_a_change_feed() {
-    let issued = Workdir::new().ok(&["admin-token", "create"]);
-    let portal_token = issued.lines().find_map(|l| l.strip_prefix("token: ")).unwrap().to_owned();
-    let hash = issued.lines().find_map(|l| l.strip_prefix("sha256: ")).unwrap().to_owned();
+    let (portal_token, hash) = idbridge_e2e::new_token();
     let work = Workdir::new().with_env("IDBRIDGE_PORTAL__TOKEN_HASHES", &format!("[\"{hash}\"]"));
     work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
     let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
