@@ -25,6 +25,9 @@ pub struct ScimReconciliation {
     pub mapping: MappingService,
     pub reconciler: Reconciler,
     pub records: Arc<dyn ScimRecordStore>,
+    /// Background batches run one at a time, so that re-mapping a 100,000-member group
+    /// does not crowd out the requests being served.
+    pub background: Arc<tokio::sync::Semaphore>,
 }
 
 impl ScimReconciliation {
@@ -84,6 +87,7 @@ impl SourceChanges for ScimReconciliation {
 
 impl ScimReconciliation {
     async fn all_owned(self, tenant: Tenant, users: Vec<Uuid>, ctx: AuditContext) {
+        let Ok(_turn) = self.background.clone().acquire_owned().await else { return };
         self.all(tenant, users, ctx).await;
     }
 }

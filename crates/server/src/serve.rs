@@ -79,6 +79,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         mapping: state.mapping.clone(),
         reconciler: idbridge_core::reconcile::Reconciler::new(Arc::new(store.clone())),
         records: Arc::new(store.clone()),
+        background: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let scim = idbridge_scim::ScimState::new(
         state.operator.clone(),
