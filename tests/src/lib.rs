@@ -76,6 +76,12 @@ impl Workdir {
         command
     }
 
+    /// Applies `config/examples/acme.toml` and returns a new SCIM token of tenant `acme`.
+    pub fn acme_with_scim_token(&self) -> String {
+        self.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
+        self.ok(&["scim-token", "create", "acme"]).trim().to_owned()
+    }
+
     /// Runs an admin command to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run idbridge")

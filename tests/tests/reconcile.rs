@@ -10,8 +10,7 @@ const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 #[tokio::test]
 async fn scim_users_become_individuals_with_mapped_permissions() {
     let work = Workdir::new();
-    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
-    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let token = work.acme_with_scim_token();
     let daemon = work.serve();
     let http = daemon.client();
     let scim = |p: &str| daemon.url(&format!("/scim/v2/acme{p}"));
@@ -100,8 +99,7 @@ async fn scim_users_become_individuals_with_mapped_permissions() {
 #[tokio::test]
 async fn the_scheduler_activates_and_expires_on_time() {
     let work = Workdir::new().with_env("IDBRIDGE_LIFECYCLE__TICK_SECONDS", "1");
-    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
-    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let token = work.acme_with_scim_token();
     let daemon = work.serve();
     let http = daemon.client();
     let scim = |p: &str| daemon.url(&format!("/scim/v2/acme{p}"));
@@ -164,8 +162,7 @@ async fn the_scheduler_activates_and_expires_on_time() {
 async fn the_portal_api_serves_effective_permissions_and_a_change_feed() {
     let (portal_token, hash) = idbridge_e2e::new_token();
     let work = Workdir::new().with_env("IDBRIDGE_PORTAL__TOKEN_HASHES", &format!("[\"{hash}\"]"));
-    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
-    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let token = work.acme_with_scim_token();
     let daemon = work.serve();
     let http = daemon.client();
     let user: Value = http
@@ -279,8 +276,7 @@ async fn change_events_reach_the_webhook_signed_in_order_after_retries() {
 
     let secret = "a-webhook-secret-of-some-length";
     let work = Workdir::new().with_env("IDBRIDGE_WEBHOOK__URL", &hook).with_env("IDBRIDGE_WEBHOOK__SECRET", secret);
-    work.ok(&["apply", &workspace_root().join("config/examples/acme.toml").display().to_string()]);
-    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let token = work.acme_with_scim_token();
     let daemon = work.serve();
     let http = daemon.client();
     let user: Value = http
