@@ -45,6 +45,12 @@ impl IndividualStatus {
         }
     }
 
+    /// Pending and active individuals hold access (or will, at activation); taking it
+    /// from many at once is what the mass-deprovision guard watches.
+    pub fn holds_access(self) -> bool {
+        matches!(self, Self::Pending | Self::Active)
+    }
+
     pub fn parse(s: &str) -> DomainResult<Self> {
         match s {
             "pending" => Ok(Self::Pending),
@@ -102,6 +108,34 @@ pub struct SourceLink {
     pub external_id: String,
 }
 
+/// Where an activation or expiration came from. A source's date wins over a mapping's,
+/// and either wins over one set by hand; a hand-set date stays while neither sets one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DateOrigin {
+    Source,
+    Mapping,
+    Manual,
+}
+
+/// Why an individual holds its role, access profile, scopes and dates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Provenance {
+    /// The mapping's reasons for each granted part (`role`, `access_profile`,
+    /// `scope:queues=101`): mapper, rule and external groups. A re-map replaces them, so
+    /// what is no longer justified goes.
+    pub mapping: Vec<crate::mapping::Reason>,
+    /// The scopes the mapping granted (the individual's scopes are these and the manual
+    /// ones).
+    pub mapped_scopes: Scopes,
+    /// Scopes set by an operator or a delegated administrator; a re-map never removes
+    /// them.
+    pub manual_scopes: Scopes,
+    pub activation_from: Option<DateOrigin>,
+    pub expiration_from: Option<DateOrigin>,
+}
+
 /// A portal user under a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Individual {
@@ -127,6 +161,10 @@ pub struct Individual {
     /// suspension the source asked for (`active: false`).
     #[serde(default)]
     pub deprovisioned_at: Option<Timestamp>,
+    /// Why it holds what it holds: the rule or plugin and the groups behind each grant,
+    /// and what an operator set by hand (kept across re-maps).
+    #[serde(default)]
+    pub provenance: Provenance,
     /// Incremented by every write; writers state the version they read.
     pub version: i64,
     pub created_at: Timestamp,
@@ -228,6 +266,7 @@ mod tests {
             status: IndividualStatus::Active,
             links: vec![],
             deprovisioned_at: None,
+            provenance: Provenance::default(),
             version: 1,
             created_at: now,
             updated_at: now,

@@ -11,9 +11,12 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod changeset;
+pub mod clock;
 pub mod config_plan;
 pub mod error;
 pub mod individual;
+pub mod lifecycle;
 pub mod mapping;
 pub mod operator;
 pub mod ports;

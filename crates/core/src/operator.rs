@@ -80,6 +80,9 @@ pub struct PortalIndividual {
 pub struct ApplyReport {
     pub dry_run: bool,
     pub changes: Vec<String>,
+    /// Tenants whose rules or policy changed: their individuals must be re-mapped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remap_tenants: Vec<TenantSlug>,
 }
 
 /// A freshly issued SCIM token; `token` is shown once and never stored.
@@ -265,7 +268,23 @@ impl Operator {
         if !dry_run && !changes.is_empty() {
             self.store.apply_config(&changes, ctx).await?;
         }
-        Ok(ApplyReport { dry_run, changes: changes.iter().map(ConfigChange::describe).collect() })
+        let mut remap_tenants: Vec<TenantSlug> = changes
+            .iter()
+            .filter_map(|c| match c {
+                ConfigChange::PutRules { slug, .. } => Some(slug.clone()),
+                ConfigChange::UpdateTenant { slug, before, after, .. }
+                    if before.policy != after.policy
+                        || before.allowed_roles != after.allowed_roles
+                        || before.allowed_access_profiles != after.allowed_access_profiles =>
+                {
+                    Some(slug.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        remap_tenants.sort();
+        remap_tenants.dedup();
+        Ok(ApplyReport { dry_run, changes: changes.iter().map(ConfigChange::describe).collect(), remap_tenants })
     }
 
     /// Individuals as portals read them.

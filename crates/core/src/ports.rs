@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::DomainResult;
 use crate::audit::{AuditContext, AuditEntry, AuditQuery, AuditRecord, ChangeEvent};
 use crate::catalog::CatalogEntry;
+use crate::changeset::{ChangeSetStatus, HeldChangeSet};
 use crate::config_plan::ConfigChange;
 use crate::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
 use crate::role::{AccessProfile, Role};
@@ -23,6 +24,8 @@ use uuid::Uuid;
 pub struct IndividualWrite {
     pub individual: Individual,
     pub expected_version: Option<i64>,
+    /// Whether the source links differ from the stored ones (they are rewritten only then).
+    pub links_changed: bool,
     pub audit: AuditRecord,
     pub event: Option<ChangeEvent>,
 }
@@ -73,6 +76,12 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or updates an individual with its audit record and change event, checking
     /// the version and the tenant-wide uniqueness of login and source links.
     async fn write_individual(&self, write: &IndividualWrite) -> DomainResult<Individual>;
+    /// Writes a batch in one transaction. An update whose version no longer matches is
+    /// skipped (`false` at its position) with its audit record and event; any other
+    /// failure fails the whole batch and nothing is written.
+    async fn write_individuals(&self, writes: &[IndividualWrite]) -> DomainResult<Vec<bool>>;
+    /// Pending and active individuals of a tenant (the mass-deprovision guard's base).
+    async fn count_individuals_holding_access(&self, tenant: TenantId) -> DomainResult<u64>;
     async fn get_individual(&self, tenant: TenantId, id: IndividualId) -> DomainResult<Option<Individual>>;
     async fn find_individual_by_login(&self, tenant: TenantId, login: &str) -> DomainResult<Option<Individual>>;
     async fn find_individual_by_link(
@@ -82,6 +91,14 @@ pub trait Store: Send + Sync + 'static {
         connection: &str,
         external_id: &str,
     ) -> DomainResult<Option<Individual>>;
+    /// The individuals linked to any of these identities of one connection.
+    async fn find_individuals_by_links(
+        &self,
+        tenant: TenantId,
+        source: SourceKind,
+        connection: &str,
+        external_ids: &[String],
+    ) -> DomainResult<Vec<Individual>>;
     async fn list_individuals(&self, tenant: TenantId, query: &IndividualQuery) -> DomainResult<Vec<Individual>>;
     /// Individuals of every tenant whose activation or expiration instant has passed
     /// without their status following (for the lifecycle scheduler), soonest first.
@@ -95,6 +112,39 @@ pub trait Store: Send + Sync + 'static {
         retention_cutoff: jiff::Timestamp,
         limit: u32,
     ) -> DomainResult<Vec<Individual>>;
+
+    // --- change sets held by the mass-deprovision guard -------------------------------
+    async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()>;
+    async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>>;
+    /// Newest first; without a tenant, every tenant's.
+    async fn list_change_sets(
+        &self,
+        tenant: Option<TenantId>,
+        status: Option<ChangeSetStatus>,
+    ) -> DomainResult<Vec<HeldChangeSet>>;
+    /// Moves a pending change set to `status`; `Rejected` error when it is no longer
+    /// pending (somebody decided first).
+    async fn decide_change_set(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        status: ChangeSetStatus,
+        decided_by: &str,
+        at: jiff::Timestamp,
+        audit: &AuditRecord,
+    ) -> DomainResult<()>;
+    async fn record_change_set_result(&self, tenant: TenantId, id: Uuid, result: &str) -> DomainResult<()>;
+
+    // --- leases (one holder of a job across instances) --------------------------------
+    /// Takes or renews the lease `name` for `holder` until `until`; `false` when another
+    /// holder's lease has not expired.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> DomainResult<bool>;
 
     // --- audit and outbox -------------------------------------------------------------
     /// An audit record that accompanies no other write (a held mapping decision).
@@ -157,14 +207,49 @@ pub trait ScimRecordStore: Send + Sync + 'static {
     ) -> DomainResult<Vec<(Uuid, ScimMember)>>;
 }
 
-/// Told by the SCIM service after each successful write, so that the affected people are
-/// reconciled. Implemented by the daemon (mapping pipeline + reconciliation service).
+/// What one SCIM request changed: the users (ids) that may need reconciling because
+/// they or a group of theirs changed, and the users deleted. A Bulk request is one change
+/// set, so the mass-deprovision guard sees it whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScimChanges {
+    /// What caused it, for operators (`SCIM PATCH Groups`, `SCIM Bulk request`).
+    pub origin: String,
+    pub changed: Vec<Uuid>,
+    pub removed: Vec<Uuid>,
+}
+
+impl ScimChanges {
+    pub fn changed(origin: impl Into<String>, users: Vec<Uuid>) -> Self {
+        Self { origin: origin.into(), changed: users, removed: Vec::new() }
+    }
+
+    pub fn removed(origin: impl Into<String>, user: Uuid) -> Self {
+        Self { origin: origin.into(), changed: Vec::new(), removed: vec![user] }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.removed.is_empty()
+    }
+
+    /// Folds another request's changes into this one (a user removed after a change is
+    /// only removed; a user changed again stays changed once).
+    pub fn merge(&mut self, other: ScimChanges) {
+        self.changed.extend(other.changed);
+        self.removed.extend(other.removed);
+        self.removed.sort_unstable();
+        self.removed.dedup();
+        self.changed.sort_unstable();
+        self.changed.dedup();
+        self.changed.retain(|id| self.removed.binary_search(id).is_err());
+    }
+}
+
+/// Told by the SCIM service after each successful write (or Bulk request), so that the
+/// affected people are reconciled. Implemented by the daemon (mapping pipeline +
+/// reconciliation service).
 #[async_trait]
 pub trait SourceChanges: Send + Sync + 'static {
-    /// These SCIM users (ids) may need reconciling: they changed, or a group of theirs did.
-    async fn scim_users_changed(&self, tenant: &crate::tenant::Tenant, users: Vec<Uuid>, ctx: &AuditContext);
-    /// This SCIM user was deleted.
-    async fn scim_user_removed(&self, tenant: &crate::tenant::Tenant, user: Uuid, ctx: &AuditContext);
+    async fn scim_changed(&self, tenant: &crate::tenant::Tenant, changes: ScimChanges, ctx: &AuditContext);
 }
 
 /// For tests and tools that run SCIM without reconciliation.
@@ -173,6 +258,16 @@ pub struct IgnoreSourceChanges;
 
 #[async_trait]
 impl SourceChanges for IgnoreSourceChanges {
-    async fn scim_users_changed(&self, _: &crate::tenant::Tenant, _: Vec<Uuid>, _: &AuditContext) {}
-    async fn scim_user_removed(&self, _: &crate::tenant::Tenant, _: Uuid, _: &AuditContext) {}
+    async fn scim_changed(&self, _: &crate::tenant::Tenant, _: ScimChanges, _: &AuditContext) {}
+}
+
+/// Collects the changes of several SCIM operations (a Bulk request) into one change set.
+#[derive(Debug, Default)]
+pub struct CollectSourceChanges(pub std::sync::Mutex<ScimChanges>);
+
+#[async_trait]
+impl SourceChanges for CollectSourceChanges {
+    async fn scim_changed(&self, _: &crate::tenant::Tenant, changes: ScimChanges, _: &AuditContext) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(changes);
+    }
 }

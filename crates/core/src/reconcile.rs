@@ -1,7 +1,9 @@
 //! The reconciliation service: the one writer of individuals. Given what a source says
-//! about a person and the tenant's mapping decision, it creates, updates, suspends,
-//! expires or reactivates the individual — in one transaction with its audit record and
-//! change event (the store's `write_individual`).
+//! about a person and the tenant's mapping decision, it plans the individual's next state
+//! (create, update, suspend, expire, reactivate); a whole operation's plans form a
+//! [`ChangeSet`], which the mass-deprovision guard may hold for an operator; what is
+//! applied is written in batches, each write in one transaction with its audit record and
+//! change event.
 //!
 //! People are linked by immutable source identities (`SourceLink`), never by email.
 
@@ -12,13 +14,38 @@ use jiff::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::DomainResult;
 use crate::audit::{AuditContext, ChangeEvent, ChangeKind};
-use crate::individual::{Individual, IndividualId, IndividualStatus, SourceLink};
+use crate::changeset::{ChangeSet, ChangeSetStatus, ChangeSummary, HeldChangeSet, HeldDecision, PlannedWrite};
+use crate::clock::{Clock, SystemClock};
+use crate::individual::{DateOrigin, Individual, IndividualId, IndividualStatus, SourceLink};
 use crate::mapping::{self, CurrentAssignment, Decision, ExternalGroup, MappingInput, UserFacts};
 use crate::ports::{IndividualWrite, Store};
 use crate::schedule::LocalInstant;
 use crate::tenant::{DeprovisionAction, Tenant};
+use crate::{DomainError, DomainResult};
+
+/// Writes per store transaction when applying a change set.
+const BATCH: usize = 500;
+
+/// A change an operator or delegated administrator makes by hand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManualChange {
+    /// Local date-time in the individual's zone; `null` clears it; absent keeps it.
+    #[serde(deserialize_with = "present")]
+    pub activation: Option<Option<String>>,
+    #[serde(deserialize_with = "present")]
+    pub expiration: Option<Option<String>>,
+    /// IANA zone; the dates keep their local times and move with it.
+    pub time_zone: Option<String>,
+    pub add_scopes: crate::scopes::Scopes,
+    pub remove_scopes: crate::scopes::Scopes,
+}
+
+/// Tells a JSON `null` (clear) from an absent field (keep).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
+}
 
 /// What one source currently says about one person.
 #[derive(Debug, Clone)]
@@ -38,11 +65,21 @@ pub struct SourcePerson {
     pub time_zone: Option<String>,
 }
 
-/// What reconciliation did.
+/// What reconciliation decided for one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Unchanged,
+    /// The person has no access and no individual: nothing to do.
+    NoAccess,
+    /// The decision asked for something the tenant does not allow; nothing changes.
+    Held(String),
+    Write(Box<PlannedWrite>),
+}
+
+/// What reconciliation did for one person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Unchanged,
-    /// The person has no access and no individual: nothing to do.
     NoAccess,
     Written {
         individual: IndividualId,
@@ -50,21 +87,71 @@ pub enum Outcome {
     },
     /// The decision asked for something the tenant does not allow; nothing changed.
     Held(String),
+    /// The mass-deprovision guard held the change set this person belongs to.
+    AwaitingApproval(Uuid),
+}
+
+/// What submitting a change set did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Applied(CommitReport),
+    /// Held by the mass-deprovision guard as this pending change set.
+    AwaitingApproval {
+        id: Uuid,
+        summary: ChangeSummary,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    pub written: Vec<(IndividualId, ChangeKind)>,
+    /// Writes skipped because the individual changed after it was planned (another
+    /// instance or request got there first).
+    pub skipped: usize,
+    /// Writes that failed on their own (a login taken by another individual, …).
+    pub failed: Vec<(IndividualId, String)>,
+}
+
+/// Role and access-profile names that exist, read once per change set.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub roles: BTreeSet<String>,
+    pub profiles: BTreeSet<String>,
 }
 
 #[derive(Clone)]
 pub struct Reconciler {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Reconciler {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self::with_clock(store, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub async fn known(&self) -> DomainResult<Known> {
+        Ok(Known {
+            roles: self.store.list_roles().await?.into_iter().map(|r| r.name).collect(),
+            profiles: self.store.list_access_profiles().await?.into_iter().map(|p| p.name).collect(),
+        })
     }
 
     /// The mapping input for a person, and the individual already linked to it. The
-    /// caller runs the pipeline on it (plugins block: off the async runtime) and passes
-    /// the decision to [`Reconciler::apply`].
+    /// caller runs the pipeline on it (plugins block: off the async runtime) and plans
+    /// with the decision.
     pub async fn prepare(
         &self,
         tenant: &Tenant,
@@ -74,69 +161,55 @@ impl Reconciler {
             .store
             .find_individual_by_link(tenant.id, person.link.source, &person.link.connection, &person.link.external_id)
             .await?;
-        let input = MappingInput {
-            tenant: tenant.slug.to_string(),
-            user: person.facts.clone(),
-            groups: person.groups.clone(),
-            current: existing.as_ref().map(|i| CurrentAssignment {
-                role: i.role.clone(),
-                access_profile: i.access_profile.clone(),
-                scopes: i.scopes.clone(),
-            }),
-        };
+        let input = mapping_input(tenant, person, existing.as_ref());
         Ok((input, existing))
     }
 
-    /// Applies a decision for a person present at its source.
-    pub async fn apply(
+    /// Plans the individual for a person present at its source.
+    pub fn plan_present(
         &self,
         tenant: &Tenant,
         person: &SourcePerson,
         existing: Option<Individual>,
         decision: &Decision,
-        ctx: &AuditContext,
-    ) -> DomainResult<Outcome> {
-        let roles: BTreeSet<String> = self.store.list_roles().await?.into_iter().map(|r| r.name).collect();
-        let profiles: BTreeSet<String> = self.store.list_access_profiles().await?.into_iter().map(|p| p.name).collect();
-        if let Some(reason) = mapping::check_against_tenant(decision, tenant, &roles, &profiles) {
-            // Nothing new is granted and the individual stays as it was; the reason is
-            // recorded for the operator.
-            let subject = existing.as_ref().map_or_else(|| person.link.external_id.clone(), |i| i.id.to_string());
-            let record = ctx.record(
-                Some(tenant.id),
-                "individual",
-                subject,
-                "mapping.held",
-                None,
-                Some(json!({ "reason": reason })),
-            );
-            self.store.append_audit(&record).await?;
-            return Ok(Outcome::Held(reason));
+        known: &Known,
+    ) -> DomainResult<Plan> {
+        if let Some(reason) = mapping::check_against_tenant(decision, tenant, &known.roles, &known.profiles) {
+            return Ok(Plan::Held(reason));
         }
+        let now = self.now();
         let Some(existing) = existing else {
             if !decision.has_access() {
-                return Ok(Outcome::NoAccess);
+                return Ok(Plan::NoAccess);
             }
-            let individual = build(tenant, None, person, decision)?;
-            return self.write(tenant, None, individual, ctx, "individual.created").await;
+            let after = build(tenant, None, person, decision, now)?;
+            return Ok(write(None, after, "individual.created"));
         };
-        let next = build(tenant, Some(&existing), person, decision)?;
-        if same_state(&existing, &next) {
-            return Ok(Outcome::Unchanged);
+        let after = build(tenant, Some(&existing), person, decision, now)?;
+        if same_state(&existing, &after) {
+            return Ok(Plan::Unchanged);
         }
-        self.write(tenant, Some(&existing), next, ctx, "individual.reconciled").await
+        Ok(write(Some(existing), after, "individual.reconciled"))
     }
 
-    /// Moves an individual to the status its calendar gives at `now` (activation or
-    /// expiration reached). Several schedulers on one database may race: the version
-    /// check lets exactly one win; the others get `VersionConflict` and move on.
-    pub async fn apply_schedule(
-        &self,
-        tenant: &Tenant,
-        individual: &Individual,
-        now: Timestamp,
-        ctx: &AuditContext,
-    ) -> DomainResult<Outcome> {
+    /// Plans deprovisioning by the tenant's policy for a person gone from its source.
+    pub fn plan_removed(&self, tenant: &Tenant, existing: Option<Individual>) -> Plan {
+        let Some(existing) = existing else { return Plan::NoAccess };
+        let mut next = existing.clone();
+        next.deprovisioned_at = existing.deprovisioned_at.or(Some(self.now()));
+        next.status = match tenant.policy.deprovision_action {
+            DeprovisionAction::Expire => IndividualStatus::Expired,
+            DeprovisionAction::Suspend => IndividualStatus::Suspended,
+        };
+        if next.status == existing.status || existing.status == IndividualStatus::Deleted {
+            return Plan::Unchanged;
+        }
+        write(Some(existing), next, "individual.deprovisioned")
+    }
+
+    /// Plans the status the calendar and the tenant's policy give at `now`: activation or
+    /// expiration reached, a suspension grace period over, a retention period passed.
+    pub fn plan_schedule(&self, tenant: &Tenant, individual: &Individual, now: Timestamp) -> Plan {
         let mut next = individual.clone();
         let days = |n: u32| jiff::SignedDuration::from_hours(24 * i64::from(n));
         let grace_over = individual
@@ -161,6 +234,7 @@ impl Reconciler {
                 next.family_name = None;
                 next.display_name = None;
                 next.scopes = Default::default();
+                next.provenance = Default::default();
                 next.links.clear();
                 "individual.purged"
             }
@@ -170,49 +244,264 @@ impl Reconciler {
             }
         };
         if next.status == individual.status {
-            return Ok(Outcome::Unchanged);
+            return Plan::Unchanged;
         }
-        self.write(tenant, Some(individual), next, ctx, action).await
+        write(Some(individual.clone()), next, action)
     }
 
-    /// The person is gone from its source: deprovision by the tenant's policy.
-    pub async fn removed(&self, tenant: &Tenant, link: &SourceLink, ctx: &AuditContext) -> DomainResult<Outcome> {
-        let Some(existing) =
-            self.store.find_individual_by_link(tenant.id, link.source, &link.connection, &link.external_id).await?
-        else {
-            return Ok(Outcome::NoAccess);
-        };
-        let mut next = existing.clone();
-        next.deprovisioned_at = existing.deprovisioned_at.or(Some(Timestamp::now()));
-        next.status = match tenant.policy.deprovision_action {
-            DeprovisionAction::Expire => IndividualStatus::Expired,
-            DeprovisionAction::Suspend => IndividualStatus::Suspended,
-        };
-        if next.status == existing.status {
-            return Ok(Outcome::Unchanged);
+    /// Applies a change set unless the mass-deprovision guard holds it; decisions the
+    /// tenant does not allow are recorded in the audit trail either way.
+    pub async fn submit(&self, tenant: &Tenant, set: ChangeSet, ctx: &AuditContext) -> DomainResult<Submitted> {
+        for held in &set.held {
+            let record = ctx.record(
+                Some(tenant.id),
+                "individual",
+                held.subject.clone(),
+                "mapping.held",
+                None,
+                Some(json!({ "reason": held.reason, "origin": set.origin })),
+            );
+            self.store.append_audit(&record).await?;
         }
-        self.write(tenant, Some(&existing), next, ctx, "individual.deprovisioned").await
+        let takes_access = set.writes.iter().filter(|w| w.takes_access()).count() as u64;
+        if takes_access > 0 {
+            let holding = self.store.count_individuals_holding_access(tenant.id).await?;
+            let summary = set.summary(holding);
+            if summary.exceeds(&tenant.policy) {
+                let id = Uuid::new_v4();
+                let held = HeldChangeSet {
+                    id,
+                    tenant_id: tenant.id,
+                    origin: set.origin.clone(),
+                    status: ChangeSetStatus::Pending,
+                    summary: summary.clone(),
+                    writes: set.writes,
+                    created_at: self.now(),
+                    created_by: format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id),
+                    decided_at: None,
+                    decided_by: None,
+                    result: None,
+                };
+                let audit = ctx.record(
+                    Some(tenant.id),
+                    "change_set",
+                    id.to_string(),
+                    "change_set.held",
+                    None,
+                    Some(json!({ "origin": held.origin, "summary": summary })),
+                );
+                self.store.put_change_set(&held, &audit).await?;
+                return Ok(Submitted::AwaitingApproval { id, summary });
+            }
+        }
+        Ok(Submitted::Applied(self.commit(tenant, set.writes, ctx).await?))
     }
 
-    async fn write(
+    /// Writes planned changes in batches. A write whose individual changed since it was
+    /// planned is skipped (the version check: with several instances exactly one applies
+    /// each transition). A batch the store refuses as a whole is retried write by write,
+    /// so one bad write does not hold back the others.
+    pub async fn commit(
         &self,
         tenant: &Tenant,
-        before: Option<&Individual>,
-        mut next: Individual,
+        writes: Vec<PlannedWrite>,
         ctx: &AuditContext,
-        action: &'static str,
+    ) -> DomainResult<CommitReport> {
+        let mut report = CommitReport::default();
+        for chunk in writes.chunks(BATCH) {
+            let batch: Vec<IndividualWrite> = chunk.iter().map(|w| self.individual_write(tenant, w, ctx)).collect();
+            match self.store.write_individuals(&batch).await {
+                Ok(results) => {
+                    for (write, ok) in batch.iter().zip(results) {
+                        if ok {
+                            report.written.push((write.individual.id, kind_of(write)));
+                        } else {
+                            report.skipped += 1;
+                        }
+                    }
+                }
+                Err(DomainError::Storage(e)) => return Err(DomainError::Storage(e)),
+                Err(_) => {
+                    for write in &batch {
+                        match self.store.write_individual(write).await {
+                            Ok(stored) => report.written.push((stored.id, kind_of(write))),
+                            Err(DomainError::VersionConflict { .. }) => report.skipped += 1,
+                            Err(DomainError::Storage(e)) => return Err(DomainError::Storage(e)),
+                            Err(e) => report.failed.push((write.individual.id, e.to_string())),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Approves a held change set: applies each planned write whose individual has not
+    /// changed since (the others are skipped and counted).
+    pub async fn approve(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<CommitReport> {
+        let set = self.pending(tenant, id).await?;
+        let decided_by = format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id);
+        let audit = ctx.record(Some(tenant.id), "change_set", id.to_string(), "change_set.approved", None, None);
+        // Deciding first makes a second approval fail instead of applying twice.
+        self.store.decide_change_set(tenant.id, id, ChangeSetStatus::Approved, &decided_by, self.now(), &audit).await?;
+        let report = self.commit(tenant, set.writes, ctx).await?;
+        let result = format!(
+            "{} applied, {} skipped (changed since), {} failed",
+            report.written.len(),
+            report.skipped,
+            report.failed.len()
+        );
+        self.store.record_change_set_result(tenant.id, id, &result).await?;
+        Ok(report)
+    }
+
+    /// Rejects a held change set: nothing in it is applied.
+    pub async fn reject(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<()> {
+        self.pending(tenant, id).await?;
+        let decided_by = format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id);
+        let audit = ctx.record(Some(tenant.id), "change_set", id.to_string(), "change_set.rejected", None, None);
+        self.store.decide_change_set(tenant.id, id, ChangeSetStatus::Rejected, &decided_by, self.now(), &audit).await?;
+        self.store.record_change_set_result(tenant.id, id, "nothing applied").await
+    }
+
+    async fn pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<HeldChangeSet> {
+        let set =
+            self.store.get_change_set(tenant.id, id).await?.ok_or_else(|| DomainError::not_found("change set", id))?;
+        if set.status != ChangeSetStatus::Pending {
+            return Err(DomainError::Rejected(format!("change set {id} is already {}", set.status.as_str())));
+        }
+        Ok(set)
+    }
+
+    /// An operator's or delegated administrator's change: dates (kept across re-maps
+    /// until a source or mapping sets one), time zone, and scopes added by hand (a re-map
+    /// never removes those).
+    pub async fn manual(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+        change: &ManualChange,
+        ctx: &AuditContext,
     ) -> DomainResult<Outcome> {
-        let now = Timestamp::now();
-        next.updated_at = now;
-        let kind = match (before.map(|b| b.status), next.status) {
-            (None, _) => ChangeKind::IndividualCreated,
-            (Some(a), b) if a == b => ChangeKind::IndividualUpdated,
-            (_, IndividualStatus::Active) => ChangeKind::IndividualActivated,
-            (_, IndividualStatus::Suspended) => ChangeKind::IndividualSuspended,
-            (_, IndividualStatus::Expired) => ChangeKind::IndividualExpired,
-            (_, IndividualStatus::Deleted) => ChangeKind::IndividualDeleted,
-            (_, IndividualStatus::Pending) => ChangeKind::IndividualUpdated,
+        let plan = self.plan_manual(tenant, individual, change)?;
+        self.one(tenant, plan, individual.id.to_string(), "manual change", ctx).await
+    }
+
+    pub fn plan_manual(&self, _tenant: &Tenant, individual: &Individual, change: &ManualChange) -> DomainResult<Plan> {
+        if individual.status == IndividualStatus::Deleted {
+            return Err(DomainError::Rejected(format!("individual {} was purged", individual.id)));
+        }
+        let mut next = individual.clone();
+        if let Some(zone) = &change.time_zone {
+            crate::schedule::parse_time_zone(zone)?;
+            next.time_zone.clone_from(zone);
+        }
+        let date = |requested: &Option<Option<String>>,
+                    current: &Option<LocalInstant>,
+                    origin: Option<DateOrigin>,
+                    zone: &str|
+         -> DomainResult<(Option<LocalInstant>, Option<DateOrigin>)> {
+            Ok(match requested {
+                Some(Some(text)) => (Some(LocalInstant::parse(text, zone)?), Some(DateOrigin::Manual)),
+                Some(None) => (None, None),
+                // Same local time, in the (possibly new) zone.
+                None => (current.as_ref().map(|d| LocalInstant::new(d.local, zone)).transpose()?, origin),
+            })
         };
+        (next.activation, next.provenance.activation_from) =
+            date(&change.activation, &individual.activation, individual.provenance.activation_from, &next.time_zone)?;
+        (next.expiration, next.provenance.expiration_from) =
+            date(&change.expiration, &individual.expiration, individual.provenance.expiration_from, &next.time_zone)?;
+        next.provenance.manual_scopes.union(&change.add_scopes);
+        next.provenance.manual_scopes.remove(&change.remove_scopes);
+        next.scopes = next.provenance.mapped_scopes.clone();
+        next.scopes.union(&next.provenance.manual_scopes);
+        // The calendar decides again unless access was taken by a source or a deny.
+        if next.deprovisioned_at.is_none() && next.status != IndividualStatus::Suspended {
+            next.status = IndividualStatus::Active;
+            next.status = next.scheduled_status(self.now());
+        }
+        next.validate()?;
+        if same_state(individual, &next) {
+            return Ok(Plan::Unchanged);
+        }
+        Ok(write(Some(individual.clone()), next, "individual.manual_change"))
+    }
+
+    // --- one person at a time ---------------------------------------------------------
+
+    /// Plans and applies a decision for one person present at its source.
+    pub async fn apply(
+        &self,
+        tenant: &Tenant,
+        person: &SourcePerson,
+        existing: Option<Individual>,
+        decision: &Decision,
+        ctx: &AuditContext,
+    ) -> DomainResult<Outcome> {
+        let known = self.known().await?;
+        let plan = self.plan_present(tenant, person, existing, decision, &known)?;
+        let subject = person.link.external_id.clone();
+        self.one(tenant, plan, subject, "reconciliation", ctx).await
+    }
+
+    /// One person gone from its source: deprovision by the tenant's policy.
+    pub async fn removed(&self, tenant: &Tenant, link: &SourceLink, ctx: &AuditContext) -> DomainResult<Outcome> {
+        let existing =
+            self.store.find_individual_by_link(tenant.id, link.source, &link.connection, &link.external_id).await?;
+        let plan = self.plan_removed(tenant, existing);
+        self.one(tenant, plan, link.external_id.clone(), "removal at the source", ctx).await
+    }
+
+    /// The scheduler's transitions are not guarded: they are what the calendar and the
+    /// policy already said.
+    pub async fn apply_schedule(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+        now: Timestamp,
+        ctx: &AuditContext,
+    ) -> DomainResult<Outcome> {
+        match self.plan_schedule(tenant, individual, now) {
+            Plan::Write(w) => {
+                let report = self.commit(tenant, vec![*w], ctx).await?;
+                Ok(single(report))
+            }
+            _ => Ok(Outcome::Unchanged),
+        }
+    }
+
+    async fn one(
+        &self,
+        tenant: &Tenant,
+        plan: Plan,
+        subject: String,
+        origin: &str,
+        ctx: &AuditContext,
+    ) -> DomainResult<Outcome> {
+        let mut set = ChangeSet::new(origin);
+        match plan {
+            Plan::Unchanged => return Ok(Outcome::Unchanged),
+            Plan::NoAccess => return Ok(Outcome::NoAccess),
+            Plan::Held(reason) => {
+                set.held.push(HeldDecision { subject, reason: reason.clone() });
+                self.submit(tenant, set, ctx).await?;
+                return Ok(Outcome::Held(reason));
+            }
+            Plan::Write(w) => set.writes.push(*w),
+        }
+        Ok(match self.submit(tenant, set, ctx).await? {
+            Submitted::Applied(report) => single(report),
+            Submitted::AwaitingApproval { id, .. } => Outcome::AwaitingApproval(id),
+        })
+    }
+
+    fn individual_write(&self, tenant: &Tenant, planned: &PlannedWrite, ctx: &AuditContext) -> IndividualWrite {
+        let now = self.now();
+        let mut next = planned.after.clone();
+        next.updated_at = now;
+        let before = planned.before.as_ref();
+        let kind = planned.kind();
         let permission_diff = before.map(|b| {
             json!({
                 "role": [b.role, next.role],
@@ -222,16 +511,19 @@ impl Reconciler {
             })
         });
         let snapshot = serde_json::to_value(&next).unwrap_or_default();
-        let write = IndividualWrite {
+        let mut audit = ctx.record(
+            Some(tenant.id),
+            "individual",
+            next.id.to_string(),
+            "individual.written",
+            before.map(|b| serde_json::to_value(b).unwrap_or_default()),
+            Some(snapshot.clone()),
+        );
+        audit.action.clone_from(&planned.action);
+        IndividualWrite {
             expected_version: before.map(|b| b.version),
-            audit: ctx.record(
-                Some(tenant.id),
-                "individual",
-                next.id.to_string(),
-                action,
-                before.map(|b| serde_json::to_value(b).unwrap_or_default()),
-                Some(snapshot.clone()),
-            ),
+            links_changed: before.is_none_or(|b| b.links != next.links),
+            audit,
             event: Some(ChangeEvent {
                 id: Uuid::new_v4(),
                 tenant_id: tenant.id,
@@ -242,9 +534,38 @@ impl Reconciler {
                 at: now,
             }),
             individual: next,
-        };
-        let stored = self.store.write_individual(&write).await?;
-        Ok(Outcome::Written { individual: stored.id, kind })
+        }
+    }
+}
+
+fn kind_of(write: &IndividualWrite) -> ChangeKind {
+    write.event.as_ref().map_or(ChangeKind::IndividualUpdated, |e| e.kind)
+}
+
+fn single(report: CommitReport) -> Outcome {
+    if let Some((individual, kind)) = report.written.first() {
+        return Outcome::Written { individual: *individual, kind: *kind };
+    }
+    if let Some((_, error)) = report.failed.first() {
+        return Outcome::Held(error.clone());
+    }
+    Outcome::Unchanged
+}
+
+fn write(before: Option<Individual>, after: Individual, action: &str) -> Plan {
+    Plan::Write(Box::new(PlannedWrite { before, after, action: action.to_owned() }))
+}
+
+pub fn mapping_input(tenant: &Tenant, person: &SourcePerson, existing: Option<&Individual>) -> MappingInput {
+    MappingInput {
+        tenant: tenant.slug.to_string(),
+        user: person.facts.clone(),
+        groups: person.groups.clone(),
+        current: existing.map(|i| CurrentAssignment {
+            role: i.role.clone(),
+            access_profile: i.access_profile.clone(),
+            scopes: i.scopes.clone(),
+        }),
     }
 }
 
@@ -262,6 +583,29 @@ fn same_state(a: &Individual, b: &Individual) -> bool {
         && a.expiration == b.expiration
         && a.status == b.status
         && a.links == b.links
+        && a.provenance == b.provenance
+}
+
+/// A date from the source, else from the mapping, else the one set by hand before.
+fn pick_date(
+    time_zone: &str,
+    source: Option<&str>,
+    mapping: Option<&str>,
+    existing: Option<(&Option<LocalInstant>, Option<DateOrigin>)>,
+) -> DomainResult<(Option<LocalInstant>, Option<DateOrigin>)> {
+    if let Some(text) = source {
+        return Ok((Some(LocalInstant::parse(text, time_zone)?), Some(DateOrigin::Source)));
+    }
+    if let Some(text) = mapping {
+        return Ok((Some(LocalInstant::parse(text, time_zone)?), Some(DateOrigin::Mapping)));
+    }
+    match existing {
+        Some((Some(date), Some(DateOrigin::Manual))) => {
+            // A hand-set date keeps its local time; a new zone moves its instant.
+            Ok((Some(LocalInstant::new(date.local, time_zone)?), Some(DateOrigin::Manual)))
+        }
+        _ => Ok((None, None)),
+    }
 }
 
 /// The individual the source and the decision call for.
@@ -270,17 +614,38 @@ fn build(
     existing: Option<&Individual>,
     person: &SourcePerson,
     decision: &Decision,
+    now: Timestamp,
 ) -> DomainResult<Individual> {
-    let now = Timestamp::now();
-    let time_zone = person.time_zone.clone().unwrap_or_else(|| tenant.default_time_zone.clone());
-    let local = |text: &Option<String>| text.as_deref().map(|t| LocalInstant::parse(t, &time_zone)).transpose();
-    let activation = local(&person.activation)?.or(local(&decision.activation)?);
-    let expiration = local(&person.expiration)?.or(local(&decision.expiration)?);
+    // The source's zone, else the one the individual has (possibly set by hand), else the
+    // tenant's default.
+    let time_zone = person
+        .time_zone
+        .clone()
+        .or_else(|| existing.map(|e| e.time_zone.clone()))
+        .unwrap_or_else(|| tenant.default_time_zone.clone());
+    let (activation, activation_from) = pick_date(
+        &time_zone,
+        person.activation.as_deref(),
+        decision.activation.as_deref(),
+        existing.map(|e| (&e.activation, e.provenance.activation_from)),
+    )?;
+    let (expiration, expiration_from) = pick_date(
+        &time_zone,
+        person.expiration.as_deref(),
+        decision.expiration.as_deref(),
+        existing.map(|e| (&e.expiration, e.provenance.expiration_from)),
+    )?;
     let mut links = existing.map(|e| e.links.clone()).unwrap_or_default();
     if !links.contains(&person.link) {
         links.push(person.link.clone());
         links.sort();
     }
+    let manual_scopes = existing.map(|e| e.provenance.manual_scopes.clone()).unwrap_or_default();
+    let mut scopes = decision.scopes.clone();
+    scopes.union(&manual_scopes);
+    let mut grants: Vec<_> = decision.reasons.iter().filter(|r| r.grants != "deny").cloned().collect();
+    grants.sort();
+    grants.dedup();
     let mut individual = Individual {
         id: existing.map_or_else(|| IndividualId(Uuid::new_v4()), |e| e.id),
         tenant_id: tenant.id,
@@ -291,13 +656,20 @@ fn build(
         display_name: person.display_name.clone(),
         role: decision.role.clone(),
         access_profile: decision.access_profile.clone(),
-        scopes: decision.scopes.clone(),
+        scopes,
         time_zone,
         activation,
         expiration,
         status: IndividualStatus::Active,
         links,
         deprovisioned_at: None,
+        provenance: crate::individual::Provenance {
+            mapping: grants,
+            mapped_scopes: decision.scopes.clone(),
+            manual_scopes,
+            activation_from,
+            expiration_from,
+        },
         version: existing.map_or(0, |e| e.version),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
@@ -305,12 +677,14 @@ fn build(
     individual.status = if !person.active {
         IndividualStatus::Suspended
     } else if !decision.has_access() {
-        // Access ends by the tenant's deprovisioning policy; the assignment is kept for
-        // the audit trail.
+        // Access ends by the tenant's deprovisioning policy; the assignment and its
+        // provenance are kept for the audit trail and for explain.
         if let Some(e) = existing {
             individual.role.clone_from(&e.role);
             individual.access_profile.clone_from(&e.access_profile);
             individual.scopes = e.scopes.clone();
+            individual.provenance.mapping = e.provenance.mapping.clone();
+            individual.provenance.mapped_scopes = e.provenance.mapped_scopes.clone();
         }
         individual.deprovisioned_at = existing.and_then(|e| e.deprovisioned_at).or(Some(now));
         match tenant.policy.deprovision_action {

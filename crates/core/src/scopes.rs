@@ -50,6 +50,20 @@ impl Scopes {
         Ok(())
     }
 
+    /// Removes what `other` lists (a hand-set scope taken back).
+    pub fn remove(&mut self, other: &Scopes) {
+        if other.full_call_reports {
+            self.full_call_reports = false;
+        }
+        self.extensions.retain(|v| !other.extensions.contains(v));
+        self.queues.retain(|v| !other.queues.contains(v));
+        self.phone_numbers.retain(|v| !other.phone_numbers.contains(v));
+        self.billing_accounts.retain(|v| !other.billing_accounts.contains(v));
+        if other.default_caller_id.is_some() && self.default_caller_id == other.default_caller_id {
+            self.default_caller_id = None;
+        }
+    }
+
     /// Union of two scope sets (membership in two queue groups gives both queues).
     pub fn union(&mut self, other: &Scopes) {
         self.full_call_reports |= other.full_call_reports;

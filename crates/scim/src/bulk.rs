@@ -12,6 +12,10 @@ use crate::auth::ScimCaller;
 use crate::error::{ERROR_SCHEMA, ScimError, ScimResult, ScimType};
 use crate::filter::get_ci;
 use crate::resources::{self, Outcome, ScimBody};
+use std::sync::Arc;
+
+use idbridge_core::ports::CollectSourceChanges;
+
 use crate::schema::ResourceKind;
 use crate::{ScimState, scim_json};
 
@@ -42,6 +46,12 @@ pub async fn bulk(
         ),
         Some(_) => return Err(ScimError::value("failOnErrors must be a positive integer")),
     };
+    // Operations report their changes to a collector; the whole request is then one change
+    // set for reconciliation (and for the mass-deprovision guard).
+    let collector = Arc::new(CollectSourceChanges::default());
+    let notify_once = state.changes.clone();
+    let mut state = state;
+    state.changes = collector.clone();
     let mut resolved: HashMap<String, String> = HashMap::new();
     let mut results = Vec::with_capacity(operations.len());
     let mut errors = 0u64;
@@ -65,6 +75,11 @@ pub async fn bulk(
             errors += 1;
         }
         results.push(Value::Object(entry));
+    }
+    let mut changes = std::mem::take(&mut *collector.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    if !changes.is_empty() {
+        changes.origin = format!("SCIM Bulk request ({} operations)", results.len());
+        notify_once.scim_changed(&caller.tenant, changes, &caller.ctx).await;
     }
     Ok(scim_json(json!({ "schemas": [BULK_RESPONSE], "Operations": results })).into_response())
 }

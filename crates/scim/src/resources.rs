@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idbridge_core::audit::AuditRecord;
+use idbridge_core::ports::ScimChanges;
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimMember, ScimRecord, ScimWrite};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -371,10 +372,11 @@ pub(crate) async fn create(
     };
     let added = affected_by(&write.members, &[]);
     let stored = state.records.write_scim(&write).await?;
-    match kind {
-        ResourceKind::User => state.changes.scim_users_changed(&caller.tenant, vec![stored.id], &caller.ctx).await,
-        ResourceKind::Group => state.changes.scim_users_changed(&caller.tenant, added, &caller.ctx).await,
-    }
+    let changed = match kind {
+        ResourceKind::User => vec![stored.id],
+        ResourceKind::Group => added,
+    };
+    notify(state, caller, ScimChanges::changed(format!("SCIM POST {}", kind.endpoint()), changed)).await;
     // A user created a moment ago belongs to no group yet.
     let rendered = render_with_groups(state, caller, kind, &stored, &Projection::default(), Some(vec![])).await?;
     Ok(Outcome {
@@ -434,7 +436,7 @@ pub(crate) async fn replace(
         ResourceKind::User => vec![stored.id],
         ResourceKind::Group => affected_by(&write.members, &before),
     };
-    state.changes.scim_users_changed(&caller.tenant, affected, &caller.ctx).await;
+    notify(state, caller, ScimChanges::changed(format!("SCIM PUT {}", kind.endpoint()), affected)).await;
     let rendered = render(state, caller, kind, &stored, &Projection::default()).await?;
     Ok(Outcome { status: StatusCode::OK, version: Some(stored.version), location: None, body: Some(rendered) })
 }
@@ -521,7 +523,7 @@ async fn patch_once(
         ResourceKind::User => vec![stored.id],
         ResourceKind::Group => affected_by(&write.members, &everyone),
     };
-    state.changes.scim_users_changed(&caller.tenant, affected, &caller.ctx).await;
+    notify(state, caller, ScimChanges::changed(format!("SCIM PATCH {}", kind.endpoint()), affected)).await;
     finish_patch(state, caller, kind, &stored, projection).await
 }
 
@@ -566,10 +568,12 @@ pub(crate) async fn delete(
     if !state.records.delete_scim(caller.tenant.id, store_kind(kind), current.id, &record).await? {
         return Err(ScimError::not_found(format!("{} {id:?} not found", kind.as_str())));
     }
-    match kind {
-        ResourceKind::User => state.changes.scim_user_removed(&caller.tenant, current.id, &caller.ctx).await,
-        ResourceKind::Group => state.changes.scim_users_changed(&caller.tenant, members, &caller.ctx).await,
-    }
+    let origin = format!("SCIM DELETE {}", kind.endpoint());
+    let changes = match kind {
+        ResourceKind::User => ScimChanges::removed(origin, current.id),
+        ResourceKind::Group => ScimChanges::changed(origin, members),
+    };
+    notify(state, caller, changes).await;
     Ok(Outcome { status: StatusCode::NO_CONTENT, body: None, version: None, location: None })
 }
 
@@ -805,4 +809,10 @@ pub async fn search_all(
     ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
     list::list(&state, &caller, None, ListParams::from_search(&body)?).await
+}
+
+async fn notify(state: &ScimState, caller: &ScimCaller, changes: ScimChanges) {
+    if !changes.is_empty() {
+        state.changes.scim_changed(&caller.tenant, changes, &caller.ctx).await;
+    }
 }

@@ -40,9 +40,12 @@ pub enum Command {
     /// Generate operator tokens for the admin API.
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
-    /// Read a tenant's individuals (portal users).
+    /// A tenant's individuals (portal users): list, show, explain, change by hand.
     #[command(subcommand)]
     Individual(IndividualCommand),
+    /// Change sets held by the mass-deprovision guard: list, show, approve, reject.
+    #[command(subcommand)]
+    Changes(ChangesCommand),
     /// Read the audit log of a tenant, or operator-wide with --operator.
     Audit(AuditArgs),
     /// Mapping pipeline tools: preview a person's decision, show a tenant's rules.
@@ -139,6 +142,59 @@ pub enum IndividualCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Why the individual has its role, access profile, scopes and status: sources,
+    /// groups, rules or plugins, dates.
+    Explain {
+        slug: String,
+        id_or_login: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an individual by hand: dates, time zone, scopes. Hand-set dates hold until a
+    /// source or mapping sets one; hand-set scopes survive every re-map.
+    Set {
+        slug: String,
+        id_or_login: String,
+        /// Local date-time in the individual's zone (2026-12-01T09:00); `none` clears.
+        #[arg(long)]
+        activation: Option<String>,
+        /// Local date-time in the individual's zone; `none` clears.
+        #[arg(long)]
+        expiration: Option<String>,
+        /// IANA time zone; dates keep their local times.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// KIND=VALUE with KIND one of extensions, queues, phone_numbers, billing_accounts (repeatable).
+        #[arg(long)]
+        add_scope: Vec<String>,
+        #[arg(long)]
+        remove_scope: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangesCommand {
+    /// Change sets the mass-deprovision guard held (newest first).
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// pending, approved or rejected.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A held change set and every write in it.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a held change set (writes whose individual changed since are skipped).
+    Approve { id: String },
+    /// Discard a held change set; nothing in it is applied.
+    Reject { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +250,9 @@ pub enum MappingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-decide every individual of the tenant from its sources now (what a rule change
+    /// does by itself); a mass deprovision is held for approval.
+    Remap { slug: String },
     /// The tenant's mapping rules, in the order they are tried.
     Rules {
         slug: String,

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::apply_file::ApplyDocument;
 use crate::cli::{
-    AdminTokenCommand, AuditArgs, Cli, Command, IndividualCommand, MappingCommand, PluginCommand, ScimTokenCommand,
-    TenantCommand,
+    AdminTokenCommand, AuditArgs, ChangesCommand, Cli, Command, IndividualCommand, MappingCommand, PluginCommand,
+    ScimTokenCommand, TenantCommand,
 };
 use crate::config::Settings;
 
@@ -50,7 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = SqlStore::connect(&settings.store_options()?).await?;
             let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
             let records: Arc<dyn idbridge_core::ports::ScimRecordStore> = Arc::new(store.clone());
-            let result = admin(&operator, &records, command, &settings).await;
+            let result = admin(&operator, &records, &store, command, &settings).await;
             store.close().await;
             result
         }
@@ -83,9 +83,41 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The reconciliation service as the daemon has it (plugins loaded), for commands that
+/// write individuals.
+fn reconciliation(
+    operator: &Operator,
+    store: &SqlStore,
+    settings: &Settings,
+) -> anyhow::Result<crate::reconciliation::ScimReconciliation> {
+    let mapping = crate::mapping::MappingService {
+        operator: operator.clone(),
+        plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
+        records: Arc::new(store.clone()),
+    };
+    Ok(crate::reconciliation::ScimReconciliation::new(store, mapping))
+}
+
+async fn remap_after(
+    operator: &Operator,
+    store: &SqlStore,
+    settings: &Settings,
+    report: &idbridge_core::operator::ApplyReport,
+    ctx: &AuditContext,
+) -> anyhow::Result<()> {
+    if report.dry_run || report.remap_tenants.is_empty() {
+        return Ok(());
+    }
+    for summary in reconciliation(operator, store, settings)?.remap_after(report, ctx).await? {
+        out!("{}", summary.describe());
+    }
+    Ok(())
+}
+
 async fn admin(
     operator: &Operator,
     records: &Arc<dyn idbridge_core::ports::ScimRecordStore>,
+    store: &SqlStore,
     command: Command,
     settings: &Settings,
 ) -> anyhow::Result<()> {
@@ -112,9 +144,72 @@ async fn admin(
                 let verb = if dry_run { "would apply" } else { "applied" };
                 out!("{verb} {} change(s)", report.changes.len());
             }
+            remap_after(operator, store, settings, &report, &ctx).await?;
         }
         Command::Tenant(command) => tenant(operator, command, &ctx).await?,
+        Command::Mapping(MappingCommand::Remap { slug: raw }) => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let submitted = reconciliation(operator, store, settings)?
+                .remap(&tenant, "re-map requested by an operator", &ctx)
+                .await?;
+            out!("{}", crate::reconciliation::RemapSummary::of(&tenant, submitted).describe());
+        }
+        Command::Mapping(MappingCommand::SetRules { slug: raw, file, dry_run }) => {
+            let rules = crate::apply_file::read_rules(&file)?;
+            let report = operator.replace_rules(&slug(&raw)?, rules, settings.known_mappers(), dry_run, &ctx).await?;
+            if report.changes.is_empty() {
+                out!("no changes");
+            }
+            for line in &report.changes {
+                out!("{line}");
+            }
+            remap_after(operator, store, settings, &report, &ctx).await?;
+        }
         Command::Mapping(command) => mapping(operator, records, command, settings).await?,
+        Command::Changes(command) => changes(operator, store, settings, command, &ctx).await?,
+        Command::Individual(IndividualCommand::Explain { slug: raw, id_or_login, json }) => {
+            let explanation =
+                crate::explain::explain(&reconciliation(operator, store, settings)?, &slug(&raw)?, &id_or_login)
+                    .await?;
+            if json {
+                print_json(&explanation)?;
+            } else {
+                print_explanation(&explanation);
+            }
+        }
+        Command::Individual(IndividualCommand::Set {
+            slug: raw,
+            id_or_login,
+            activation,
+            expiration,
+            time_zone,
+            add_scope,
+            remove_scope,
+        }) => {
+            let slug = slug(&raw)?;
+            let tenant = operator.tenant(&slug).await?;
+            let individual = operator.individual(&slug, &id_or_login).await?;
+            let date = |d: Option<String>| d.map(|d| if d == "none" { None } else { Some(d) });
+            let change = idbridge_core::reconcile::ManualChange {
+                activation: date(activation),
+                expiration: date(expiration),
+                time_zone,
+                add_scopes: scopes_arg("--add-scope", &add_scope)?,
+                remove_scopes: scopes_arg("--remove-scope", &remove_scope)?,
+            };
+            let outcome = reconciliation(operator, store, settings)?
+                .reconciler
+                .manual(&tenant, &individual, &change, &ctx)
+                .await?;
+            match outcome {
+                idbridge_core::reconcile::Outcome::Unchanged => out!("no changes"),
+                idbridge_core::reconcile::Outcome::Held(reason) => anyhow::bail!("{reason}"),
+                _ => {
+                    let after = operator.individual(&slug, &individual.id.to_string()).await?;
+                    out!("{} is {} (version {})", after.login, after.status.as_str(), after.version);
+                }
+            }
+        }
         Command::Plugin(PluginCommand::List { json }) => {
             let host = idbridge_plugin_host::PluginHost::load(&settings.plugins)?;
             let statuses = host.statuses();
@@ -300,6 +395,7 @@ async fn individual(operator: &Operator, command: IndividualCommand) -> anyhow::
                 }
             }
         }
+        IndividualCommand::Explain { .. } | IndividualCommand::Set { .. } => unreachable!("handled by admin"),
     }
     Ok(())
 }
@@ -397,17 +493,7 @@ async fn mapping(
                 }
             }
         }
-        MappingCommand::SetRules { slug: raw, file, dry_run } => {
-            let rules = crate::apply_file::read_rules(&file)?;
-            let report =
-                operator.replace_rules(&slug(&raw)?, rules, settings.known_mappers(), dry_run, &cli_context()).await?;
-            if report.changes.is_empty() {
-                out!("no changes");
-            }
-            for line in &report.changes {
-                out!("{line}");
-            }
-        }
+        MappingCommand::SetRules { .. } | MappingCommand::Remap { .. } => unreachable!("handled by admin"),
         MappingCommand::Diff { slug: raw, rules, json } => {
             let rules = crate::apply_file::read_rules(&rules)?;
             let service = crate::mapping::MappingService {
@@ -456,6 +542,186 @@ async fn mapping(
                     );
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `queues=101` → scopes with queue 101.
+fn scopes_arg(flag: &str, values: &[String]) -> anyhow::Result<idbridge_core::scopes::Scopes> {
+    let mut scopes = idbridge_core::scopes::Scopes::default();
+    for value in values {
+        let Some((kind, v)) = value.split_once('=') else {
+            anyhow::bail!("{flag} {value:?}: expected KIND=VALUE, e.g. queues=101");
+        };
+        let list = match kind {
+            "extensions" => &mut scopes.extensions,
+            "queues" => &mut scopes.queues,
+            "phone_numbers" => &mut scopes.phone_numbers,
+            "billing_accounts" => &mut scopes.billing_accounts,
+            other => anyhow::bail!(
+                "{flag} {value:?}: {other:?} is not one of extensions, queues, phone_numbers, billing_accounts"
+            ),
+        };
+        list.insert(v.to_owned());
+    }
+    scopes.validate()?;
+    Ok(scopes)
+}
+
+fn print_explanation(e: &crate::explain::Explanation) {
+    out!("{} ({}) in {}", e.login, e.id, e.tenant);
+    out!("status:          {} — {}", e.status.as_str(), e.status_because);
+    let because = |reasons: &[idbridge_core::mapping::Reason]| -> String {
+        if reasons.is_empty() {
+            return "no recorded reason".into();
+        }
+        reasons
+            .iter()
+            .map(|r| format!("{} rule {} groups {:?}", r.mapper, r.rule.as_deref().unwrap_or("-"), r.groups))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    out!("role:            {} — {}", e.role.as_deref().unwrap_or("-"), because(&e.role_because));
+    out!("access profile:  {} — {}", e.access_profile.as_deref().unwrap_or("-"), because(&e.access_profile_because));
+    for s in &e.scopes {
+        out!("scope:           {} — {}", s.scope, s.because.join("; "));
+    }
+    out!("time zone:       {}", e.time_zone);
+    for (name, date) in [("activation", &e.activation), ("expiration", &e.expiration)] {
+        if let Some(d) = date {
+            out!("{name}:{:>width$}{} ({}, from {:?})", "", d.local, d.at, d.from, width = 16 - name.len());
+        }
+    }
+    for s in &e.sources {
+        out!(
+            "source:          {}:{}:{} present={} active={:?} groups={:?}",
+            s.source.as_str(),
+            s.connection,
+            s.external_id,
+            s.present,
+            s.active,
+            s.groups
+        );
+    }
+    if let Some(d) = &e.decision_now {
+        out!(
+            "mapping now:     {:?} role={} profile={}",
+            d.verdict,
+            d.role.as_deref().unwrap_or("-"),
+            d.access_profile.as_deref().unwrap_or("-")
+        );
+    }
+    out!("history:");
+    for line in &e.history {
+        out!("  {line}");
+    }
+}
+
+/// Finds a held change set by id across tenants (ids are UUIDs).
+async fn find_change_set(operator: &Operator, raw: &str) -> anyhow::Result<idbridge_core::changeset::HeldChangeSet> {
+    let id: uuid::Uuid = raw.parse().with_context(|| format!("change set id {raw:?} is not a UUID"))?;
+    operator
+        .store()
+        .list_change_sets(None, None)
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| anyhow::anyhow!("change set {id} not found"))
+}
+
+async fn changes(
+    operator: &Operator,
+    store: &SqlStore,
+    settings: &Settings,
+    command: ChangesCommand,
+    ctx: &AuditContext,
+) -> anyhow::Result<()> {
+    let tenants: std::collections::HashMap<_, _> =
+        operator.store().list_tenants().await?.into_iter().map(|t| (t.id, t)).collect();
+    let slug_of =
+        |id| tenants.get(&id).map_or_else(|| "?".to_owned(), |t: &idbridge_core::tenant::Tenant| t.slug.to_string());
+    match command {
+        ChangesCommand::List { tenant, status, json } => {
+            let tenant = match tenant {
+                Some(raw) => Some(operator.tenant(&slug(&raw)?).await?.id),
+                None => None,
+            };
+            let status = status.as_deref().map(idbridge_core::changeset::ChangeSetStatus::parse).transpose()?;
+            let sets = operator.store().list_change_sets(tenant, status).await?;
+            if json {
+                for set in &sets {
+                    out!(
+                        "{}",
+                        serde_json::to_string(&serde_json::json!({
+                            "id": set.id, "tenant": slug_of(set.tenant_id), "origin": set.origin, "status": set.status,
+                            "summary": set.summary, "created_at": set.created_at, "created_by": set.created_by,
+                            "decided_by": set.decided_by, "result": set.result,
+                        }))?
+                    );
+                }
+            } else if sets.is_empty() {
+                out!("no change sets");
+            } else {
+                for set in &sets {
+                    out!(
+                        "{}  {:<10} {:<8} takes access from {} of {}  {} ({}, by {})",
+                        set.id,
+                        slug_of(set.tenant_id),
+                        set.status.as_str(),
+                        set.summary.takes_access,
+                        set.summary.holding_access,
+                        set.origin,
+                        set.created_at,
+                        set.created_by
+                    );
+                }
+            }
+        }
+        ChangesCommand::Show { id, json } => {
+            let set = find_change_set(operator, &id).await?;
+            if json {
+                print_json(&set)?;
+            } else {
+                out!("change set {} of {} — {}", set.id, slug_of(set.tenant_id), set.status.as_str());
+                out!("origin:   {} (by {} at {})", set.origin, set.created_by, set.created_at);
+                let s = &set.summary;
+                out!(
+                    "summary:  takes access from {} of {} individuals holding access; {} creates, {} other updates",
+                    s.takes_access,
+                    s.holding_access,
+                    s.creates,
+                    s.updates
+                );
+                if let Some(by) = &set.decided_by {
+                    out!("decided:  by {by}: {}", set.result.as_deref().unwrap_or(""));
+                }
+                for w in &set.writes {
+                    let before = w.before.as_ref().map_or("new", |b| b.status.as_str());
+                    out!("  {:<32} {} → {}  ({})", w.after.login, before, w.after.status.as_str(), w.action);
+                }
+            }
+        }
+        ChangesCommand::Approve { id } => {
+            let set = find_change_set(operator, &id).await?;
+            let tenant = &tenants[&set.tenant_id];
+            let report = reconciliation(operator, store, settings)?.reconciler.approve(tenant, set.id, ctx).await?;
+            out!(
+                "approved {}: {} applied, {} skipped (changed since), {} failed",
+                set.id,
+                report.written.len(),
+                report.skipped,
+                report.failed.len()
+            );
+            for (id, e) in &report.failed {
+                out!("  failed {id}: {e}");
+            }
+        }
+        ChangesCommand::Reject { id } => {
+            let set = find_change_set(operator, &id).await?;
+            let tenant = &tenants[&set.tenant_id];
+            reconciliation(operator, store, settings)?.reconciler.reject(tenant, set.id, ctx).await?;
+            out!("rejected {}: nothing applied", set.id);
         }
     }
     Ok(())

@@ -37,11 +37,40 @@ pub struct WebhookSettings {
     pub secret_file: String,
     pub max_attempts: u32,
     pub timeout_seconds: u64,
+    /// Tenants with a receiver of their own (by slug); their events go there instead of
+    /// to `url`.
+    #[serde(default)]
+    pub tenants: std::collections::BTreeMap<String, TenantWebhookSettings>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantWebhookSettings {
+    pub url: String,
+    #[serde(default)]
+    pub secret: String,
+    #[serde(default)]
+    pub secret_file: String,
+}
+
+impl TenantWebhookSettings {
+    pub fn secret(&self, slug: &str) -> Result<String, ConfigError> {
+        if self.secret_file.is_empty() {
+            return Ok(self.secret.clone());
+        }
+        std::fs::read_to_string(&self.secret_file).map(|s| s.trim().to_owned()).map_err(|e| {
+            invalid(format!("webhook.tenants.{slug}.secret_file"), format!("cannot read {}: {e}", self.secret_file))
+        })
+    }
 }
 
 impl std::fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSettings").field("url", &self.url).field("secret", &"***").finish()
+        f.debug_struct("WebhookSettings")
+            .field("url", &self.url)
+            .field("secret", &"***")
+            .field("tenants", &self.tenants.iter().map(|(k, v)| (k, &v.url)).collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -145,8 +174,8 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_owned(), reason: reason.into() }
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
 }
 
 /// The layered sources, without extraction (tests pin precedence on this).
@@ -196,8 +225,21 @@ impl Settings {
             if self.webhook.secret()?.len() < 16 {
                 return Err(invalid("webhook.secret", "must be at least 16 characters (or give webhook.secret_file)"));
             }
-            if self.webhook.max_attempts == 0 {
-                return Err(invalid("webhook.max_attempts", "must be at least 1"));
+        }
+        if self.webhook.max_attempts == 0 {
+            return Err(invalid("webhook.max_attempts", "must be at least 1"));
+        }
+        for (slug, tenant) in &self.webhook.tenants {
+            idbridge_core::tenant::TenantSlug::parse(slug)
+                .map_err(|e| invalid(format!("webhook.tenants.{slug}"), e.to_string()))?;
+            if !(tenant.url.starts_with("http://") || tenant.url.starts_with("https://")) {
+                return Err(invalid(format!("webhook.tenants.{slug}.url"), "must start with http:// or https://"));
+            }
+            if tenant.secret(slug)?.len() < 16 {
+                return Err(invalid(
+                    format!("webhook.tenants.{slug}.secret"),
+                    "must be at least 16 characters (or give secret_file)",
+                ));
             }
         }
         if self.lifecycle.tick_seconds == 0 || self.lifecycle.tick_seconds > 3600 {
@@ -214,7 +256,7 @@ impl Settings {
         for (i, hash) in self.admin.token_hashes.iter().enumerate() {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(
-                    &format!("admin.token_hashes[{i}]"),
+                    format!("admin.token_hashes[{i}]"),
                     "must be 64 hex digits (SHA-256); see `idbridge admin-token create`",
                 ));
             }
@@ -224,7 +266,7 @@ impl Settings {
         for (i, plugin) in self.plugins.iter().enumerate() {
             if plugin.id == "rules" || plugin.id.is_empty() || !ids.insert(plugin.id.as_str()) {
                 return Err(invalid(
-                    &format!("plugins[{i}].id"),
+                    format!("plugins[{i}].id"),
                     format!("{:?} must be unique, non-empty and not \"rules\"", plugin.id),
                 ));
             }

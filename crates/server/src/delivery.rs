@@ -1,14 +1,23 @@
-//! Outbox delivery to the webhook: every change event, in order, signed, with retries,
+//! Outbox delivery to webhooks: every change event, in order, signed, with retries,
 //! exponential back-off and a dead-letter record when the receiver keeps failing.
+//!
+//! Each receiver is an outbox consumer with its own position: the global `webhook`
+//! (every tenant without a receiver of its own) and `webhook:<slug>` per tenant. With
+//! several instances on one database, a lease per consumer makes one instance at a time
+//! deliver it, so events stay in order; a receiver still sees an event twice when an
+//! instance dies between sending and recording, and recognises it by the idempotency key.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use idbridge_core::audit::ChangeEvent;
 use idbridge_core::operator::Operator;
+use idbridge_core::tenant::TenantSlug;
 use sha2::Sha256;
 
-const CONSUMER: &str = "webhook";
+/// How long a delivering instance holds a receiver; renewed on every pass and attempt.
+const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Webhook {
@@ -16,6 +25,23 @@ pub struct Webhook {
     pub secret: String,
     pub max_attempts: u32,
     pub client: reqwest::Client,
+}
+
+/// Which events a receiver gets.
+#[derive(Debug, Clone)]
+pub enum Audience {
+    /// One tenant's events.
+    Tenant(TenantSlug),
+    /// Every tenant's except these (they have receivers of their own).
+    AllExcept(BTreeSet<String>),
+}
+
+#[derive(Clone)]
+pub struct Destination {
+    /// The outbox consumer (and lease) name.
+    pub consumer: String,
+    pub audience: Audience,
+    pub webhook: Webhook,
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -52,14 +78,29 @@ impl Webhook {
     }
 }
 
-/// Runs until the process ends.
-pub async fn run(operator: Operator, webhook: Webhook) {
+/// Runs until the process ends. `instance` names this process for the lease.
+pub async fn run(operator: Operator, destination: Destination, instance: String) {
     loop {
-        match deliver_pending(&operator, &webhook).await {
+        let now = jiff::Timestamp::now();
+        let held = operator.store().try_lease(&destination.consumer, &instance, now, now + LEASE).await;
+        match held {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another instance delivers this receiver; take over if its lease lapses.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, consumer = destination.consumer, "cannot take the delivery lease");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        }
+        match deliver_pending(&operator, &destination, &instance).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(500)).await,
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(error = %e, "webhook delivery pass failed");
+                tracing::error!(error = %e, consumer = destination.consumer, "webhook delivery pass failed");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
@@ -67,36 +108,62 @@ pub async fn run(operator: Operator, webhook: Webhook) {
 }
 
 /// Delivers the events after the consumer's position, in order; returns how many it
-/// handled (delivered or dead-lettered).
-async fn deliver_pending(operator: &Operator, webhook: &Webhook) -> Result<usize, idbridge_core::DomainError> {
+/// handled (delivered, skipped as another receiver's, or dead-lettered).
+async fn deliver_pending(
+    operator: &Operator,
+    destination: &Destination,
+    instance: &str,
+) -> Result<usize, idbridge_core::DomainError> {
     let store = operator.store();
-    let position = store.consumer_position(CONSUMER).await?;
-    let events = store.list_all_change_events(position, 100).await?;
+    let consumer = destination.consumer.as_str();
+    let position = store.consumer_position(consumer).await?;
+    let tenants = store.list_tenants().await?;
+    let events = match &destination.audience {
+        Audience::Tenant(slug) => {
+            let Some(tenant) = tenants.iter().find(|t| &t.slug == slug) else {
+                return Ok(0);
+            };
+            store.list_change_events(tenant.id, position, 100).await?
+        }
+        Audience::AllExcept(_) => store.list_all_change_events(position, 100).await?,
+    };
     if events.is_empty() {
         return Ok(0);
     }
     // Slugs once per batch, not per event.
-    let slugs: std::collections::HashMap<_, _> =
-        store.list_tenants().await?.into_iter().map(|t| (t.id, t.slug.to_string())).collect();
+    let slugs: std::collections::HashMap<_, _> = tenants.into_iter().map(|t| (t.id, t.slug.to_string())).collect();
+    let webhook = &destination.webhook;
     for (at, event) in &events {
+        let slug = slugs.get(&event.tenant_id).map(String::as_str);
+        if let (Audience::AllExcept(excluded), Some(slug)) = (&destination.audience, slug)
+            && excluded.contains(slug)
+        {
+            store.advance_consumer(consumer, *at, None).await?;
+            continue;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match webhook.send(slugs.get(&event.tenant_id).map(String::as_str), event).await {
+            match webhook.send(slug, event).await {
                 Ok(()) => {
-                    store.advance_consumer(CONSUMER, *at, None).await?;
+                    store.advance_consumer(consumer, *at, None).await?;
                     break;
                 }
                 Err(error) if attempt >= webhook.max_attempts => {
-                    tracing::error!(event = %event.id, attempts = attempt, error, "webhook gave up; event dead-lettered");
-                    store.advance_consumer(CONSUMER, *at, Some((event, &error))).await?;
+                    tracing::error!(event = %event.id, consumer, attempts = attempt, error, "webhook gave up; event dead-lettered");
+                    store.advance_consumer(consumer, *at, Some((event, &error))).await?;
                     break;
                 }
                 Err(error) => {
                     let backoff = Duration::from_millis(1000u64.saturating_mul(1 << (attempt - 1).min(6)))
                         .min(Duration::from_secs(60));
-                    tracing::warn!(event = %event.id, attempt, error, ?backoff, "webhook delivery failed; retrying");
+                    tracing::warn!(event = %event.id, consumer, attempt, error, ?backoff, "webhook delivery failed; retrying");
                     tokio::time::sleep(backoff).await;
+                    let now = jiff::Timestamp::now();
+                    if !store.try_lease(consumer, instance, now, now + LEASE).await? {
+                        // Lost the lease while waiting: the other instance carries on.
+                        return Ok(0);
+                    }
                 }
             }
         }

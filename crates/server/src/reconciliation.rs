@@ -1,17 +1,22 @@
-//! Connects SCIM writes to the reconciliation service: each affected SCIM user becomes a
-//! source person, goes through the tenant's mapping pipeline, and the decision is applied
-//! to the individual by `core::reconcile::Reconciler` (the only writer of individuals).
+//! Connects SCIM to the reconciliation service: the users a SCIM request (or a rule
+//! change) affects become source persons, go through the tenant's mapping pipeline, and
+//! the decisions form one change set that `core::reconcile::Reconciler` — the only writer
+//! of individuals — applies, or holds when the mass-deprovision guard says so.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use idbridge_core::DomainResult;
 use idbridge_core::audit::AuditContext;
+use idbridge_core::changeset::ChangeSet;
+use idbridge_core::individual::{Individual, SourceKind};
 use idbridge_core::mapping::Pipeline;
-use idbridge_core::ports::{ScimRecordStore, SourceChanges};
-use idbridge_core::reconcile::{Outcome, Reconciler};
-use idbridge_core::source_record::ScimKind;
+use idbridge_core::ports::{ScimChanges, ScimRecordStore, SourceChanges};
+use idbridge_core::reconcile::{Plan, Reconciler, SourcePerson, Submitted, mapping_input};
+use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord};
 use idbridge_core::tenant::Tenant;
+use idbridge_core::{DomainError, DomainResult};
+use idbridge_scim::person::SCIM_CONNECTION;
 use uuid::Uuid;
 
 use crate::mapping::MappingService;
@@ -19,6 +24,8 @@ use crate::mapping::MappingService;
 /// Up to this many users are reconciled before the SCIM response; more (a big group
 /// renamed or emptied) are reconciled in the background.
 const INLINE_LIMIT: usize = 20;
+/// Users planned per round trip when re-mapping a whole tenant.
+const PAGE: u32 = 1000;
 
 #[derive(Clone)]
 pub struct ScimReconciliation {
@@ -31,63 +38,236 @@ pub struct ScimReconciliation {
 }
 
 impl ScimReconciliation {
-    async fn one(&self, tenant: &Tenant, pipeline: &Pipeline, id: Uuid, ctx: &AuditContext) -> DomainResult<Outcome> {
-        let Some(record) = self.records.get_scim(tenant.id, ScimKind::User, id).await? else {
-            return self.reconciler.removed(tenant, &idbridge_scim::person::link(id), ctx).await;
-        };
-        let groups = self.records.list_scim_groups_of(tenant.id, id).await?;
-        let person = idbridge_scim::person::from_record(&record, &groups);
-        let (input, existing) = self.reconciler.prepare(tenant, &person).await?;
-        let pipeline = pipeline.clone();
-        let decision = tokio::task::spawn_blocking(move || pipeline.decide(&input))
-            .await
-            .map_err(|e| idbridge_core::DomainError::Storage(format!("mapping task failed: {e}")))?;
-        self.reconciler.apply(tenant, &person, existing, &decision, ctx).await
+    pub fn new(store: &idbridge_store::SqlStore, mapping: MappingService) -> Self {
+        Self {
+            mapping,
+            reconciler: Reconciler::new(Arc::new(store.clone())),
+            records: Arc::new(store.clone()),
+            background: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
-    async fn all(&self, tenant: Tenant, users: Vec<Uuid>, ctx: AuditContext) {
-        // One pipeline (rules compiled once) for the whole batch.
-        let pipeline = match self.mapping.pipeline(&tenant).await {
-            Ok(pipeline) => pipeline,
-            Err(e) => {
-                tracing::error!(tenant = %tenant.slug, error = %e, "cannot build the mapping pipeline; nobody reconciled");
-                return;
+    /// Plans and submits one SCIM request's changes as one change set.
+    pub async fn reconcile(
+        &self,
+        tenant: &Tenant,
+        changes: ScimChanges,
+        ctx: &AuditContext,
+    ) -> DomainResult<Submitted> {
+        let pipeline = self.mapping.pipeline(tenant).await?;
+        let mut set = ChangeSet::new(changes.origin.clone());
+        let mut records = Vec::with_capacity(changes.changed.len());
+        let mut gone = changes.removed.clone();
+        for id in &changes.changed {
+            match self.records.get_scim(tenant.id, ScimKind::User, *id).await? {
+                Some(record) => records.push(record),
+                // Deleted by a later operation of the same request.
+                None => gone.push(*id),
             }
-        };
-        for id in users {
-            match self.one(&tenant, &pipeline, id, &ctx).await {
-                Ok(Outcome::Held(reason)) => tracing::warn!(tenant = %tenant.slug, user = %id, reason, "mapping held"),
-                Ok(outcome) => tracing::debug!(tenant = %tenant.slug, user = %id, ?outcome, "reconciled"),
-                Err(e) => tracing::error!(tenant = %tenant.slug, user = %id, error = %e, "reconciliation failed"),
+        }
+        for chunk in records.chunks(PAGE as usize) {
+            self.plan_records(tenant, &pipeline, chunk.to_vec(), &mut set).await?;
+        }
+        let ids: Vec<String> = gone.iter().map(Uuid::to_string).collect();
+        for individual in self
+            .reconciler
+            .store()
+            .find_individuals_by_links(tenant.id, SourceKind::Scim, SCIM_CONNECTION, &ids)
+            .await?
+        {
+            if let Plan::Write(w) = self.reconciler.plan_removed(tenant, Some(individual)) {
+                set.writes.push(*w);
             }
+        }
+        self.reconciler.submit(tenant, set, ctx).await
+    }
+
+    /// Re-decides every SCIM user of the tenant (after a rule or policy change) as one
+    /// change set.
+    pub async fn remap(&self, tenant: &Tenant, origin: &str, ctx: &AuditContext) -> DomainResult<Submitted> {
+        let pipeline = self.mapping.pipeline(tenant).await?;
+        let mut set = ChangeSet::new(origin);
+        let mut after = None;
+        loop {
+            let query = ScimQuery { after_seq: after, limit: Some(PAGE), ..ScimQuery::default() };
+            let (page, _) = self.records.list_scim(tenant.id, ScimKind::User, &query).await?;
+            let done = page.len() < PAGE as usize;
+            after = page.last().map(|r| r.seq);
+            self.plan_records(tenant, &pipeline, page, &mut set).await?;
+            if done {
+                break;
+            }
+        }
+        self.reconciler.submit(tenant, set, ctx).await
+    }
+
+    /// Plans a page of SCIM users: their groups and individuals in one query each, the
+    /// decisions off the async runtime (plugins block).
+    async fn plan_records(
+        &self,
+        tenant: &Tenant,
+        pipeline: &Pipeline,
+        records: Vec<ScimRecord>,
+        set: &mut ChangeSet,
+    ) -> DomainResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+        let mut groups: HashMap<Uuid, Vec<ScimMember>> = HashMap::new();
+        for (member, group) in self.records.list_scim_groups_of_many(tenant.id, &ids).await? {
+            groups.entry(member).or_default().push(group);
+        }
+        let external: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let mut existing: HashMap<String, Individual> = HashMap::new();
+        for individual in self
+            .reconciler
+            .store()
+            .find_individuals_by_links(tenant.id, SourceKind::Scim, SCIM_CONNECTION, &external)
+            .await?
+        {
+            if let Some(link) = individual.links.iter().find(|l| l.source == SourceKind::Scim) {
+                existing.insert(link.external_id.clone(), individual.clone());
+            }
+        }
+        let people: Vec<(SourcePerson, Option<Individual>)> = records
+            .iter()
+            .map(|record| {
+                let person =
+                    idbridge_scim::person::from_record(record, groups.get(&record.id).map_or(&[], Vec::as_slice));
+                let current = existing.remove(&person.link.external_id);
+                (person, current)
+            })
+            .collect();
+        let pipeline = pipeline.clone();
+        let tenant_for_inputs = tenant.clone();
+        let (people, decisions) = tokio::task::spawn_blocking(move || {
+            let decisions: Vec<_> = people
+                .iter()
+                .map(|(person, current)| pipeline.decide(&mapping_input(&tenant_for_inputs, person, current.as_ref())))
+                .collect();
+            (people, decisions)
+        })
+        .await
+        .map_err(|e| DomainError::Storage(format!("mapping task failed: {e}")))?;
+        let known = self.reconciler.known().await?;
+        for ((person, current), decision) in people.into_iter().zip(decisions) {
+            let subject = current.as_ref().map_or_else(|| person.link.external_id.clone(), |i| i.id.to_string());
+            match self.reconciler.plan_present(tenant, &person, current, &decision, &known) {
+                Ok(Plan::Write(w)) => set.writes.push(*w),
+                Ok(Plan::Held(reason)) => set.held.push(idbridge_core::changeset::HeldDecision { subject, reason }),
+                Ok(Plan::Unchanged | Plan::NoAccess) => {}
+                // One person's bad data (an invalid date or zone from the source) must not
+                // stop everybody else's reconciliation.
+                Err(e) => set.held.push(idbridge_core::changeset::HeldDecision { subject, reason: e.to_string() }),
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(self, tenant: Tenant, changes: ScimChanges, ctx: AuditContext) {
+        match self.reconcile(&tenant, changes, &ctx).await {
+            Ok(Submitted::Applied(report)) => {
+                if !report.failed.is_empty() {
+                    tracing::warn!(tenant = %tenant.slug, failed = ?report.failed, "some individuals could not be written");
+                }
+                tracing::debug!(tenant = %tenant.slug, written = report.written.len(), "reconciled");
+            }
+            Ok(Submitted::AwaitingApproval { id, summary }) => tracing::warn!(
+                tenant = %tenant.slug,
+                change_set = %id,
+                takes_access = summary.takes_access,
+                holding_access = summary.holding_access,
+                "mass deprovision held for approval: idbridge changes show {id}"
+            ),
+            Err(e) => tracing::error!(tenant = %tenant.slug, error = %e, "reconciliation failed"),
         }
     }
 }
 
 #[async_trait]
 impl SourceChanges for ScimReconciliation {
-    async fn scim_users_changed(&self, tenant: &Tenant, users: Vec<Uuid>, ctx: &AuditContext) {
-        if users.is_empty() {
-            return;
-        }
-        if users.len() <= INLINE_LIMIT {
-            self.all(tenant.clone(), users, ctx.clone()).await;
+    async fn scim_changed(&self, tenant: &Tenant, changes: ScimChanges, ctx: &AuditContext) {
+        if changes.changed.len() + changes.removed.len() <= INLINE_LIMIT {
+            self.clone().run(tenant.clone(), changes, ctx.clone()).await;
         } else {
             let this = self.clone();
-            tokio::spawn(this.all_owned(tenant.clone(), users, ctx.clone()));
+            let (tenant, ctx) = (tenant.clone(), ctx.clone());
+            tokio::spawn(async move {
+                let Ok(_turn) = this.background.clone().acquire_owned().await else { return };
+                this.run(tenant, changes, ctx).await;
+            });
+        }
+    }
+}
+
+/// What re-mapping one tenant did, for the CLI and the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemapSummary {
+    pub tenant: String,
+    pub written: usize,
+    pub skipped: usize,
+    pub failed: Vec<String>,
+    /// Set when the mass-deprovision guard held the change set.
+    pub awaiting_approval: Option<Uuid>,
+    pub takes_access: u64,
+}
+
+impl RemapSummary {
+    pub fn of(tenant: &Tenant, submitted: Submitted) -> Self {
+        match submitted {
+            Submitted::Applied(report) => Self {
+                tenant: tenant.slug.to_string(),
+                written: report.written.len(),
+                skipped: report.skipped,
+                failed: report.failed.iter().map(|(id, e)| format!("{id}: {e}")).collect(),
+                awaiting_approval: None,
+                takes_access: 0,
+            },
+            Submitted::AwaitingApproval { id, summary } => Self {
+                tenant: tenant.slug.to_string(),
+                written: 0,
+                skipped: 0,
+                failed: Vec::new(),
+                awaiting_approval: Some(id),
+                takes_access: summary.takes_access,
+            },
         }
     }
 
-    async fn scim_user_removed(&self, tenant: &Tenant, user: Uuid, ctx: &AuditContext) {
-        if let Err(e) = self.reconciler.removed(tenant, &idbridge_scim::person::link(user), ctx).await {
-            tracing::error!(tenant = %tenant.slug, user = %user, error = %e, "deprovisioning failed");
+    pub fn describe(&self) -> String {
+        match self.awaiting_approval {
+            Some(id) => format!(
+                "re-mapping {} would take access from {} individuals: held for approval as change set {id} \
+                 (idbridge changes show {} {id})",
+                self.tenant, self.takes_access, self.tenant
+            ),
+            None => format!(
+                "re-mapped {}: {} individual(s) changed{}",
+                self.tenant,
+                self.written,
+                if self.failed.is_empty() { String::new() } else { format!(", {} failed", self.failed.len()) }
+            ),
         }
     }
 }
 
 impl ScimReconciliation {
-    async fn all_owned(self, tenant: Tenant, users: Vec<Uuid>, ctx: AuditContext) {
-        let Ok(_turn) = self.background.clone().acquire_owned().await else { return };
-        self.all(tenant, users, ctx).await;
+    /// Re-maps every tenant whose rules or policy an apply changed.
+    pub async fn remap_after(
+        &self,
+        report: &idbridge_core::operator::ApplyReport,
+        ctx: &AuditContext,
+    ) -> DomainResult<Vec<RemapSummary>> {
+        let mut out = Vec::new();
+        if report.dry_run {
+            return Ok(out);
+        }
+        for slug in &report.remap_tenants {
+            let tenant = self.mapping.operator.tenant(slug).await?;
+            let submitted = self.remap(&tenant, "rule or policy change", ctx).await?;
+            out.push(RemapSummary::of(&tenant, submitted));
+        }
+        Ok(out)
     }
 }

@@ -19,6 +19,34 @@ pub fn reload_plugins(host: &idbridge_plugin_host::PluginHost, config: Option<&s
     Ok(())
 }
 
+/// The global receiver (every tenant without one of its own) and each tenant's receiver.
+fn webhook_destinations(settings: &Settings) -> anyhow::Result<Vec<crate::delivery::Destination>> {
+    let w = &settings.webhook;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(w.timeout_seconds.max(1))).build()?;
+    let webhook = |url: &str, secret: String| crate::delivery::Webhook {
+        url: url.to_owned(),
+        secret,
+        max_attempts: w.max_attempts,
+        client: client.clone(),
+    };
+    let mut out = Vec::new();
+    if !w.url.is_empty() {
+        out.push(crate::delivery::Destination {
+            consumer: "webhook".into(),
+            audience: crate::delivery::Audience::AllExcept(w.tenants.keys().cloned().collect()),
+            webhook: webhook(&w.url, w.secret()?),
+        });
+    }
+    for (slug, tenant) in &w.tenants {
+        out.push(crate::delivery::Destination {
+            consumer: format!("webhook:{slug}"),
+            audience: crate::delivery::Audience::Tenant(idbridge_core::tenant::TenantSlug::parse(slug)?),
+            webhook: webhook(&tenant.url, tenant.secret(slug)?),
+        });
+    }
+    Ok(out)
+}
+
 pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Everything that can fail on configuration fails before the port is bound.
     let admin_token_hashes = settings.admin_token_hashes()?;
@@ -34,7 +62,9 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     if admin_token_hashes.is_empty() {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
+    let reconciliation = crate::reconciliation::ScimReconciliation::new(&store, mapping.clone());
     let state = AppState {
+        reconciliation: reconciliation.clone(),
         operator,
         admin_token_hashes: Arc::new(admin_token_hashes),
         portal_token_hashes: Arc::new(settings.portal_token_hashes()?),
@@ -59,32 +89,19 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
             });
         }
     }
-    if !settings.webhook.url.is_empty() {
-        let webhook = crate::delivery::Webhook {
-            url: settings.webhook.url.clone(),
-            secret: settings.webhook.secret()?,
-            max_attempts: settings.webhook.max_attempts,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(settings.webhook.timeout_seconds.max(1)))
-                .build()?,
-        };
-        tokio::spawn(crate::delivery::run(state.operator.clone(), webhook));
+    let instance = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    for destination in webhook_destinations(&settings)? {
+        tracing::info!(consumer = destination.consumer, url = destination.webhook.url, "delivering change events");
+        tokio::spawn(crate::delivery::run(state.operator.clone(), destination, instance.clone()));
     }
     tokio::spawn(crate::scheduler::run(
-        state.operator.clone(),
-        idbridge_core::reconcile::Reconciler::new(Arc::new(store.clone())),
+        reconciliation.reconciler.clone(),
         Duration::from_secs(settings.lifecycle.tick_seconds),
     ));
-    let changes = crate::reconciliation::ScimReconciliation {
-        mapping: state.mapping.clone(),
-        reconciler: idbridge_core::reconcile::Reconciler::new(Arc::new(store.clone())),
-        records: Arc::new(store.clone()),
-        background: Arc::new(tokio::sync::Semaphore::new(1)),
-    };
     let scim = idbridge_scim::ScimState::new(
         state.operator.clone(),
         Arc::new(store.clone()),
-        Arc::new(changes),
+        Arc::new(reconciliation),
         &settings.server.public_url,
         idbridge_scim::ScimLimits {
             max_body_bytes: settings.server.max_body_bytes,

@@ -5,6 +5,7 @@ use idbridge_core::DomainResult;
 use idbridge_core::audit::AuditRecord;
 use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use idbridge_core::catalog::CatalogEntry;
+use idbridge_core::changeset::{ChangeSetStatus, HeldChangeSet};
 use idbridge_core::config_plan::ConfigChange;
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
 use idbridge_core::ports::{IndividualWrite, ScimRecordStore, Store};
@@ -94,6 +95,66 @@ impl Store for SqlStore {
 
     async fn write_individual(&self, write: &IndividualWrite) -> DomainResult<Individual> {
         self.individual_write(write).await
+    }
+
+    async fn write_individuals(&self, writes: &[IndividualWrite]) -> DomainResult<Vec<bool>> {
+        self.individual_write_batch(writes).await
+    }
+
+    async fn count_individuals_holding_access(&self, tenant: TenantId) -> DomainResult<u64> {
+        self.individual_count_holding_access(tenant).await
+    }
+
+    async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
+        self.change_set_put(set, audit).await
+    }
+
+    async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
+        self.change_set_get(tenant, id).await
+    }
+
+    async fn list_change_sets(
+        &self,
+        tenant: Option<TenantId>,
+        status: Option<ChangeSetStatus>,
+    ) -> DomainResult<Vec<HeldChangeSet>> {
+        self.change_set_list(tenant, status).await
+    }
+
+    async fn decide_change_set(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        status: ChangeSetStatus,
+        decided_by: &str,
+        at: jiff::Timestamp,
+        audit: &AuditRecord,
+    ) -> DomainResult<()> {
+        self.change_set_decide(tenant, id, status, decided_by, at, audit).await
+    }
+
+    async fn record_change_set_result(&self, tenant: TenantId, id: Uuid, result: &str) -> DomainResult<()> {
+        self.change_set_result(tenant, id, result).await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> DomainResult<bool> {
+        self.lease_try(name, holder, now, until).await
+    }
+
+    async fn find_individuals_by_links(
+        &self,
+        tenant: TenantId,
+        source: SourceKind,
+        connection: &str,
+        external_ids: &[String],
+    ) -> DomainResult<Vec<Individual>> {
+        self.individual_by_links(tenant, source, connection, external_ids).await
     }
 
     async fn get_individual(&self, tenant: TenantId, id: IndividualId) -> DomainResult<Option<Individual>> {

@@ -2,10 +2,15 @@
 //! PostgreSQL (the server on 127.0.0.1:5432, or `IDBRIDGE_TEST_POSTGRES_URL`). Each
 //! PostgreSQL test creates its own database and drops it afterwards.
 
+#[macro_use]
+mod common;
+
+use common::{Fixture, ctx, slug, tenant};
+
 use std::sync::Arc;
 
 use idbridge_core::DomainError;
-use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery, ChangeEvent, ChangeKind};
+use idbridge_core::audit::{Actor, ActorKind, AuditQuery, ChangeEvent, ChangeKind};
 use idbridge_core::catalog::{Catalog, CatalogEntry, CatalogKind};
 use idbridge_core::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, IndividualStatus, SourceKind, SourceLink};
@@ -13,84 +18,9 @@ use idbridge_core::ports::{IndividualWrite, Store};
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::schedule::LocalInstant;
 use idbridge_core::scopes::Scopes;
-use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
+use idbridge_core::tenant::{Tenant, TenantId, TenantSettings};
 use idbridge_core::token;
-use idbridge_store::{SqlStore, StoreOptions};
 use uuid::Uuid;
-
-/// A store on a fresh database, and what to do to clean it up.
-struct Fixture {
-    store: Arc<SqlStore>,
-    _dir: Option<tempfile::TempDir>,
-    drop_pg: Option<(String, String)>,
-}
-
-impl Fixture {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-        let store = SqlStore::connect(&StoreOptions::new(url)).await.unwrap();
-        Self { store: Arc::new(store), _dir: Some(dir), drop_pg: None }
-    }
-
-    async fn postgres() -> Option<Self> {
-        if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
-            eprintln!("IDBRIDGE_TEST_SKIP_POSTGRES=1: PostgreSQL contract tests skipped");
-            return None;
-        }
-        let admin_url = std::env::var("IDBRIDGE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!("idbridge_contract_{}", Uuid::new_v4().simple());
-        sqlx::any::install_default_drivers();
-        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin_url} is needed for the contract suite ({e}); set IDBRIDGE_TEST_SKIP_POSTGRES=1 to skip")
-        });
-        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-        let base = admin_url.rsplit_once('/').unwrap().0;
-        let store = SqlStore::connect(&StoreOptions::new(format!("{base}/{name}"))).await.unwrap();
-        Some(Self { store: Arc::new(store), _dir: None, drop_pg: Some((admin_url, name)) })
-    }
-
-    fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
-    }
-
-    async fn finish(self) {
-        self.store.close().await;
-        if let Some((admin_url, name)) = self.drop_pg {
-            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
-            sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await
-                .unwrap();
-        }
-    }
-}
-
-/// Runs one contract test on both backends.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let fixture = super::Fixture::sqlite().await;
-                    super::$name(fixture.store()).await;
-                    fixture.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(fixture) = super::Fixture::postgres().await else { return };
-                    super::$name(fixture.store()).await;
-                    fixture.finish().await;
-                }
-            )*
-        }
-    };
-}
 
 contract!(
     tenants_are_unique_by_slug_and_versioned,
@@ -99,21 +29,6 @@ contract!(
     individuals_are_versioned_unique_and_tenant_scoped,
     audit_reads_filter_by_tenant_actor_subject_and_time,
 );
-
-fn ctx(id: &str) -> AuditContext {
-    AuditContext { actor: Actor::new(ActorKind::Operator, id), request_id: Some(format!("req-{id}")) }
-}
-
-fn slug(s: &str) -> TenantSlug {
-    TenantSlug::parse(s).unwrap()
-}
-
-async fn tenant(store: &Arc<dyn Store>, s: &str) -> Tenant {
-    store
-        .create_tenant(TenantId(Uuid::new_v4()), &slug(s), &TenantSettings::new(s.to_uppercase()), &ctx("setup"))
-        .await
-        .unwrap()
-}
 
 async fn tenants_are_unique_by_slug_and_versioned(store: Arc<dyn Store>) {
     let acme = tenant(&store, "acme").await;
@@ -265,6 +180,7 @@ fn individual(tenant: &Tenant, login: &str) -> Individual {
             external_id: format!("ext-{login}"),
         }],
         deprovisioned_at: None,
+        provenance: Default::default(),
         version: 0,
         created_at: now,
         updated_at: now,
@@ -275,6 +191,7 @@ fn write(i: &Individual, expected_version: Option<i64>, kind: ChangeKind) -> Ind
     IndividualWrite {
         individual: i.clone(),
         expected_version,
+        links_changed: true,
         audit: ctx("ops").record(Some(i.tenant_id), "individual", i.id.to_string(), "individual.written", None, None),
         event: Some(ChangeEvent {
             id: Uuid::new_v4(),

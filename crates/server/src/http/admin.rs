@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{slug}/scim-tokens", get(list_scim_tokens).post(create_scim_token))
         .route("/tenants/{slug}/scim-tokens/{id}", axum::routing::delete(revoke_scim_token))
         .route("/tenants/{slug}/individuals", get(list_individuals))
-        .route("/tenants/{slug}/individuals/{id}", get(show_individual))
+        .route("/tenants/{slug}/individuals/{id}", get(show_individual).patch(change_individual))
         .route("/tenants/{slug}/audit", get(tenant_audit))
         .route("/audit", get(operator_audit))
         .route("/catalog", get(catalog))
@@ -37,6 +37,13 @@ pub fn router() -> Router<AppState> {
         .route("/plugins/reload", post(reload_plugins))
         .route("/tenants/{slug}/mapping/rules", get(mapping_rules).put(replace_mapping_rules))
         .route("/tenants/{slug}/mapping/preview", post(mapping_preview))
+        .route("/tenants/{slug}/mapping/diff", post(mapping_diff))
+        .route("/tenants/{slug}/mapping/remap", post(mapping_remap))
+        .route("/tenants/{slug}/individuals/{id}/explain", get(explain_individual))
+        .route("/change-sets", get(list_change_sets))
+        .route("/tenants/{slug}/change-sets/{id}", get(show_change_set))
+        .route("/tenants/{slug}/change-sets/{id}/approve", post(approve_change_set))
+        .route("/tenants/{slug}/change-sets/{id}/reject", post(reject_change_set))
 }
 
 /// An authenticated operator. Being an extractor, no handler can forget the check.
@@ -345,7 +352,8 @@ async fn apply(
     let desired = document.into_desired(state.known_mappers.as_ref().clone())?;
     let report = state.operator.apply(&desired, params.dry_run, &caller.ctx).await?;
     state.forget_scim_logins();
-    Ok(Json(json!(report)).into_response())
+    let remapped = state.reconciliation.remap_after(&report, &caller.ctx).await?;
+    Ok(Json(json!({ "dry_run": report.dry_run, "changes": report.changes, "remapped": remapped })).into_response())
 }
 
 async fn plugins(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
@@ -389,5 +397,131 @@ async fn replace_mapping_rules(
         .operator
         .replace_rules(&slug(&raw)?, rules, state.known_mappers.as_ref().clone(), params.dry_run, &caller.ctx)
         .await?;
-    Ok(Json(json!(report)).into_response())
+    let remapped = state.reconciliation.remap_after(&report, &caller.ctx).await?;
+    Ok(Json(json!({ "dry_run": report.dry_run, "changes": report.changes, "remapped": remapped })).into_response())
+}
+
+/// What would change for every individual if the posted rules replaced the stored ones.
+async fn mapping_diff(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    AdminJson(rules): AdminJson<Vec<idbridge_core::mapping::rules::Rule>>,
+) -> ApiResult<Response> {
+    Ok(Json(state.mapping.diff(&slug(&raw)?, &rules).await?).into_response())
+}
+
+/// Re-decides every individual of the tenant from its sources now.
+async fn mapping_remap(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let submitted = state.reconciliation.remap(&tenant, "re-map requested by an operator", &caller.ctx).await?;
+    Ok(Json(crate::reconciliation::RemapSummary::of(&tenant, submitted)).into_response())
+}
+
+async fn explain_individual(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(crate::explain::explain(&state.reconciliation, &slug(&raw)?, &id).await?).into_response())
+}
+
+/// An operator's change by hand: dates, time zone, scopes added or removed.
+async fn change_individual(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+    AdminJson(change): AdminJson<idbridge_core::reconcile::ManualChange>,
+) -> ApiResult<Response> {
+    let slug = slug(&raw)?;
+    let tenant = state.operator.tenant(&slug).await?;
+    let individual = state.operator.individual(&slug, &id).await?;
+    state.reconciliation.reconciler.manual(&tenant, &individual, &change, &caller.ctx).await?;
+    Ok(Json(state.operator.individual(&slug, &individual.id.to_string()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeSetParams {
+    tenant: Option<String>,
+    status: Option<String>,
+}
+
+/// A held change set without its planned writes (they can be many); `show` has them.
+fn change_set_summary(set: &idbridge_core::changeset::HeldChangeSet) -> serde_json::Value {
+    json!({
+        "id": set.id,
+        "tenant_id": set.tenant_id,
+        "origin": set.origin,
+        "status": set.status,
+        "summary": set.summary,
+        "created_at": set.created_at,
+        "created_by": set.created_by,
+        "decided_at": set.decided_at,
+        "decided_by": set.decided_by,
+        "result": set.result,
+    })
+}
+
+async fn list_change_sets(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    AdminQuery(params): AdminQuery<ChangeSetParams>,
+) -> ApiResult<Response> {
+    let tenant = match &params.tenant {
+        Some(raw) => Some(state.operator.tenant(&slug(raw)?).await?.id),
+        None => None,
+    };
+    let status = params.status.as_deref().map(idbridge_core::changeset::ChangeSetStatus::parse).transpose()?;
+    let sets = state.operator.store().list_change_sets(tenant, status).await?;
+    Ok(Json(sets.iter().map(change_set_summary).collect::<Vec<_>>()).into_response())
+}
+
+fn change_set_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::bad_request(format!("change set id {raw:?} is not a UUID")))
+}
+
+async fn show_change_set(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let id = change_set_id(&id)?;
+    let set = state
+        .operator
+        .store()
+        .get_change_set(tenant.id, id)
+        .await?
+        .ok_or_else(|| idbridge_core::DomainError::not_found("change set", id.to_string()))?;
+    Ok(Json(set).into_response())
+}
+
+async fn approve_change_set(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let report = state.reconciliation.reconciler.approve(&tenant, change_set_id(&id)?, &caller.ctx).await?;
+    Ok(Json(json!({
+        "applied": report.written.len(),
+        "skipped": report.skipped,
+        "failed": report.failed.iter().map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+async fn reject_change_set(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    state.reconciliation.reconciler.reject(&tenant, change_set_id(&id)?, &caller.ctx).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

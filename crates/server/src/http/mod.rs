@@ -36,6 +36,8 @@ pub struct AppState {
     /// Cleared when an operator revokes a token or changes a tenant here.
     pub scim_auth_cache: Option<Arc<idbridge_scim::auth::AuthCache>>,
     pub mapping: crate::mapping::MappingService,
+    /// Re-maps tenants after rule changes; applies or rejects held change sets.
+    pub reconciliation: crate::reconciliation::ScimReconciliation,
     pub known_mappers: Arc<std::collections::BTreeSet<String>>,
     /// The config file, re-read for `POST /admin/v1/plugins/reload`.
     pub config_path: Option<std::path::PathBuf>,

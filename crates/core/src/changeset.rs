@@ -1,0 +1,163 @@
+//! Change sets: everything one operation (a SCIM request, a rule change, an LDAP run)
+//! would do to a tenant's individuals, planned before anything is written. The
+//! mass-deprovision guard looks at a whole change set: when it would take access from
+//! more than the tenant's threshold, it is held for an operator instead of applied.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::audit::ChangeKind;
+use crate::individual::{Individual, IndividualStatus};
+use crate::tenant::{TenantId, TenantPolicy};
+use crate::{DomainError, DomainResult};
+
+/// One write the reconciliation service intends: the individual as read (`None` for a
+/// create) and as it should become.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedWrite {
+    pub before: Option<Individual>,
+    pub after: Individual,
+    /// Audit action: `individual.created`, `individual.reconciled`, `individual.deprovisioned`, …
+    pub action: String,
+}
+
+impl PlannedWrite {
+    pub fn kind(&self) -> ChangeKind {
+        match (self.before.as_ref().map(|b| b.status), self.after.status) {
+            (None, _) => ChangeKind::IndividualCreated,
+            (Some(a), b) if a == b => ChangeKind::IndividualUpdated,
+            (_, IndividualStatus::Active) => ChangeKind::IndividualActivated,
+            (_, IndividualStatus::Suspended) => ChangeKind::IndividualSuspended,
+            (_, IndividualStatus::Expired) => ChangeKind::IndividualExpired,
+            (_, IndividualStatus::Deleted) => ChangeKind::IndividualDeleted,
+            (_, IndividualStatus::Pending) => ChangeKind::IndividualUpdated,
+        }
+    }
+
+    /// The individual holds access now and would not afterwards.
+    pub fn takes_access(&self) -> bool {
+        self.before.as_ref().is_some_and(|b| b.status.holds_access()) && !self.after.status.holds_access()
+    }
+}
+
+/// A mapping decision the tenant does not allow: nothing is written for that person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDecision {
+    /// The individual's id, or the source's id for a person without an individual.
+    pub subject: String,
+    pub reason: String,
+}
+
+/// What one operation would do to one tenant.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeSet {
+    /// What caused it, for the operator: `SCIM Bulk request`, `rule change`, `LDAP run`.
+    pub origin: String,
+    pub writes: Vec<PlannedWrite>,
+    pub held: Vec<HeldDecision>,
+}
+
+impl ChangeSet {
+    pub fn new(origin: impl Into<String>) -> Self {
+        Self { origin: origin.into(), ..Self::default() }
+    }
+
+    pub fn summary(&self, holding_access: u64) -> ChangeSummary {
+        let mut summary = ChangeSummary { holding_access, ..ChangeSummary::default() };
+        for write in &self.writes {
+            match write.kind() {
+                ChangeKind::IndividualCreated => summary.creates += 1,
+                _ if write.takes_access() => summary.takes_access += 1,
+                _ => summary.updates += 1,
+            }
+        }
+        summary
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    pub creates: u64,
+    pub updates: u64,
+    /// Writes that take access from an individual that holds it (suspend, expire).
+    pub takes_access: u64,
+    /// Individuals of the tenant holding access when the change set was planned.
+    pub holding_access: u64,
+}
+
+impl ChangeSummary {
+    /// The guard: more than `mass_deprovision_percent` of the tenant and at least
+    /// `mass_deprovision_min` individuals. Both must hold, so that a small tenant can still
+    /// lose a few people and a big one is protected from losing many.
+    pub fn exceeds(&self, policy: &TenantPolicy) -> bool {
+        let share =
+            self.takes_access.saturating_mul(100) > self.holding_access * u64::from(policy.mass_deprovision_percent);
+        share && self.takes_access >= u64::from(policy.mass_deprovision_min)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSetStatus {
+    /// Held by the guard, waiting for an operator.
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl ChangeSetStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> DomainResult<Self> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "approved" => Ok(Self::Approved),
+            "rejected" => Ok(Self::Rejected),
+            other => {
+                Err(DomainError::invalid("status", format!("{other:?} is not one of pending, approved, rejected")))
+            }
+        }
+    }
+}
+
+/// A change set the guard held, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldChangeSet {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub origin: String,
+    pub status: ChangeSetStatus,
+    pub summary: ChangeSummary,
+    pub writes: Vec<PlannedWrite>,
+    pub created_at: Timestamp,
+    /// Who caused it (`scim_token:…`, `operator:…`).
+    pub created_by: String,
+    pub decided_at: Option<Timestamp>,
+    pub decided_by: Option<String>,
+    /// What the decision did: how many writes were applied and skipped.
+    pub result: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_needs_both_the_share_and_the_minimum() {
+        let policy = TenantPolicy::default(); // 10 %, at least 25
+        let s = |takes, holding| ChangeSummary { takes_access: takes, holding_access: holding, ..Default::default() };
+        assert!(!s(24, 100).exceeds(&policy), "24 of 100 is under the minimum");
+        assert!(s(25, 100).exceeds(&policy));
+        assert!(!s(100, 1000).exceeds(&policy), "exactly 10% is not more than 10%");
+        assert!(s(101, 1000).exceeds(&policy));
+        assert!(!s(0, 0).exceeds(&policy));
+        assert!(s(30, 0).exceeds(&policy), "an unknown tenant size cannot excuse 30 deprovisions");
+    }
+}

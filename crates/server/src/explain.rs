@@ -1,0 +1,209 @@
+//! `individual explain`: why an individual has its role, access profile, scopes and
+//! status — the sources and their groups, the rules or plugins, the dates — and what the
+//! mapping would decide from the sources now.
+
+use idbridge_core::DomainResult;
+use idbridge_core::audit::AuditQuery;
+use idbridge_core::individual::{DateOrigin, Individual, IndividualStatus, SourceKind};
+use idbridge_core::mapping::{Decision, Reason};
+use idbridge_core::reconcile::mapping_input;
+use idbridge_core::schedule::LocalInstant;
+use idbridge_core::source_record::ScimKind;
+use idbridge_core::tenant::{DeprovisionAction, Tenant, TenantSlug};
+use serde::Serialize;
+
+use crate::reconciliation::ScimReconciliation;
+
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub tenant: String,
+    pub id: String,
+    pub login: String,
+    pub status: IndividualStatus,
+    /// Why the status is what it is, in words.
+    pub status_because: String,
+    pub role: Option<String>,
+    pub role_because: Vec<Reason>,
+    pub access_profile: Option<String>,
+    pub access_profile_because: Vec<Reason>,
+    pub scopes: Vec<ScopeExplanation>,
+    pub time_zone: String,
+    pub activation: Option<DateExplanation>,
+    pub expiration: Option<DateExplanation>,
+    pub sources: Vec<SourceExplanation>,
+    /// What the mapping decides from the sources now; `None` when no source record is
+    /// available to decide from.
+    pub decision_now: Option<Decision>,
+    /// The latest audit entries about this individual, newest last.
+    pub history: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScopeExplanation {
+    pub scope: String,
+    /// `mapping` reasons, or `manual` when set by hand.
+    pub because: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DateExplanation {
+    pub local: String,
+    pub at: jiff::Timestamp,
+    pub from: Option<DateOrigin>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceExplanation {
+    pub source: SourceKind,
+    pub connection: String,
+    pub external_id: String,
+    /// Whether the source still has this person.
+    pub present: bool,
+    pub active: Option<bool>,
+    pub groups: Vec<String>,
+}
+
+fn date(d: &Option<LocalInstant>, from: Option<DateOrigin>) -> Option<DateExplanation> {
+    d.as_ref().map(|d| DateExplanation { local: d.local.to_string(), at: d.at, from })
+}
+
+fn status_because(tenant: &Tenant, i: &Individual) -> String {
+    let days = |n: u32| jiff::SignedDuration::from_hours(24 * i64::from(n));
+    match i.status {
+        IndividualStatus::Pending => match &i.activation {
+            Some(a) => format!("activation {} {} ({}) has not come yet", a.local, i.time_zone, a.at),
+            None => "pending".into(),
+        },
+        IndividualStatus::Active => match (&i.activation, &i.expiration) {
+            (_, Some(e)) => format!("active; expires {} {} ({})", e.local, i.time_zone, e.at),
+            (Some(a), None) => format!("active since activation {} {} ({})", a.local, i.time_zone, a.at),
+            (None, None) => "active; no activation or expiration date".into(),
+        },
+        IndividualStatus::Suspended => match i.deprovisioned_at {
+            Some(at) => format!(
+                "deprovisioned at {at} (removed at the source or denied by the mapping); the tenant's policy \
+                 suspends for {} days, so it expires at {}",
+                tenant.policy.suspend_grace_days,
+                at.checked_add(days(tenant.policy.suspend_grace_days)).unwrap_or(at)
+            ),
+            None => "the source says the account is inactive".into(),
+        },
+        IndividualStatus::Expired => {
+            let since = i.deprovisioned_at.or(i.expiration.as_ref().map(|e| e.at)).unwrap_or(i.updated_at);
+            let why = match (i.deprovisioned_at, &i.expiration) {
+                (Some(at), _) => match tenant.policy.deprovision_action {
+                    DeprovisionAction::Expire => {
+                        format!("deprovisioned at {at} and the tenant's policy expires at once")
+                    }
+                    DeprovisionAction::Suspend => format!("deprovisioned at {at}; the suspension grace period ended"),
+                },
+                (None, Some(e)) => format!("expiration {} {} ({}) passed", e.local, i.time_zone, e.at),
+                (None, None) => "expired".into(),
+            };
+            format!(
+                "{why}; personal data is purged after {} days, at {}",
+                tenant.policy.retention_days,
+                since.checked_add(days(tenant.policy.retention_days)).unwrap_or(since)
+            )
+        }
+        IndividualStatus::Deleted => "personal data purged after the retention period; the audit trail remains".into(),
+    }
+}
+
+pub async fn explain(rec: &ScimReconciliation, slug: &TenantSlug, id_or_login: &str) -> DomainResult<Explanation> {
+    let operator = &rec.mapping.operator;
+    let tenant = operator.tenant(slug).await?;
+    let i = operator.individual(slug, id_or_login).await?;
+    let reasons =
+        |part: &str| -> Vec<Reason> { i.provenance.mapping.iter().filter(|r| r.grants == part).cloned().collect() };
+    let mut scopes = Vec::new();
+    let s = &i.scopes;
+    let lists = [
+        ("extensions", &s.extensions),
+        ("queues", &s.queues),
+        ("phone_numbers", &s.phone_numbers),
+        ("billing_accounts", &s.billing_accounts),
+    ];
+    let manual = &i.provenance.manual_scopes;
+    let manual_lists = [&manual.extensions, &manual.queues, &manual.phone_numbers, &manual.billing_accounts];
+    for ((kind, values), manual_values) in lists.into_iter().zip(manual_lists) {
+        for value in values {
+            let scope = format!("scope:{kind}={value}");
+            let mut because: Vec<String> = i
+                .provenance
+                .mapping
+                .iter()
+                .filter(|r| r.grants == scope)
+                .map(|r| format!("{} rule {} groups {:?}", r.mapper, r.rule.as_deref().unwrap_or("-"), r.groups))
+                .collect();
+            if manual_values.contains(value) {
+                because.push("manual".into());
+            }
+            scopes.push(ScopeExplanation { scope, because });
+        }
+    }
+    if s.full_call_reports {
+        scopes.push(ScopeExplanation {
+            scope: "scope:full_call_reports".into(),
+            because: reasons("scope:full_call_reports")
+                .iter()
+                .map(|r| format!("{} rule {:?}", r.mapper, r.rule))
+                .collect(),
+        });
+    }
+    let mut sources = Vec::new();
+    let mut decision_now = None;
+    for link in &i.links {
+        let mut source = SourceExplanation {
+            source: link.source,
+            connection: link.connection.clone(),
+            external_id: link.external_id.clone(),
+            present: false,
+            active: None,
+            groups: Vec::new(),
+        };
+        if link.source == SourceKind::Scim
+            && let Ok(id) = link.external_id.parse()
+            && let Some(record) = rec.records.get_scim(tenant.id, ScimKind::User, id).await?
+        {
+            let groups = rec.records.list_scim_groups_of(tenant.id, id).await?;
+            let person = idbridge_scim::person::from_record(&record, &groups);
+            source.present = true;
+            source.active = Some(person.active);
+            source.groups = person.groups.iter().map(|g| g.display_name.clone()).collect();
+            let pipeline = rec.mapping.pipeline(&tenant).await?;
+            let input = mapping_input(&tenant, &person, Some(&i));
+            decision_now = tokio::task::spawn_blocking(move || pipeline.decide(&input)).await.ok();
+        }
+        sources.push(source);
+    }
+    let history = operator
+        .audit(Some(slug), AuditQuery { subject: Some(i.id.to_string()), limit: 1000, ..AuditQuery::default() })
+        .await?
+        .into_iter()
+        .rev()
+        .take(20)
+        .rev()
+        .map(|e| {
+            format!("{} {} by {}:{}", e.record.at, e.record.action, e.record.actor.kind.as_str(), e.record.actor.id)
+        })
+        .collect();
+    Ok(Explanation {
+        tenant: tenant.slug.to_string(),
+        id: i.id.to_string(),
+        login: i.login.clone(),
+        status: i.status,
+        status_because: status_because(&tenant, &i),
+        role: i.role.clone(),
+        role_because: reasons("role"),
+        access_profile: i.access_profile.clone(),
+        access_profile_because: reasons("access_profile"),
+        scopes,
+        time_zone: i.time_zone.clone(),
+        activation: date(&i.activation, i.provenance.activation_from),
+        expiration: date(&i.expiration, i.provenance.expiration_from),
+        sources,
+        decision_now,
+        history,
+    })
+}

@@ -1,0 +1,163 @@
+//! Change sets held by the mass-deprovision guard, and leases (one holder of a job across
+//! instances).
+
+use idbridge_core::audit::AuditRecord;
+use idbridge_core::changeset::{ChangeSetStatus, HeldChangeSet};
+use idbridge_core::tenant::TenantId;
+use idbridge_core::{DomainError, DomainResult};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use crate::SqlStore;
+use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
+use crate::log::append_audit;
+
+const COLUMNS: &str =
+    "tenant_id, id, origin, status, summary, writes, created_at, created_by, decided_at, decided_by, result";
+
+fn from_row(row: &AnyRow) -> DomainResult<HeldChangeSet> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(storage);
+    let get_o = |c: &str| row.try_get::<Option<String>, _>(c).map_err(storage);
+    Ok(HeldChangeSet {
+        tenant_id: TenantId(uuid("tenant_id", &get_s("tenant_id")?)?),
+        id: uuid("change set id", &get_s("id")?)?,
+        origin: get_s("origin")?,
+        status: ChangeSetStatus::parse(&get_s("status")?)?,
+        summary: from_json("summary", &get_s("summary")?)?,
+        writes: from_json("writes", &get_s("writes")?)?,
+        created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
+        created_by: get_s("created_by")?,
+        decided_at: row.try_get::<Option<i64>, _>("decided_at").map_err(storage)?.map(timestamp).transpose()?,
+        decided_by: get_o("decided_by")?,
+        result: get_o("result")?,
+    })
+}
+
+impl SqlStore {
+    pub(crate) async fn change_set_put(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO change_sets (tenant_id, id, origin, status, summary, writes, created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(set.tenant_id.0.to_string())
+        .bind(set.id.to_string())
+        .bind(&set.origin)
+        .bind(set.status.as_str())
+        .bind(to_json(&set.summary))
+        .bind(to_json(&set.writes))
+        .bind(micros(set.created_at))
+        .bind(&set.created_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(storage)
+    }
+
+    pub(crate) async fn change_set_get(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM change_sets WHERE tenant_id = $1 AND id = $2"))
+            .bind(tenant.0.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    pub(crate) async fn change_set_list(
+        &self,
+        tenant: Option<TenantId>,
+        status: Option<ChangeSetStatus>,
+    ) -> DomainResult<Vec<HeldChangeSet>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM change_sets WHERE 1 = 1");
+        let mut n = 0;
+        if tenant.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND tenant_id = ${n}"));
+        }
+        if status.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND status = ${n}"));
+        }
+        sql.push_str(" ORDER BY created_at DESC LIMIT 1000");
+        let mut query = sqlx::query(&sql);
+        if let Some(tenant) = tenant {
+            query = query.bind(tenant.0.to_string());
+        }
+        if let Some(status) = status {
+            query = query.bind(status.as_str());
+        }
+        query.fetch_all(&self.pool).await.map_err(storage)?.iter().map(from_row).collect()
+    }
+
+    pub(crate) async fn change_set_decide(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        status: ChangeSetStatus,
+        decided_by: &str,
+        at: jiff::Timestamp,
+        audit: &AuditRecord,
+    ) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE change_sets SET status = $1, decided_by = $2, decided_at = $3
+             WHERE tenant_id = $4 AND id = $5 AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(decided_by)
+        .bind(micros(at))
+        .bind(tenant.0.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        if done.rows_affected() == 0 {
+            return Err(DomainError::Rejected(format!("change set {id} is no longer pending")));
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(storage)
+    }
+
+    pub(crate) async fn change_set_result(&self, tenant: TenantId, id: Uuid, result: &str) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE change_sets SET result = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(result)
+            .bind(tenant.0.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        tx.commit().await.map_err(storage)
+    }
+
+    /// Insert the lease if absent, else take it over when it expired or is ours: one
+    /// statement, so two instances cannot both win.
+    pub(crate) async fn lease_try(
+        &self,
+        name: &str,
+        holder: &str,
+        now: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> DomainResult<bool> {
+        let mut tx = self.begin().await?;
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE leases.holder = excluded.holder OR leases.until < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(micros(until))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(taken.rows_affected() > 0)
+    }
+}

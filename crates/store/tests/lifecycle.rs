@@ -1,0 +1,318 @@
+//! The lifecycle scheduler and the reconciliation service over a real store, driven by a
+//! manual clock: expiry at a future instant, activation at local midnight on DST change
+//! days, a time-zone change, restarts, two instances on one PostgreSQL database, and the
+//! mass-deprovision guard.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use common::{Fixture, ctx, tenant};
+use idbridge_core::DomainError;
+use idbridge_core::audit::{AuditContext, AuditQuery};
+use idbridge_core::changeset::{ChangeSet, ChangeSetStatus, PlannedWrite};
+use idbridge_core::clock::ManualClock;
+use idbridge_core::individual::{Individual, IndividualId, IndividualStatus, SourceKind, SourceLink};
+use idbridge_core::lifecycle;
+use idbridge_core::ports::Store;
+use idbridge_core::reconcile::{ManualChange, Plan, Reconciler, Submitted};
+use idbridge_core::schedule::LocalInstant;
+use idbridge_core::tenant::Tenant;
+use idbridge_store::{SqlStore, StoreOptions};
+use jiff::Timestamp;
+use uuid::Uuid;
+
+contract!(
+    expiry_happens_at_its_instant_and_once,
+    activation_at_local_midnight_on_dst_change_days,
+    a_time_zone_change_moves_the_instant_not_the_local_time,
+    a_restart_applies_pending_transitions_exactly_once,
+    the_guard_holds_a_mass_deprovision_until_approved,
+    a_rejected_change_set_changes_nobody,
+    batches_skip_writes_another_writer_got_to_first,
+);
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn scheduler() -> AuditContext {
+    AuditContext::new(idbridge_core::audit::Actor::new(idbridge_core::audit::ActorKind::Scheduler, "lifecycle"))
+}
+
+fn person(tenant: &Tenant, login: &str, time_zone: &str, now: Timestamp) -> Individual {
+    Individual {
+        id: IndividualId(Uuid::new_v4()),
+        tenant_id: tenant.id,
+        login: login.into(),
+        email: None,
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        role: Some("PBX admin".into()),
+        access_profile: None,
+        scopes: Default::default(),
+        time_zone: time_zone.into(),
+        activation: None,
+        expiration: None,
+        status: IndividualStatus::Active,
+        links: vec![SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: login.into() }],
+        deprovisioned_at: None,
+        provenance: Default::default(),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Creates individuals through the reconciliation service (as a source would).
+async fn create(reconciler: &Reconciler, tenant: &Tenant, people: Vec<Individual>) -> Vec<Individual> {
+    let writes = people
+        .into_iter()
+        .map(|after| PlannedWrite { before: None, after, action: "individual.created".into() })
+        .collect();
+    let report = reconciler.commit(tenant, writes, &ctx("setup")).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let mut out = Vec::new();
+    for (id, _) in report.written {
+        out.push(reconciler.store().get_individual(tenant.id, id).await.unwrap().unwrap());
+    }
+    out
+}
+
+async fn status(store: &Arc<dyn Store>, i: &Individual) -> IndividualStatus {
+    store.get_individual(i.tenant_id, i.id).await.unwrap().unwrap().status
+}
+
+async fn actions(store: &Arc<dyn Store>, tenant: &Tenant, action: &str) -> usize {
+    let query = AuditQuery { tenant_id: Some(tenant.id), limit: 10_000, ..AuditQuery::default() };
+    store.list_audit(&query).await.unwrap().iter().filter(|e| e.record.action == action).count()
+}
+
+async fn expiry_happens_at_its_instant_and_once(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let clock = Arc::new(ManualClock::new(at("2027-01-15T12:00:00Z")));
+    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let mut bob = person(&acme, "bob", "Europe/Berlin", clock.now_ts());
+    // 18:00 in Berlin in January is 17:00 UTC.
+    bob.expiration = Some(LocalInstant::parse("2027-01-15T18:00", "Europe/Berlin").unwrap());
+    let bob = create(&reconciler, &acme, vec![bob]).await.remove(0);
+
+    clock.set(at("2027-01-15T16:59:59Z"));
+    assert_eq!(lifecycle::tick(&reconciler, &scheduler()).await.unwrap().applied, 0);
+    assert_eq!(status(&store, &bob).await, IndividualStatus::Active);
+
+    clock.set(at("2027-01-15T17:00:00Z"));
+    assert_eq!(lifecycle::tick(&reconciler, &scheduler()).await.unwrap().applied, 1);
+    assert_eq!(status(&store, &bob).await, IndividualStatus::Expired);
+    assert_eq!(lifecycle::tick(&reconciler, &scheduler()).await.unwrap().applied, 0, "applied once");
+    assert_eq!(actions(&store, &acme, "individual.scheduled").await, 1);
+    let events = store.list_change_events(acme.id, 0, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|(_, e)| e.kind.as_str() == "individual.expired").count(), 1);
+}
+
+async fn activation_at_local_midnight_on_dst_change_days(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
+    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    // Local midnight on the four DST change days of 2026 and the UTC instant it is, in
+    // the order they come.
+    let cases = [
+        ("ny-spring", "America/New_York", "2026-03-08T00:00", "2026-03-08T05:00:00Z"),
+        ("berlin-spring", "Europe/Berlin", "2026-03-29T00:00", "2026-03-28T23:00:00Z"),
+        ("berlin-autumn", "Europe/Berlin", "2026-10-25T00:00", "2026-10-24T22:00:00Z"),
+        ("ny-autumn", "America/New_York", "2026-11-01T00:00", "2026-11-01T04:00:00Z"),
+    ];
+    let mut people = Vec::new();
+    for (login, zone, local, _) in cases {
+        let mut p = person(&acme, login, zone, clock.now_ts());
+        p.activation = Some(LocalInstant::parse(local, zone).unwrap());
+        p.status = IndividualStatus::Pending;
+        people.push(p);
+    }
+    let people = create(&reconciler, &acme, people).await;
+    for (login, _, _, instant) in cases {
+        let who = people.iter().find(|p| p.login == login).unwrap();
+        assert_eq!(who.activation.as_ref().unwrap().at, at(instant), "{login}");
+        clock.set(at(instant).checked_sub(jiff::SignedDuration::from_secs(1)).unwrap());
+        lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+        assert_eq!(status(&store, who).await, IndividualStatus::Pending, "{login} one second early");
+        clock.set(at(instant));
+        lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+        assert_eq!(status(&store, who).await, IndividualStatus::Active, "{login} at its instant");
+    }
+}
+
+async fn a_time_zone_change_moves_the_instant_not_the_local_time(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let clock = Arc::new(ManualClock::new(at("2026-11-30T00:00:00Z")));
+    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let mut eve = person(&acme, "eve", "Europe/Berlin", clock.now_ts());
+    eve.status = IndividualStatus::Pending;
+    let eve = create(&reconciler, &acme, vec![eve]).await.remove(0);
+    // The operator sets 09:00 local in Berlin (08:00 UTC) …
+    let set = ManualChange { activation: Some(Some("2026-12-01T09:00".into())), ..ManualChange::default() };
+    reconciler.manual(&acme, &eve, &set, &ctx("ops")).await.unwrap();
+    let eve = store.get_individual(acme.id, eve.id).await.unwrap().unwrap();
+    assert_eq!(eve.activation.as_ref().unwrap().at, at("2026-12-01T08:00:00Z"));
+    // … then eve moves to New York: still 09:00 local, now 14:00 UTC.
+    let moved = ManualChange { time_zone: Some("America/New_York".into()), ..ManualChange::default() };
+    reconciler.manual(&acme, &eve, &moved, &ctx("ops")).await.unwrap();
+    let eve = store.get_individual(acme.id, eve.id).await.unwrap().unwrap();
+    assert_eq!(eve.time_zone, "America/New_York");
+    assert_eq!(eve.activation.as_ref().unwrap().local.to_string(), "2026-12-01T09:00:00");
+    assert_eq!(eve.activation.as_ref().unwrap().at, at("2026-12-01T14:00:00Z"));
+
+    clock.set(at("2026-12-01T08:00:00Z"));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &eve).await, IndividualStatus::Pending, "the Berlin instant no longer applies");
+    clock.set(at("2026-12-01T14:00:00Z"));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &eve).await, IndividualStatus::Active);
+}
+
+async fn a_restart_applies_pending_transitions_exactly_once(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let clock = Arc::new(ManualClock::new(at("2026-06-01T00:00:00Z")));
+    let before_restart = Reconciler::with_clock(store.clone(), clock.clone());
+    let people: Vec<_> = (0..1200)
+        .map(|n| {
+            let mut p = person(&acme, &format!("user{n:04}"), "UTC", clock.now_ts());
+            p.expiration = Some(LocalInstant::parse("2026-06-02T00:00", "UTC").unwrap());
+            p
+        })
+        .collect();
+    create(&before_restart, &acme, people).await;
+    drop(before_restart);
+    // The instant passes while no scheduler runs; a new one (same database) starts.
+    clock.set(at("2026-06-03T00:00:00Z"));
+    let after_restart = Reconciler::with_clock(store.clone(), clock.clone());
+    let report = lifecycle::tick(&after_restart, &scheduler()).await.unwrap();
+    assert_eq!(report.applied, 1200, "{report:?}");
+    assert_eq!(lifecycle::tick(&after_restart, &scheduler()).await.unwrap().applied, 0);
+    assert_eq!(actions(&store, &acme, "individual.scheduled").await, 1200);
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 0);
+}
+
+async fn seed_active(reconciler: &Reconciler, tenant: &Tenant, n: usize) -> Vec<Individual> {
+    let now = reconciler.now();
+    create(reconciler, tenant, (0..n).map(|i| person(tenant, &format!("staff{i:03}"), "UTC", now)).collect()).await
+}
+
+fn removal_set(reconciler: &Reconciler, tenant: &Tenant, people: &[Individual]) -> ChangeSet {
+    let mut set = ChangeSet::new("SCIM Bulk request (test)");
+    for p in people {
+        if let Plan::Write(w) = reconciler.plan_removed(tenant, Some(p.clone())) {
+            set.writes.push(*w);
+        }
+    }
+    set
+}
+
+async fn the_guard_holds_a_mass_deprovision_until_approved(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let reconciler = Reconciler::new(store.clone());
+    let staff = seed_active(&reconciler, &acme, 100).await;
+
+    // 20 of 100: under the minimum of 25, applied at once.
+    let small = removal_set(&reconciler, &acme, &staff[..20]);
+    assert!(matches!(reconciler.submit(&acme, small, &ctx("scim")).await.unwrap(), Submitted::Applied(_)));
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 80);
+
+    // 30 of the remaining 80: more than 10 % and at least 25 — held.
+    let big = removal_set(&reconciler, &acme, &staff[20..50]);
+    let Submitted::AwaitingApproval { id, summary } = reconciler.submit(&acme, big, &ctx("scim")).await.unwrap() else {
+        panic!("a mass deprovision was applied");
+    };
+    assert_eq!((summary.takes_access, summary.holding_access), (30, 80));
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 80, "nobody lost access");
+    let pending = store.list_change_sets(Some(acme.id), Some(ChangeSetStatus::Pending)).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].writes.len(), 30);
+
+    let report = reconciler.approve(&acme, id, &ctx("ops")).await.unwrap();
+    assert_eq!((report.written.len(), report.skipped), (30, 0));
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 50);
+    let decided = store.get_change_set(acme.id, id).await.unwrap().unwrap();
+    assert_eq!(decided.status, ChangeSetStatus::Approved);
+    assert_eq!(decided.decided_by.as_deref(), Some("operator:ops"));
+    assert!(decided.result.unwrap().starts_with("30 applied"));
+    let again = reconciler.approve(&acme, id, &ctx("ops")).await.unwrap_err();
+    assert!(matches!(again, DomainError::Rejected(_)), "{again:?}");
+    assert_eq!(actions(&store, &acme, "change_set.held").await, 1);
+    assert_eq!(actions(&store, &acme, "change_set.approved").await, 1);
+}
+
+async fn a_rejected_change_set_changes_nobody(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let reconciler = Reconciler::new(store.clone());
+    let staff = seed_active(&reconciler, &acme, 40).await;
+    let all = removal_set(&reconciler, &acme, &staff);
+    let Submitted::AwaitingApproval { id, .. } = reconciler.submit(&acme, all, &ctx("ldap")).await.unwrap() else {
+        panic!("40 of 40 must be held");
+    };
+    // Somebody changes one of them meanwhile; approval would skip that one.
+    reconciler.reject(&acme, id, &ctx("ops")).await.unwrap();
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 40);
+    assert!(matches!(reconciler.approve(&acme, id, &ctx("ops")).await, Err(DomainError::Rejected(_))));
+    // Another tenant cannot see or decide it.
+    let other = tenant(&store, "other").await;
+    assert!(matches!(reconciler.approve(&other, id, &ctx("ops")).await, Err(DomainError::NotFound { .. })));
+}
+
+async fn batches_skip_writes_another_writer_got_to_first(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let reconciler = Reconciler::new(store.clone());
+    let staff = seed_active(&reconciler, &acme, 5).await;
+    let set = removal_set(&reconciler, &acme, &staff);
+    // A concurrent writer updates staff[2] after the plan was made.
+    let change = ManualChange { time_zone: Some("Europe/Paris".into()), ..ManualChange::default() };
+    reconciler.manual(&acme, &staff[2], &change, &ctx("ops")).await.unwrap();
+    let report = reconciler.commit(&acme, set.writes, &ctx("scim")).await.unwrap();
+    assert_eq!((report.written.len(), report.skipped), (4, 1));
+    assert_eq!(status(&store, &staff[2]).await, IndividualStatus::Active, "the stale write was not applied");
+}
+
+/// Two schedulers on one PostgreSQL database, each with its own connection pool, tick at
+/// the same time over the same due transitions: each is applied exactly once.
+#[tokio::test]
+async fn two_instances_on_postgres_never_double_apply() {
+    let Some(fixture) = Fixture::postgres().await else { return };
+    let store = fixture.store();
+    let (admin_url, name) = fixture.drop_pg.clone().unwrap();
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    let second: Arc<dyn Store> =
+        Arc::new(SqlStore::connect(&StoreOptions::new(format!("{base}/{name}"))).await.unwrap());
+    let acme = tenant(&store, "acme").await;
+    let clock = Arc::new(ManualClock::new(at("2026-06-01T00:00:00Z")));
+    let one = Reconciler::with_clock(store.clone(), clock.clone());
+    let two = Reconciler::with_clock(second.clone(), clock.clone());
+    let people: Vec<_> = (0..1500)
+        .map(|n| {
+            let mut p = person(&acme, &format!("user{n:04}"), "Europe/Berlin", clock.now_ts());
+            p.expiration = Some(LocalInstant::parse("2026-06-01T12:00", "Europe/Berlin").unwrap());
+            p
+        })
+        .collect();
+    create(&one, &acme, people).await;
+    clock.set(at("2026-06-02T00:00:00Z"));
+    let (ctx_one, ctx_two) = (scheduler(), scheduler());
+    let (a, b) = tokio::join!(lifecycle::tick(&one, &ctx_one), lifecycle::tick(&two, &ctx_two));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.applied + b.applied, 1500, "{a:?} {b:?}");
+    assert_eq!(actions(&store, &acme, "individual.scheduled").await, 1500);
+    let events = store.list_change_events(acme.id, 0, 10_000).await.unwrap();
+    assert_eq!(events.iter().filter(|(_, e)| e.kind.as_str() == "individual.expired").count(), 1500);
+    fixture.finish().await;
+}
+
+trait NowTs {
+    fn now_ts(&self) -> Timestamp;
+}
+
+impl NowTs for ManualClock {
+    fn now_ts(&self) -> Timestamp {
+        idbridge_core::clock::Clock::now(self)
+    }
+}
