@@ -176,7 +176,11 @@ impl Instance {
     }
 }
 
-type Job = (Vec<u8>, SyncSender<(i32, Vec<u8>)>);
+/// Encoded inputs, and where to send the answers. A batch costs one hand-off to a worker
+/// thread and one back, not one per person: answers travel together, in chunks sent
+/// whenever half the timeout has passed since the last, so the caller can still tell a
+/// plugin that stopped answering.
+type Job = (Vec<Vec<u8>>, SyncSender<Vec<(i32, Vec<u8>)>>);
 
 /// Health as `idbridge plugin list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -271,18 +275,33 @@ impl PluginMapper {
             let table = library.table;
             let health = health.clone();
             let id = spec.id.clone();
+            let half_timeout = Duration::from_millis(spec.timeout_ms.max(2) / 2);
             let spawned = std::thread::Builder::new().name(format!("plugin-{}-{n}", spec.id)).spawn(move || {
                 loop {
-                    let Ok((input, reply)) = receiver.recv() else { return };
-                    let mut output = PluginBuffer::EMPTY;
-                    // SAFETY: the instance lives until the mapper is dropped, after the
-                    // job channel closes; input and output are valid.
-                    let status = unsafe { (table.map)(instance.ptr(), input.as_ptr(), input.len(), &mut output) };
-                    let bytes = take_buffer(table, output);
-                    if status == api::STATUS_PANIC {
-                        health.quarantine(&id, format!("panicked: {}", String::from_utf8_lossy(&bytes)));
+                    let Ok((inputs, reply)) = receiver.recv() else { return };
+                    let mut chunk = Vec::new();
+                    let mut since = std::time::Instant::now();
+                    let count = inputs.len();
+                    for (n, input) in inputs.into_iter().enumerate() {
+                        let mut output = PluginBuffer::EMPTY;
+                        // SAFETY: the instance lives until the mapper is dropped, after the
+                        // job channel closes; input and output are valid.
+                        let status = unsafe { (table.map)(instance.ptr(), input.as_ptr(), input.len(), &mut output) };
+                        let bytes = take_buffer(table, output);
+                        let panicked = status == api::STATUS_PANIC;
+                        if panicked {
+                            health.quarantine(&id, format!("panicked: {}", String::from_utf8_lossy(&bytes)));
+                        }
+                        chunk.push((status, bytes));
+                        if panicked || n + 1 == count || since.elapsed() >= half_timeout {
+                            // The caller gave up (timeout) or the plugin is quarantined:
+                            // the rest of the batch is not run.
+                            if reply.send(std::mem::take(&mut chunk)).is_err() || panicked {
+                                break;
+                            }
+                            since = std::time::Instant::now();
+                        }
                     }
-                    let _ = reply.send((status, bytes));
                 }
             });
             spawned.map_err(|e| PluginLoadError::Other {
@@ -408,26 +427,62 @@ impl Mapper for PluginMapper {
     }
 
     fn map(&self, input: &MappingInput) -> Result<MapperOutput, MapperError> {
-        if self.health.quarantined.load(Ordering::SeqCst) {
-            return Err(MapperError {
-                mapper: self.id.clone(),
-                message: "quarantined after a panic; reload plugins to retry".into(),
-            });
-        }
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let bytes = serde_json::to_vec(&to_wire(input)).map_err(|e| self.fail(format!("cannot encode input: {e}")))?;
-        let (reply, answer) = sync_channel(1);
-        self.jobs.try_send((bytes, reply)).map_err(|_| self.fail("too many calls in flight"))?;
-        let (status, bytes) = match answer.recv_timeout(self.timeout) {
-            Ok(result) => result,
-            Err(_) => {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Err(self.fail(format!("no answer within {} ms", self.timeout.as_millis())));
-            }
+        self.map_batch(std::slice::from_ref(input)).pop().unwrap_or_else(|| Err(self.fail("no answer")))
+    }
+
+    /// One hand-off to a worker for the whole batch; each answer still has to come within
+    /// the plugin's timeout of the previous one.
+    fn map_batch(&self, inputs: &[MappingInput]) -> Vec<Result<MapperOutput, MapperError>> {
+        let quarantined = || MapperError {
+            mapper: self.id.clone(),
+            message: "quarantined after a panic; reload plugins to retry".into(),
         };
+        if self.health.quarantined.load(Ordering::SeqCst) {
+            return inputs.iter().map(|_| Err(quarantined())).collect();
+        }
+        self.calls.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+        let mut encoded = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match serde_json::to_vec(&to_wire(input)) {
+                Ok(bytes) => encoded.push(bytes),
+                Err(e) => {
+                    let message = format!("cannot encode input: {e}");
+                    return inputs.iter().map(|_| Err(self.fail(message.clone()))).collect();
+                }
+            }
+        }
+        let (reply, answers) = sync_channel(inputs.len().max(1));
+        if self.jobs.try_send((encoded, reply)).is_err() {
+            return inputs.iter().map(|_| Err(self.fail("too many calls in flight"))).collect();
+        }
+        let mut out = Vec::with_capacity(inputs.len());
+        while out.len() < inputs.len() {
+            match answers.recv_timeout(self.timeout) {
+                Ok(chunk) => out.extend(chunk.into_iter().map(|(status, bytes)| self.answer(status, &bytes))),
+                Err(_) if self.health.quarantined.load(Ordering::SeqCst) => {
+                    while out.len() < inputs.len() {
+                        out.push(Err(quarantined()));
+                    }
+                }
+                Err(_) => {
+                    self.timeouts.fetch_add(1, Ordering::Relaxed);
+                    let message = format!("no answer within {} ms", self.timeout.as_millis());
+                    // Dropping `answers` tells the worker to stop the batch.
+                    while out.len() < inputs.len() {
+                        out.push(Err(self.fail(message.clone())));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl PluginMapper {
+    fn answer(&self, status: i32, bytes: &[u8]) -> Result<MapperOutput, MapperError> {
         match status {
             api::STATUS_OK => {
-                let out: wire::MapperOutput = serde_json::from_slice(&bytes)
+                let out: wire::MapperOutput = serde_json::from_slice(bytes)
                     .map_err(|e| self.fail(format!("answered something that is not a MapperOutput: {e}")))?;
                 let out = from_wire(&self.id, out);
                 out.scopes.validate().map_err(|e| self.fail(format!("answered invalid scopes: {e}")))?;
@@ -435,10 +490,10 @@ impl Mapper for PluginMapper {
             }
             api::STATUS_PANIC => {
                 // The worker has quarantined the plugin already.
-                let message = String::from_utf8_lossy(&bytes).into_owned();
+                let message = String::from_utf8_lossy(bytes).into_owned();
                 Err(self.fail(format!("panicked: {message}")))
             }
-            _ => Err(self.fail(format!("failed: {}", String::from_utf8_lossy(&bytes)))),
+            _ => Err(self.fail(format!("failed: {}", String::from_utf8_lossy(bytes)))),
         }
     }
 }
@@ -522,9 +577,18 @@ impl PluginHost {
 /// Where cargo put a plugin's `cdylib` (for tests and tools): runs
 /// `cargo build -p PACKAGE --message-format=json` and reads the artifact path.
 pub fn build_plugin(package: &str, workspace: &Path) -> Result<PathBuf, String> {
+    build_plugin_profile(package, workspace, false)
+}
+
+/// As [`build_plugin`], optimised (`--release`): what benchmarks and production load.
+pub fn build_plugin_profile(package: &str, workspace: &Path, release: bool) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "--quiet", "-p", package, "--message-format=json"];
+    if release {
+        args.push("--release");
+    }
     let out = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", package, "--message-format=json"])
+        .args(&args)
         .current_dir(workspace)
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;

@@ -188,3 +188,38 @@ fn many_concurrent_calls() {
     assert!(ok > 3000, "only {ok} of 4000 calls answered");
     assert_eq!(host.statuses()[0].calls, 4000);
 }
+
+#[test]
+fn batches_answer_like_single_calls_and_stop_on_a_timeout_or_a_panic() {
+    let host = PluginHost::load(&[
+        spec(
+            "entra",
+            "idbridge-plugin-entra-roles",
+            json!({"table": [{"key": "Portal.Admin", "role": "Customer admin", "queues": ["7"]}]}),
+        ),
+        PluginSpec {
+            timeout_ms: 50,
+            ..spec("slow", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "slow", "sleep_ms": 400}))
+        },
+        PluginSpec {
+            timeout_ms: 5000,
+            ..spec("fragile", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "panic"}))
+        },
+    ])
+    .unwrap();
+    let inputs: Vec<MappingInput> = (0..300).map(|n| input(&format!("user{n}"))).collect();
+    let pipeline = Pipeline { mappers: vec![host.mapper("entra").unwrap()], default_role: None };
+    let one_by_one: Vec<_> = inputs.iter().map(|i| pipeline.decide(i)).collect();
+    assert_eq!(pipeline.decide_many(&inputs), one_by_one);
+    assert_eq!(one_by_one[0].role.as_deref(), Some("Customer admin"));
+
+    let started = std::time::Instant::now();
+    let slow = host.get("slow").unwrap().map_batch(&inputs[..3]);
+    assert!(started.elapsed() < std::time::Duration::from_millis(300), "the batch waited for every sleeper");
+    assert_eq!(slow.len(), 3);
+    assert!(slow.iter().all(|r| r.as_ref().is_err_and(|e| e.message.contains("no answer within 50 ms"))), "{slow:?}");
+
+    let fragile = host.get("fragile").unwrap().map_batch(&inputs[..3]);
+    assert!(fragile[0].as_ref().unwrap_err().message.contains("panicked on purpose"), "{fragile:?}");
+    assert!(fragile[1..].iter().all(|r| r.as_ref().is_err_and(|e| e.message.contains("quarantined"))), "{fragile:?}");
+}

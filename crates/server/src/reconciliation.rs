@@ -142,10 +142,11 @@ impl ScimReconciliation {
         let pipeline = pipeline.clone();
         let tenant_for_inputs = tenant.clone();
         let (people, decisions) = tokio::task::spawn_blocking(move || {
-            let decisions: Vec<_> = people
+            let inputs: Vec<_> = people
                 .iter()
-                .map(|(person, current)| pipeline.decide(&mapping_input(&tenant_for_inputs, person, current.as_ref())))
+                .map(|(person, current)| mapping_input(&tenant_for_inputs, person, current.as_ref()))
                 .collect();
+            let decisions = pipeline.decide_many(&inputs);
             (people, decisions)
         })
         .await

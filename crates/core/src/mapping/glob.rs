@@ -12,6 +12,12 @@ impl Glob {
         Self { pattern: pattern.to_lowercase().chars().collect() }
     }
 
+    /// The lower-cased literal text before the first wildcard: a subject that does not
+    /// start with it cannot match.
+    pub fn literal_prefix(&self) -> String {
+        self.pattern.iter().take_while(|c| **c != '*' && **c != '?').collect()
+    }
+
     /// The captures of each `*` when `text` matches.
     pub fn captures(&self, text: &str) -> Option<Vec<String>> {
         self.captures_in(&Subject::new(text))
@@ -66,8 +72,12 @@ pub struct Subject {
 
 impl Subject {
     pub fn new(text: &str) -> Self {
+        Self::with_lower(text, text.to_lowercase())
+    }
+
+    /// As [`Subject::new`] when the caller already lower-cased the text.
+    pub fn with_lower(text: &str, lower_text: String) -> Self {
         let original: Vec<char> = text.chars().collect();
-        let lower_text = text.to_lowercase();
         let lower: Vec<char> = lower_text.chars().collect();
         let lower = if lower.len() == original.len() { lower } else { original.clone() };
         Self { lower, original, lower_text }

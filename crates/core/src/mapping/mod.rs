@@ -131,6 +131,12 @@ pub struct MapperError {
 pub trait Mapper: Send + Sync {
     fn id(&self) -> &str;
     fn map(&self, input: &MappingInput) -> Result<MapperOutput, MapperError>;
+
+    /// Many people at once (a page of a sync or re-map). Plugins override it to cross
+    /// to their worker thread once per batch.
+    fn map_batch(&self, inputs: &[MappingInput]) -> Vec<Result<MapperOutput, MapperError>> {
+        inputs.iter().map(|input| self.map(input)).collect()
+    }
 }
 
 /// The pipeline's decision for one person.
@@ -173,6 +179,28 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     pub fn decide(&self, input: &MappingInput) -> Decision {
+        self.combine(self.mappers.iter().map(|m| m.map(input)))
+    }
+
+    /// Decisions for many people, each mapper called once with the whole batch; the same
+    /// decisions as [`Pipeline::decide`] one by one.
+    pub fn decide_many(&self, inputs: &[MappingInput]) -> Vec<Decision> {
+        let mut per_mapper: Vec<std::vec::IntoIter<Result<MapperOutput, MapperError>>> =
+            self.mappers.iter().map(|m| m.map_batch(inputs).into_iter()).collect();
+        inputs
+            .iter()
+            .map(|_| {
+                self.combine(per_mapper.iter_mut().map(|outputs| {
+                    outputs.next().unwrap_or_else(|| {
+                        Err(MapperError { mapper: "pipeline".into(), message: "mapper answered too few".into() })
+                    })
+                }))
+            })
+            .collect()
+    }
+
+    /// The decision from the mappers' outputs, in pipeline order.
+    fn combine(&self, outputs: impl Iterator<Item = Result<MapperOutput, MapperError>>) -> Decision {
         let mut decision = Decision {
             verdict: Verdict::Abstain,
             role: None,
@@ -185,8 +213,8 @@ impl Pipeline {
         };
         let mut decided = false;
         let mut denied = false;
-        for mapper in &self.mappers {
-            let output = match mapper.map(input) {
+        for output in outputs {
+            let output = match output {
                 Ok(output) => output,
                 Err(error) => {
                     decision.errors.push(error);

@@ -7,7 +7,7 @@
 //! gives it; scopes are the union over every matching granting rule, one per matching
 //! group, so membership of `pbx-queue-101` and `pbx-queue-102` gives both queues.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,15 +89,6 @@ impl GroupPattern {
             Self::Name(raw.to_lowercase())
         }
     }
-
-    fn captures(&self, group: &ExternalGroup, name: &Subject) -> Option<Vec<String>> {
-        match self {
-            Self::Id(id) => (group.id == *id).then(Vec::new),
-            Self::Exact(exact) => (group.display_name == *exact).then(Vec::new),
-            Self::Name(lower) => (name.lower_text == *lower).then(Vec::new),
-            Self::Glob(glob) => glob.captures_in(name),
-        }
-    }
 }
 
 /// A group a rule matched, with the captures of its pattern.
@@ -110,9 +101,83 @@ struct CompiledRule {
     expression: Option<cel::Program>,
 }
 
-/// A tenant's rules, compiled once.
+/// A tenant's rules, compiled once, with their group patterns indexed so that a person's
+/// groups are looked up rather than tried against every pattern of every rule.
 pub struct RulesMapper {
     rules: Vec<CompiledRule>,
+    index: PatternIndex,
+}
+
+/// Where each group pattern lives: (rule position in priority order, pattern position in
+/// the rule).
+#[derive(Default)]
+struct PatternIndex {
+    by_id: HashMap<String, Vec<(usize, usize)>>,
+    by_exact: HashMap<String, Vec<(usize, usize)>>,
+    by_name: HashMap<String, Vec<(usize, usize)>>,
+    /// Globs with their literal prefixes, checked on the lower-cased name first.
+    globs: Vec<(usize, usize, String, Glob)>,
+}
+
+impl PatternIndex {
+    fn new(rules: &[CompiledRule]) -> Self {
+        let mut index = Self::default();
+        for (r, rule) in rules.iter().enumerate() {
+            for (p, pattern) in rule.groups.iter().enumerate() {
+                match pattern {
+                    GroupPattern::Id(id) => index.by_id.entry(id.clone()).or_default().push((r, p)),
+                    GroupPattern::Exact(name) => index.by_exact.entry(name.clone()).or_default().push((r, p)),
+                    GroupPattern::Name(lower) => index.by_name.entry(lower.clone()).or_default().push((r, p)),
+                    GroupPattern::Glob(glob) => index.globs.push((r, p, glob.literal_prefix(), glob.clone())),
+                }
+            }
+        }
+        index
+    }
+
+    /// Every (rule, group) pair that matches, with the captures of the rule's first
+    /// matching pattern, sorted by rule (priority order) and group.
+    fn hits(&self, groups: &[ExternalGroup]) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let plain = |found: Option<&Vec<(usize, usize)>>, hits: &mut Vec<Hit>| {
+                for (r, p) in found.into_iter().flatten() {
+                    hits.push(Hit { rule: *r, group: g, pattern: *p, captures: Vec::new() });
+                }
+            };
+            plain(self.by_id.get(&group.id), &mut hits);
+            plain(self.by_exact.get(&group.display_name), &mut hits);
+            // Most names are lower-case ASCII already: no allocation for them.
+            let name = group.display_name.as_str();
+            let lower: std::borrow::Cow<'_, str> = if name.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
+                name.to_lowercase().into()
+            } else {
+                name.into()
+            };
+            plain(self.by_name.get(lower.as_ref()), &mut hits);
+            let mut subject: Option<Subject> = None;
+            for (r, p, prefix, glob) in &self.globs {
+                if !lower.starts_with(prefix.as_str()) {
+                    continue;
+                }
+                let subject =
+                    subject.get_or_insert_with(|| Subject::with_lower(&group.display_name, lower.clone().into_owned()));
+                if let Some(captures) = glob.captures_in(subject) {
+                    hits.push(Hit { rule: *r, group: g, pattern: *p, captures });
+                }
+            }
+        }
+        hits.sort_unstable_by_key(|h| (h.rule, h.group, h.pattern));
+        hits.dedup_by_key(|h| (h.rule, h.group));
+        hits
+    }
+}
+
+struct Hit {
+    rule: usize,
+    group: usize,
+    pattern: usize,
+    captures: Vec<String>,
 }
 
 impl std::fmt::Debug for RulesMapper {
@@ -272,38 +337,40 @@ impl RulesMapper {
             })
             .collect::<DomainResult<_>>()?;
         compiled.sort_by(|a, b| b.rule.priority.cmp(&a.rule.priority).then_with(|| a.rule.name.cmp(&b.rule.name)));
-        Ok(Self { rules: compiled })
+        let index = PatternIndex::new(&compiled);
+        Ok(Self { rules: compiled, index })
     }
 
     /// The groups (with captures) a rule matches, or `None` when the rule does not apply.
-    /// A rule without group patterns matches with no group.
+    /// A rule without group patterns matches with no group. `hits` are the rule's group
+    /// matches from the index.
     fn matches<'i>(
         &self,
         rule: &CompiledRule,
         input: &'i MappingInput,
-        names: &[Subject],
+        hits: &mut [Hit],
+        attributes: &mut Vec<(String, Subject)>,
         cel_context: &mut Option<cel::Context<'static>>,
     ) -> Result<Option<Vec<GroupMatch<'i>>>, MapperError> {
-        for (name, glob) in &rule.attributes {
-            match attribute(input, name) {
-                Some(value) if glob.captures(value).is_some() => {}
-                _ => return Ok(None),
-            }
+        if !rule.groups.is_empty() && hits.is_empty() {
+            return Ok(None);
         }
-        let matched: Vec<(&ExternalGroup, Vec<String>)> = if rule.groups.is_empty() {
-            Vec::new()
-        } else {
-            let found: Vec<_> = input
-                .groups
-                .iter()
-                .zip(names)
-                .filter_map(|(g, name)| rule.groups.iter().find_map(|p| p.captures(g, name)).map(|c| (g, c)))
-                .collect();
-            if found.is_empty() {
+        for (name, glob) in &rule.attributes {
+            let Some(value) = attribute(input, name) else { return Ok(None) };
+            // Each attribute is prepared once per person, however many rules test it.
+            let subject = match attributes.iter().position(|(n, _)| n == name) {
+                Some(i) => &attributes[i].1,
+                None => {
+                    attributes.push((name.clone(), Subject::new(value)));
+                    &attributes[attributes.len() - 1].1
+                }
+            };
+            if glob.captures_in(subject).is_none() {
                 return Ok(None);
             }
-            found
-        };
+        }
+        let matched: Vec<GroupMatch<'i>> =
+            hits.iter_mut().map(|h| (&input.groups[h.group], std::mem::take(&mut h.captures))).collect();
         if let Some(program) = &rule.expression {
             let context = cel_context.get_or_insert_with(|| expression_context(input));
             let value = program.execute(context).map_err(|e| MapperError {
@@ -353,10 +420,19 @@ impl super::Mapper for RulesMapper {
         let mut output = MapperOutput::abstain();
         let mut cel_context = None;
         let mut role_decided = false;
-        // Group names are prepared once for all rules.
-        let names: Vec<Subject> = input.groups.iter().map(|g| Subject::new(&g.display_name)).collect();
-        for compiled in &self.rules {
-            let Some(matched) = self.matches(compiled, input, &names, &mut cel_context)? else { continue };
+        let mut hits = self.index.hits(&input.groups);
+        let mut attributes = Vec::new();
+        let mut next = 0;
+        for (position, compiled) in self.rules.iter().enumerate() {
+            let start = next;
+            while next < hits.len() && hits[next].rule == position {
+                next += 1;
+            }
+            let Some(matched) =
+                self.matches(compiled, input, &mut hits[start..next], &mut attributes, &mut cel_context)?
+            else {
+                continue;
+            };
             let rule = &compiled.rule;
             let group_ids: Vec<String> = matched.iter().map(|(g, _)| g.id.clone()).collect();
             let reason = |grants: String| Reason {
