@@ -511,13 +511,22 @@ impl Reconciler {
             })
         });
         let snapshot = serde_json::to_value(&next).unwrap_or_default();
+        // The audit trail records what changed (before and after of those fields only) —
+        // a re-map of 100,000 individuals must not write 100,000 full copies twice.
+        let (audit_before, audit_after) = match before {
+            Some(b) => {
+                let (old, new) = changed_fields(b, &next);
+                (Some(old), Some(new))
+            }
+            None => (None, Some(snapshot.clone())),
+        };
         let mut audit = ctx.record(
             Some(tenant.id),
             "individual",
             next.id.to_string(),
             "individual.written",
-            before.map(|b| serde_json::to_value(b).unwrap_or_default()),
-            Some(snapshot.clone()),
+            audit_before,
+            audit_after,
         );
         audit.action.clone_from(&planned.action);
         IndividualWrite {
@@ -536,6 +545,41 @@ impl Reconciler {
             individual: next,
         }
     }
+}
+
+/// The fields that differ, as two JSON objects: their values before and after.
+fn changed_fields(before: &Individual, after: &Individual) -> (serde_json::Value, serde_json::Value) {
+    let mut old = serde_json::Map::new();
+    let mut new = serde_json::Map::new();
+    let mut field = |name: &str, a: serde_json::Result<serde_json::Value>, b: serde_json::Result<serde_json::Value>| {
+        old.insert(name.to_owned(), a.unwrap_or_default());
+        new.insert(name.to_owned(), b.unwrap_or_default());
+    };
+    macro_rules! diff {
+        ($($f:ident),*) => {
+            $(if before.$f != after.$f {
+                field(stringify!($f), serde_json::to_value(&before.$f), serde_json::to_value(&after.$f));
+            })*
+        };
+    }
+    diff!(
+        login,
+        email,
+        given_name,
+        family_name,
+        display_name,
+        role,
+        access_profile,
+        scopes,
+        time_zone,
+        activation,
+        expiration,
+        status,
+        links,
+        deprovisioned_at,
+        provenance
+    );
+    (serde_json::Value::Object(old), serde_json::Value::Object(new))
 }
 
 fn kind_of(write: &IndividualWrite) -> ChangeKind {

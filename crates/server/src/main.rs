@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use idbridge_server::cli::Cli;
 
+// Reconciliation and SCIM build and drop many small JSON values; mimalloc's per-thread
+// free lists make a re-map of 100,000 individuals markedly faster than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

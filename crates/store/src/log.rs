@@ -49,6 +49,66 @@ pub(crate) async fn append_change_event(conn: &mut AnyConnection, event: &Change
     Ok(())
 }
 
+/// Many audit records in one statement per 500.
+pub(crate) async fn append_audit_many<'r>(
+    backend: crate::Backend,
+    conn: &mut AnyConnection,
+    records: impl Iterator<Item = &'r AuditRecord>,
+) -> DomainResult<()> {
+    let records: Vec<&AuditRecord> = records.collect();
+    for chunk in records.chunks(500) {
+        let sql = format!(
+            "INSERT INTO audit_log (tenant_id, at, actor_kind, actor_id, subject_kind, subject_id, action, before, after, request_id)
+             VALUES {}",
+            crate::individuals::value_rows(backend, chunk.len(), 10, &[1])
+        );
+        let mut query = sqlx::query(&sql);
+        for record in chunk {
+            query = query
+                .bind(record.tenant_id.map(|t| t.0.to_string()))
+                .bind(micros(record.at))
+                .bind(record.actor.kind.as_str())
+                .bind(record.actor.id.clone())
+                .bind(record.subject_kind.clone())
+                .bind(record.subject_id.clone())
+                .bind(record.action.clone())
+                .bind(record.before.as_ref().map(to_json))
+                .bind(record.after.as_ref().map(to_json))
+                .bind(record.request_id.clone());
+        }
+        query.execute(&mut *conn).await.map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Many change events in one statement per 500, in the order given (their outbox order).
+pub(crate) async fn append_change_events_many<'e>(
+    backend: crate::Backend,
+    conn: &mut AnyConnection,
+    events: impl Iterator<Item = &'e ChangeEvent>,
+) -> DomainResult<()> {
+    let events: Vec<&ChangeEvent> = events.collect();
+    for chunk in events.chunks(500) {
+        let sql = format!(
+            "INSERT INTO change_events (id, tenant_id, individual_id, kind, individual, permission_diff, at) VALUES {}",
+            crate::individuals::value_rows(backend, chunk.len(), 7, &[6])
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            query = query
+                .bind(event.id.to_string())
+                .bind(event.tenant_id.0.to_string())
+                .bind(event.individual_id.0.to_string())
+                .bind(event.kind.as_str())
+                .bind(to_json(&event.individual))
+                .bind(event.permission_diff.as_ref().map(to_json))
+                .bind(micros(event.at));
+        }
+        query.execute(&mut *conn).await.map_err(storage)?;
+    }
+    Ok(())
+}
+
 fn audit_from_row(row: &AnyRow) -> DomainResult<AuditEntry> {
     let get_s = |c: &str| row.try_get::<String, _>(c).map_err(storage);
     let get_o = |c: &str| row.try_get::<Option<String>, _>(c).map_err(storage);
