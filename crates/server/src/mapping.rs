@@ -124,53 +124,35 @@ impl MappingService {
         let tenant = self.operator.tenant(slug).await?;
         let current = self.pipeline(&tenant).await?;
         let proposed = self.pipeline_with(&tenant, rules)?;
+        // Every SCIM user that is an individual, read a page at a time.
         let mut people = Vec::new();
-        let mut after: Option<String> = None;
-        let mut individuals = 0;
+        let mut after = None;
         loop {
-            let page = self
-                .operator
-                .individuals(
-                    slug,
-                    &idbridge_core::individual::IndividualQuery {
-                        status: None,
-                        after_login: after.clone(),
-                        limit: 1000,
-                    },
-                )
-                .await?;
-            let done = page.len() < 1000;
-            after = page.last().map(|i| i.login.clone());
-            for individual in page {
-                individuals += 1;
-                let Some(link) =
-                    individual.links.iter().find(|l| l.source == idbridge_core::individual::SourceKind::Scim)
-                else {
-                    continue;
-                };
-                let Ok(id) = link.external_id.parse() else { continue };
-                let Some(record) =
-                    self.records.get_scim(tenant.id, idbridge_core::source_record::ScimKind::User, id).await?
-                else {
-                    continue;
-                };
-                let groups = self.records.list_scim_groups_of(tenant.id, id).await?;
-                let person = idbridge_scim::person::from_record(&record, &groups);
-                people.push((
-                    individual.login.clone(),
-                    MappingInput { tenant: slug.to_string(), user: person.facts, groups: person.groups, current: None },
-                ));
+            let (page, next) = crate::reconciliation::scim_page(self.records.as_ref(), &tenant, after).await?;
+            let done = next.is_none();
+            after = next;
+            let store = self.operator.store().as_ref();
+            for (person, individual) in
+                crate::reconciliation::scim_people(store, self.records.as_ref(), &tenant, page).await?
+            {
+                if let Some(individual) = individual {
+                    people.push((individual.login, idbridge_core::reconcile::mapping_input(&tenant, &person, None)));
+                }
             }
             if done {
                 break;
             }
         }
+        let individuals = people.len();
         let changes = tokio::task::spawn_blocking(move || {
+            let inputs: Vec<MappingInput> = people.iter().map(|(_, input)| input.clone()).collect();
+            let before = current.decide_many(&inputs);
+            let after = proposed.decide_many(&inputs);
             people
                 .into_iter()
-                .filter_map(|(login, input)| {
-                    let before = Assignment::of(&current.decide(&input));
-                    let after = Assignment::of(&proposed.decide(&input));
+                .zip(before.iter().zip(&after))
+                .filter_map(|((login, _), (before, after))| {
+                    let (before, after) = (Assignment::of(before), Assignment::of(after));
                     (before != after).then_some(DiffEntry { login, before, after })
                 })
                 .collect::<Vec<_>>()

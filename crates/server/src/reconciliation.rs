@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use idbridge_core::audit::AuditContext;
-use idbridge_core::changeset::ChangeSet;
+use idbridge_core::changeset::{ChangeSet, HeldDecision};
 use idbridge_core::individual::{Individual, SourceKind};
 use idbridge_core::mapping::Pipeline;
 use idbridge_core::ports::{ScimChanges, ScimRecordStore, SourceChanges};
-use idbridge_core::reconcile::{Plan, Reconciler, SourcePerson, Submitted, mapping_input};
+use idbridge_core::reconcile::{Known, Plan, Reconciler, SourcePerson, Submitted, mapping_input};
 use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
@@ -86,23 +86,31 @@ impl ScimReconciliation {
     /// change set.
     pub async fn remap(&self, tenant: &Tenant, origin: &str, ctx: &AuditContext) -> DomainResult<Submitted> {
         let pipeline = self.mapping.pipeline(tenant).await?;
+        let known = Arc::new(self.reconciler.known().await?);
         let mut set = ChangeSet::new(origin);
         let mut after = None;
+        // While one page is decided and planned on a blocking thread, the next is read.
+        let mut planning: Option<tokio::task::JoinHandle<ChangeSet>> = None;
         loop {
-            let query = ScimQuery { after_seq: after, limit: Some(PAGE), ..ScimQuery::default() };
-            let (page, _) = self.records.list_scim(tenant.id, ScimKind::User, &query).await?;
-            let done = page.len() < PAGE as usize;
-            after = page.last().map(|r| r.seq);
-            self.plan_records(tenant, &pipeline, page, &mut set).await?;
+            let (page, next) = scim_page(self.records.as_ref(), tenant, after).await?;
+            let done = next.is_none();
+            after = next;
+            let people = self.fetch(tenant, page).await?;
+            if let Some(previous) = planning.take() {
+                merge(&mut set, previous.await.map_err(task_failed)?);
+            }
+            planning = Some(self.plan_people(tenant, &pipeline, known.clone(), people));
             if done {
                 break;
             }
         }
+        if let Some(last) = planning {
+            merge(&mut set, last.await.map_err(task_failed)?);
+        }
         self.reconciler.submit(tenant, set, ctx).await
     }
 
-    /// Plans a page of SCIM users: their groups and individuals in one query each, the
-    /// decisions off the async runtime (plugins block).
+    /// Plans a page of SCIM users (reads, then decisions and plans off the runtime).
     async fn plan_records(
         &self,
         tenant: &Tenant,
@@ -110,60 +118,49 @@ impl ScimReconciliation {
         records: Vec<ScimRecord>,
         set: &mut ChangeSet,
     ) -> DomainResult<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
-        let mut groups: HashMap<Uuid, Vec<ScimMember>> = HashMap::new();
-        for (member, group) in self.records.list_scim_groups_of_many(tenant.id, &ids).await? {
-            groups.entry(member).or_default().push(group);
-        }
-        let external: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let mut existing: HashMap<String, Individual> = HashMap::new();
-        for individual in self
-            .reconciler
-            .store()
-            .find_individuals_by_links(tenant.id, SourceKind::Scim, SCIM_CONNECTION, &external)
-            .await?
-        {
-            if let Some(link) = individual.links.iter().find(|l| l.source == SourceKind::Scim) {
-                existing.insert(link.external_id.clone(), individual.clone());
-            }
-        }
-        let people: Vec<(SourcePerson, Option<Individual>)> = records
-            .iter()
-            .map(|record| {
-                let person =
-                    idbridge_scim::person::from_record(record, groups.get(&record.id).map_or(&[], Vec::as_slice));
-                let current = existing.remove(&person.link.external_id);
-                (person, current)
-            })
-            .collect();
-        let pipeline = pipeline.clone();
-        let tenant_for_inputs = tenant.clone();
-        let (people, decisions) = tokio::task::spawn_blocking(move || {
-            let inputs: Vec<_> = people
-                .iter()
-                .map(|(person, current)| mapping_input(&tenant_for_inputs, person, current.as_ref()))
-                .collect();
-            let decisions = pipeline.decide_many(&inputs);
-            (people, decisions)
-        })
-        .await
-        .map_err(|e| DomainError::Storage(format!("mapping task failed: {e}")))?;
-        let known = self.reconciler.known().await?;
-        for ((person, current), decision) in people.into_iter().zip(decisions) {
-            let subject = current.as_ref().map_or_else(|| person.link.external_id.clone(), |i| i.id.to_string());
-            match self.reconciler.plan_present(tenant, &person, current, &decision, &known) {
-                Ok(Plan::Write(w)) => set.writes.push(*w),
-                Ok(Plan::Held(reason)) => set.held.push(idbridge_core::changeset::HeldDecision { subject, reason }),
-                Ok(Plan::Unchanged | Plan::NoAccess) => {}
-                // One person's bad data (an invalid date or zone from the source) must not
-                // stop everybody else's reconciliation.
-                Err(e) => set.held.push(idbridge_core::changeset::HeldDecision { subject, reason: e.to_string() }),
-            }
-        }
+        let people = self.fetch(tenant, records).await?;
+        let known = Arc::new(self.reconciler.known().await?);
+        let planned = self.plan_people(tenant, pipeline, known, people).await.map_err(task_failed)?;
+        merge(set, planned);
         Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        tenant: &Tenant,
+        records: Vec<ScimRecord>,
+    ) -> DomainResult<Vec<(SourcePerson, Option<Individual>)>> {
+        scim_people(self.reconciler.store().as_ref(), self.records.as_ref(), tenant, records).await
+    }
+
+    /// Decides and plans people off the async runtime: plugins block, and a page of
+    /// plans is CPU work the next page's reads can overlap with.
+    fn plan_people(
+        &self,
+        tenant: &Tenant,
+        pipeline: &Pipeline,
+        known: Arc<Known>,
+        people: Vec<(SourcePerson, Option<Individual>)>,
+    ) -> tokio::task::JoinHandle<ChangeSet> {
+        let (reconciler, pipeline, tenant) = (self.reconciler.clone(), pipeline.clone(), tenant.clone());
+        tokio::task::spawn_blocking(move || {
+            let inputs: Vec<_> =
+                people.iter().map(|(person, current)| mapping_input(&tenant, person, current.as_ref())).collect();
+            let decisions = pipeline.decide_many(&inputs);
+            let mut set = ChangeSet::default();
+            for ((person, current), decision) in people.into_iter().zip(decisions) {
+                let subject = current.as_ref().map_or_else(|| person.link.external_id.clone(), |i| i.id.to_string());
+                match reconciler.plan_present(&tenant, &person, current, &decision, &known) {
+                    Ok(Plan::Write(w)) => set.writes.push(*w),
+                    Ok(Plan::Held(reason)) => set.held.push(HeldDecision { subject, reason }),
+                    Ok(Plan::Unchanged | Plan::NoAccess) => {}
+                    // One person's bad data (an invalid date or zone from the source) must
+                    // not stop everybody else's reconciliation.
+                    Err(e) => set.held.push(HeldDecision { subject, reason: e.to_string() }),
+                }
+            }
+            set
+        })
     }
 
     async fn run(self, tenant: Tenant, changes: ScimChanges, ctx: AuditContext) {
@@ -200,6 +197,61 @@ impl SourceChanges for ScimReconciliation {
             });
         }
     }
+}
+
+/// A page of SCIM users as source persons, with their groups and their individuals read
+/// in one query each.
+pub async fn scim_people(
+    store: &dyn idbridge_core::ports::Store,
+    records: &dyn ScimRecordStore,
+    tenant: &Tenant,
+    page: Vec<ScimRecord>,
+) -> DomainResult<Vec<(SourcePerson, Option<Individual>)>> {
+    if page.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+    let mut groups: HashMap<Uuid, Vec<ScimMember>> = HashMap::new();
+    for (member, group) in records.list_scim_groups_of_many(tenant.id, &ids).await? {
+        groups.entry(member).or_default().push(group);
+    }
+    let external: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let mut existing: HashMap<String, Individual> = HashMap::new();
+    for individual in store.find_individuals_by_links(tenant.id, SourceKind::Scim, SCIM_CONNECTION, &external).await? {
+        if let Some(link) = individual.links.iter().find(|l| l.source == SourceKind::Scim) {
+            existing.insert(link.external_id.clone(), individual.clone());
+        }
+    }
+    Ok(page
+        .iter()
+        .map(|record| {
+            let person = idbridge_scim::person::from_record(record, groups.get(&record.id).map_or(&[], Vec::as_slice));
+            let current = existing.remove(&person.link.external_id);
+            (person, current)
+        })
+        .collect())
+}
+
+/// A page of a tenant's SCIM users after a position, and the position to continue from
+/// (`None` after the last page).
+pub async fn scim_page(
+    records: &dyn ScimRecordStore,
+    tenant: &Tenant,
+    after: Option<i64>,
+) -> DomainResult<(Vec<ScimRecord>, Option<i64>)> {
+    let query = ScimQuery { after_seq: after, limit: Some(PAGE), ..ScimQuery::default() };
+    let (page, _) = records.list_scim(tenant.id, ScimKind::User, &query).await?;
+    let next = if page.len() < PAGE as usize { None } else { page.last().map(|r| r.seq) };
+    Ok((page, next))
+}
+
+fn merge(set: &mut ChangeSet, page: ChangeSet) {
+    set.writes.extend(page.writes);
+    set.held.extend(page.held);
+}
+
+fn task_failed(e: tokio::task::JoinError) -> DomainError {
+    DomainError::Storage(format!("planning task failed: {e}"))
 }
 
 /// What re-mapping one tenant did, for the CLI and the admin API.

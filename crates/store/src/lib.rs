@@ -130,8 +130,15 @@ impl SqlStore {
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-                        .await?;
+                    // The default page cache (2 MB) is far smaller than the working set of a
+                    // tenant with 100,000 individuals; reads through mmap skip a syscall per
+                    // page. Both are upper bounds: memory is only used as pages are touched.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                         PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;
+                         PRAGMA temp_store = MEMORY;",
+                    )
+                    .await?;
                     Ok(())
                 })
             });
