@@ -59,8 +59,17 @@ impl LocalInstant {
         Ok(Self { local, time_zone: time_zone.to_owned(), at: resolve_local(local, &tz)? })
     }
 
-    /// Parses `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MM[:SS]`.
+    /// Parses `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MM[:SS]` as local to the zone.
+    /// A date-time with an offset or `Z` — what Entra ID sends for `employeeHireDate` and
+    /// `employeeLeaveDateTime` — is an instant: it is kept, and shown as the local time it
+    /// is in the zone.
     pub fn parse(text: &str, time_zone: &str) -> DomainResult<Self> {
+        if text.len() > 10
+            && let Ok(at) = text.parse::<Timestamp>()
+        {
+            let tz = parse_time_zone(time_zone)?;
+            return Ok(Self { local: at.to_zoned(tz).datetime(), time_zone: time_zone.to_owned(), at });
+        }
         let local = parse_local(text)?;
         Self::new(local, time_zone)
     }
@@ -87,6 +96,16 @@ mod tests {
 
     fn at(local: &str, tz: &str) -> String {
         LocalInstant::parse(local, tz).unwrap().at.to_string()
+    }
+
+    #[test]
+    fn instants_with_an_offset_keep_their_instant() {
+        let leave = LocalInstant::parse("2026-12-31T23:00:00Z", "Europe/Berlin").unwrap();
+        assert_eq!(leave.at.to_string(), "2026-12-31T23:00:00Z");
+        assert_eq!(leave.local.to_string(), "2027-01-01T00:00:00");
+        let hire = LocalInstant::parse("2026-12-01T09:00:00-05:00", "Europe/Berlin").unwrap();
+        assert_eq!(hire.at.to_string(), "2026-12-01T14:00:00Z");
+        assert!(LocalInstant::parse("2026-12-01T09:00:00+99:00", "UTC").is_err());
     }
 
     #[test]
