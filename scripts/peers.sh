@@ -56,3 +56,22 @@ ensure_scim2_tester() {
     python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
     .venv/bin/pip install --quiet --disable-pip-version-check "scim2-tester==0.5.2" "scim2-cli==0.6.0"
 }
+
+# OpenLDAP's slapd and the ldap-utils, for the LDAP sync tests: each test starts its own
+# slapd on a free loopback port with its own configuration and data directory. The
+# package's own service is kept from starting (it would listen on every interface).
+ensure_slapd() {
+    if have slapd || [ -x /usr/sbin/slapd ]; then
+        have ldapadd && return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    local policy=/usr/sbin/policy-rc.d created=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod +x "$policy"
+        created=1
+    fi
+    apt_install slapd ldap-utils
+    if [ -n "$created" ]; then $sudo rm -f "$policy"; fi
+}

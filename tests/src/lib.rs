@@ -1,6 +1,8 @@
 //! Harness for end-to-end tests: runs the real `idbridge` binary in a temporary working
 //! directory, on a free loopback port, and talks to it over HTTP.
 
+pub mod slapd;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

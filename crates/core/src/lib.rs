@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod changeset;
 pub mod clock;
 pub mod config_plan;
+pub mod directory;
 pub mod error;
 pub mod individual;
 pub mod lifecycle;

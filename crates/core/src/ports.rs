@@ -207,6 +207,38 @@ pub trait ScimRecordStore: Send + Sync + 'static {
     ) -> DomainResult<Vec<(Uuid, ScimMember)>>;
 }
 
+/// What directory sources said at their last complete run, and the runs themselves.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + 'static {
+    /// external id → hash of the person, for one source.
+    async fn directory_hashes(
+        &self,
+        tenant: TenantId,
+        source: &str,
+    ) -> DomainResult<std::collections::HashMap<String, String>>;
+    /// Every person a source had at its last complete run.
+    async fn directory_persons(
+        &self,
+        tenant: TenantId,
+        source: &str,
+    ) -> DomainResult<Vec<crate::reconcile::SourcePerson>>;
+    /// Upserts (external id, hash, person JSON) and deletes, in one transaction.
+    async fn update_directory_records(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        upserts: &[(String, String, String)],
+        deletes: &[String],
+    ) -> DomainResult<()>;
+    async fn record_sync_run(&self, run: &crate::directory::SyncRun) -> DomainResult<()>;
+    /// Newest first.
+    async fn list_sync_runs(
+        &self,
+        tenant: Option<TenantId>,
+        limit: u32,
+    ) -> DomainResult<Vec<crate::directory::SyncRun>>;
+}
+
 /// What one SCIM request changed: the users (ids) that may need reconciling because
 /// they or a group of theirs changed, and the users deleted. A Bulk request is one change
 /// set, so the mass-deprovision guard sees it whole.

@@ -96,6 +96,8 @@ pub struct TenantPolicy {
     /// The tenant's mapping pipeline, in order: `rules` (the built-in rules mapper) and
     /// plugin ids from the daemon's `[[plugins]]`.
     pub mappers: Vec<String>,
+    /// Directories (LDAP, Active Directory) idbridge reads this tenant's people from.
+    pub ldap: Vec<crate::directory::LdapSource>,
 }
 
 impl Default for TenantPolicy {
@@ -110,6 +112,7 @@ impl Default for TenantPolicy {
             default_role: None,
             scim_create_missing_filtered_value: true,
             mappers: vec!["rules".to_owned()],
+            ldap: Vec::new(),
         }
     }
 }
@@ -121,6 +124,13 @@ impl TenantPolicy {
         }
         if self.retention_days > 36_500 || self.suspend_grace_days > 3_650 {
             return Err(DomainError::invalid("policy", "retention_days or suspend_grace_days is unreasonably large"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for source in &self.ldap {
+            source.validate()?;
+            if !names.insert(source.name.as_str()) {
+                return Err(DomainError::invalid("ldap.name", format!("{:?} is listed twice", source.name)));
+            }
         }
         Ok(())
     }

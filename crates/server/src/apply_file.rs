@@ -100,6 +100,9 @@ pub struct TenantDoc {
     /// The tenant's complete mapping rule set; omitted leaves the stored rules alone.
     #[serde(default)]
     pub rules: Option<Vec<Rule>>,
+    /// Directory sources (`[[tenants.ldap]]`); kept with the policy.
+    #[serde(default)]
+    pub ldap: Vec<idbridge_core::directory::LdapSource>,
 }
 
 fn yes() -> bool {
@@ -176,13 +179,17 @@ impl ApplyDocument {
                 if let Some(r) = t.rules {
                     rules.insert(slug.clone(), r);
                 }
+                let mut policy = t.policy;
+                if !t.ldap.is_empty() {
+                    policy.ldap = t.ldap;
+                }
                 let settings = TenantSettings {
                     name: t.name,
                     enabled: t.enabled,
                     default_time_zone: t.time_zone,
                     allowed_roles: t.allowed_roles,
                     allowed_access_profiles: t.allowed_access_profiles,
-                    policy: t.policy,
+                    policy,
                 };
                 Ok((slug, settings))
             })

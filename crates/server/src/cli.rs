@@ -46,6 +46,9 @@ pub enum Command {
     /// Change sets held by the mass-deprovision guard: list, show, approve, reject.
     #[command(subcommand)]
     Changes(ChangesCommand),
+    /// Directory sync: run a tenant's LDAP sources, show recent runs.
+    #[command(subcommand)]
+    Sync(SyncCommand),
     /// Read the audit log of a tenant, or operator-wide with --operator.
     Audit(AuditArgs),
     /// Mapping pipeline tools: preview a person's decision, show a tenant's rules.
@@ -169,6 +172,30 @@ pub enum IndividualCommand {
         add_scope: Vec<String>,
         #[arg(long)]
         remove_scope: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Read the tenant's LDAP sources now and apply what changed (guarded).
+    Ldap {
+        slug: String,
+        /// Only this source (default: every source of the tenant).
+        #[arg(long)]
+        source: Option<String>,
+        /// Print the plan — creates, updates, suspensions, deprovisions — and apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent sync runs with their counts, durations and errors.
+    Status {
+        slug: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
     },
 }
 

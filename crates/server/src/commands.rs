@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::apply_file::ApplyDocument;
 use crate::cli::{
     AdminTokenCommand, AuditArgs, ChangesCommand, Cli, Command, IndividualCommand, MappingCommand, PluginCommand,
-    ScimTokenCommand, TenantCommand,
+    ScimTokenCommand, SyncCommand, TenantCommand,
 };
 use crate::config::Settings;
 
@@ -167,6 +167,7 @@ async fn admin(
         }
         Command::Mapping(command) => mapping(operator, records, command, settings).await?,
         Command::Changes(command) => changes(operator, store, settings, command, &ctx).await?,
+        Command::Sync(command) => sync(operator, store, settings, command).await?,
         Command::Individual(IndividualCommand::Explain { slug: raw, id_or_login, json }) => {
             let explanation =
                 crate::explain::explain(&reconciliation(operator, store, settings)?, &slug(&raw)?, &id_or_login)
@@ -722,6 +723,110 @@ async fn changes(
             let tenant = &tenants[&set.tenant_id];
             reconciliation(operator, store, settings)?.reconciler.reject(tenant, set.id, ctx).await?;
             out!("rejected {}: nothing applied", set.id);
+        }
+    }
+    Ok(())
+}
+
+async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, command: SyncCommand) -> anyhow::Result<()> {
+    match command {
+        SyncCommand::Ldap { slug: raw, source, dry_run, json } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let sources: Vec<_> = tenant
+                .policy
+                .ldap
+                .iter()
+                .filter(|s| source.as_ref().is_none_or(|name| &s.name == name))
+                .cloned()
+                .collect();
+            if sources.is_empty() {
+                match source {
+                    Some(name) => anyhow::bail!("tenant {raw} has no LDAP source {name:?}"),
+                    None => anyhow::bail!("tenant {raw} has no LDAP sources ([[tenants.ldap]] in the apply file)"),
+                }
+            }
+            let rec = reconciliation(operator, store, settings)?;
+            let ctx = AuditContext::new(Actor::new(ActorKind::SyncRun, cli_context().actor.id));
+            let mut failed = false;
+            for source in &sources {
+                let outcome = rec.sync_ldap(&tenant, source, dry_run, &ctx).await?;
+                failed |= outcome.run.status == idbridge_core::directory::RunStatus::Failed;
+                if json {
+                    print_json(&outcome)?;
+                    continue;
+                }
+                let r = &outcome.run;
+                let s = &r.summary;
+                out!(
+                    "{} {}: {} — {} users, {} groups read; {} changed, {} gone; {} creates, {} updates, {} take access; {} written ({:.1} s)",
+                    raw,
+                    r.source,
+                    r.status.as_str(),
+                    s.users,
+                    s.groups,
+                    s.changed,
+                    s.removed,
+                    s.creates,
+                    s.updates,
+                    s.takes_access,
+                    s.written,
+                    (r.finished_at - r.started_at).get_milliseconds() as f64 / 1000.0
+                );
+                if let Some(error) = &r.error {
+                    out!("  error: {error}");
+                }
+                if let Some(id) = s.change_set {
+                    out!("  held for approval: idbridge changes show {id}");
+                }
+                for w in &s.warnings {
+                    out!("  warning: {w}");
+                }
+                if dry_run {
+                    for line in &outcome.plan {
+                        out!(
+                            "  {:<32} {} → {}  ({}{})",
+                            line.login,
+                            line.before.as_deref().unwrap_or("new"),
+                            line.after,
+                            line.action,
+                            line.role.as_deref().map(|r| format!(", role {r}")).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            if failed {
+                anyhow::bail!("a sync run failed; nobody's access changed");
+            }
+        }
+        SyncCommand::Status { slug: raw, limit, json } => {
+            let tenant = match raw {
+                Some(raw) => Some(operator.tenant(&slug(&raw)?).await?.id),
+                None => None,
+            };
+            let directory: &dyn idbridge_core::ports::DirectoryStore = store;
+            let runs = directory.list_sync_runs(tenant, limit).await?;
+            if json {
+                for run in &runs {
+                    out!("{}", serde_json::to_string(run)?);
+                }
+            } else if runs.is_empty() {
+                out!("no sync runs");
+            }
+            if !json {
+                for r in &runs {
+                    out!(
+                        "{}  {:<10} {:<9} users={} changed={} gone={} written={}{}",
+                        r.started_at,
+                        r.source,
+                        r.status.as_str(),
+                        r.summary.users,
+                        r.summary.changed,
+                        r.summary.removed,
+                        r.summary.written,
+                        r.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod directory_sync;
 pub mod explain;
 pub mod http;
 pub mod mapping;

@@ -32,6 +32,8 @@ pub struct ScimReconciliation {
     pub mapping: MappingService,
     pub reconciler: Reconciler,
     pub records: Arc<dyn ScimRecordStore>,
+    /// What directory sources said at their last complete run.
+    pub directory: Arc<dyn idbridge_core::ports::DirectoryStore>,
     /// Background batches run one at a time, so that re-mapping a 100,000-member group
     /// does not crowd out the requests being served.
     pub background: Arc<tokio::sync::Semaphore>,
@@ -43,6 +45,7 @@ impl ScimReconciliation {
             mapping,
             reconciler: Reconciler::new(Arc::new(store.clone())),
             records: Arc::new(store.clone()),
+            directory: Arc::new(store.clone()),
             background: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
@@ -107,6 +110,34 @@ impl ScimReconciliation {
         if let Some(last) = planning {
             merge(&mut set, last.await.map_err(task_failed)?);
         }
+        // People from directory sources, as their last complete run saw them.
+        for source in &tenant.policy.ldap {
+            let persons = self.directory.directory_persons(tenant.id, &source.name).await?;
+            for chunk in persons.chunks(PAGE as usize) {
+                let ids: Vec<String> = chunk.iter().map(|p| p.link.external_id.clone()).collect();
+                let mut existing: HashMap<String, Individual> = HashMap::new();
+                for individual in self
+                    .reconciler
+                    .store()
+                    .find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &ids)
+                    .await?
+                {
+                    for link in
+                        individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
+                    {
+                        existing.insert(link.external_id.clone(), individual.clone());
+                    }
+                }
+                let people = chunk
+                    .iter()
+                    .map(|p| {
+                        let current = existing.remove(&p.link.external_id);
+                        (p.clone(), current)
+                    })
+                    .collect();
+                merge(&mut set, self.plan_people(tenant, &pipeline, known.clone(), people).await.map_err(task_failed)?);
+            }
+        }
         self.reconciler.submit(tenant, set, ctx).await
     }
 
@@ -135,7 +166,7 @@ impl ScimReconciliation {
 
     /// Decides and plans people off the async runtime: plugins block, and a page of
     /// plans is CPU work the next page's reads can overlap with.
-    fn plan_people(
+    pub(crate) fn plan_people(
         &self,
         tenant: &Tenant,
         pipeline: &Pipeline,

@@ -12,6 +12,7 @@
 mod change_sets;
 mod config;
 mod convert;
+mod directory;
 mod individuals;
 mod log;
 mod port;

@@ -41,6 +41,8 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{slug}/mapping/remap", post(mapping_remap))
         .route("/tenants/{slug}/individuals/{id}/explain", get(explain_individual))
         .route("/change-sets", get(list_change_sets))
+        .route("/tenants/{slug}/ldap/{source}/sync", post(sync_ldap))
+        .route("/sync-runs", get(list_sync_runs))
         .route("/tenants/{slug}/change-sets/{id}", get(show_change_set))
         .route("/tenants/{slug}/change-sets/{id}/approve", post(approve_change_set))
         .route("/tenants/{slug}/change-sets/{id}/reject", post(reject_change_set))
@@ -524,4 +526,42 @@ async fn reject_change_set(
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
     state.reconciliation.reconciler.reject(&tenant, change_set_id(&id)?, &caller.ctx).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Runs one LDAP source now (`?dry_run=true`: the plan only).
+async fn sync_ldap(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, name)): Path<(String, String)>,
+    AdminQuery(params): AdminQuery<ApplyParams>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let source = tenant
+        .policy
+        .ldap
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| idbridge_core::DomainError::not_found("LDAP source", name.clone()))?;
+    let ctx = AuditContext { actor: Actor::new(ActorKind::SyncRun, caller.ctx.actor.id.clone()), ..caller.ctx.clone() };
+    let outcome = state.reconciliation.sync_ldap(&tenant, source, params.dry_run, &ctx).await?;
+    Ok(Json(outcome).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncRunParams {
+    tenant: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_sync_runs(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    AdminQuery(params): AdminQuery<SyncRunParams>,
+) -> ApiResult<Response> {
+    let tenant = match &params.tenant {
+        Some(raw) => Some(state.operator.tenant(&slug(raw)?).await?.id),
+        None => None,
+    };
+    Ok(Json(state.reconciliation.directory.list_sync_runs(tenant, params.limit.unwrap_or(100)).await?).into_response())
 }

@@ -1,0 +1,489 @@
+//! Reads a tenant's directory (OpenLDAP, 389-ds, Active Directory) and turns it into the
+//! source persons the reconciliation service works with: users with their attributes, the
+//! groups they are in directly and through nesting (cycle-safe, with the path), disabled
+//! and expiry states as each flavour encodes them.
+//!
+//! Reading is all-or-nothing: any error (connection lost, time or size limit, a referral
+//! it cannot follow) fails the read, and a failed read changes nobody's access.
+
+pub mod entry;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use idbridge_core::directory::{Flavour, LdapSource, Membership, SearchScope};
+use idbridge_core::individual::{SourceKind, SourceLink};
+use idbridge_core::mapping::{ExternalGroup, UserFacts};
+use idbridge_core::reconcile::SourcePerson;
+use ldap3::adapters::{Adapter, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+
+use crate::entry::{Expiry, first, values};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot connect to any of {urls:?}: {message}")]
+    Connect { urls: Vec<String>, message: String },
+    #[error("bind as {dn:?} failed: {message}")]
+    Bind { dn: String, message: String },
+    #[error("search under {base:?} failed: {message}")]
+    Search { base: String, message: String },
+    #[error(
+        "the directory returned a referral to {0}, which idbridge does not follow; point the source at the server that holds the entries"
+    )]
+    Referral(String),
+}
+
+/// Everything read in one run.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub users: Vec<SearchEntry>,
+    pub groups: Vec<SearchEntry>,
+    /// Which URL answered (after failover).
+    pub url: String,
+}
+
+fn scope(s: SearchScope) -> Scope {
+    match s {
+        SearchScope::Base => Scope::Base,
+        SearchScope::One => Scope::OneLevel,
+        SearchScope::Sub => Scope::Subtree,
+    }
+}
+
+/// Connects to the first URL that answers and binds.
+async fn connect(source: &LdapSource, password: Option<&str>) -> Result<(Ldap, String), ReadError> {
+    let timeout = Duration::from_secs(source.timeout_seconds);
+    let mut last = String::new();
+    for url in &source.urls {
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(timeout)
+            .set_starttls(source.start_tls && url.starts_with("ldap://"))
+            .set_no_tls_verify(source.tls_insecure);
+        match LdapConnAsync::with_settings(settings, url).await {
+            Ok((conn, mut ldap)) => {
+                ldap3::drive!(conn);
+                ldap.with_timeout(timeout);
+                if let Some(dn) = &source.bind_dn {
+                    let bound = ldap.simple_bind(dn, password.unwrap_or("")).await.and_then(|r| r.success());
+                    if let Err(e) = bound {
+                        // The password never appears in the message: ldap3 reports the
+                        // result code and the server's text only.
+                        return Err(ReadError::Bind { dn: dn.clone(), message: e.to_string() });
+                    }
+                }
+                return Ok((ldap, url.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(url, error = %e, "directory unreachable; trying the next URL");
+                last = e.to_string();
+            }
+        }
+    }
+    Err(ReadError::Connect { urls: source.urls.clone(), message: last })
+}
+
+/// A paged search, every entry or an error.
+async fn search(
+    ldap: &mut Ldap,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[String],
+    page_size: u32,
+) -> Result<Vec<SearchEntry>, ReadError> {
+    let fail = |e: ldap3::LdapError| ReadError::Search { base: base.to_owned(), message: e.to_string() };
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(PagedResults::new(page_size as i32))];
+    let mut stream = ldap.streaming_search_with(adapters, base, scope, filter, attrs.to_vec()).await.map_err(fail)?;
+    let mut out = Vec::new();
+    while let Some(entry) = stream.next().await.map_err(fail)? {
+        if entry.is_ref() {
+            return Err(ReadError::Referral(ldap3::parse_refs(entry.0).join(", ")));
+        }
+        if entry.is_intermediate() {
+            continue;
+        }
+        out.push(SearchEntry::construct(entry));
+    }
+    stream.finish().await.success().map_err(fail)?;
+    Ok(out)
+}
+
+/// Reads users and groups. Active Directory's ranged `member` values are fetched to the
+/// end.
+pub async fn read(source: &LdapSource, password: Option<&str>) -> Result<Snapshot, ReadError> {
+    let (mut ldap, url) = connect(source, password).await?;
+    let a = source.attributes();
+    let mut user_attrs = vec![
+        a.login.clone(),
+        a.email.clone(),
+        a.given_name.clone(),
+        a.family_name.clone(),
+        a.display_name.clone(),
+        a.title.clone(),
+        a.department.clone(),
+        a.employee_number.clone(),
+        a.id.clone(),
+        "memberOf".to_owned(),
+        "userAccountControl".to_owned(),
+        "pwdAccountLockedTime".to_owned(),
+        "nsAccountLock".to_owned(),
+    ];
+    user_attrs.extend(a.disabled.iter().cloned());
+    user_attrs.extend(a.expiry.iter().cloned());
+    let users = search(
+        &mut ldap,
+        &source.user_base,
+        scope(source.user_scope),
+        &source.user_filter(),
+        &user_attrs,
+        source.page_size,
+    )
+    .await?;
+    let mut groups = Vec::new();
+    if let Some(base) = &source.group_base {
+        let member_attr = member_attribute(source.membership).to_owned();
+        let group_attrs = vec![a.group_name.clone(), a.id.clone(), member_attr.clone()];
+        groups =
+            search(&mut ldap, base, Scope::Subtree, &source.group_filter(), &group_attrs, source.page_size).await?;
+        if source.flavour == Flavour::ActiveDirectory {
+            for group in &mut groups {
+                fetch_ranges(&mut ldap, group, &member_attr).await?;
+            }
+        }
+    }
+    let _ = ldap.unbind().await;
+    Ok(Snapshot { users, groups, url })
+}
+
+/// AD returns at most 1,500 values of `member` per read, as `member;range=0-1499`; the
+/// rest is asked for range by range on the group itself.
+async fn fetch_ranges(ldap: &mut Ldap, group: &mut SearchEntry, member: &str) -> Result<(), ReadError> {
+    let mut next = entry::ranged(group, member).first().and_then(|(name, _)| entry::next_range(name));
+    let mut collected: Vec<String> =
+        entry::ranged(group, member).into_iter().flat_map(|(_, v)| v.iter().cloned()).collect();
+    while let Some(range) = next.take() {
+        let found = search(ldap, &group.dn, Scope::Base, "(objectClass=*)", std::slice::from_ref(&range), 1000).await?;
+        let Some(part) = found.first() else { break };
+        for (name, vals) in entry::ranged(part, member) {
+            collected.extend(vals.iter().cloned());
+            next = entry::next_range(name);
+        }
+    }
+    if !collected.is_empty() {
+        group
+            .attrs
+            .retain(|k, _| !k.to_ascii_lowercase().starts_with(&format!("{};range=", member.to_ascii_lowercase())));
+        group.attrs.entry(member.to_owned()).or_default().extend(collected);
+    }
+    Ok(())
+}
+
+fn member_attribute(m: Membership) -> &'static str {
+    match m {
+        Membership::Member | Membership::MemberOf => "member",
+        Membership::UniqueMember => "uniqueMember",
+        Membership::MemberUid => "memberUid",
+    }
+}
+
+/// The immutable id of an entry: `objectGUID` in canonical form, else the attribute's
+/// text (`entryUUID`, `nsUniqueId`).
+fn entry_id(entry: &SearchEntry, attribute: &str) -> Option<String> {
+    if attribute.eq_ignore_ascii_case("objectGUID") {
+        return entry::bytes(entry, attribute).and_then(|raw| entry::guid_string(&raw));
+    }
+    first(entry, attribute).map(str::to_lowercase)
+}
+
+fn normalize_dn(dn: &str) -> String {
+    dn.split(',').map(|part| part.trim().to_lowercase()).collect::<Vec<_>>().join(",")
+}
+
+struct Group {
+    id: String,
+    name: String,
+}
+
+/// The people in a snapshot, and warnings about entries that were skipped or values that
+/// could not be read.
+pub fn persons(source: &LdapSource, snapshot: &Snapshot) -> (Vec<SourcePerson>, Vec<String>) {
+    let a = source.attributes();
+    let mut warnings = Vec::new();
+    let member_attr = member_attribute(source.membership);
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    // Who lists whom: group DN → member values (DNs or logins).
+    let mut members: HashMap<String, Vec<String>> = HashMap::new();
+    for g in &snapshot.groups {
+        let dn = normalize_dn(&g.dn);
+        let Some(id) = entry_id(g, &a.id) else {
+            warnings.push(format!("group {} has no {}; skipped", g.dn, a.id));
+            continue;
+        };
+        let name = first(g, &a.group_name).unwrap_or(&g.dn).to_owned();
+        let listed = values(g, member_attr)
+            .into_iter()
+            .map(|m| match source.membership {
+                Membership::MemberUid => m.to_lowercase(),
+                // uniqueMember may carry `#'0101'B` after the DN.
+                _ => normalize_dn(m.split('#').next().unwrap_or(m)),
+            })
+            .collect();
+        members.insert(dn.clone(), listed);
+        groups.insert(dn, Group { id, name });
+    }
+    // Member → the groups listing it (for users and, with nesting, for groups).
+    let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+    for (group, listed) in &members {
+        for m in listed {
+            parents.entry(m.clone()).or_default().push(group.clone());
+        }
+    }
+    for list in parents.values_mut() {
+        list.sort();
+        list.dedup();
+    }
+    let mut people = Vec::with_capacity(snapshot.users.len());
+    for u in &snapshot.users {
+        let Some(id) = entry_id(u, &a.id) else {
+            warnings.push(format!("user {} has no {}; skipped", u.dn, a.id));
+            continue;
+        };
+        let Some(login) = first(u, &a.login) else {
+            warnings.push(format!("user {} has no {}; skipped", u.dn, a.login));
+            continue;
+        };
+        let dn = normalize_dn(&u.dn);
+        let direct: Vec<String> = match source.membership {
+            Membership::MemberOf => values(u, "memberOf").into_iter().map(normalize_dn).collect(),
+            Membership::MemberUid => parents.get(&login.to_lowercase()).cloned().unwrap_or_default(),
+            _ => parents.get(&dn).cloned().unwrap_or_default(),
+        };
+        let groups_of =
+            expand(&direct, &parents, &groups, source.nested_groups && source.membership != Membership::MemberUid);
+        let disabled = match source.flavour {
+            Flavour::ActiveDirectory => entry::ad_disabled(first(u, "userAccountControl")),
+            Flavour::Openldap => {
+                first(u, "pwdAccountLockedTime").is_some()
+                    || first(u, "nsAccountLock").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            }
+        } || a.disabled.as_deref().is_some_and(|attr| {
+            let present = values(u, attr);
+            if a.disabled_values.is_empty() {
+                !present.is_empty()
+            } else {
+                present.iter().any(|v| a.disabled_values.iter().any(|d| d.eq_ignore_ascii_case(v)))
+            }
+        });
+        let expiration =
+            a.expiry.as_deref().and_then(|attr| first(u, attr).map(|v| (attr, v))).and_then(|(attr, v)| {
+                let parsed = if attr.eq_ignore_ascii_case("accountExpires") {
+                    entry::filetime(v)
+                } else {
+                    entry::generalized_or_days(v)
+                };
+                match parsed {
+                    Expiry::At(at) => Some(at.to_string()),
+                    Expiry::Never => None,
+                    Expiry::Unreadable => {
+                        warnings.push(format!("user {}: {attr} {v:?} is not a time; ignored", u.dn));
+                        None
+                    }
+                }
+            });
+        let text = |attr: &str| first(u, attr).map(str::to_owned);
+        let emails: Vec<String> = values(u, &a.email).into_iter().map(str::to_owned).collect();
+        let facts = UserFacts {
+            login: login.to_owned(),
+            emails: emails.clone(),
+            given_name: text(&a.given_name),
+            family_name: text(&a.family_name),
+            display_name: text(&a.display_name),
+            title: text(&a.title),
+            department: text(&a.department),
+            employee_number: text(&a.employee_number),
+            manager: None,
+            custom: [("dn".to_owned(), u.dn.clone())].into(),
+            source: Some(SourceKind::Ldap),
+        };
+        people.push(SourcePerson {
+            link: SourceLink { source: SourceKind::Ldap, connection: source.name.clone(), external_id: id },
+            groups: groups_of,
+            active: !disabled,
+            email: emails.first().cloned(),
+            given_name: facts.given_name.clone(),
+            family_name: facts.family_name.clone(),
+            display_name: facts.display_name.clone(),
+            activation: None,
+            expiration,
+            time_zone: None,
+            facts,
+        });
+    }
+    people.sort_by(|x, y| x.link.external_id.cmp(&y.link.external_id));
+    (people, warnings)
+}
+
+/// Direct groups and, with nesting, every group above them, each once, with the path it
+/// was inherited through. Breadth-first, so the shortest path wins; a visited set makes
+/// cycles harmless.
+fn expand(
+    direct: &[String],
+    parents: &HashMap<String, Vec<String>>,
+    groups: &HashMap<String, Group>,
+    nested: bool,
+) -> Vec<ExternalGroup> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut queue: VecDeque<(&str, Vec<String>)> = VecDeque::new();
+    let mut out = Vec::new();
+    for dn in direct {
+        if groups.contains_key(dn) && seen.insert(dn.as_str()) {
+            queue.push_back((dn.as_str(), Vec::new()));
+        }
+    }
+    while let Some((dn, via)) = queue.pop_front() {
+        let group = &groups[dn];
+        out.push(ExternalGroup {
+            source: SourceKind::Ldap,
+            id: group.id.clone(),
+            display_name: group.name.clone(),
+            via: via.clone(),
+        });
+        if !nested {
+            continue;
+        }
+        for parent in parents.get(dn).into_iter().flatten() {
+            if groups.contains_key(parent) && seen.insert(parent.as_str()) {
+                let mut path = via.clone();
+                path.push(group.name.clone());
+                queue.push_back((parent.as_str(), path));
+            }
+        }
+    }
+    out.sort_by(|x, y| x.display_name.cmp(&y.display_name).then_with(|| x.id.cmp(&y.id)));
+    out
+}
+
+/// An equality filter with the value escaped per RFC 4515.
+pub fn equality(attribute: &str, value: &str) -> String {
+    format!("({attribute}={})", ldap3::ldap_escape(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(dn: &str, attrs: &[(&str, &[&str])]) -> SearchEntry {
+        SearchEntry {
+            dn: dn.into(),
+            attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    fn source(flavour: &str, membership: &str) -> LdapSource {
+        serde_json::from_value(serde_json::json!({
+            "name": "corp", "urls": ["ldap://x"], "user_base": "ou=people,dc=x", "group_base": "ou=groups,dc=x",
+            "flavour": flavour, "membership": membership
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn nested_and_cyclic_groups_expand_once_with_their_path() {
+        let snapshot = Snapshot {
+            users: vec![e("uid=bob,ou=people,dc=x", &[("uid", &["bob"]), ("entryUUID", &["U1"])])],
+            groups: vec![
+                e(
+                    "cn=pbx-admins,ou=groups,dc=x",
+                    &[("cn", &["pbx-admins"]), ("entryUUID", &["G1"]), ("member", &["uid=bob,ou=people,dc=x"])],
+                ),
+                e(
+                    "cn=staff,ou=groups,dc=x",
+                    &[
+                        ("cn", &["staff"]),
+                        ("entryUUID", &["G2"]),
+                        ("member", &["cn=pbx-admins,ou=groups,dc=x", "cn=all,ou=groups,dc=x"]),
+                    ],
+                ),
+                e(
+                    "cn=all,ou=groups,dc=x",
+                    &[("cn", &["all"]), ("entryUUID", &["G3"]), ("member", &["cn=staff,ou=groups,dc=x"])],
+                ),
+            ],
+            url: String::new(),
+        };
+        let (people, warnings) = persons(&source("openldap", "member"), &snapshot);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let bob = &people[0];
+        assert_eq!(bob.link.external_id, "u1");
+        let got: Vec<(&str, Vec<String>)> =
+            bob.groups.iter().map(|g| (g.display_name.as_str(), g.via.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("all", vec!["pbx-admins".to_string(), "staff".to_string()]),
+                ("pbx-admins", vec![]),
+                ("staff", vec!["pbx-admins".to_string()]),
+            ]
+        );
+        let mut flat = source("openldap", "member");
+        flat.nested_groups = false;
+        assert_eq!(persons(&flat, &snapshot).0[0].groups.len(), 1);
+    }
+
+    #[test]
+    fn active_directory_users_disabled_expired_and_without_ids() {
+        let guid = vec![0xE0, 0x04, 0x25, 0x3F, 0x89, 0x4F, 0xD3, 0x11, 0x9A, 0x0C, 0x03, 0x05, 0xE8, 0x2C, 0x33, 0x01];
+        let mut alice = e(
+            "CN=Alice,OU=Staff,DC=corp",
+            &[
+                ("sAMAccountName", &["alice"]),
+                ("userAccountControl", &["514"]),
+                ("accountExpires", &["133801632000000000"]),
+            ],
+        );
+        alice.bin_attrs.insert("objectGUID".into(), vec![guid]);
+        let nobody = e("CN=NoId,OU=Staff,DC=corp", &[("sAMAccountName", &["noid"])]);
+        let mut garbage = e("CN=G,OU=Staff,DC=corp", &[("sAMAccountName", &["g"]), ("accountExpires", &["soon"])]);
+        garbage.bin_attrs.insert("objectGUID".into(), vec![vec![7; 16]]);
+        let snapshot = Snapshot { users: vec![alice, nobody, garbage], groups: vec![], url: String::new() };
+        let (people, warnings) = persons(&source("active_directory", "member"), &snapshot);
+        assert_eq!(people.len(), 2);
+        let alice = people.iter().find(|p| p.facts.login == "alice").unwrap();
+        assert_eq!(alice.link.external_id, "3f2504e0-4f89-11d3-9a0c-0305e82c3301");
+        assert!(!alice.active);
+        assert_eq!(alice.expiration.as_deref(), Some("2025-01-01T00:00:00Z"));
+        assert!(people.iter().find(|p| p.facts.login == "g").unwrap().expiration.is_none());
+        assert!(warnings.iter().any(|w| w.contains("NoId")), "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("\"soon\"")), "{warnings:?}");
+    }
+
+    #[test]
+    fn member_uid_and_member_of_models() {
+        let users = vec![e(
+            "uid=bob,ou=people,dc=x",
+            &[("uid", &["Bob"]), ("entryUUID", &["U1"]), ("memberOf", &["cn=ops,ou=groups,dc=x"])],
+        )];
+        let posix = Snapshot {
+            users: users.clone(),
+            groups: vec![e(
+                "cn=ops,ou=groups,dc=x",
+                &[("cn", &["ops"]), ("entryUUID", &["G1"]), ("memberUid", &["bob"])],
+            )],
+            url: String::new(),
+        };
+        assert_eq!(persons(&source("openldap", "member_uid"), &posix).0[0].groups[0].display_name, "ops");
+        let overlay = Snapshot {
+            users,
+            groups: vec![e("cn=ops,ou=groups,dc=x", &[("cn", &["ops"]), ("entryUUID", &["G1"])])],
+            url: String::new(),
+        };
+        assert_eq!(persons(&source("openldap", "member_of"), &overlay).0[0].groups[0].display_name, "ops");
+    }
+
+    #[test]
+    fn filter_values_are_escaped() {
+        assert_eq!(equality("uid", "a*(b)\\c"), "(uid=a\\2a\\28b\\29\\5cc)");
+    }
+}

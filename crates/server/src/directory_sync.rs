@@ -1,0 +1,283 @@
+//! LDAP sync runs: read the directory completely (`idbridge-ldap`), find the people whose
+//! facts changed since the last complete run and the people gone, decide and plan them,
+//! and submit one change set — guarded like every other. A failed read changes nothing;
+//! deletions are found only by difference against a complete read.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use idbridge_core::audit::AuditContext;
+use idbridge_core::changeset::{ChangeSet, ChangeSetStatus};
+use idbridge_core::directory::{LdapSource, RunStatus, RunSummary, SyncRun};
+use idbridge_core::individual::{Individual, SourceKind};
+use idbridge_core::reconcile::{Plan, SourcePerson, Submitted};
+use idbridge_core::tenant::Tenant;
+use idbridge_core::{DomainError, DomainResult};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::reconciliation::ScimReconciliation;
+
+/// One line of a run's plan, for `--dry-run` and the operator.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanLine {
+    pub login: String,
+    pub before: Option<String>,
+    pub after: String,
+    pub action: String,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncOutcome {
+    pub run: SyncRun,
+    pub plan: Vec<PlanLine>,
+}
+
+/// The bind password from the source's file or environment variable. Errors name the
+/// setting, never the value.
+pub fn bind_password(tenant: &Tenant, source: &LdapSource) -> DomainResult<Option<String>> {
+    let field = |f: &str| format!("tenant {} ldap {} {f}", tenant.slug, source.name);
+    if let Some(path) = &source.bind_password_file {
+        return std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+            .map_err(|e| DomainError::invalid(field("bind_password_file"), format!("cannot read {path}: {e}")));
+    }
+    if let Some(name) = &source.bind_password_env {
+        return std::env::var(name).map(Some).map_err(|_| {
+            DomainError::invalid(field("bind_password_env"), format!("environment variable {name} is not set"))
+        });
+    }
+    Ok(None)
+}
+
+fn hash(person: &SourcePerson) -> (String, String) {
+    let json = serde_json::to_string(person).unwrap_or_default();
+    (hex::encode(Sha256::digest(json.as_bytes())), json)
+}
+
+impl ScimReconciliation {
+    /// One run of one source. Returns the run as recorded (also when it failed).
+    pub async fn sync_ldap(
+        &self,
+        tenant: &Tenant,
+        source: &LdapSource,
+        dry_run: bool,
+        ctx: &AuditContext,
+    ) -> DomainResult<SyncOutcome> {
+        let started_at = jiff::Timestamp::now();
+        let clock = Instant::now();
+        let mut summary = RunSummary::default();
+        let result = self.sync_inner(tenant, source, dry_run, ctx, &mut summary).await;
+        let (status, error, plan) = match result {
+            Ok((status, plan)) => (status, None, plan),
+            Err(e) => (RunStatus::Failed, Some(e.to_string()), Vec::new()),
+        };
+        let run = SyncRun {
+            id: Uuid::new_v4(),
+            tenant_id: tenant.id,
+            source: source.name.clone(),
+            started_at,
+            finished_at: jiff::Timestamp::now(),
+            status,
+            summary,
+            error,
+        };
+        self.directory.record_sync_run(&run).await?;
+        let labels = [
+            ("tenant", tenant.slug.to_string()),
+            ("source", source.name.clone()),
+            ("status", status.as_str().to_owned()),
+        ];
+        metrics::counter!("idbridge_ldap_sync_runs_total", &labels).increment(1);
+        metrics::histogram!("idbridge_ldap_sync_seconds", &labels[..2]).record(clock.elapsed().as_secs_f64());
+        match &run.error {
+            Some(error) => {
+                tracing::error!(tenant = %tenant.slug, source = source.name, error, "LDAP sync failed; nobody's access changed")
+            }
+            None => tracing::info!(
+                tenant = %tenant.slug, source = source.name, status = status.as_str(), users = run.summary.users,
+                changed = run.summary.changed, removed = run.summary.removed, written = run.summary.written,
+                seconds = clock.elapsed().as_secs_f64(), "LDAP sync finished"
+            ),
+        }
+        Ok(SyncOutcome { run, plan })
+    }
+
+    async fn sync_inner(
+        &self,
+        tenant: &Tenant,
+        source: &LdapSource,
+        dry_run: bool,
+        ctx: &AuditContext,
+        summary: &mut RunSummary,
+    ) -> DomainResult<(RunStatus, Vec<PlanLine>)> {
+        let password = bind_password(tenant, source)?;
+        tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
+        let snapshot = idbridge_ldap::read(source, password.as_deref())
+            .await
+            .map_err(|e| DomainError::Rejected(format!("reading {}: {e}", source.name)))?;
+        summary.users = snapshot.users.len() as u64;
+        summary.groups = snapshot.groups.len() as u64;
+        summary.url.clone_from(&snapshot.url);
+        let (people, warnings) = idbridge_ldap::persons(source, &snapshot);
+        drop(snapshot);
+        summary.warnings = warnings;
+        tracing::info!(tenant = %tenant.slug, source = source.name, users = summary.users, groups = summary.groups, "LDAP sync: read; planning");
+
+        // Only people whose facts changed, and people gone, are reconciled.
+        let stored = self.directory.directory_hashes(tenant.id, &source.name).await?;
+        let mut seen = HashSet::with_capacity(people.len());
+        let mut changed = Vec::new();
+        let mut upserts = Vec::new();
+        for person in people {
+            seen.insert(person.link.external_id.clone());
+            let (digest, json) = hash(&person);
+            if stored.get(&person.link.external_id) != Some(&digest) {
+                upserts.push((person.link.external_id.clone(), digest, json));
+                changed.push(person);
+            }
+        }
+        let removed: Vec<String> = stored.keys().filter(|id| !seen.contains(*id)).cloned().collect();
+        summary.changed = changed.len() as u64;
+        summary.removed = removed.len() as u64;
+
+        let mut wanted: Vec<String> = changed.iter().map(|p| p.link.external_id.clone()).collect();
+        wanted.extend(removed.iter().cloned());
+        let mut existing: HashMap<String, Individual> = HashMap::new();
+        for individual in self
+            .reconciler
+            .store()
+            .find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &wanted)
+            .await?
+        {
+            for link in individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
+            {
+                existing.insert(link.external_id.clone(), individual.clone());
+            }
+        }
+        let pipeline = self.mapping.pipeline(tenant).await?;
+        let known = Arc::new(self.reconciler.known().await?);
+        let people: Vec<(SourcePerson, Option<Individual>)> = changed
+            .into_iter()
+            .map(|p| {
+                let current = existing.remove(&p.link.external_id);
+                (p, current)
+            })
+            .collect();
+        let mut set = self
+            .plan_people(tenant, &pipeline, known, people)
+            .await
+            .map_err(|e| DomainError::Storage(format!("planning task failed: {e}")))?;
+        set.origin = format!("LDAP run of {}", source.name);
+        for id in &removed {
+            if let Plan::Write(w) = self.reconciler.plan_removed(tenant, existing.remove(id)) {
+                set.writes.push(*w);
+            }
+        }
+        let counts = set.summary(0);
+        (summary.creates, summary.updates, summary.takes_access) =
+            (counts.creates, counts.updates, counts.takes_access);
+        let plan = plan_lines(&set);
+        // People the tenant refused (a mapping it does not allow) keep their old record, so
+        // the next run tries them again.
+        let held: HashSet<&str> = set.held.iter().map(|h| h.subject.as_str()).collect();
+        upserts.retain(|(id, _, _)| !held.contains(id.as_str()));
+        if dry_run {
+            return Ok((RunStatus::DryRun, plan));
+        }
+        // A run whose change set already waits for an operator does not pile up another.
+        let waiting = self
+            .reconciler
+            .store()
+            .list_change_sets(Some(tenant.id), Some(ChangeSetStatus::Pending))
+            .await?
+            .into_iter()
+            .find(|s| s.origin == set.origin);
+        if let Some(waiting) = waiting
+            && set.writes.iter().any(|w| w.takes_access())
+        {
+            summary.change_set = Some(waiting.id);
+            return Ok((RunStatus::Held, plan));
+        }
+        let external_of: HashMap<String, String> = set
+            .writes
+            .iter()
+            .filter_map(|w| {
+                let link =
+                    w.after.links.iter().find(|l| l.source == SourceKind::Ldap && l.connection == source.name)?;
+                Some((w.after.id.to_string(), link.external_id.clone()))
+            })
+            .collect();
+        match self.reconciler.submit(tenant, set, ctx).await? {
+            Submitted::Applied(report) => {
+                summary.written = report.written.len() as u64;
+                if !report.failed.is_empty() {
+                    summary.warnings.extend(report.failed.iter().map(|(id, e)| format!("individual {id}: {e}")));
+                    // Their records stay as they were, so the next run tries again.
+                    let failed: HashSet<&String> =
+                        report.failed.iter().filter_map(|(id, _)| external_of.get(&id.to_string())).collect();
+                    upserts.retain(|(id, _, _)| !failed.contains(id));
+                }
+                self.directory.update_directory_records(tenant.id, &source.name, &upserts, &removed).await?;
+                Ok((RunStatus::Succeeded, plan))
+            }
+            Submitted::AwaitingApproval { id, .. } => {
+                summary.change_set = Some(id);
+                Ok((RunStatus::Held, plan))
+            }
+        }
+    }
+}
+
+fn plan_lines(set: &ChangeSet) -> Vec<PlanLine> {
+    set.writes
+        .iter()
+        .map(|w| PlanLine {
+            login: w.after.login.clone(),
+            before: w.before.as_ref().map(|b| b.status.as_str().to_owned()),
+            after: w.after.status.as_str().to_owned(),
+            action: w.action.clone(),
+            role: w.after.role.clone(),
+        })
+        .collect()
+}
+
+/// Runs every tenant's directory sources on their schedules, until the process ends. With
+/// several instances on one database, a lease per source lets one of them run it.
+pub async fn run_schedules(reconciliation: ScimReconciliation, instance: String) {
+    let ctx = AuditContext::new(idbridge_core::audit::Actor::new(idbridge_core::audit::ActorKind::SyncRun, "schedule"));
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(15));
+    loop {
+        interval.tick().await;
+        if let Err(e) = due_runs(&reconciliation, &instance, &ctx).await {
+            tracing::error!(error = %e, "LDAP schedule check failed");
+        }
+    }
+}
+
+async fn due_runs(reconciliation: &ScimReconciliation, instance: &str, ctx: &AuditContext) -> DomainResult<()> {
+    let store = reconciliation.reconciler.store().clone();
+    for tenant in store.list_tenants().await? {
+        if !tenant.enabled || tenant.policy.ldap.is_empty() {
+            continue;
+        }
+        let runs = reconciliation.directory.list_sync_runs(Some(tenant.id), 1000).await?;
+        for source in tenant.policy.ldap.iter().filter(|s| s.schedule_seconds > 0) {
+            let last = runs.iter().find(|r| r.source == source.name).map(|r| r.started_at);
+            let now = jiff::Timestamp::now();
+            let every = jiff::SignedDuration::from_secs(source.schedule_seconds as i64);
+            if last.is_some_and(|at| at.checked_add(every).is_ok_and(|next| next > now)) {
+                continue;
+            }
+            let hold = jiff::SignedDuration::from_secs((source.timeout_seconds * 4 + 60) as i64);
+            let lease = format!("ldap:{}:{}", tenant.slug, source.name);
+            if !store.try_lease(&lease, instance, now, now + hold).await? {
+                continue;
+            }
+            reconciliation.sync_ldap(&tenant, source, false, ctx).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Directory source records (what each LDAP source said at its last complete run) and
+//! sync runs.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use idbridge_core::DomainResult;
+use idbridge_core::directory::{RunStatus, SyncRun};
+use idbridge_core::ports::DirectoryStore;
+use idbridge_core::reconcile::SourcePerson;
+use idbridge_core::tenant::TenantId;
+use sqlx::Row;
+
+use crate::SqlStore;
+use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
+use crate::individuals::value_rows;
+
+#[async_trait]
+impl DirectoryStore for SqlStore {
+    async fn directory_hashes(&self, tenant: TenantId, source: &str) -> DomainResult<HashMap<String, String>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT external_id, hash FROM directory_records WHERE tenant_id = $1 AND source = $2")
+                .bind(tenant.0.to_string())
+                .bind(source)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn directory_persons(&self, tenant: TenantId, source: &str) -> DomainResult<Vec<SourcePerson>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT person FROM directory_records WHERE tenant_id = $1 AND source = $2 ORDER BY external_id",
+        )
+        .bind(tenant.0.to_string())
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        rows.iter().map(|(p,)| from_json("directory person", p)).collect()
+    }
+
+    async fn update_directory_records(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        upserts: &[(String, String, String)],
+        deletes: &[String],
+    ) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        let tenant = tenant.0.to_string();
+        for chunk in deletes.chunks(500) {
+            let sql = format!(
+                "DELETE FROM directory_records WHERE tenant_id = $1 AND source = $2 AND external_id IN ({})",
+                (0..chunk.len()).map(|n| format!("${}", n + 3)).collect::<Vec<_>>().join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(&tenant).bind(source);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await.map_err(storage)?;
+        }
+        for chunk in upserts.chunks(500) {
+            let sql = format!(
+                "INSERT INTO directory_records (tenant_id, source, external_id, hash, person) VALUES {}
+                 ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET hash = excluded.hash, person = excluded.person",
+                value_rows(self.backend, chunk.len(), 5, &[])
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, hash, person) in chunk {
+                query = query.bind(&tenant).bind(source).bind(id).bind(hash).bind(person);
+            }
+            query.execute(&mut *tx).await.map_err(storage)?;
+        }
+        tx.commit().await.map_err(storage)
+    }
+
+    async fn record_sync_run(&self, run: &SyncRun) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO sync_runs (id, tenant_id, source, started_at, finished_at, status, summary, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(run.id.to_string())
+        .bind(run.tenant_id.0.to_string())
+        .bind(&run.source)
+        .bind(micros(run.started_at))
+        .bind(micros(run.finished_at))
+        .bind(run.status.as_str())
+        .bind(to_json(&run.summary))
+        .bind(&run.error)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        tx.commit().await.map_err(storage)
+    }
+
+    async fn list_sync_runs(&self, tenant: Option<TenantId>, limit: u32) -> DomainResult<Vec<SyncRun>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, source, started_at, finished_at, status, summary, error FROM sync_runs
+             WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY started_at DESC LIMIT $2",
+        )
+        .bind(tenant.map(|t| t.0.to_string()))
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        rows.iter()
+            .map(|row| {
+                let get = |c: &str| row.try_get::<String, _>(c).map_err(storage);
+                Ok(SyncRun {
+                    id: uuid("sync run id", &get("id")?)?,
+                    tenant_id: TenantId(uuid("tenant_id", &get("tenant_id")?)?),
+                    source: get("source")?,
+                    started_at: timestamp(row.try_get("started_at").map_err(storage)?)?,
+                    finished_at: timestamp(row.try_get("finished_at").map_err(storage)?)?,
+                    status: RunStatus::parse(&get("status")?)?,
+                    summary: from_json("summary", &get("summary")?)?,
+                    error: row.try_get("error").map_err(storage)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,115 @@
+//! A real OpenLDAP `slapd` for the LDAP sync tests: its own configuration and data
+//! directory in a temporary directory, on a free loopback port, with the memberOf
+//! overlay. Killed when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SUFFIX: &str = "dc=acme,dc=example";
+pub const ADMIN_DN: &str = "cn=admin,dc=acme,dc=example";
+pub const ADMIN_PASSWORD: &str = "slapd-test-secret";
+
+pub struct Slapd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn slapd_binary() -> PathBuf {
+    ["/usr/sbin/slapd", "/usr/local/libexec/slapd", "/usr/libexec/slapd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("slapd"))
+}
+
+impl Slapd {
+    /// Starts slapd with `limited` (a user whose searches stop after 3 entries) besides
+    /// the admin.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let config = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             include /etc/ldap/schema/nis.schema\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             moduleload memberof\n\
+             pidfile {dir}/slapd.pid\n\
+             database mdb\n\
+             suffix \"{SUFFIX}\"\n\
+             rootdn \"{ADMIN_DN}\"\n\
+             rootpw {ADMIN_PASSWORD}\n\
+             directory {dir}/data\n\
+             maxsize 104857600\n\
+             limits dn.exact=\"uid=limited,ou=service,{SUFFIX}\" size=3 size.pr=noEstimate size.prtotal=3\n\
+             access to * by * read\n\
+             overlay memberof\n",
+            dir = dir.path().display()
+        );
+        std::fs::write(dir.path().join("slapd.conf"), config).unwrap();
+        let port = free_port();
+        let mut slapd = Self { dir, port, child: None };
+        slapd.launch();
+        slapd
+    }
+
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(slapd_binary())
+            .args(["-f", &self.dir.path().join("slapd.conf").display().to_string()])
+            .args(["-h", &format!("{}/", self.url()), "-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start slapd (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "slapd did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server goes away.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The server comes back on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Applies LDIF with `ldapmodify -a` (adds, modifies, deletes, modrdn) as the admin.
+    pub fn ldif(&self, ldif: &str) {
+        let path = self.dir.path().join("change.ldif");
+        std::fs::write(&path, ldif).unwrap();
+        let out = Command::new("ldapmodify")
+            .args(["-a", "-x", "-H", &self.url(), "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-f"])
+            .arg(&path)
+            .output()
+            .expect("run ldapmodify (scripts/test installs ldap-utils)");
+        assert!(out.status.success(), "ldapmodify failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

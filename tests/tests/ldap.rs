@@ -1,0 +1,151 @@
+//! LDAP sync against a real OpenLDAP `slapd` (started by the harness on a free loopback
+//! port, memberOf overlay): nested and cyclic groups, disabled and expired users, a
+//! rename with modrdn, deletions, a dry run, incremental runs, and reads that fail part
+//! way (server gone, size limit) changing nobody.
+
+use idbridge_e2e::slapd::{ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd};
+use idbridge_e2e::{Workdir, workspace_root};
+use serde_json::Value;
+
+fn base_ldif() -> String {
+    let person = |uid: &str, extra: &str| {
+        format!(
+            "dn: uid={uid},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\n{extra}uid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@acme.example\n\n"
+        )
+    };
+    let group = |cn: &str, members: &[&str]| {
+        let members: String = members.iter().map(|m| format!("member: {m}\n")).collect();
+        format!("dn: cn={cn},ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: {cn}\n{members}\n")
+    };
+    let user = |uid: &str| format!("uid={uid},ou=people,{SUFFIX}");
+    let grp = |cn: &str| format!("cn={cn},ou=groups,{SUFFIX}");
+    let mut ldif = format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: ACME\ndc: acme\n\n\
+         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n\
+         dn: ou=service,{SUFFIX}\nobjectClass: organizationalUnit\nou: service\n\n\
+         dn: uid=limited,ou=service,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: limited\ncn: limited\nsn: limited\nuserPassword: limited-secret\n\n"
+    );
+    ldif += &person("alice", "");
+    ldif += &person("bob", "");
+    ldif += &person("carol", "employeeType: disabled\n");
+    ldif += &person("dave", "objectClass: shadowAccount\nshadowExpire: 1\n");
+    ldif += &person("eve", "");
+    ldif += &person("frank", "");
+    ldif += &group("team-a", &[&user("bob")]);
+    ldif += &group("cycle-a", &[&user("frank")]);
+    ldif += &group("cycle-b", &[&grp("cycle-a")]);
+    ldif += &format!("dn: {}\nchangetype: modify\nadd: member\nmember: {}\n\n", grp("cycle-a"), grp("cycle-b"));
+    ldif += &group(
+        "pbx-admins",
+        &[&user("alice"), &user("carol"), &user("dave"), &user("eve"), &grp("team-a"), &grp("cycle-b")],
+    );
+    ldif += &group("pbx-queue-101", &[&grp("cycle-a")]);
+    ldif += &group("leavers", &[&user("eve")]);
+    ldif
+}
+
+/// acme from the example, with this directory as its LDAP source.
+fn apply_with_source(work: &Workdir, slapd: &Slapd, bind_dn: &str, password: &str) {
+    let secret = work.path().join("ldap.secret");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    let example = std::fs::read_to_string(workspace_root().join("config/examples/acme.toml")).unwrap();
+    let doc = format!(
+        "{example}\n[[tenants.ldap]]\nname = \"corp\"\nurls = [\"{}\"]\nbind_dn = \"{bind_dn}\"\n\
+         bind_password_file = \"{}\"\nuser_base = \"ou=people,{SUFFIX}\"\ngroup_base = \"ou=groups,{SUFFIX}\"\n\
+         page_size = 2\nschedule_seconds = 0\nattributes = {{ disabled = \"employeeType\", disabled_values = [\"disabled\"], expiry = \"shadowExpire\" }}\n",
+        slapd.url(),
+        secret.display()
+    );
+    let path = work.path().join("acme-ldap.toml");
+    std::fs::write(&path, doc).unwrap();
+    work.ok(&["apply", path.to_str().unwrap()]);
+}
+
+fn status_of(work: &Workdir, login: &str) -> Option<Value> {
+    let out = work.run(&["individual", "show", "acme", login, "--json"]);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn an_ldap_directory_becomes_individuals_and_stays_in_line() {
+    let slapd = Slapd::start();
+    slapd.ldif(&base_ldif());
+    let work = Workdir::new();
+    apply_with_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD);
+
+    let dry = work.ok(&["sync", "ldap", "acme", "--dry-run"]);
+    assert!(dry.contains("corp: dry_run — 6 users"), "{dry}");
+    assert!(dry.contains("alice") && dry.contains("new → active"), "{dry}");
+    assert_eq!(work.ok(&["individual", "list", "acme"]), "", "a dry run applies nothing");
+
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("corp: succeeded"), "{run}");
+    let alice = status_of(&work, "alice").unwrap();
+    assert_eq!((alice["status"].as_str(), alice["role"].as_str()), (Some("active"), Some("PBX admin")));
+    assert_eq!(alice["links"][0]["source"], "ldap");
+    assert_eq!(status_of(&work, "bob").unwrap()["status"], "active", "nested: team-a is in pbx-admins");
+    assert_eq!(status_of(&work, "carol").unwrap()["status"], "suspended", "disabled in the directory");
+    assert_eq!(status_of(&work, "dave").unwrap()["status"], "expired", "shadowExpire in 1970");
+    assert!(status_of(&work, "eve").is_none(), "leavers are denied");
+    let frank = status_of(&work, "frank").unwrap();
+    assert_eq!(frank["scopes"]["queues"], serde_json::json!(["101"]), "through the cycle, once");
+    let explain: Value = serde_json::from_str(&work.ok(&["individual", "explain", "acme", "bob", "--json"])).unwrap();
+    assert_eq!(explain["role_because"][0]["rule"], "pbx admins");
+
+    // Nothing changed in the directory: nothing is reconciled.
+    let again = work.ok(&["sync", "ldap", "acme"]);
+    assert!(again.contains("0 changed, 0 gone"), "{again}");
+
+    // A rename keeps the identity (entryUUID); a deletion deprovisions by policy.
+    slapd.ldif(&format!(
+        "dn: uid=alice,ou=people,{SUFFIX}\nchangetype: modrdn\nnewrdn: uid=alice2\ndeleteoldrdn: 1\n\n\
+         dn: uid=bob,ou=people,{SUFFIX}\nchangetype: delete\n\n"
+    ));
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("1 gone"), "{run}");
+    let renamed = status_of(&work, "alice2").unwrap();
+    assert_eq!(renamed["id"], alice["id"], "same individual after modrdn");
+    assert_eq!(status_of(&work, "bob").unwrap()["status"], "suspended");
+    let runs = work.ok(&["sync", "status", "acme"]);
+    assert_eq!(runs.lines().count(), 4, "{runs}");
+}
+
+#[test]
+fn a_read_that_fails_part_way_changes_nobody() {
+    let mut slapd = Slapd::start();
+    slapd.ldif(&base_ldif());
+    let work = Workdir::new();
+    apply_with_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD);
+    work.ok(&["sync", "ldap", "acme"]);
+    let before = work.ok(&["individual", "list", "acme"]);
+
+    // The server goes away: the run fails and nobody is deprovisioned.
+    slapd.stop();
+    let failed = work.fails(&["sync", "ldap", "acme"]);
+    assert!(failed.contains("nobody's access changed"), "{failed}");
+    assert_eq!(work.ok(&["individual", "list", "acme"]), before);
+
+    // A read cut short by a size limit (3 entries) is not a complete enumeration either.
+    slapd.restart();
+    apply_with_source(&work, &slapd, &format!("uid=limited,ou=service,{SUFFIX}"), "limited-secret");
+    let partial = work.run(&["sync", "ldap", "acme"]);
+    assert!(!partial.status.success(), "{}", String::from_utf8_lossy(&partial.stdout));
+    assert!(String::from_utf8_lossy(&partial.stdout).contains("sizeLimitExceeded"), "{partial:?}");
+    assert_eq!(work.ok(&["individual", "list", "acme"]), before);
+
+    // A wrong password is a failed bind that does not show the password.
+    apply_with_source(&work, &slapd, ADMIN_DN, "not-the-password");
+    let out = work.run(&["sync", "ldap", "acme"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("bind as"), "{text}");
+    assert!(!text.contains("not-the-password"));
+
+    // Back to normal: the next run completes the work (bob is gone meanwhile).
+    apply_with_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD);
+    slapd.ldif(&format!("dn: uid=bob,ou=people,{SUFFIX}\nchangetype: delete\n\n"));
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("succeeded") && run.contains("1 gone"), "{run}");
+    let status = work.ok(&["sync", "status", "acme"]);
+    assert!(status.contains("failed"), "{status}");
+}
