@@ -75,12 +75,12 @@ fn an_ldap_directory_becomes_individuals_and_stays_in_line() {
     apply_with_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD);
 
     let dry = work.ok(&["sync", "ldap", "acme", "--dry-run"]);
-    assert!(dry.contains("corp: dry_run — 6 users"), "{dry}");
+    assert!(dry.contains("corp: dry_run (full) — 6 users"), "{dry}");
     assert!(dry.contains("alice") && dry.contains("new → active"), "{dry}");
     assert_eq!(work.ok(&["individual", "list", "acme"]), "", "a dry run applies nothing");
 
     let run = work.ok(&["sync", "ldap", "acme"]);
-    assert!(run.contains("corp: succeeded"), "{run}");
+    assert!(run.contains("corp: succeeded (full)"), "{run}");
     let alice = status_of(&work, "alice").unwrap();
     assert_eq!((alice["status"].as_str(), alice["role"].as_str()), (Some("active"), Some("PBX admin")));
     assert_eq!(alice["links"][0]["source"], "ldap");
@@ -93,22 +93,34 @@ fn an_ldap_directory_becomes_individuals_and_stays_in_line() {
     let explain: Value = serde_json::from_str(&work.ok(&["individual", "explain", "acme", "bob", "--json"])).unwrap();
     assert_eq!(explain["role_because"][0]["rule"], "pbx admins");
 
-    // Nothing changed in the directory: nothing is reconciled.
+    // Nothing changed in the directory: an incremental run reconciles nobody.
     let again = work.ok(&["sync", "ldap", "acme"]);
-    assert!(again.contains("0 changed, 0 gone"), "{again}");
+    assert!(again.contains("(incremental)") && again.contains("0 changed, 0 gone"), "{again}");
 
-    // A rename keeps the identity (entryUUID); a deletion deprovisions by policy.
+    // A rename keeps the identity (entryUUID); an incremental run sees it. A deletion is
+    // found by the next full run and deprovisions by policy.
     slapd.ldif(&format!(
         "dn: uid=alice,ou=people,{SUFFIX}\nchangetype: modrdn\nnewrdn: uid=alice2\ndeleteoldrdn: 1\n\n\
          dn: uid=bob,ou=people,{SUFFIX}\nchangetype: delete\n\n"
     ));
     let run = work.ok(&["sync", "ldap", "acme"]);
-    assert!(run.contains("1 gone"), "{run}");
+    assert!(run.contains("(incremental)") && run.contains("0 gone"), "{run}");
     let renamed = status_of(&work, "alice2").unwrap();
     assert_eq!(renamed["id"], alice["id"], "same individual after modrdn");
+    assert_eq!(status_of(&work, "bob").unwrap()["status"], "active", "deletions wait for a full run");
+    let run = work.ok(&["sync", "ldap", "acme", "--full"]);
+    assert!(run.contains("(full)") && run.contains("1 gone"), "{run}");
     assert_eq!(status_of(&work, "bob").unwrap()["status"], "suspended");
+
+    // A group change reaches members whose own entries did not change.
+    slapd.ldif(&format!(
+        "dn: cn=leavers,ou=groups,{SUFFIX}\nchangetype: modify\nadd: member\nmember: uid=frank,ou=people,{SUFFIX}\n\n"
+    ));
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("(incremental)") && run.contains("1 changed"), "{run}");
+    assert_eq!(status_of(&work, "frank").unwrap()["status"], "suspended", "leavers are denied");
     let runs = work.ok(&["sync", "status", "acme"]);
-    assert_eq!(runs.lines().count(), 4, "{runs}");
+    assert_eq!(runs.lines().count(), 6, "{runs}");
 }
 
 #[test]
@@ -144,7 +156,7 @@ fn a_read_that_fails_part_way_changes_nobody() {
     // Back to normal: the next run completes the work (bob is gone meanwhile).
     apply_with_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD);
     slapd.ldif(&format!("dn: uid=bob,ou=people,{SUFFIX}\nchangetype: delete\n\n"));
-    let run = work.ok(&["sync", "ldap", "acme"]);
+    let run = work.ok(&["sync", "ldap", "acme", "--full"]);
     assert!(run.contains("succeeded") && run.contains("1 gone"), "{run}");
     let status = work.ok(&["sync", "status", "acme"]);
     assert!(status.contains("failed"), "{status}");

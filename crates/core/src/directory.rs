@@ -129,6 +129,11 @@ pub struct LdapSource {
     /// Seconds between scheduled runs by the daemon; 0 runs only on demand.
     #[serde(default = "schedule_seconds")]
     pub schedule_seconds: u64,
+    /// Runs in between read only users changed since the last run (`modifyTimestamp`,
+    /// AD `uSNChanged`) and every group; a full run — the only kind that finds deletions —
+    /// happens when the last one is older than this. 0: every run is full.
+    #[serde(default = "full_run_seconds")]
+    pub full_run_seconds: u64,
 }
 
 fn yes() -> bool {
@@ -142,6 +147,9 @@ fn timeout_seconds() -> u64 {
 }
 fn schedule_seconds() -> u64 {
     900
+}
+fn full_run_seconds() -> u64 {
+    86_400
 }
 
 impl LdapSource {
@@ -209,6 +217,14 @@ impl LdapSource {
             disabled: a.disabled.clone(),
             disabled_values: a.disabled_values.clone(),
             expiry: a.expiry.clone().or_else(|| ad.then(|| "accountExpires".to_owned())),
+        }
+    }
+
+    /// The attribute incremental runs select changed users by.
+    pub fn change_attribute(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Openldap => "modifyTimestamp",
+            Flavour::ActiveDirectory => "uSNChanged",
         }
     }
 
@@ -336,6 +352,11 @@ pub struct RunSummary {
     pub change_set: Option<uuid::Uuid>,
     /// Which URL answered.
     pub url: String,
+    /// `full` or `incremental`.
+    pub mode: String,
+    /// The highest change mark seen (`modifyTimestamp` or `uSNChanged`): where the next
+    /// incremental run starts.
+    pub high_water: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub groups: Vec<SearchEntry>,
     /// Which URL answered (after failover).
     pub url: String,
+    /// The highest change mark among the users read.
+    pub high_water: Option<String>,
 }
 
 fn scope(s: SearchScope) -> Scope {
@@ -109,9 +111,9 @@ async fn search(
     Ok(out)
 }
 
-/// Reads users and groups. Active Directory's ranged `member` values are fetched to the
-/// end.
-pub async fn read(source: &LdapSource, password: Option<&str>) -> Result<Snapshot, ReadError> {
+/// Reads users (all, or with `since` only those changed since that change mark) and every
+/// group. Active Directory's ranged `member` values are fetched to the end.
+pub async fn read(source: &LdapSource, password: Option<&str>, since: Option<&str>) -> Result<Snapshot, ReadError> {
     let (mut ldap, url) = connect(source, password).await?;
     let a = source.attributes();
     let mut user_attrs = vec![
@@ -131,15 +133,23 @@ pub async fn read(source: &LdapSource, password: Option<&str>) -> Result<Snapsho
     ];
     user_attrs.extend(a.disabled.iter().cloned());
     user_attrs.extend(a.expiry.iter().cloned());
-    let users = search(
-        &mut ldap,
-        &source.user_base,
-        scope(source.user_scope),
-        &source.user_filter(),
-        &user_attrs,
-        source.page_size,
-    )
-    .await?;
+    let change = source.change_attribute();
+    user_attrs.push(change.to_owned());
+    let filter = match since {
+        Some(mark) => format!("(&{}({change}>={}))", source.user_filter(), ldap3::ldap_escape(mark)),
+        None => source.user_filter(),
+    };
+    let users =
+        search(&mut ldap, &source.user_base, scope(source.user_scope), &filter, &user_attrs, source.page_size).await?;
+    // Generalized times of one server compare as text; USNs as numbers.
+    let high_water = users
+        .iter()
+        .filter_map(|u| first(u, change))
+        .max_by(|x, y| match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        })
+        .map(str::to_owned);
     let mut groups = Vec::new();
     if let Some(base) = &source.group_base {
         let member_attr = member_attribute(source.membership).to_owned();
@@ -153,7 +163,7 @@ pub async fn read(source: &LdapSource, password: Option<&str>) -> Result<Snapsho
         }
     }
     let _ = ldap.unbind().await;
-    Ok(Snapshot { users, groups, url })
+    Ok(Snapshot { users, groups, url, high_water })
 }
 
 /// AD returns at most 1,500 values of `member` per read, as `member;range=0-1499`; the
@@ -208,41 +218,89 @@ struct Group {
 /// The people in a snapshot, and warnings about entries that were skipped or values that
 /// could not be read.
 pub fn persons(source: &LdapSource, snapshot: &Snapshot) -> (Vec<SourcePerson>, Vec<String>) {
-    let a = source.attributes();
     let mut warnings = Vec::new();
-    let member_attr = member_attribute(source.membership);
-    let mut groups: HashMap<String, Group> = HashMap::new();
-    // Who lists whom: group DN → member values (DNs or logins).
-    let mut members: HashMap<String, Vec<String>> = HashMap::new();
-    for g in &snapshot.groups {
-        let dn = normalize_dn(&g.dn);
-        let Some(id) = entry_id(g, &a.id) else {
-            warnings.push(format!("group {} has no {}; skipped", g.dn, a.id));
-            continue;
-        };
-        let name = first(g, &a.group_name).unwrap_or(&g.dn).to_owned();
-        let listed = values(g, member_attr)
-            .into_iter()
-            .map(|m| match source.membership {
-                Membership::MemberUid => m.to_lowercase(),
-                // uniqueMember may carry `#'0101'B` after the DN.
-                _ => normalize_dn(m.split('#').next().unwrap_or(m)),
-            })
-            .collect();
-        members.insert(dn.clone(), listed);
-        groups.insert(dn, Group { id, name });
-    }
-    // Member → the groups listing it (for users and, with nesting, for groups).
-    let mut parents: HashMap<String, Vec<String>> = HashMap::new();
-    for (group, listed) in &members {
-        for m in listed {
-            parents.entry(m.clone()).or_default().push(group.clone());
+    let index = GroupIndex::new(source, snapshot, &mut warnings);
+    let people = users(source, snapshot, &index, &mut warnings);
+    (people, warnings)
+}
+
+/// The groups of a snapshot, and who lists whom.
+pub struct GroupIndex {
+    groups: HashMap<String, Group>,
+    /// Member (DN or login) → the groups listing it (for users and, with nesting, groups).
+    parents: HashMap<String, Vec<String>>,
+}
+
+impl GroupIndex {
+    pub fn new(source: &LdapSource, snapshot: &Snapshot, warnings: &mut Vec<String>) -> Self {
+        let a = source.attributes();
+        let member_attr = member_attribute(source.membership);
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        // Who lists whom: group DN → member values (DNs or logins).
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for g in &snapshot.groups {
+            let dn = normalize_dn(&g.dn);
+            let Some(id) = entry_id(g, &a.id) else {
+                warnings.push(format!("group {} has no {}; skipped", g.dn, a.id));
+                continue;
+            };
+            let name = first(g, &a.group_name).unwrap_or(&g.dn).to_owned();
+            let listed = values(g, member_attr)
+                .into_iter()
+                .map(|m| match source.membership {
+                    Membership::MemberUid => m.to_lowercase(),
+                    // uniqueMember may carry `#'0101'B` after the DN.
+                    _ => normalize_dn(m.split('#').next().unwrap_or(m)),
+                })
+                .collect();
+            members.insert(dn.clone(), listed);
+            groups.insert(dn, Group { id, name });
         }
+        // Member → the groups listing it (for users and, with nesting, for groups).
+        let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+        for (group, listed) in &members {
+            for m in listed {
+                parents.entry(m.clone()).or_default().push(group.clone());
+            }
+        }
+        for list in parents.values_mut() {
+            list.sort();
+            list.dedup();
+        }
+        Self { groups, parents }
     }
-    for list in parents.values_mut() {
-        list.sort();
-        list.dedup();
+
+    /// A person's groups from this index: by DN, or by login for `memberUid`. (`memberOf`
+    /// lives on the user entry, so only a fresh read of the user can tell.)
+    fn groups_of(&self, source: &LdapSource, dn: &str, login: &str, member_of: Vec<String>) -> Vec<ExternalGroup> {
+        let direct: Vec<String> = match source.membership {
+            Membership::MemberOf => member_of,
+            Membership::MemberUid => self.parents.get(&login.to_lowercase()).cloned().unwrap_or_default(),
+            _ => self.parents.get(&normalize_dn(dn)).cloned().unwrap_or_default(),
+        };
+        expand(&direct, &self.parents, &self.groups, source.nested_groups && source.membership != Membership::MemberUid)
     }
+
+    /// The person as an earlier run saw it, with its groups as they are now (incremental
+    /// runs read only changed users, but every group).
+    pub fn regroup(&self, source: &LdapSource, person: &SourcePerson) -> Option<SourcePerson> {
+        if source.membership == Membership::MemberOf {
+            return None;
+        }
+        let dn = person.facts.custom.get("dn")?;
+        let mut fresh = person.clone();
+        fresh.groups = self.groups_of(source, dn, &person.facts.login, Vec::new());
+        Some(fresh)
+    }
+}
+
+fn users(
+    source: &LdapSource,
+    snapshot: &Snapshot,
+    index: &GroupIndex,
+    warnings: &mut Vec<String>,
+) -> Vec<SourcePerson> {
+    let a = source.attributes();
     let mut people = Vec::with_capacity(snapshot.users.len());
     for u in &snapshot.users {
         let Some(id) = entry_id(u, &a.id) else {
@@ -253,14 +311,8 @@ pub fn persons(source: &LdapSource, snapshot: &Snapshot) -> (Vec<SourcePerson>, 
             warnings.push(format!("user {} has no {}; skipped", u.dn, a.login));
             continue;
         };
-        let dn = normalize_dn(&u.dn);
-        let direct: Vec<String> = match source.membership {
-            Membership::MemberOf => values(u, "memberOf").into_iter().map(normalize_dn).collect(),
-            Membership::MemberUid => parents.get(&login.to_lowercase()).cloned().unwrap_or_default(),
-            _ => parents.get(&dn).cloned().unwrap_or_default(),
-        };
-        let groups_of =
-            expand(&direct, &parents, &groups, source.nested_groups && source.membership != Membership::MemberUid);
+        let member_of = values(u, "memberOf").into_iter().map(normalize_dn).collect();
+        let groups_of = index.groups_of(source, &u.dn, login, member_of);
         let disabled = match source.flavour {
             Flavour::ActiveDirectory => entry::ad_disabled(first(u, "userAccountControl")),
             Flavour::Openldap => {
@@ -321,7 +373,7 @@ pub fn persons(source: &LdapSource, snapshot: &Snapshot) -> (Vec<SourcePerson>, 
         });
     }
     people.sort_by(|x, y| x.link.external_id.cmp(&y.link.external_id));
-    (people, warnings)
+    people
 }
 
 /// Direct groups and, with nesting, every group above them, each once, with the path it
@@ -412,6 +464,7 @@ mod tests {
                 ),
             ],
             url: String::new(),
+            high_water: None,
         };
         let (people, warnings) = persons(&source("openldap", "member"), &snapshot);
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -447,7 +500,8 @@ mod tests {
         let nobody = e("CN=NoId,OU=Staff,DC=corp", &[("sAMAccountName", &["noid"])]);
         let mut garbage = e("CN=G,OU=Staff,DC=corp", &[("sAMAccountName", &["g"]), ("accountExpires", &["soon"])]);
         garbage.bin_attrs.insert("objectGUID".into(), vec![vec![7; 16]]);
-        let snapshot = Snapshot { users: vec![alice, nobody, garbage], groups: vec![], url: String::new() };
+        let snapshot =
+            Snapshot { users: vec![alice, nobody, garbage], groups: vec![], url: String::new(), high_water: None };
         let (people, warnings) = persons(&source("active_directory", "member"), &snapshot);
         assert_eq!(people.len(), 2);
         let alice = people.iter().find(|p| p.facts.login == "alice").unwrap();
@@ -472,12 +526,14 @@ mod tests {
                 &[("cn", &["ops"]), ("entryUUID", &["G1"]), ("memberUid", &["bob"])],
             )],
             url: String::new(),
+            high_water: None,
         };
         assert_eq!(persons(&source("openldap", "member_uid"), &posix).0[0].groups[0].display_name, "ops");
         let overlay = Snapshot {
             users,
             groups: vec![e("cn=ops,ou=groups,dc=x", &[("cn", &["ops"]), ("entryUUID", &["G1"])])],
             url: String::new(),
+            high_water: None,
         };
         assert_eq!(persons(&source("openldap", "member_of"), &overlay).0[0].groups[0].display_name, "ops");
     }

@@ -186,6 +186,9 @@ pub enum SyncCommand {
         /// Print the plan — creates, updates, suspensions, deprovisions — and apply nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Read every user (finds deletions), even when an incremental run would do.
+        #[arg(long)]
+        full: bool,
         #[arg(long)]
         json: bool,
     },

@@ -730,7 +730,7 @@ async fn changes(
 
 async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, command: SyncCommand) -> anyhow::Result<()> {
     match command {
-        SyncCommand::Ldap { slug: raw, source, dry_run, json } => {
+        SyncCommand::Ldap { slug: raw, source, dry_run, full, json } => {
             let tenant = operator.tenant(&slug(&raw)?).await?;
             let sources: Vec<_> = tenant
                 .policy
@@ -749,7 +749,7 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
             let ctx = AuditContext::new(Actor::new(ActorKind::SyncRun, cli_context().actor.id));
             let mut failed = false;
             for source in &sources {
-                let outcome = rec.sync_ldap(&tenant, source, dry_run, &ctx).await?;
+                let outcome = rec.sync_ldap(&tenant, source, dry_run, full, &ctx).await?;
                 failed |= outcome.run.status == idbridge_core::directory::RunStatus::Failed;
                 if json {
                     print_json(&outcome)?;
@@ -758,10 +758,11 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
                 let r = &outcome.run;
                 let s = &r.summary;
                 out!(
-                    "{} {}: {} — {} users, {} groups read; {} changed, {} gone; {} creates, {} updates, {} take access; {} written ({:.1} s)",
+                    "{} {}: {} ({}) — {} users, {} groups read; {} changed, {} gone; {} creates, {} updates, {} take access; {} written ({:.1} s)",
                     raw,
                     r.source,
                     r.status.as_str(),
+                    s.mode,
                     s.users,
                     s.groups,
                     s.changed,

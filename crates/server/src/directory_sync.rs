@@ -59,17 +59,22 @@ fn hash(person: &SourcePerson) -> (String, String) {
 
 impl ScimReconciliation {
     /// One run of one source. Returns the run as recorded (also when it failed).
+    /// `full` forces a full run; otherwise the run is incremental when a full run
+    /// succeeded within `full_run_seconds` and the last successful run left a change mark.
     pub async fn sync_ldap(
         &self,
         tenant: &Tenant,
         source: &LdapSource,
         dry_run: bool,
+        full: bool,
         ctx: &AuditContext,
     ) -> DomainResult<SyncOutcome> {
         let started_at = jiff::Timestamp::now();
         let clock = Instant::now();
         let mut summary = RunSummary::default();
-        let result = self.sync_inner(tenant, source, dry_run, ctx, &mut summary).await;
+        let since = if full { None } else { self.incremental_mark(tenant, source).await? };
+        summary.mode = if since.is_some() { "incremental" } else { "full" }.to_owned();
+        let result = self.sync_inner(tenant, source, dry_run, since, ctx, &mut summary).await;
         let (status, error, plan) = match result {
             Ok((status, plan)) => (status, None, plan),
             Err(e) => (RunStatus::Failed, Some(e.to_string()), Vec::new()),
@@ -105,24 +110,57 @@ impl ScimReconciliation {
         Ok(SyncOutcome { run, plan })
     }
 
+    /// Where an incremental run would start, if one may run now.
+    async fn incremental_mark(&self, tenant: &Tenant, source: &LdapSource) -> DomainResult<Option<String>> {
+        if source.full_run_seconds == 0 || source.membership == idbridge_core::directory::Membership::MemberOf {
+            return Ok(None);
+        }
+        let runs = self.directory.list_sync_runs(Some(tenant.id), 1000).await?;
+        let succeeded: Vec<&SyncRun> =
+            runs.iter().filter(|r| r.source == source.name && r.status == RunStatus::Succeeded).collect();
+        let Some(last) = succeeded.first() else { return Ok(None) };
+        let window = jiff::SignedDuration::from_secs(source.full_run_seconds as i64);
+        let recent_full = succeeded.iter().any(|r| {
+            r.summary.mode != "incremental"
+                && r.started_at.checked_add(window).is_ok_and(|end| end > jiff::Timestamp::now())
+        });
+        Ok(if recent_full { last.summary.high_water.clone() } else { None })
+    }
+
     async fn sync_inner(
         &self,
         tenant: &Tenant,
         source: &LdapSource,
         dry_run: bool,
+        since: Option<String>,
         ctx: &AuditContext,
         summary: &mut RunSummary,
     ) -> DomainResult<(RunStatus, Vec<PlanLine>)> {
         let password = bind_password(tenant, source)?;
         tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
-        let snapshot = idbridge_ldap::read(source, password.as_deref())
+        let snapshot = idbridge_ldap::read(source, password.as_deref(), since.as_deref())
             .await
             .map_err(|e| DomainError::Rejected(format!("reading {}: {e}", source.name)))?;
         summary.users = snapshot.users.len() as u64;
         summary.groups = snapshot.groups.len() as u64;
         summary.url.clone_from(&snapshot.url);
-        let (people, warnings) = idbridge_ldap::persons(source, &snapshot);
+        summary.high_water = snapshot.high_water.clone().or_else(|| since.clone());
+        let mut warnings = Vec::new();
+        let index = idbridge_ldap::GroupIndex::new(source, &snapshot, &mut warnings);
+        let (mut people, user_warnings) = idbridge_ldap::persons(source, &snapshot);
+        warnings.extend(user_warnings);
         drop(snapshot);
+        if since.is_some() {
+            // Users not read this time are as the last run saw them, with today's groups.
+            let read: HashSet<String> = people.iter().map(|p| p.link.external_id.clone()).collect();
+            for stored in self.directory.directory_persons(tenant.id, &source.name).await? {
+                if !read.contains(&stored.link.external_id)
+                    && let Some(person) = index.regroup(source, &stored)
+                {
+                    people.push(person);
+                }
+            }
+        }
         summary.warnings = warnings;
         tracing::info!(tenant = %tenant.slug, source = source.name, users = summary.users, groups = summary.groups, "LDAP sync: read; planning");
 
@@ -139,7 +177,12 @@ impl ScimReconciliation {
                 changed.push(person);
             }
         }
-        let removed: Vec<String> = stored.keys().filter(|id| !seen.contains(*id)).cloned().collect();
+        // Deletions are found only by a full read: an incremental run sees changed users only.
+        let removed: Vec<String> = if since.is_some() {
+            Vec::new()
+        } else {
+            stored.keys().filter(|id| !seen.contains(*id)).cloned().collect()
+        };
         summary.changed = changed.len() as u64;
         summary.removed = removed.len() as u64;
 
@@ -276,7 +319,7 @@ async fn due_runs(reconciliation: &ScimReconciliation, instance: &str, ctx: &Aud
             if !store.try_lease(&lease, instance, now, now + hold).await? {
                 continue;
             }
-            reconciliation.sync_ldap(&tenant, source, false, ctx).await?;
+            reconciliation.sync_ldap(&tenant, source, false, false, ctx).await?;
         }
     }
     Ok(())

@@ -528,12 +528,21 @@ async fn reject_change_set(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Runs one LDAP source now (`?dry_run=true`: the plan only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncParams {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    full: bool,
+}
+
+/// Runs one LDAP source now (`?dry_run=true`: the plan only; `?full=true`: read everyone).
 async fn sync_ldap(
     caller: OperatorCaller,
     State(state): State<AppState>,
     Path((raw, name)): Path<(String, String)>,
-    AdminQuery(params): AdminQuery<ApplyParams>,
+    AdminQuery(params): AdminQuery<SyncParams>,
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
     let source = tenant
@@ -543,7 +552,7 @@ async fn sync_ldap(
         .find(|s| s.name == name)
         .ok_or_else(|| idbridge_core::DomainError::not_found("LDAP source", name.clone()))?;
     let ctx = AuditContext { actor: Actor::new(ActorKind::SyncRun, caller.ctx.actor.id.clone()), ..caller.ctx.clone() };
-    let outcome = state.reconciliation.sync_ldap(&tenant, source, params.dry_run, &ctx).await?;
+    let outcome = state.reconciliation.sync_ldap(&tenant, source, params.dry_run, params.full, &ctx).await?;
     Ok(Json(outcome).into_response())
 }
 
