@@ -771,7 +771,7 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
                     s.updates,
                     s.takes_access,
                     s.written,
-                    (r.finished_at - r.started_at).get_milliseconds() as f64 / 1000.0
+                    r.finished_at.duration_since(r.started_at).as_secs_f64()
                 );
                 if let Some(error) = &r.error {
                     out!("  error: {error}");

@@ -71,6 +71,35 @@ impl ScimReconciliation {
     ) -> DomainResult<SyncOutcome> {
         let started_at = jiff::Timestamp::now();
         let clock = Instant::now();
+        // One runner per source, whichever instance or command started it.
+        let lease = format!("ldap:{}:{}", tenant.slug, source.name);
+        let holder = Uuid::new_v4().to_string();
+        let hold = jiff::SignedDuration::from_secs((source.timeout_seconds * 4 + 300) as i64);
+        let store = self.reconciler.store().clone();
+        if !store.try_lease(&lease, &holder, started_at, started_at + hold).await? {
+            return Err(DomainError::Rejected(format!(
+                "another run of {} for tenant {} is in progress",
+                source.name, tenant.slug
+            )));
+        }
+        let outcome = self.sync_held(tenant, source, dry_run, full, ctx, started_at, clock).await;
+        // Released by letting it expire now.
+        let now = jiff::Timestamp::now();
+        store.try_lease(&lease, &holder, now, now).await?;
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_held(
+        &self,
+        tenant: &Tenant,
+        source: &LdapSource,
+        dry_run: bool,
+        full: bool,
+        ctx: &AuditContext,
+        started_at: jiff::Timestamp,
+        clock: Instant,
+    ) -> DomainResult<SyncOutcome> {
         let mut summary = RunSummary::default();
         let since = if full { None } else { self.incremental_mark(tenant, source).await? };
         summary.mode = if since.is_some() { "incremental" } else { "full" }.to_owned();
@@ -288,19 +317,19 @@ fn plan_lines(set: &ChangeSet) -> Vec<PlanLine> {
 }
 
 /// Runs every tenant's directory sources on their schedules, until the process ends. With
-/// several instances on one database, a lease per source lets one of them run it.
-pub async fn run_schedules(reconciliation: ScimReconciliation, instance: String) {
+/// several instances on one database, the lease `sync_ldap` takes lets one of them run it.
+pub async fn run_schedules(reconciliation: ScimReconciliation) {
     let ctx = AuditContext::new(idbridge_core::audit::Actor::new(idbridge_core::audit::ActorKind::SyncRun, "schedule"));
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(15));
     loop {
         interval.tick().await;
-        if let Err(e) = due_runs(&reconciliation, &instance, &ctx).await {
+        if let Err(e) = due_runs(&reconciliation, &ctx).await {
             tracing::error!(error = %e, "LDAP schedule check failed");
         }
     }
 }
 
-async fn due_runs(reconciliation: &ScimReconciliation, instance: &str, ctx: &AuditContext) -> DomainResult<()> {
+async fn due_runs(reconciliation: &ScimReconciliation, ctx: &AuditContext) -> DomainResult<()> {
     let store = reconciliation.reconciler.store().clone();
     for tenant in store.list_tenants().await? {
         if !tenant.enabled || tenant.policy.ldap.is_empty() {
@@ -314,12 +343,12 @@ async fn due_runs(reconciliation: &ScimReconciliation, instance: &str, ctx: &Aud
             if last.is_some_and(|at| at.checked_add(every).is_ok_and(|next| next > now)) {
                 continue;
             }
-            let hold = jiff::SignedDuration::from_secs((source.timeout_seconds * 4 + 60) as i64);
-            let lease = format!("ldap:{}:{}", tenant.slug, source.name);
-            if !store.try_lease(&lease, instance, now, now + hold).await? {
-                continue;
+            match reconciliation.sync_ldap(&tenant, source, false, false, ctx).await {
+                Ok(_) => {}
+                // Another instance runs it.
+                Err(DomainError::Rejected(reason)) => tracing::debug!(reason, "scheduled LDAP run skipped"),
+                Err(e) => return Err(e),
             }
-            reconciliation.sync_ldap(&tenant, source, false, false, ctx).await?;
         }
     }
     Ok(())

@@ -94,7 +94,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         tracing::info!(consumer = destination.consumer, url = destination.webhook.url, "delivering change events");
         tokio::spawn(crate::delivery::run(state.operator.clone(), destination, instance.clone()));
     }
-    tokio::spawn(crate::directory_sync::run_schedules(reconciliation.clone(), instance.clone()));
+    tokio::spawn(crate::directory_sync::run_schedules(reconciliation.clone()));
     tokio::spawn(crate::scheduler::run(
         reconciliation.reconciler.clone(),
         Duration::from_secs(settings.lifecycle.tick_seconds),

@@ -31,6 +31,7 @@ contract!(
     the_guard_holds_a_mass_deprovision_until_approved,
     a_rejected_change_set_changes_nobody,
     batches_skip_writes_another_writer_got_to_first,
+    a_lease_has_one_holder_until_it_expires,
 );
 
 fn at(s: &str) -> Timestamp {
@@ -315,4 +316,17 @@ impl NowTs for ManualClock {
     fn now_ts(&self) -> Timestamp {
         idbridge_core::clock::Clock::now(self)
     }
+}
+
+async fn a_lease_has_one_holder_until_it_expires(store: Arc<dyn Store>) {
+    let t0 = at("2026-06-01T00:00:00Z");
+    let later = |s: i64| t0.checked_add(jiff::SignedDuration::from_secs(s)).unwrap();
+    assert!(store.try_lease("ldap:acme:corp", "one", t0, later(30)).await.unwrap());
+    assert!(!store.try_lease("ldap:acme:corp", "two", later(10), later(40)).await.unwrap(), "held by one");
+    assert!(store.try_lease("ldap:acme:corp", "one", later(10), later(40)).await.unwrap(), "renewed by its holder");
+    assert!(store.try_lease("ldap:acme:corp", "two", later(41), later(70)).await.unwrap(), "taken over after expiry");
+    // Released by expiring it now.
+    assert!(store.try_lease("ldap:acme:corp", "two", later(50), later(50)).await.unwrap());
+    assert!(store.try_lease("ldap:acme:corp", "three", later(51), later(80)).await.unwrap());
+    assert!(store.try_lease("webhook", "three", later(51), later(80)).await.unwrap(), "leases are independent");
 }
