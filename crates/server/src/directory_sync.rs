@@ -238,11 +238,19 @@ impl ScimReconciliation {
                 (p, current)
             })
             .collect();
-        let mut set = self
-            .plan_people(tenant, &pipeline, known, people)
-            .await
-            .map_err(|e| DomainError::Storage(format!("planning task failed: {e}")))?;
-        set.origin = format!("LDAP run of {}", source.name);
+        // Decided a page at a time: the mapping inputs and decisions of 100,000 people at
+        // once would cost hundreds of megabytes.
+        let mut set = ChangeSet::new(format!("LDAP run of {}", source.name));
+        let mut people = people.into_iter().peekable();
+        while people.peek().is_some() {
+            let page: Vec<_> = people.by_ref().take(1000).collect();
+            let planned = self
+                .plan_people(tenant, &pipeline, known.clone(), page)
+                .await
+                .map_err(|e| DomainError::Storage(format!("planning task failed: {e}")))?;
+            set.writes.extend(planned.writes);
+            set.held.extend(planned.held);
+        }
         for id in &removed {
             if let Plan::Write(w) = self.reconciler.plan_removed(tenant, existing.remove(id)) {
                 set.writes.push(*w);
