@@ -47,9 +47,15 @@ fn base_ldif() -> String {
 
 /// acme from the example, with this directory as its LDAP source.
 fn apply_with_source(work: &Workdir, slapd: &Slapd, bind_dn: &str, password: &str) {
+    apply_with(work, slapd, bind_dn, password, "");
+}
+
+fn apply_with(work: &Workdir, slapd: &Slapd, bind_dn: &str, password: &str, policy: &str) {
     let secret = work.path().join("ldap.secret");
     std::fs::write(&secret, format!("{password}\n")).unwrap();
-    let example = std::fs::read_to_string(workspace_root().join("config/examples/acme.toml")).unwrap();
+    let example = std::fs::read_to_string(workspace_root().join("config/examples/acme.toml"))
+        .unwrap()
+        .replace("[tenants.policy]\n", &format!("[tenants.policy]\n{policy}"));
     let doc = format!(
         "{example}\n[[tenants.ldap]]\nname = \"corp\"\nurls = [\"{}\"]\nbind_dn = \"{bind_dn}\"\n\
          bind_password_file = \"{}\"\nuser_base = \"ou=people,{SUFFIX}\"\ngroup_base = \"ou=groups,{SUFFIX}\"\n\
@@ -86,7 +92,7 @@ fn an_ldap_directory_becomes_individuals_and_stays_in_line() {
     assert_eq!(alice["links"][0]["source"], "ldap");
     assert_eq!(status_of(&work, "bob").unwrap()["status"], "active", "nested: team-a is in pbx-admins");
     assert_eq!(status_of(&work, "carol").unwrap()["status"], "suspended", "disabled in the directory");
-    assert_eq!(status_of(&work, "dave").unwrap()["status"], "expired", "shadowExpire in 1970");
+    assert!(status_of(&work, "dave").is_none(), "expired in the directory (shadowExpire in 1970): not provisioned");
     assert!(status_of(&work, "eve").is_none(), "leavers are denied");
     let frank = status_of(&work, "frank").unwrap();
     assert_eq!(frank["scopes"]["queues"], serde_json::json!(["101"]), "through the cycle, once");
@@ -160,4 +166,57 @@ fn a_read_that_fails_part_way_changes_nobody() {
     assert!(run.contains("succeeded") && run.contains("1 gone"), "{run}");
     let status = work.ok(&["sync", "status", "acme"]);
     assert!(status.contains("failed"), "{status}");
+}
+
+#[tokio::test]
+async fn a_scim_user_whose_external_id_is_the_directory_id_is_the_same_individual() {
+    let slapd = Slapd::start();
+    slapd.ldif(&base_ldif());
+    let work = Workdir::new();
+    let token = work.acme_with_scim_token();
+    apply_with(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD, "link_scim_external_id_to = \"corp\"\n");
+    work.ok(&["sync", "ldap", "acme"]);
+    let alice = status_of(&work, "alice").unwrap();
+    let entry_uuid = alice["links"][0]["external_id"].as_str().unwrap().to_owned();
+    let before = work.ok(&["individual", "list", "acme"]).lines().count();
+
+    // Entra provisions the same person over SCIM, with the directory id as externalId and
+    // none of the directory's groups.
+    let daemon = work.serve();
+    let created = daemon
+        .client()
+        .post(daemon.url("/scim/v2/acme/Users"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"userName": "alice@acme.example", "externalId": entry_uuid.to_uppercase()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let scim_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let listing = work.ok(&["individual", "list", "acme"]);
+    assert_eq!(listing.lines().count(), before, "linked, not a second individual: {listing}");
+    let one = status_of(&work, alice["id"].as_str().unwrap()).unwrap();
+    assert_eq!(one["login"], "alice@acme.example");
+    let mut sources: Vec<&str> =
+        one["links"].as_array().unwrap().iter().map(|l| l["source"].as_str().unwrap()).collect();
+    sources.sort_unstable();
+    assert_eq!(sources, ["ldap", "scim"]);
+    assert_eq!(one["role"], "PBX admin", "decided on the directory's groups too");
+    let remap = work.ok(&["mapping", "remap", "acme"]);
+    assert_eq!(remap.trim(), "re-mapped acme: 0 individual(s) changed", "sources agree; nothing flaps");
+
+    // Inactive at either source: suspended; a directory run that sees no change for her
+    // does not undo it.
+    daemon
+        .client()
+        .patch(daemon.url(&format!("/scim/v2/acme/Users/{scim_id}")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": false}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(&work, alice["id"].as_str().unwrap()).unwrap()["status"], "suspended");
+    work.ok(&["sync", "ldap", "acme", "--full"]);
+    assert_eq!(status_of(&work, alice["id"].as_str().unwrap()).unwrap()["status"], "suspended");
 }

@@ -284,6 +284,17 @@ mod tests {
     }
 
     #[test]
+    fn immutable_ids_from_other_systems() {
+        assert_eq!(
+            normalize_immutable_id("{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"),
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+        );
+        // base64 of E0 04 25 3F 89 4F D3 11 9A 0C 03 05 E8 2C 33 01
+        assert_eq!(normalize_immutable_id("4AQlP4lP0xGaDAMF6CwzAQ=="), "3f2504e0-4f89-11d3-9a0c-0305e82c3301");
+        assert_eq!(normalize_immutable_id("Emp-42"), "emp-42");
+    }
+
+    #[test]
     fn bad_settings_name_the_field() {
         let mut s = source();
         s.urls = vec!["http://x".into()];
@@ -295,6 +306,27 @@ mod tests {
         s.page_size = 0;
         assert!(s.validate().unwrap_err().to_string().contains("page_size"));
     }
+}
+
+/// An immutable directory id as another system carries it, in the form the LDAP reader
+/// produces: a GUID or UUID in lower-case canonical form (also from base64 of AD's 16
+/// `objectGUID` bytes, as Entra's `onPremisesImmutableId` is); anything else lower-cased.
+pub fn normalize_immutable_id(raw: &str) -> String {
+    let raw = raw.trim();
+    if let Ok(uuid) = raw.trim_matches(['{', '}']).parse::<uuid::Uuid>() {
+        return uuid.to_string();
+    }
+    use base64::Engine;
+    if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(raw)
+        && b.len() == 16
+    {
+        // objectGUID bytes: the first three fields are little-endian.
+        return uuid::Uuid::from_bytes([
+            b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15],
+        ])
+        .to_string();
+    }
+    raw.to_lowercase()
 }
 
 /// How a sync run ended.

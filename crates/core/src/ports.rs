@@ -216,6 +216,13 @@ pub trait DirectoryStore: Send + Sync + 'static {
         tenant: TenantId,
         source: &str,
     ) -> DomainResult<std::collections::HashMap<String, String>>;
+    /// One person as a source had it at its last run.
+    async fn directory_person(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        external_id: &str,
+    ) -> DomainResult<Option<crate::reconcile::SourcePerson>>;
     /// Every person a source had at its last complete run.
     async fn directory_persons(
         &self,

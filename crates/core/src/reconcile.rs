@@ -51,6 +51,10 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourcePerson {
     pub link: SourceLink,
+    /// Other immutable identities the source vouches for (a SCIM `externalId` that is the
+    /// person's directory id): the person is linked to an individual that has any of them.
+    #[serde(default)]
+    pub also: Vec<SourceLink>,
     pub facts: UserFacts,
     pub groups: Vec<ExternalGroup>,
     /// The source's own active flag (SCIM `active`, LDAP disabled, …).
@@ -157,10 +161,14 @@ impl Reconciler {
         tenant: &Tenant,
         person: &SourcePerson,
     ) -> DomainResult<(MappingInput, Option<Individual>)> {
-        let existing = self
-            .store
-            .find_individual_by_link(tenant.id, person.link.source, &person.link.connection, &person.link.external_id)
-            .await?;
+        let mut existing = None;
+        for link in std::iter::once(&person.link).chain(&person.also) {
+            existing =
+                self.store.find_individual_by_link(tenant.id, link.source, &link.connection, &link.external_id).await?;
+            if existing.is_some() {
+                break;
+            }
+        }
         let input = mapping_input(tenant, person, existing.as_ref());
         Ok((input, existing))
     }
@@ -183,6 +191,11 @@ impl Reconciler {
                 return Ok(Plan::NoAccess);
             }
             let after = build(tenant, None, person, decision, now)?;
+            // Someone whose access already ended (expired at the source) is not
+            // provisioned: creating them expired would only be purged and created again.
+            if after.status == IndividualStatus::Expired {
+                return Ok(Plan::NoAccess);
+            }
             return Ok(write(None, after, "individual.created"));
         };
         let after = build(tenant, Some(&existing), person, decision, now)?;
@@ -680,10 +693,15 @@ fn build(
         existing.map(|e| (&e.expiration, e.provenance.expiration_from)),
     )?;
     let mut links = existing.map(|e| e.links.clone()).unwrap_or_default();
-    if !links.contains(&person.link) {
-        links.push(person.link.clone());
-        links.sort();
+    for link in std::iter::once(&person.link).chain(&person.also) {
+        if !links.contains(link) {
+            links.push(link.clone());
+        }
     }
+    // The order the store reads them back in, so an unchanged individual compares equal.
+    links.sort_by(|a, b| {
+        (a.source.as_str(), &a.connection, &a.external_id).cmp(&(b.source.as_str(), &b.connection, &b.external_id))
+    });
     let manual_scopes = existing.map(|e| e.provenance.manual_scopes.clone()).unwrap_or_default();
     let mut scopes = decision.scopes.clone();
     scopes.union(&manual_scopes);

@@ -98,6 +98,11 @@ pub struct TenantPolicy {
     pub mappers: Vec<String>,
     /// Directories (LDAP, Active Directory) idbridge reads this tenant's people from.
     pub ldap: Vec<crate::directory::LdapSource>,
+    /// The LDAP source whose immutable id SCIM users carry as `externalId` (Entra ID
+    /// provisioning users synced from on-premises AD: map `objectGUID` /
+    /// `onPremisesImmutableId` to `externalId`). Such a SCIM user and the directory's
+    /// person are one individual; without it, sources are never linked.
+    pub link_scim_external_id_to: Option<String>,
 }
 
 impl Default for TenantPolicy {
@@ -113,6 +118,7 @@ impl Default for TenantPolicy {
             scim_create_missing_filtered_value: true,
             mappers: vec!["rules".to_owned()],
             ldap: Vec::new(),
+            link_scim_external_id_to: None,
         }
     }
 }
@@ -124,6 +130,14 @@ impl TenantPolicy {
         }
         if self.retention_days > 36_500 || self.suspend_grace_days > 3_650 {
             return Err(DomainError::invalid("policy", "retention_days or suspend_grace_days is unreasonably large"));
+        }
+        if let Some(name) = &self.link_scim_external_id_to
+            && !self.ldap.iter().any(|s| &s.name == name)
+        {
+            return Err(DomainError::invalid(
+                "policy.link_scim_external_id_to",
+                format!("{name:?} is not one of the tenant's LDAP sources"),
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for source in &self.ldap {

@@ -360,6 +360,7 @@ fn users(
         };
         people.push(SourcePerson {
             link: SourceLink { source: SourceKind::Ldap, connection: source.name.clone(), external_id: id },
+            also: Vec::new(),
             groups: groups_of,
             active: !disabled,
             email: emails.first().cloned(),

@@ -70,6 +70,7 @@ pub fn from_record(record: &ScimRecord, groups: &[ScimMember]) -> SourcePerson {
     };
     SourcePerson {
         link: link(record.id),
+        also: Vec::new(),
         groups: groups
             .iter()
             .map(|g| ExternalGroup {

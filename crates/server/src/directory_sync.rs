@@ -238,6 +238,7 @@ impl ScimReconciliation {
                 (p, current)
             })
             .collect();
+        let people = self.with_linked_sources(tenant, people).await?;
         // Decided a page at a time: the mapping inputs and decisions of 100,000 people at
         // once would cost hundreds of megabytes.
         let mut set = ChangeSet::new(format!("LDAP run of {}", source.name));

@@ -135,6 +135,7 @@ impl ScimReconciliation {
                         (p.clone(), current)
                     })
                     .collect();
+                let people = self.with_linked_sources(tenant, people).await?;
                 merge(&mut set, self.plan_people(tenant, &pipeline, known.clone(), people).await.map_err(task_failed)?);
             }
         }
@@ -161,7 +162,61 @@ impl ScimReconciliation {
         tenant: &Tenant,
         records: Vec<ScimRecord>,
     ) -> DomainResult<Vec<(SourcePerson, Option<Individual>)>> {
-        scim_people(self.reconciler.store().as_ref(), self.records.as_ref(), tenant, records).await
+        let people = scim_people(self.reconciler.store().as_ref(), self.records.as_ref(), tenant, records).await?;
+        self.with_linked_sources(tenant, people).await
+    }
+
+    /// A person whose individual other sources also know is decided on everything they
+    /// say: the union of their groups, and inactive when any source says inactive. (Each
+    /// source alone would otherwise undo what the other granted.)
+    pub async fn with_linked_sources(
+        &self,
+        tenant: &Tenant,
+        people: Vec<(SourcePerson, Option<Individual>)>,
+    ) -> DomainResult<Vec<(SourcePerson, Option<Individual>)>> {
+        let mut out = Vec::with_capacity(people.len());
+        for (mut person, existing) in people {
+            for link in existing.iter().flat_map(|i| i.links.iter()).filter(|l| **l != person.link) {
+                let other = match link.source {
+                    SourceKind::Scim => {
+                        let Ok(id) = link.external_id.parse::<Uuid>() else { continue };
+                        match self.records.get_scim(tenant.id, ScimKind::User, id).await? {
+                            Some(record) => {
+                                let groups = self.records.list_scim_groups_of(tenant.id, id).await?;
+                                Some(idbridge_scim::person::from_record(&record, &groups))
+                            }
+                            None => None,
+                        }
+                    }
+                    SourceKind::Ldap => {
+                        self.directory.directory_person(tenant.id, &link.connection, &link.external_id).await?
+                    }
+                    SourceKind::Oidc | SourceKind::Manual => None,
+                };
+                let Some(other) = other else { continue };
+                // Who the person is (login, email, names) comes from the highest-ranked
+                // source — SCIM, then LDAP — so sources never take turns renaming them.
+                if rank(other.link.source) < rank(person.link.source) {
+                    person.facts.login.clone_from(&other.facts.login);
+                    person.facts.emails.clone_from(&other.facts.emails);
+                    person.email.clone_from(&other.email);
+                    person.given_name.clone_from(&other.given_name);
+                    person.family_name.clone_from(&other.family_name);
+                    person.display_name.clone_from(&other.display_name);
+                }
+                for group in other.groups {
+                    if !person.groups.iter().any(|g| g.source == group.source && g.id == group.id) {
+                        person.groups.push(group);
+                    }
+                }
+                person.active &= other.active;
+                person.activation = person.activation.or(other.activation);
+                person.expiration = person.expiration.or(other.expiration);
+                person.time_zone = person.time_zone.or(other.time_zone);
+            }
+            out.push((person, existing));
+        }
+        Ok(out)
     }
 
     /// Decides and plans people off the async runtime: plugins block, and a page of
@@ -230,6 +285,16 @@ impl SourceChanges for ScimReconciliation {
     }
 }
 
+/// Precedence of sources for who a person is: the IdP that provisions over SCIM first.
+fn rank(source: SourceKind) -> u8 {
+    match source {
+        SourceKind::Scim => 0,
+        SourceKind::Ldap => 1,
+        SourceKind::Oidc => 2,
+        SourceKind::Manual => 3,
+    }
+}
+
 /// A page of SCIM users as source persons, with their groups and their individuals read
 /// in one query each.
 pub async fn scim_people(
@@ -253,14 +318,46 @@ pub async fn scim_people(
             existing.insert(link.external_id.clone(), individual.clone());
         }
     }
-    Ok(page
+    // A SCIM externalId that is the person's directory id links to the directory's
+    // individual (policy.link_scim_external_id_to).
+    let directory = tenant.policy.link_scim_external_id_to.as_deref();
+    let mut people: Vec<(SourcePerson, Option<Individual>)> = page
         .iter()
         .map(|record| {
-            let person = idbridge_scim::person::from_record(record, groups.get(&record.id).map_or(&[], Vec::as_slice));
+            let mut person =
+                idbridge_scim::person::from_record(record, groups.get(&record.id).map_or(&[], Vec::as_slice));
+            if let (Some(source), Some(external)) = (directory, &record.external_id) {
+                person.also.push(idbridge_core::individual::SourceLink {
+                    source: SourceKind::Ldap,
+                    connection: source.to_owned(),
+                    external_id: idbridge_core::directory::normalize_immutable_id(external),
+                });
+            }
             let current = existing.remove(&person.link.external_id);
             (person, current)
         })
-        .collect())
+        .collect();
+    if let Some(source) = directory {
+        let wanted: Vec<String> = people
+            .iter()
+            .filter(|(_, current)| current.is_none())
+            .flat_map(|(p, _)| p.also.iter().map(|l| l.external_id.clone()))
+            .collect();
+        if !wanted.is_empty() {
+            let mut by_alias: HashMap<String, Individual> = HashMap::new();
+            for individual in store.find_individuals_by_links(tenant.id, SourceKind::Ldap, source, &wanted).await? {
+                for link in individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source) {
+                    by_alias.insert(link.external_id.clone(), individual.clone());
+                }
+            }
+            for (person, current) in &mut people {
+                if current.is_none() {
+                    *current = person.also.iter().find_map(|l| by_alias.get(&l.external_id).cloned());
+                }
+            }
+        }
+    }
+    Ok(people)
 }
 
 /// A page of a tenant's SCIM users after a position, and the position to continue from

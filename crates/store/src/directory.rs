@@ -28,6 +28,24 @@ impl DirectoryStore for SqlStore {
         Ok(rows.into_iter().collect())
     }
 
+    async fn directory_person(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        external_id: &str,
+    ) -> DomainResult<Option<SourcePerson>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT person FROM directory_records WHERE tenant_id = $1 AND source = $2 AND external_id = $3",
+        )
+        .bind(tenant.0.to_string())
+        .bind(source)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage)?;
+        row.map(|(p,)| from_json("directory person", &p)).transpose()
+    }
+
     async fn directory_persons(&self, tenant: TenantId, source: &str) -> DomainResult<Vec<SourcePerson>> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT person FROM directory_records WHERE tenant_id = $1 AND source = $2 ORDER BY external_id",

@@ -439,7 +439,12 @@ impl SqlStore {
         let mut written = vec![false; writes.len()];
         for (offset, chunk) in chunks_of(writes, 500) {
             let creates: Vec<usize> = (0..chunk.len()).filter(|n| chunk[*n].expected_version.is_none()).collect();
-            let updates: Vec<usize> = (0..chunk.len()).filter(|n| chunk[*n].expected_version.is_some()).collect();
+            // An individual planned twice (two sources in one change set) is written once:
+            // the second plan was made from the same version and is stale.
+            let mut seen = std::collections::HashSet::new();
+            let updates: Vec<usize> = (0..chunk.len())
+                .filter(|n| chunk[*n].expected_version.is_some() && seen.insert(chunk[*n].individual.id))
+                .collect();
             if !creates.is_empty() {
                 insert_many(self.backend, &mut tx, creates.iter().map(|n| &chunk[*n]), now).await?;
                 for n in &creates {
@@ -448,7 +453,8 @@ impl SqlStore {
             }
             if !updates.is_empty() {
                 let done = update_many(self.backend, &mut tx, updates.iter().map(|n| &chunk[*n]), now).await?;
-                for n in &updates {
+                let mut once = std::collections::HashSet::new();
+                for n in updates.iter().filter(|n| once.insert(chunk[**n].individual.id)) {
                     let w = &chunk[*n];
                     written[offset + n] =
                         done.contains(&(w.individual.tenant_id.0.to_string(), w.individual.id.0.to_string()));
