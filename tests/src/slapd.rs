@@ -14,6 +14,8 @@ pub struct Slapd {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    /// When set, slapd logs its operations (`-d stats`) to this file.
+    log: Option<PathBuf>,
 }
 
 fn slapd_binary() -> PathBuf {
@@ -52,9 +54,25 @@ impl Slapd {
         );
         std::fs::write(dir.path().join("slapd.conf"), config).unwrap();
         let port = free_port();
-        let mut slapd = Self { dir, port, child: None };
+        let mut slapd = Self { dir, port, child: None, log: None };
         slapd.launch();
         slapd
+    }
+
+    /// Restarts with every operation logged, so a test can act in the middle of a run.
+    pub fn restart_logging(&mut self) -> PathBuf {
+        let log = self.dir.path().join("stats.log");
+        self.log = Some(log.clone());
+        self.restart();
+        log
+    }
+
+    /// Search results slapd has sent since it was started with logging.
+    pub fn results_sent(&self) -> usize {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map_or(0, |text| text.lines().filter(|l| l.contains("SEARCH RESULT")).count())
     }
 
     pub fn url(&self) -> String {
@@ -62,13 +80,18 @@ impl Slapd {
     }
 
     fn launch(&mut self) {
-        let child = Command::new(slapd_binary())
-            .args(["-f", &self.dir.path().join("slapd.conf").display().to_string()])
-            .args(["-h", &format!("{}/", self.url()), "-d", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start slapd (scripts/test installs it)");
+        let mut command = Command::new(slapd_binary());
+        command.args(["-f", &self.dir.path().join("slapd.conf").display().to_string()]);
+        command.args(["-h", &format!("{}/", self.url())]).stdout(Stdio::null());
+        match &self.log {
+            Some(log) => {
+                command.args(["-d", "stats"]).stderr(std::fs::File::create(log).unwrap());
+            }
+            None => {
+                command.args(["-d", "0"]).stderr(Stdio::null());
+            }
+        }
+        let child = command.spawn().expect("start slapd (scripts/test installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -159,9 +159,31 @@ fn a_read_that_fails_part_way_changes_nobody() {
     assert!(text.contains("bind as"), "{text}");
     assert!(!text.contains("not-the-password"));
 
-    // Back to normal: the next run completes the work (bob is gone meanwhile).
+    // The server goes away in the middle of a run: bob has left, and 300 more people make
+    // the read long enough (two users per page) to cut it short after its first page.
     apply_with_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD);
-    slapd.ldif(&format!("dn: uid=bob,ou=people,{SUFFIX}\nchangetype: delete\n\n"));
+    let more: String = (0..300)
+        .map(|n| {
+            format!("dn: uid=temp{n},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: temp{n}\ncn: t\nsn: t\n\n")
+        })
+        .collect();
+    slapd.ldif(&format!("{more}dn: uid=bob,ou=people,{SUFFIX}\nchangetype: delete\n\n"));
+    slapd.restart_logging();
+    let mut sync = work.command(&["sync", "ldap", "acme", "--full"]);
+    sync.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = sync.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while slapd.results_sent() < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    slapd.stop();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success() && text.contains("failed"), "the run was cut short: {text}");
+    assert_eq!(work.ok(&["individual", "list", "acme"]), before, "nobody deprovisioned: {text}");
+
+    // Back to normal: the next run completes the work.
+    slapd.restart();
     let run = work.ok(&["sync", "ldap", "acme", "--full"]);
     assert!(run.contains("succeeded") && run.contains("1 gone"), "{run}");
     let status = work.ok(&["sync", "status", "acme"]);
