@@ -545,6 +545,14 @@ impl Reconciler {
         IndividualWrite {
             expected_version: before.map(|b| b.version),
             links_changed: before.is_none_or(|b| b.links != next.links),
+            status_only: before.is_some_and(|b| {
+                let mut same = next.clone();
+                same.status = b.status;
+                same.deprovisioned_at = b.deprovisioned_at;
+                same.updated_at = b.updated_at;
+                same.version = b.version;
+                same == *b
+            }),
             audit,
             event: Some(ChangeEvent {
                 id: Uuid::new_v4(),

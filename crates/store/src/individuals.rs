@@ -321,6 +321,41 @@ async fn update_many<'w>(
         .collect()
 }
 
+/// Status-only updates (scheduler transitions): four columns instead of twenty, so SQLite
+/// leaves the other indexes alone. Returns the (tenant, id) of those written.
+async fn update_status_many<'w>(
+    backend: Backend,
+    conn: &mut AnyConnection,
+    writes: impl Iterator<Item = &'w IndividualWrite>,
+    now: i64,
+) -> DomainResult<std::collections::HashSet<(String, String)>> {
+    let writes: Vec<&IndividualWrite> = writes.collect();
+    // As in `update_many`, `|| ''` and `+ 0` keep SQLite's join order: batch rows first.
+    let sql = format!(
+        "UPDATE individuals SET status = v.column4, deprovisioned_at = v.column5, updated_at = v.column6,
+             version = individuals.version + 1
+         FROM (VALUES {}) AS v
+         WHERE individuals.tenant_id = v.column1 || '' AND individuals.id = v.column2 || ''
+           AND individuals.version = v.column3 + 0
+         RETURNING individuals.tenant_id, individuals.id",
+        value_rows(backend, writes.len(), 6, &[2, 4, 5])
+    );
+    let mut query = sqlx::query(&sql);
+    for w in &writes {
+        query = query
+            .bind(w.individual.tenant_id.0.to_string())
+            .bind(w.individual.id.0.to_string())
+            .bind(w.expected_version.unwrap_or(0))
+            .bind(w.individual.status.as_str())
+            .bind(w.individual.deprovisioned_at.map(micros))
+            .bind(now);
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(storage)?;
+    rows.iter()
+        .map(|row| Ok((row.try_get::<String, _>(0).map_err(storage)?, row.try_get::<String, _>(1).map_err(storage)?)))
+        .collect()
+}
+
 async fn replace_links_many<'w>(
     backend: Backend,
     conn: &mut AnyConnection,
@@ -442,9 +477,19 @@ impl SqlStore {
             // An individual planned twice (two sources in one change set) is written once:
             // the second plan was made from the same version and is stale.
             let mut seen = std::collections::HashSet::new();
-            let updates: Vec<usize> = (0..chunk.len())
+            let all_updates: Vec<usize> = (0..chunk.len())
                 .filter(|n| chunk[*n].expected_version.is_some() && seen.insert(chunk[*n].individual.id))
                 .collect();
+            let (narrow, updates): (Vec<usize>, Vec<usize>) =
+                all_updates.into_iter().partition(|n| chunk[*n].status_only && !chunk[*n].links_changed);
+            if !narrow.is_empty() {
+                let done = update_status_many(self.backend, &mut tx, narrow.iter().map(|n| &chunk[*n]), now).await?;
+                for n in &narrow {
+                    let w = &chunk[*n];
+                    written[offset + n] =
+                        done.contains(&(w.individual.tenant_id.0.to_string(), w.individual.id.0.to_string()));
+                }
+            }
             if !creates.is_empty() {
                 insert_many(self.backend, &mut tx, creates.iter().map(|n| &chunk[*n]), now).await?;
                 for n in &creates {

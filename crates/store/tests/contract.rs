@@ -192,6 +192,7 @@ fn write(i: &Individual, expected_version: Option<i64>, kind: ChangeKind) -> Ind
         individual: i.clone(),
         expected_version,
         links_changed: true,
+        status_only: false,
         audit: ctx("ops").record(Some(i.tenant_id), "individual", i.id.to_string(), "individual.written", None, None),
         event: Some(ChangeEvent {
             id: Uuid::new_v4(),
