@@ -13,6 +13,8 @@ pub const ADMIN_PASSWORD: &str = "slapd-test-secret";
 pub struct Slapd {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The ldaps:// port, when started with TLS.
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     /// When set, slapd logs its operations (`-d stats`) to this file.
     log: Option<PathBuf>,
@@ -30,7 +32,26 @@ impl Slapd {
     /// Starts slapd with `limited` (a user whose searches stop after 3 entries) besides
     /// the admin.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// As [`Slapd::start`], also serving ldaps:// with a certificate for 127.0.0.1 signed by
+    /// a CA made for the test (`ca.pem` in the directory).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port.expect("started with TLS"))
+    }
+
+    fn start_with(tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let tls_config = if tls { make_certificates(dir.path()) } else { String::new() };
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let config = format!(
             "include /etc/ldap/schema/core.schema\n\
@@ -41,6 +62,7 @@ impl Slapd {
              moduleload back_mdb\n\
              moduleload memberof\n\
              pidfile {dir}/slapd.pid\n\
+             {tls_config}\
              database mdb\n\
              suffix \"{SUFFIX}\"\n\
              rootdn \"{ADMIN_DN}\"\n\
@@ -54,7 +76,8 @@ impl Slapd {
         );
         std::fs::write(dir.path().join("slapd.conf"), config).unwrap();
         let port = free_port();
-        let mut slapd = Self { dir, port, child: None, log: None };
+        let tls_port = tls.then(free_port);
+        let mut slapd = Self { dir, port, tls_port, child: None, log: None };
         slapd.launch();
         slapd
     }
@@ -82,7 +105,11 @@ impl Slapd {
     fn launch(&mut self) {
         let mut command = Command::new(slapd_binary());
         command.args(["-f", &self.dir.path().join("slapd.conf").display().to_string()]);
-        command.args(["-h", &format!("{}/", self.url())]).stdout(Stdio::null());
+        let urls = match self.tls_port {
+            Some(_) => format!("{}/ {}/", self.url(), self.ldaps_url()),
+            None => format!("{}/", self.url()),
+        };
+        command.args(["-h", &urls]).stdout(Stdio::null());
         match &self.log {
             Some(log) => {
                 command.args(["-d", "stats"]).stderr(std::fs::File::create(log).unwrap());
@@ -131,6 +158,67 @@ impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 (openssl), and the slapd lines that use them.
+fn make_certificates(dir: &std::path::Path) -> String {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=idbridge test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    format!(
+        "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n",
+        d = dir.display()
+    )
 }
 
 fn free_port() -> u16 {

@@ -242,3 +242,36 @@ async fn a_scim_user_whose_external_id_is_the_directory_id_is_the_same_individua
     work.ok(&["sync", "ldap", "acme", "--full"]);
     assert_eq!(status_of(&work, alice["id"].as_str().unwrap()).unwrap()["status"], "suspended");
 }
+
+#[test]
+fn ldaps_trusts_the_configured_ca_and_refuses_an_unknown_one() {
+    let slapd = Slapd::start_tls();
+    slapd.ldif(&base_ldif());
+    let work = Workdir::new();
+    let source = |ca: Option<&std::path::Path>| {
+        let example = std::fs::read_to_string(workspace_root().join("config/examples/acme.toml")).unwrap();
+        let secret = work.path().join("ldap.secret");
+        std::fs::write(&secret, ADMIN_PASSWORD).unwrap();
+        let ca = ca.map(|p| format!("ca_file = \"{}\"\n", p.display())).unwrap_or_default();
+        let doc = format!(
+            "{example}\n[[tenants.ldap]]\nname = \"corp\"\nurls = [\"{}\"]\nbind_dn = \"{ADMIN_DN}\"\n\
+             bind_password_file = \"{}\"\nuser_base = \"ou=people,{SUFFIX}\"\ngroup_base = \"ou=groups,{SUFFIX}\"\n{ca}",
+            slapd.ldaps_url(),
+            secret.display()
+        );
+        let path = work.path().join("tls.toml");
+        std::fs::write(&path, doc).unwrap();
+        work.ok(&["apply", path.to_str().unwrap()]);
+    };
+    // Without the CA, the server's certificate is not trusted: nothing is read.
+    source(None);
+    let refused = work.run(&["sync", "ldap", "acme"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("failed"));
+    assert_eq!(work.ok(&["individual", "list", "acme"]), "");
+    // With it, the directory is read over TLS.
+    source(Some(&slapd.ca_file()));
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("succeeded") && run.contains("6 users"), "{run}");
+    assert_eq!(status_of(&work, "alice").unwrap()["status"], "active");
+}

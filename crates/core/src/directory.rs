@@ -93,6 +93,10 @@ pub struct LdapSource {
     pub urls: Vec<String>,
     #[serde(default)]
     pub start_tls: bool,
+    /// PEM file with the CA certificates that sign the directory's certificate (ldaps://
+    /// and StartTLS); without it, the bundled web PKI roots are trusted.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// Skip certificate checks (test directories only).
     #[serde(default)]
     pub tls_insecure: bool,

@@ -22,6 +22,8 @@ use crate::entry::{Expiry, first, values};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    #[error("ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
     #[error("cannot connect to any of {urls:?}: {message}")]
     Connect { urls: Vec<String>, message: String },
     #[error("bind as {dn:?} failed: {message}")]
@@ -53,15 +55,41 @@ fn scope(s: SearchScope) -> Scope {
     }
 }
 
+/// A TLS configuration that trusts exactly the CA certificates in a PEM file.
+pub fn tls_config(path: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, ReadError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let fail = |message: String| ReadError::CaFile { path: path.to_owned(), message };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.to_string()))? {
+        let cert = cert.map_err(|e| fail(e.to_string()))?;
+        roots.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("holds no PEM certificate".into()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
 /// Connects to the first URL that answers and binds.
 async fn connect(source: &LdapSource, password: Option<&str>) -> Result<(Ldap, String), ReadError> {
     let timeout = Duration::from_secs(source.timeout_seconds);
+    let tls = source.ca_file.as_deref().map(tls_config).transpose()?;
     let mut last = String::new();
     for url in &source.urls {
-        let settings = LdapConnSettings::new()
+        let mut settings = LdapConnSettings::new()
             .set_conn_timeout(timeout)
             .set_starttls(source.start_tls && url.starts_with("ldap://"))
             .set_no_tls_verify(source.tls_insecure);
+        if let Some(config) = &tls {
+            settings = settings.set_config(config.clone());
+        }
         match LdapConnAsync::with_settings(settings, url).await {
             Ok((conn, mut ldap)) => {
                 ldap3::drive!(conn);
@@ -537,6 +565,17 @@ mod tests {
             high_water: None,
         };
         assert_eq!(persons(&source("openldap", "member_of"), &overlay).0[0].groups[0].display_name, "ops");
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_certificates() {
+        let dir = std::env::temp_dir().join(format!("idbridge-ca-{}", std::process::id()));
+        std::fs::write(&dir, "not a certificate").unwrap();
+        let err = tls_config(dir.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = tls_config("/nonexistent/ca.pem").unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        let _ = std::fs::remove_file(dir);
     }
 
     #[test]
