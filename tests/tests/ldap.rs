@@ -125,8 +125,14 @@ fn an_ldap_directory_becomes_individuals_and_stays_in_line() {
     let run = work.ok(&["sync", "ldap", "acme"]);
     assert!(run.contains("(incremental)") && run.contains("1 changed"), "{run}");
     assert_eq!(status_of(&work, "frank").unwrap()["status"], "suspended", "leavers are denied");
+    // A deleted group takes what it granted from everyone in it (alice2 was a PBX admin
+    // only through it).
+    slapd.ldif(&format!("dn: cn=pbx-admins,ou=groups,{SUFFIX}\nchangetype: delete\n\n"));
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("succeeded (incremental)"), "{run}");
+    assert_eq!(status_of(&work, "alice2").unwrap()["status"], "suspended", "{run}");
     let runs = work.ok(&["sync", "status", "acme"]);
-    assert_eq!(runs.lines().count(), 6, "{runs}");
+    assert_eq!(runs.lines().count(), 7, "{runs}");
 }
 
 #[test]

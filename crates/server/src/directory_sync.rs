@@ -101,9 +101,9 @@ impl ScimReconciliation {
         clock: Instant,
     ) -> DomainResult<SyncOutcome> {
         let mut summary = RunSummary::default();
-        let since = if full { None } else { self.incremental_mark(tenant, source).await? };
-        summary.mode = if since.is_some() { "incremental" } else { "full" }.to_owned();
-        let result = self.sync_inner(tenant, source, dry_run, since, ctx, &mut summary).await;
+        let mark = if full { None } else { self.incremental_mark(tenant, source).await? };
+        summary.mode = if mark.is_some() { "incremental" } else { "full" }.to_owned();
+        let result = self.sync_inner(tenant, source, dry_run, mark, ctx, &mut summary).await;
         let (status, error, plan) = match result {
             Ok((status, plan)) => (status, None, plan),
             Err(e) => (RunStatus::Failed, Some(e.to_string()), Vec::new()),
@@ -139,8 +139,9 @@ impl ScimReconciliation {
         Ok(SyncOutcome { run, plan })
     }
 
-    /// Where an incremental run would start, if one may run now.
-    async fn incremental_mark(&self, tenant: &Tenant, source: &LdapSource) -> DomainResult<Option<String>> {
+    /// Where an incremental run would start, if one may run now, and the URL of the server
+    /// that set the mark (Active Directory's USNs are per domain controller).
+    async fn incremental_mark(&self, tenant: &Tenant, source: &LdapSource) -> DomainResult<Option<(String, String)>> {
         if source.full_run_seconds == 0 || source.membership == idbridge_core::directory::Membership::MemberOf {
             return Ok(None);
         }
@@ -153,7 +154,11 @@ impl ScimReconciliation {
             r.summary.mode != "incremental"
                 && r.started_at.checked_add(window).is_ok_and(|end| end > jiff::Timestamp::now())
         });
-        Ok(if recent_full { last.summary.high_water.clone() } else { None })
+        Ok(if recent_full {
+            last.summary.high_water.clone().map(|mark| (mark, last.summary.url.clone()))
+        } else {
+            None
+        })
     }
 
     async fn sync_inner(
@@ -161,15 +166,32 @@ impl ScimReconciliation {
         tenant: &Tenant,
         source: &LdapSource,
         dry_run: bool,
-        since: Option<String>,
+        mark: Option<(String, String)>,
         ctx: &AuditContext,
         summary: &mut RunSummary,
     ) -> DomainResult<(RunStatus, Vec<PlanLine>)> {
         let password = bind_password(tenant, source)?;
         tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
-        let snapshot = idbridge_ldap::read(source, password.as_deref(), since.as_deref())
-            .await
-            .map_err(|e| DomainError::Rejected(format!("reading {}: {e}", source.name)))?;
+        let read = |since: Option<String>| {
+            let password = password.clone();
+            async move {
+                idbridge_ldap::read(source, password.as_deref(), since.as_deref())
+                    .await
+                    .map_err(|e| DomainError::Rejected(format!("reading {}: {e}", source.name)))
+            }
+        };
+        let mut since = mark.as_ref().map(|(m, _)| m.clone());
+        let mut snapshot = read(since.clone()).await?;
+        if let Some((_, url)) = &mark
+            && source.flavour == idbridge_core::directory::Flavour::ActiveDirectory
+            && &snapshot.url != url
+        {
+            // Failed over to another domain controller: its USNs are not comparable.
+            tracing::info!(tenant = %tenant.slug, source = source.name, "another domain controller answered; reading everyone");
+            since = None;
+            summary.mode = "full".into();
+            snapshot = read(None).await?;
+        }
         summary.users = snapshot.users.len() as u64;
         summary.groups = snapshot.groups.len() as u64;
         summary.url.clone_from(&snapshot.url);
