@@ -31,24 +31,6 @@ pub(crate) async fn append_audit(conn: &mut AnyConnection, record: &AuditRecord)
     Ok(())
 }
 
-pub(crate) async fn append_change_event(conn: &mut AnyConnection, event: &ChangeEvent) -> DomainResult<()> {
-    sqlx::query(
-        "INSERT INTO change_events (id, tenant_id, individual_id, kind, individual, permission_diff, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(event.id.to_string())
-    .bind(event.tenant_id.0.to_string())
-    .bind(event.individual_id.0.to_string())
-    .bind(event.kind.as_str())
-    .bind(to_json(&event.individual))
-    .bind(event.permission_diff.as_ref().map(to_json))
-    .bind(micros(event.at))
-    .execute(conn)
-    .await
-    .map_err(storage)?;
-    Ok(())
-}
-
 /// Many audit records in one statement per 500.
 pub(crate) async fn append_audit_many<'r>(
     backend: crate::Backend,
