@@ -26,7 +26,7 @@ use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite
 use idbridge_core::tenant::TenantSlug;
 use idbridge_server::apply_file::ApplyDocument;
 use idbridge_server::mapping::MappingService;
-use idbridge_server::reconciliation::ScimReconciliation;
+use idbridge_server::reconciliation::SourceReconciliation;
 use idbridge_store::{SqlStore, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = ScimReconciliation::new(&store, mapping);
+    let reconciliation = SourceReconciliation::new(&store, mapping);
 
     let started = Instant::now();
     let created = applied(reconciliation.remap(&tenant, "bench: first reconciliation", &ctx()).await?);

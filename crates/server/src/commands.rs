@@ -89,13 +89,13 @@ fn reconciliation(
     operator: &Operator,
     store: &SqlStore,
     settings: &Settings,
-) -> anyhow::Result<crate::reconciliation::ScimReconciliation> {
+) -> anyhow::Result<crate::reconciliation::SourceReconciliation> {
     let mapping = crate::mapping::MappingService {
         operator: operator.clone(),
         plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
         records: Arc::new(store.clone()),
     };
-    Ok(crate::reconciliation::ScimReconciliation::new(store, mapping))
+    Ok(crate::reconciliation::SourceReconciliation::new(store, mapping))
 }
 
 async fn remap_after(

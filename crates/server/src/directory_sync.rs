@@ -17,7 +17,7 @@ use idbridge_core::{DomainError, DomainResult};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::reconciliation::ScimReconciliation;
+use crate::reconciliation::SourceReconciliation;
 
 /// One line of a run's plan, for `--dry-run` and the operator.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -57,7 +57,7 @@ fn hash(person: &SourcePerson) -> (String, String) {
     (hex::encode(Sha256::digest(json.as_bytes())), json)
 }
 
-impl ScimReconciliation {
+impl SourceReconciliation {
     /// One run of one source. Returns the run as recorded (also when it failed).
     /// `full` forces a full run; otherwise the run is incremental when a full run
     /// succeeded within `full_run_seconds` and the last successful run left a change mark.
@@ -349,7 +349,7 @@ fn plan_lines(set: &ChangeSet) -> Vec<PlanLine> {
 
 /// Runs every tenant's directory sources on their schedules, until the process ends. With
 /// several instances on one database, the lease `sync_ldap` takes lets one of them run it.
-pub async fn run_schedules(reconciliation: ScimReconciliation) {
+pub async fn run_schedules(reconciliation: SourceReconciliation) {
     let ctx = AuditContext::new(idbridge_core::audit::Actor::new(idbridge_core::audit::ActorKind::SyncRun, "schedule"));
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(15));
     loop {
@@ -360,7 +360,7 @@ pub async fn run_schedules(reconciliation: ScimReconciliation) {
     }
 }
 
-async fn due_runs(reconciliation: &ScimReconciliation, ctx: &AuditContext) -> DomainResult<()> {
+async fn due_runs(reconciliation: &SourceReconciliation, ctx: &AuditContext) -> DomainResult<()> {
     let store = reconciliation.reconciler.store().clone();
     for tenant in store.list_tenants().await? {
         if !tenant.enabled || tenant.policy.ldap.is_empty() {

@@ -12,7 +12,7 @@ use idbridge_core::source_record::ScimKind;
 use idbridge_core::tenant::{DeprovisionAction, Tenant, TenantSlug};
 use serde::Serialize;
 
-use crate::reconciliation::ScimReconciliation;
+use crate::reconciliation::SourceReconciliation;
 
 #[derive(Debug, Serialize)]
 pub struct Explanation {
@@ -110,7 +110,7 @@ fn status_because(tenant: &Tenant, i: &Individual) -> String {
     }
 }
 
-pub async fn explain(rec: &ScimReconciliation, slug: &TenantSlug, id_or_login: &str) -> DomainResult<Explanation> {
+pub async fn explain(rec: &SourceReconciliation, slug: &TenantSlug, id_or_login: &str) -> DomainResult<Explanation> {
     let operator = &rec.mapping.operator;
     let tenant = operator.tenant(slug).await?;
     let i = operator.individual(slug, id_or_login).await?;

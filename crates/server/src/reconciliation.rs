@@ -1,7 +1,9 @@
-//! Connects SCIM to the reconciliation service: the users a SCIM request (or a rule
-//! change) affects become source persons, go through the tenant's mapping pipeline, and
-//! the decisions form one change set that `core::reconcile::Reconciler` — the only writer
-//! of individuals — applies, or holds when the mass-deprovision guard says so.
+//! Connects the sources to the reconciliation service: the users a SCIM request affects,
+//! a directory run's changed people (`directory_sync`), or everyone after a rule change
+//! become source persons — merged with what the other sources linked to the same
+//! individual say — go through the tenant's mapping pipeline, and the decisions form one
+//! change set that `core::reconcile::Reconciler` — the only writer of individuals —
+//! applies, or holds when the mass-deprovision guard says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ const INLINE_LIMIT: usize = 20;
 const PAGE: u32 = 1000;
 
 #[derive(Clone)]
-pub struct ScimReconciliation {
+pub struct SourceReconciliation {
     pub mapping: MappingService,
     pub reconciler: Reconciler,
     pub records: Arc<dyn ScimRecordStore>,
@@ -39,7 +41,7 @@ pub struct ScimReconciliation {
     pub background: Arc<tokio::sync::Semaphore>,
 }
 
-impl ScimReconciliation {
+impl SourceReconciliation {
     pub fn new(store: &idbridge_store::SqlStore, mapping: MappingService) -> Self {
         Self {
             mapping,
@@ -270,7 +272,7 @@ impl ScimReconciliation {
 }
 
 #[async_trait]
-impl SourceChanges for ScimReconciliation {
+impl SourceChanges for SourceReconciliation {
     async fn scim_changed(&self, tenant: &Tenant, changes: ScimChanges, ctx: &AuditContext) {
         if changes.changed.len() + changes.removed.len() <= INLINE_LIMIT {
             self.clone().run(tenant.clone(), changes, ctx.clone()).await;
@@ -433,7 +435,7 @@ impl RemapSummary {
     }
 }
 
-impl ScimReconciliation {
+impl SourceReconciliation {
     /// Re-maps every tenant whose rules or policy an apply changed.
     pub async fn remap_after(
         &self,

@@ -62,7 +62,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     if admin_token_hashes.is_empty() {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
-    let reconciliation = crate::reconciliation::ScimReconciliation::new(&store, mapping.clone());
+    let reconciliation = crate::reconciliation::SourceReconciliation::new(&store, mapping.clone());
     let state = AppState {
         reconciliation: reconciliation.clone(),
         operator,

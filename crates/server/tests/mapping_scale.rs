@@ -12,7 +12,7 @@ use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite
 use idbridge_core::tenant::TenantSlug;
 use idbridge_server::apply_file::ApplyDocument;
 use idbridge_server::mapping::{MappingService, PreviewPerson};
-use idbridge_server::reconciliation::ScimReconciliation;
+use idbridge_server::reconciliation::SourceReconciliation;
 use idbridge_store::{SqlStore, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
@@ -75,7 +75,7 @@ async fn preview_and_diff_on_a_tenant_with_10000_individuals() {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = ScimReconciliation::new(&store, mapping.clone());
+    let reconciliation = SourceReconciliation::new(&store, mapping.clone());
     let Submitted::Applied(report) = reconciliation.remap(&tenant, "test", &ctx()).await.unwrap() else {
         panic!("creating individuals is not a deprovision");
     };

@@ -37,7 +37,7 @@ pub struct AppState {
     pub scim_auth_cache: Option<Arc<idbridge_scim::auth::AuthCache>>,
     pub mapping: crate::mapping::MappingService,
     /// Re-maps tenants after rule changes; applies or rejects held change sets.
-    pub reconciliation: crate::reconciliation::ScimReconciliation,
+    pub reconciliation: crate::reconciliation::SourceReconciliation,
     pub known_mappers: Arc<std::collections::BTreeSet<String>>,
     /// The config file, re-read for `POST /admin/v1/plugins/reload`.
     pub config_path: Option<std::path::PathBuf>,
