@@ -113,6 +113,32 @@ async fn connect(source: &LdapSource, password: Option<&str>) -> Result<(Ldap, S
     Err(ReadError::Connect { urls: source.urls.clone(), message: last })
 }
 
+/// A paged search, handing each entry to `each` as it arrives; an error ends it.
+async fn search_each(
+    ldap: &mut Ldap,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[String],
+    page_size: u32,
+    mut each: impl FnMut(SearchEntry),
+) -> Result<(), ReadError> {
+    let fail = |e: ldap3::LdapError| ReadError::Search { base: base.to_owned(), message: e.to_string() };
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(PagedResults::new(page_size as i32))];
+    let mut stream = ldap.streaming_search_with(adapters, base, scope, filter, attrs.to_vec()).await.map_err(fail)?;
+    while let Some(entry) = stream.next().await.map_err(fail)? {
+        if entry.is_ref() {
+            return Err(ReadError::Referral(ldap3::parse_refs(entry.0).join(", ")));
+        }
+        if entry.is_intermediate() {
+            continue;
+        }
+        each(SearchEntry::construct(entry));
+    }
+    stream.finish().await.success().map_err(fail)?;
+    Ok(())
+}
+
 /// A paged search, every entry or an error.
 async fn search(
     ldap: &mut Ldap,
@@ -122,75 +148,116 @@ async fn search(
     attrs: &[String],
     page_size: u32,
 ) -> Result<Vec<SearchEntry>, ReadError> {
-    let fail = |e: ldap3::LdapError| ReadError::Search { base: base.to_owned(), message: e.to_string() };
-    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(PagedResults::new(page_size as i32))];
-    let mut stream = ldap.streaming_search_with(adapters, base, scope, filter, attrs.to_vec()).await.map_err(fail)?;
     let mut out = Vec::new();
-    while let Some(entry) = stream.next().await.map_err(fail)? {
-        if entry.is_ref() {
-            return Err(ReadError::Referral(ldap3::parse_refs(entry.0).join(", ")));
-        }
-        if entry.is_intermediate() {
-            continue;
-        }
-        out.push(SearchEntry::construct(entry));
-    }
-    stream.finish().await.success().map_err(fail)?;
+    search_each(ldap, base, scope, filter, attrs, page_size, |e| out.push(e)).await?;
     Ok(out)
+}
+
+/// A connection to a directory, read groups first (people need them) and then users as
+/// a stream, so a run never holds every user entry at once.
+pub struct Reader {
+    ldap: Ldap,
+    /// Which URL answered (after failover).
+    pub url: String,
+}
+
+impl Reader {
+    pub async fn connect(source: &LdapSource, password: Option<&str>) -> Result<Self, ReadError> {
+        let (ldap, url) = connect(source, password).await?;
+        Ok(Self { ldap, url })
+    }
+
+    /// Every group; Active Directory's ranged `member` values are fetched to the end.
+    pub async fn groups(&mut self, source: &LdapSource) -> Result<Vec<SearchEntry>, ReadError> {
+        let Some(base) = &source.group_base else { return Ok(Vec::new()) };
+        let a = source.attributes();
+        let member_attr = member_attribute(source.membership).to_owned();
+        let group_attrs = vec![a.group_name.clone(), a.id.clone(), member_attr.clone()];
+        let mut groups =
+            search(&mut self.ldap, base, Scope::Subtree, &source.group_filter(), &group_attrs, source.page_size)
+                .await?;
+        if source.flavour == Flavour::ActiveDirectory {
+            for group in &mut groups {
+                fetch_ranges(&mut self.ldap, group, &member_attr).await?;
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Users (all, or with `since` only those changed since that change mark), each handed
+    /// to `each` as it arrives. Returns how many, and the highest change mark seen.
+    pub async fn users(
+        &mut self,
+        source: &LdapSource,
+        since: Option<&str>,
+        mut each: impl FnMut(SearchEntry),
+    ) -> Result<(u64, Option<String>), ReadError> {
+        let a = source.attributes();
+        let mut user_attrs = vec![
+            a.login.clone(),
+            a.email.clone(),
+            a.given_name.clone(),
+            a.family_name.clone(),
+            a.display_name.clone(),
+            a.title.clone(),
+            a.department.clone(),
+            a.employee_number.clone(),
+            a.id.clone(),
+            "memberOf".to_owned(),
+            "userAccountControl".to_owned(),
+            "pwdAccountLockedTime".to_owned(),
+            "nsAccountLock".to_owned(),
+        ];
+        user_attrs.extend(a.disabled.iter().cloned());
+        user_attrs.extend(a.expiry.iter().cloned());
+        let change = source.change_attribute();
+        user_attrs.push(change.to_owned());
+        let filter = match since {
+            Some(mark) => format!("(&{}({change}>={}))", source.user_filter(), ldap3::ldap_escape(mark)),
+            None => source.user_filter(),
+        };
+        let mut count = 0;
+        let mut high_water: Option<String> = None;
+        search_each(
+            &mut self.ldap,
+            &source.user_base,
+            scope(source.user_scope),
+            &filter,
+            &user_attrs,
+            source.page_size,
+            |entry| {
+                count += 1;
+                if let Some(mark) = first(&entry, change) {
+                    // Generalized times of one server compare as text; USNs as numbers.
+                    let higher = high_water.as_deref().is_none_or(|h| match (mark.parse::<u64>(), h.parse::<u64>()) {
+                        (Ok(m), Ok(h)) => m > h,
+                        _ => mark > h,
+                    });
+                    if higher {
+                        high_water = Some(mark.to_owned());
+                    }
+                }
+                each(entry);
+            },
+        )
+        .await?;
+        Ok((count, high_water))
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ldap.unbind().await;
+    }
 }
 
 /// Reads users (all, or with `since` only those changed since that change mark) and every
 /// group. Active Directory's ranged `member` values are fetched to the end.
 pub async fn read(source: &LdapSource, password: Option<&str>, since: Option<&str>) -> Result<Snapshot, ReadError> {
-    let (mut ldap, url) = connect(source, password).await?;
-    let a = source.attributes();
-    let mut user_attrs = vec![
-        a.login.clone(),
-        a.email.clone(),
-        a.given_name.clone(),
-        a.family_name.clone(),
-        a.display_name.clone(),
-        a.title.clone(),
-        a.department.clone(),
-        a.employee_number.clone(),
-        a.id.clone(),
-        "memberOf".to_owned(),
-        "userAccountControl".to_owned(),
-        "pwdAccountLockedTime".to_owned(),
-        "nsAccountLock".to_owned(),
-    ];
-    user_attrs.extend(a.disabled.iter().cloned());
-    user_attrs.extend(a.expiry.iter().cloned());
-    let change = source.change_attribute();
-    user_attrs.push(change.to_owned());
-    let filter = match since {
-        Some(mark) => format!("(&{}({change}>={}))", source.user_filter(), ldap3::ldap_escape(mark)),
-        None => source.user_filter(),
-    };
-    let users =
-        search(&mut ldap, &source.user_base, scope(source.user_scope), &filter, &user_attrs, source.page_size).await?;
-    // Generalized times of one server compare as text; USNs as numbers.
-    let high_water = users
-        .iter()
-        .filter_map(|u| first(u, change))
-        .max_by(|x, y| match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            _ => x.cmp(y),
-        })
-        .map(str::to_owned);
-    let mut groups = Vec::new();
-    if let Some(base) = &source.group_base {
-        let member_attr = member_attribute(source.membership).to_owned();
-        let group_attrs = vec![a.group_name.clone(), a.id.clone(), member_attr.clone()];
-        groups =
-            search(&mut ldap, base, Scope::Subtree, &source.group_filter(), &group_attrs, source.page_size).await?;
-        if source.flavour == Flavour::ActiveDirectory {
-            for group in &mut groups {
-                fetch_ranges(&mut ldap, group, &member_attr).await?;
-            }
-        }
-    }
-    let _ = ldap.unbind().await;
+    let mut reader = Reader::connect(source, password).await?;
+    let groups = reader.groups(source).await?;
+    let mut users = Vec::new();
+    let (_, high_water) = reader.users(source, since, |e| users.push(e)).await?;
+    let url = reader.url.clone();
+    reader.close().await;
     Ok(Snapshot { users, groups, url, high_water })
 }
 
@@ -247,8 +314,8 @@ struct Group {
 /// could not be read.
 pub fn persons(source: &LdapSource, snapshot: &Snapshot) -> (Vec<SourcePerson>, Vec<String>) {
     let mut warnings = Vec::new();
-    let index = GroupIndex::new(source, snapshot, &mut warnings);
-    let people = users(source, snapshot, &index, &mut warnings);
+    let index = GroupIndex::new(source, &snapshot.groups, &mut warnings);
+    let people = index.people(source, &snapshot.users, &mut warnings);
     (people, warnings)
 }
 
@@ -260,13 +327,13 @@ pub struct GroupIndex {
 }
 
 impl GroupIndex {
-    pub fn new(source: &LdapSource, snapshot: &Snapshot, warnings: &mut Vec<String>) -> Self {
+    pub fn new(source: &LdapSource, entries: &[SearchEntry], warnings: &mut Vec<String>) -> Self {
         let a = source.attributes();
         let member_attr = member_attribute(source.membership);
         let mut groups: HashMap<String, Group> = HashMap::new();
         // Who lists whom: group DN → member values (DNs or logins).
         let mut members: HashMap<String, Vec<String>> = HashMap::new();
-        for g in &snapshot.groups {
+        for g in entries {
             let dn = normalize_dn(&g.dn);
             let Some(id) = entry_id(g, &a.id) else {
                 warnings.push(format!("group {} has no {}; skipped", g.dn, a.id));
@@ -322,87 +389,92 @@ impl GroupIndex {
     }
 }
 
-fn users(
-    source: &LdapSource,
-    snapshot: &Snapshot,
-    index: &GroupIndex,
-    warnings: &mut Vec<String>,
-) -> Vec<SourcePerson> {
-    let a = source.attributes();
-    let mut people = Vec::with_capacity(snapshot.users.len());
-    for u in &snapshot.users {
-        let Some(id) = entry_id(u, &a.id) else {
-            warnings.push(format!("user {} has no {}; skipped", u.dn, a.id));
-            continue;
-        };
-        let Some(login) = first(u, &a.login) else {
-            warnings.push(format!("user {} has no {}; skipped", u.dn, a.login));
-            continue;
-        };
-        let member_of = values(u, "memberOf").into_iter().map(normalize_dn).collect();
-        let groups_of = index.groups_of(source, &u.dn, login, member_of);
-        let disabled = match source.flavour {
-            Flavour::ActiveDirectory => entry::ad_disabled(first(u, "userAccountControl")),
-            Flavour::Openldap => {
-                first(u, "pwdAccountLockedTime").is_some()
-                    || first(u, "nsAccountLock").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            }
-        } || a.disabled.as_deref().is_some_and(|attr| {
-            let present = values(u, attr);
-            if a.disabled_values.is_empty() {
-                !present.is_empty()
-            } else {
-                present.iter().any(|v| a.disabled_values.iter().any(|d| d.eq_ignore_ascii_case(v)))
-            }
-        });
-        let expiration =
-            a.expiry.as_deref().and_then(|attr| first(u, attr).map(|v| (attr, v))).and_then(|(attr, v)| {
-                let parsed = if attr.eq_ignore_ascii_case("accountExpires") {
-                    entry::filetime(v)
+impl GroupIndex {
+    /// The people among user entries (sorted by id); entries without an id or a login are
+    /// skipped with a warning.
+    pub fn people(
+        &self,
+        source: &LdapSource,
+        entries: &[SearchEntry],
+        warnings: &mut Vec<String>,
+    ) -> Vec<SourcePerson> {
+        let index = self;
+        let a = source.attributes();
+        let mut people = Vec::with_capacity(entries.len());
+        for u in entries {
+            let Some(id) = entry_id(u, &a.id) else {
+                warnings.push(format!("user {} has no {}; skipped", u.dn, a.id));
+                continue;
+            };
+            let Some(login) = first(u, &a.login) else {
+                warnings.push(format!("user {} has no {}; skipped", u.dn, a.login));
+                continue;
+            };
+            let member_of = values(u, "memberOf").into_iter().map(normalize_dn).collect();
+            let groups_of = index.groups_of(source, &u.dn, login, member_of);
+            let disabled = match source.flavour {
+                Flavour::ActiveDirectory => entry::ad_disabled(first(u, "userAccountControl")),
+                Flavour::Openldap => {
+                    first(u, "pwdAccountLockedTime").is_some()
+                        || first(u, "nsAccountLock").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                }
+            } || a.disabled.as_deref().is_some_and(|attr| {
+                let present = values(u, attr);
+                if a.disabled_values.is_empty() {
+                    !present.is_empty()
                 } else {
-                    entry::generalized_or_days(v)
-                };
-                match parsed {
-                    Expiry::At(at) => Some(at.to_string()),
-                    Expiry::Never => None,
-                    Expiry::Unreadable => {
-                        warnings.push(format!("user {}: {attr} {v:?} is not a time; ignored", u.dn));
-                        None
-                    }
+                    present.iter().any(|v| a.disabled_values.iter().any(|d| d.eq_ignore_ascii_case(v)))
                 }
             });
-        let text = |attr: &str| first(u, attr).map(str::to_owned);
-        let emails: Vec<String> = values(u, &a.email).into_iter().map(str::to_owned).collect();
-        let facts = UserFacts {
-            login: login.to_owned(),
-            emails: emails.clone(),
-            given_name: text(&a.given_name),
-            family_name: text(&a.family_name),
-            display_name: text(&a.display_name),
-            title: text(&a.title),
-            department: text(&a.department),
-            employee_number: text(&a.employee_number),
-            manager: None,
-            custom: [("dn".to_owned(), u.dn.clone())].into(),
-            source: Some(SourceKind::Ldap),
-        };
-        people.push(SourcePerson {
-            link: SourceLink { source: SourceKind::Ldap, connection: source.name.clone(), external_id: id },
-            also: Vec::new(),
-            groups: groups_of,
-            active: !disabled,
-            email: emails.first().cloned(),
-            given_name: facts.given_name.clone(),
-            family_name: facts.family_name.clone(),
-            display_name: facts.display_name.clone(),
-            activation: None,
-            expiration,
-            time_zone: None,
-            facts,
-        });
+            let expiration =
+                a.expiry.as_deref().and_then(|attr| first(u, attr).map(|v| (attr, v))).and_then(|(attr, v)| {
+                    let parsed = if attr.eq_ignore_ascii_case("accountExpires") {
+                        entry::filetime(v)
+                    } else {
+                        entry::generalized_or_days(v)
+                    };
+                    match parsed {
+                        Expiry::At(at) => Some(at.to_string()),
+                        Expiry::Never => None,
+                        Expiry::Unreadable => {
+                            warnings.push(format!("user {}: {attr} {v:?} is not a time; ignored", u.dn));
+                            None
+                        }
+                    }
+                });
+            let text = |attr: &str| first(u, attr).map(str::to_owned);
+            let emails: Vec<String> = values(u, &a.email).into_iter().map(str::to_owned).collect();
+            let facts = UserFacts {
+                login: login.to_owned(),
+                emails: emails.clone(),
+                given_name: text(&a.given_name),
+                family_name: text(&a.family_name),
+                display_name: text(&a.display_name),
+                title: text(&a.title),
+                department: text(&a.department),
+                employee_number: text(&a.employee_number),
+                manager: None,
+                custom: [("dn".to_owned(), u.dn.clone())].into(),
+                source: Some(SourceKind::Ldap),
+            };
+            people.push(SourcePerson {
+                link: SourceLink { source: SourceKind::Ldap, connection: source.name.clone(), external_id: id },
+                also: Vec::new(),
+                groups: groups_of,
+                active: !disabled,
+                email: emails.first().cloned(),
+                given_name: facts.given_name.clone(),
+                family_name: facts.family_name.clone(),
+                display_name: facts.display_name.clone(),
+                activation: None,
+                expiration,
+                time_zone: None,
+                facts,
+            });
+        }
+        people.sort_by(|x, y| x.link.external_id.cmp(&y.link.external_id));
+        people
     }
-    people.sort_by(|x, y| x.link.external_id.cmp(&y.link.external_id));
-    people
 }
 
 /// Direct groups and, with nesting, every group above them, each once, with the path it

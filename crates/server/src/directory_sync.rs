@@ -52,6 +52,25 @@ pub fn bind_password(tenant: &Tenant, source: &LdapSource) -> DomainResult<Optio
     Ok(None)
 }
 
+/// What a run has seen so far, and who changed since the last complete run.
+struct Found {
+    seen: HashSet<String>,
+    changed: Vec<SourcePerson>,
+    /// (external id, hash, person JSON) to store when the run is applied.
+    upserts: Vec<(String, String, String)>,
+}
+
+impl Found {
+    fn consider(&mut self, stored: &HashMap<String, String>, person: SourcePerson) {
+        self.seen.insert(person.link.external_id.clone());
+        let (digest, json) = hash(&person);
+        if stored.get(&person.link.external_id) != Some(&digest) {
+            self.upserts.push((person.link.external_id.clone(), digest, json));
+            self.changed.push(person);
+        }
+    }
+}
+
 fn hash(person: &SourcePerson) -> (String, String) {
     let json = serde_json::to_string(person).unwrap_or_default();
     (hex::encode(Sha256::digest(json.as_bytes())), json)
@@ -172,68 +191,74 @@ impl SourceReconciliation {
     ) -> DomainResult<(RunStatus, Vec<PlanLine>)> {
         let password = bind_password(tenant, source)?;
         tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
-        let read = |since: Option<String>| {
-            let password = password.clone();
-            async move {
-                idbridge_ldap::read(source, password.as_deref(), since.as_deref())
-                    .await
-                    .map_err(|e| DomainError::Rejected(format!("reading {}: {e}", source.name)))
-            }
-        };
+        let stored = self.directory.directory_hashes(tenant.id, &source.name).await?;
+        let fail = |e: idbridge_ldap::ReadError| DomainError::Rejected(format!("reading {}: {e}", source.name));
+        let mut reader = idbridge_ldap::Reader::connect(source, password.as_deref()).await.map_err(fail)?;
         let mut since = mark.as_ref().map(|(m, _)| m.clone());
-        let mut snapshot = read(since.clone()).await?;
         if let Some((_, url)) = &mark
             && source.flavour == idbridge_core::directory::Flavour::ActiveDirectory
-            && &snapshot.url != url
+            && &reader.url != url
         {
             // Failed over to another domain controller: its USNs are not comparable.
             tracing::info!(tenant = %tenant.slug, source = source.name, "another domain controller answered; reading everyone");
             since = None;
             summary.mode = "full".into();
-            snapshot = read(None).await?;
         }
-        summary.users = snapshot.users.len() as u64;
-        summary.groups = snapshot.groups.len() as u64;
-        summary.url.clone_from(&snapshot.url);
-        summary.high_water = snapshot.high_water.clone().or_else(|| since.clone());
+        summary.url.clone_from(&reader.url);
+        let groups = reader.groups(source).await.map_err(fail)?;
+        summary.groups = groups.len() as u64;
         let mut warnings = Vec::new();
-        let index = idbridge_ldap::GroupIndex::new(source, &snapshot, &mut warnings);
-        let (mut people, user_warnings) = idbridge_ldap::persons(source, &snapshot);
+        let index = idbridge_ldap::GroupIndex::new(source, &groups, &mut warnings);
+        drop(groups);
+
+        // Users stream in a page at a time; only the people whose facts changed since the
+        // last complete run are kept (with their new records), the rest only as seen.
+        let mut found = Found { seen: HashSet::with_capacity(stored.len()), changed: Vec::new(), upserts: Vec::new() };
+        let mut page = Vec::with_capacity(source.page_size as usize);
+        let mut user_warnings = Vec::new();
+        let (users, high_water) = reader
+            .users(source, since.as_deref(), |entry| {
+                page.push(entry);
+                if page.len() >= source.page_size as usize {
+                    for person in index.people(source, &page, &mut user_warnings) {
+                        found.consider(&stored, person);
+                    }
+                    page.clear();
+                }
+            })
+            .await
+            .map_err(fail)?;
+        for person in index.people(source, &page, &mut user_warnings) {
+            found.consider(&stored, person);
+        }
+        drop(page);
+        reader.close().await;
         warnings.extend(user_warnings);
-        drop(snapshot);
+        summary.users = users;
+        summary.high_water = high_water.or_else(|| since.clone());
         if since.is_some() {
             // Users not read this time are as the last run saw them, with today's groups.
-            let read: HashSet<String> = people.iter().map(|p| p.link.external_id.clone()).collect();
-            for stored in self.directory.directory_persons(tenant.id, &source.name).await? {
-                if !read.contains(&stored.link.external_id)
-                    && let Some(person) = index.regroup(source, &stored)
-                {
-                    people.push(person);
-                }
+            let unread: Vec<SourcePerson> = self
+                .directory
+                .directory_persons(tenant.id, &source.name)
+                .await?
+                .into_iter()
+                .filter(|p| !found.seen.contains(&p.link.external_id))
+                .filter_map(|p| index.regroup(source, &p))
+                .collect();
+            for person in unread {
+                found.consider(&stored, person);
             }
         }
         summary.warnings = warnings;
         tracing::info!(tenant = %tenant.slug, source = source.name, users = summary.users, groups = summary.groups, "LDAP sync: read; planning");
-
-        // Only people whose facts changed, and people gone, are reconciled.
-        let stored = self.directory.directory_hashes(tenant.id, &source.name).await?;
-        let mut seen = HashSet::with_capacity(people.len());
-        let mut changed = Vec::new();
-        let mut upserts = Vec::new();
-        for person in people {
-            seen.insert(person.link.external_id.clone());
-            let (digest, json) = hash(&person);
-            if stored.get(&person.link.external_id) != Some(&digest) {
-                upserts.push((person.link.external_id.clone(), digest, json));
-                changed.push(person);
-            }
-        }
         // Deletions are found only by a full read: an incremental run sees changed users only.
         let removed: Vec<String> = if since.is_some() {
             Vec::new()
         } else {
-            stored.keys().filter(|id| !seen.contains(*id)).cloned().collect()
+            stored.keys().filter(|id| !found.seen.contains(*id)).cloned().collect()
         };
+        let Found { changed, mut upserts, .. } = found;
         summary.changed = changed.len() as u64;
         summary.removed = removed.len() as u64;
 
