@@ -226,11 +226,14 @@ pub trait DirectoryStore: Send + Sync + 'static {
         source: &str,
         external_id: &str,
     ) -> DomainResult<Option<crate::reconcile::SourcePerson>>;
-    /// Every person a source had at its last complete run.
-    async fn directory_persons(
+    /// A page of the people a source had at its last complete run, by external id after
+    /// `after`.
+    async fn directory_persons_after(
         &self,
         tenant: TenantId,
         source: &str,
+        after: Option<&str>,
+        limit: u32,
     ) -> DomainResult<Vec<crate::reconcile::SourcePerson>>;
     /// Upserts (external id, hash, person JSON) and deletes, in one transaction.
     async fn update_directory_records(

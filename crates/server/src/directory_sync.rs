@@ -237,17 +237,25 @@ impl SourceReconciliation {
         summary.users = users;
         summary.high_water = high_water.or_else(|| since.clone());
         if since.is_some() {
-            // Users not read this time are as the last run saw them, with today's groups.
-            let unread: Vec<SourcePerson> = self
-                .directory
-                .directory_persons(tenant.id, &source.name)
-                .await?
-                .into_iter()
-                .filter(|p| !found.seen.contains(&p.link.external_id))
-                .filter_map(|p| index.regroup(source, &p))
-                .collect();
-            for person in unread {
-                found.consider(&stored, person);
+            // Users not read this time are as the last run saw them, with today's groups
+            // (read a page at a time).
+            let mut after: Option<String> = None;
+            loop {
+                let page =
+                    self.directory.directory_persons_after(tenant.id, &source.name, after.as_deref(), 5000).await?;
+                let done = page.len() < 5000;
+                after = page.last().map(|p| p.link.external_id.clone());
+                let unread: Vec<SourcePerson> = page
+                    .into_iter()
+                    .filter(|p| !found.seen.contains(&p.link.external_id))
+                    .filter_map(|p| index.regroup(source, &p))
+                    .collect();
+                for person in unread {
+                    found.consider(&stored, person);
+                }
+                if done {
+                    break;
+                }
             }
         }
         summary.warnings = warnings;

@@ -114,8 +114,14 @@ impl SourceReconciliation {
         }
         // People from directory sources, as their last complete run saw them.
         for source in &tenant.policy.ldap {
-            let persons = self.directory.directory_persons(tenant.id, &source.name).await?;
-            for chunk in persons.chunks(PAGE as usize) {
+            let mut after: Option<String> = None;
+            loop {
+                let chunk =
+                    self.directory.directory_persons_after(tenant.id, &source.name, after.as_deref(), PAGE).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                after = chunk.last().map(|p| p.link.external_id.clone());
                 let ids: Vec<String> = chunk.iter().map(|p| p.link.external_id.clone()).collect();
                 let mut existing: HashMap<String, Individual> = HashMap::new();
                 for individual in self

@@ -46,12 +46,21 @@ impl DirectoryStore for SqlStore {
         row.map(|(p,)| from_json("directory person", &p)).transpose()
     }
 
-    async fn directory_persons(&self, tenant: TenantId, source: &str) -> DomainResult<Vec<SourcePerson>> {
+    async fn directory_persons_after(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> DomainResult<Vec<SourcePerson>> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT person FROM directory_records WHERE tenant_id = $1 AND source = $2 ORDER BY external_id",
+            "SELECT person FROM directory_records WHERE tenant_id = $1 AND source = $2 AND external_id > $3
+             ORDER BY external_id LIMIT $4",
         )
         .bind(tenant.0.to_string())
         .bind(source)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit.clamp(1, 100_000)))
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
