@@ -61,6 +61,8 @@ ensure_scim2_tester() {
 # slapd on a free loopback port with its own configuration and data directory. The
 # package's own service is kept from starting (it would listen on every interface).
 ensure_slapd() {
+    # The TLS test makes its own CA with openssl.
+    have openssl || apt_install openssl
     if have slapd || [ -x /usr/sbin/slapd ]; then
         have ldapadd && return 0
     fi
