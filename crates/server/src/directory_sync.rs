@@ -216,9 +216,16 @@ impl SourceReconciliation {
         let mut found = Found { seen: HashSet::with_capacity(stored.len()), changed: Vec::new(), upserts: Vec::new() };
         let mut page = Vec::with_capacity(source.page_size as usize);
         let mut user_warnings = Vec::new();
+        // On a terminal (`idbridge sync ldap`), a progress line; logs get the phases.
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut read_so_far = 0u64;
         let (users, high_water) = reader
             .users(source, since.as_deref(), |entry| {
                 page.push(entry);
+                read_so_far += 1;
+                if terminal && read_so_far.is_multiple_of(1000) {
+                    eprint!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
+                }
                 if page.len() >= source.page_size as usize {
                     for person in index.people(source, &page, &mut user_warnings) {
                         found.consider(&stored, person);
@@ -232,6 +239,9 @@ impl SourceReconciliation {
             found.consider(&stored, person);
         }
         drop(page);
+        if terminal && read_so_far >= 1000 {
+            eprintln!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
+        }
         reader.close().await;
         warnings.extend(user_warnings);
         summary.users = users;
