@@ -46,6 +46,8 @@ impl PlannedWrite {
 pub struct HeldDecision {
     /// The individual's id, or the source's id for a person without an individual.
     pub subject: String,
+    /// The person's id at its source (so a sync can try them again next run).
+    pub source_id: String,
     pub reason: String,
 }
 

@@ -497,7 +497,7 @@ impl Reconciler {
             Plan::Unchanged => return Ok(Outcome::Unchanged),
             Plan::NoAccess => return Ok(Outcome::NoAccess),
             Plan::Held(reason) => {
-                set.held.push(HeldDecision { subject, reason: reason.clone() });
+                set.held.push(HeldDecision { source_id: subject.clone(), subject, reason: reason.clone() });
                 self.submit(tenant, set, ctx).await?;
                 return Ok(Outcome::Held(reason));
             }

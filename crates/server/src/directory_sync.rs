@@ -328,7 +328,7 @@ impl SourceReconciliation {
         let plan = plan_lines(&set);
         // People the tenant refused (a mapping it does not allow) keep their old record, so
         // the next run tries them again.
-        let held: HashSet<&str> = set.held.iter().map(|h| h.subject.as_str()).collect();
+        let held: HashSet<&str> = set.held.iter().map(|h| h.source_id.as_str()).collect();
         upserts.retain(|(id, _, _)| !held.contains(id.as_str()));
         if dry_run {
             return Ok((RunStatus::DryRun, plan));

@@ -246,11 +246,17 @@ impl SourceReconciliation {
                 let subject = current.as_ref().map_or_else(|| person.link.external_id.clone(), |i| i.id.to_string());
                 match reconciler.plan_present(&tenant, &person, current, &decision, &known) {
                     Ok(Plan::Write(w)) => set.writes.push(*w),
-                    Ok(Plan::Held(reason)) => set.held.push(HeldDecision { subject, reason }),
+                    Ok(Plan::Held(reason)) => {
+                        set.held.push(HeldDecision { subject, source_id: person.link.external_id.clone(), reason })
+                    }
                     Ok(Plan::Unchanged | Plan::NoAccess) => {}
                     // One person's bad data (an invalid date or zone from the source) must
                     // not stop everybody else's reconciliation.
-                    Err(e) => set.held.push(HeldDecision { subject, reason: e.to_string() }),
+                    Err(e) => set.held.push(HeldDecision {
+                        subject,
+                        source_id: person.link.external_id.clone(),
+                        reason: e.to_string(),
+                    }),
                 }
             }
             set
