@@ -78,6 +78,30 @@ impl Webhook {
     }
 }
 
+/// How long delivery waits at a hole in the outbox positions. On PostgreSQL a position
+/// is taken when the event is inserted, so with concurrent writers an event can become
+/// visible after a later one; moving past the hole at once would skip it for good. A hole
+/// that outlasts this is a write that was rolled back.
+const GAP_WAIT: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+
+/// How many of `events` (read after `position`, in order) may be delivered now: those
+/// before the first hole in the positions whose next event is younger than `wait`.
+pub fn settled(
+    position: i64,
+    events: &[(i64, ChangeEvent)],
+    now: jiff::Timestamp,
+    wait: jiff::SignedDuration,
+) -> usize {
+    let mut expected = position + 1;
+    for (n, (at, event)) in events.iter().enumerate() {
+        if *at != expected && now.duration_since(event.at) < wait {
+            return n;
+        }
+        expected = at + 1;
+    }
+    events.len()
+}
+
 /// Runs until the process ends. `instance` names this process for the lease.
 pub async fn run(operator: Operator, destination: Destination, instance: String) {
     loop {
@@ -118,26 +142,31 @@ async fn deliver_pending(
     let consumer = destination.consumer.as_str();
     let position = store.consumer_position(consumer).await?;
     let tenants = store.list_tenants().await?;
-    let events = match &destination.audience {
-        Audience::Tenant(slug) => {
-            let Some(tenant) = tenants.iter().find(|t| &t.slug == slug) else {
-                return Ok(0);
-            };
-            store.list_change_events(tenant.id, position, 100).await?
-        }
-        Audience::AllExcept(_) => store.list_all_change_events(position, 100).await?,
-    };
+    // Every receiver reads the one outbox in position order and skips what is not for
+    // it, so holes in the positions can be seen.
+    let events = store.list_all_change_events(position, 100).await?;
+    let ready = settled(position, &events, jiff::Timestamp::now(), GAP_WAIT);
+    let events = &events[..ready];
     if events.is_empty() {
         return Ok(0);
     }
+    let only = match &destination.audience {
+        Audience::Tenant(slug) => match tenants.iter().find(|t| &t.slug == slug) {
+            Some(tenant) => Some(tenant.id),
+            None => return Ok(0),
+        },
+        Audience::AllExcept(_) => None,
+    };
     // Slugs once per batch, not per event.
     let slugs: std::collections::HashMap<_, _> = tenants.into_iter().map(|t| (t.id, t.slug.to_string())).collect();
     let webhook = &destination.webhook;
-    for (at, event) in &events {
+    for (at, event) in events {
         let slug = slugs.get(&event.tenant_id).map(String::as_str);
-        if let (Audience::AllExcept(excluded), Some(slug)) = (&destination.audience, slug)
-            && excluded.contains(slug)
-        {
+        let excluded = match &destination.audience {
+            Audience::AllExcept(excluded) => slug.is_some_and(|s| excluded.contains(s)),
+            Audience::Tenant(_) => only != Some(event.tenant_id),
+        };
+        if excluded {
             store.advance_consumer(consumer, *at, None).await?;
             continue;
         }
@@ -173,6 +202,38 @@ async fn deliver_pending(
 
 #[cfg(test)]
 mod tests {
+    use idbridge_core::audit::{ChangeEvent, ChangeKind};
+
+    fn event(position: i64, age_seconds: i64, now: jiff::Timestamp) -> (i64, ChangeEvent) {
+        (
+            position,
+            ChangeEvent {
+                id: uuid::Uuid::new_v4(),
+                tenant_id: idbridge_core::tenant::TenantId(uuid::Uuid::nil()),
+                individual_id: idbridge_core::individual::IndividualId(uuid::Uuid::nil()),
+                kind: ChangeKind::IndividualUpdated,
+                individual: serde_json::json!({}),
+                permission_diff: None,
+                at: now - jiff::SignedDuration::from_secs(age_seconds),
+            },
+        )
+    }
+
+    #[test]
+    fn delivery_waits_at_a_young_hole_and_passes_an_old_one() {
+        let now = jiff::Timestamp::now();
+        let wait = jiff::SignedDuration::from_secs(30);
+        let contiguous = [event(11, 1, now), event(12, 1, now), event(13, 1, now)];
+        assert_eq!(super::settled(10, &contiguous, now, wait), 3);
+        // 12 is not visible yet (its transaction may still commit): stop before 13.
+        let young_hole = [event(11, 1, now), event(13, 1, now)];
+        assert_eq!(super::settled(10, &young_hole, now, wait), 1);
+        // A hole older than the wait is a rolled-back write: move on.
+        let old_hole = [event(11, 60, now), event(13, 60, now)];
+        assert_eq!(super::settled(10, &old_hole, now, wait), 2);
+        assert_eq!(super::settled(10, &[event(12, 1, now)], now, wait), 0, "a hole right after the position");
+    }
+
     #[test]
     fn signature_is_hmac_sha256_hex() {
         // RFC 4231 test case 2.
