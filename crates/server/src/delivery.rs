@@ -82,7 +82,7 @@ impl Webhook {
 /// is taken when the event is inserted, so with concurrent writers an event can become
 /// visible after a later one; moving past the hole at once would skip it for good. A hole
 /// that outlasts this is a write that was rolled back.
-const GAP_WAIT: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+pub const GAP_WAIT: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 
 /// How many of `events` (read after `position`, in order) may be delivered now: those
 /// before the first hole in the positions whose next event is younger than `wait`.

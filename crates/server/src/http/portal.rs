@@ -97,8 +97,21 @@ async fn changes(
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
     let after = p.after.unwrap_or(0).max(0);
-    let events =
-        state.operator.store().list_change_events(tenant.id, after, p.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let store = state.operator.store();
+    let mut events = store.list_change_events(tenant.id, after, p.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    // Nothing past a young hole in the outbox positions: an event another instance has not
+    // committed yet would otherwise be behind the cursor for good (see `delivery::settled`).
+    let global = store.list_all_change_events(after, 1000).await?;
+    let ready = crate::delivery::settled(after, &global, jiff::Timestamp::now(), crate::delivery::GAP_WAIT);
+    let checked_up_to = match global.get(ready) {
+        Some((hole, _)) => Some(*hole),
+        // Only the first 1,000 positions were looked at.
+        None if global.len() == 1000 => global.last().map(|(position, _)| position + 1),
+        None => None,
+    };
+    if let Some(limit) = checked_up_to {
+        events.retain(|(position, _)| *position < limit);
+    }
     let next = events.last().map_or(after, |(position, _)| *position);
     let changes: Vec<_> = events
         .into_iter()
