@@ -264,9 +264,6 @@ async fn update_many<'w>(
     now: i64,
 ) -> DomainResult<std::collections::HashSet<(String, String)>> {
     let writes: Vec<&IndividualWrite> = writes.collect();
-    // The `|| ''` and `+ 0` keep SQLite from joining the other way round: without them
-    // it builds an automatic index on the batch's `version` column and scans every
-    // individual, which made each batch cost in proportion to the tenant's size.
     let sql = format!(
         "UPDATE individuals SET login = v.column4, login_key = v.column5, email = v.column6,
              given_name = v.column7, family_name = v.column8, display_name = v.column9, role = v.column10,
@@ -275,9 +272,7 @@ async fn update_many<'w>(
              expiration_at = v.column17, status = v.column18, updated_at = v.column19,
              deprovisioned_at = v.column20, provenance = v.column21, version = individuals.version + 1
          FROM (VALUES {}) AS v
-         WHERE individuals.tenant_id = v.column1 || '' AND individuals.id = v.column2 || ''
-           AND individuals.version = v.column3 + 0
-         RETURNING individuals.tenant_id, individuals.id",
+         {BATCH_MATCH}",
         value_rows(backend, writes.len(), ROW_COLUMNS.len(), &ROW_BIGINT)
     );
     let mut query = sqlx::query(&sql);
@@ -285,7 +280,21 @@ async fn update_many<'w>(
         query = bind_row(query, w, now);
     }
     let rows =
-        query.fetch_all(&mut *conn).await.map_err(unique_or_storage("individual with login", "(one of a batch)"))?;
+        query.fetch_all(&mut *conn).await.map_err(unique_or_storage("individual with login", login_of(&writes)))?;
+    written_keys(&rows)
+}
+
+/// The matching, version-checked tail of a batch `UPDATE … FROM (VALUES …) AS v` whose
+/// first three values are tenant, id and expected version. The `|| ''` and `+ 0` keep
+/// SQLite from joining the other way round: without them it builds an automatic index on
+/// the batch's version column and scans every individual, which made each batch cost in
+/// proportion to the tenant's size.
+const BATCH_MATCH: &str = "WHERE individuals.tenant_id = v.column1 || '' AND individuals.id = v.column2 || ''
+           AND individuals.version = v.column3 + 0
+         RETURNING individuals.tenant_id, individuals.id";
+
+/// The (tenant, id) an `UPDATE … RETURNING` wrote.
+fn written_keys(rows: &[AnyRow]) -> DomainResult<std::collections::HashSet<(String, String)>> {
     rows.iter()
         .map(|row| Ok((row.try_get::<String, _>(0).map_err(storage)?, row.try_get::<String, _>(1).map_err(storage)?)))
         .collect()
@@ -300,14 +309,11 @@ async fn update_status_many<'w>(
     now: i64,
 ) -> DomainResult<std::collections::HashSet<(String, String)>> {
     let writes: Vec<&IndividualWrite> = writes.collect();
-    // As in `update_many`, `|| ''` and `+ 0` keep SQLite's join order: batch rows first.
     let sql = format!(
         "UPDATE individuals SET status = v.column4, deprovisioned_at = v.column5, updated_at = v.column6,
              version = individuals.version + 1
          FROM (VALUES {}) AS v
-         WHERE individuals.tenant_id = v.column1 || '' AND individuals.id = v.column2 || ''
-           AND individuals.version = v.column3 + 0
-         RETURNING individuals.tenant_id, individuals.id",
+         {BATCH_MATCH}",
         value_rows(backend, writes.len(), 6, &[2, 4, 5])
     );
     let mut query = sqlx::query(&sql);
@@ -321,9 +327,7 @@ async fn update_status_many<'w>(
             .bind(now);
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(storage)?;
-    rows.iter()
-        .map(|row| Ok((row.try_get::<String, _>(0).map_err(storage)?, row.try_get::<String, _>(1).map_err(storage)?)))
-        .collect()
+    written_keys(&rows)
 }
 
 async fn replace_links_many<'w>(
