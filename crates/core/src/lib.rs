@@ -26,6 +26,7 @@ pub mod role;
 pub mod schedule;
 pub mod scopes;
 pub mod source_record;
+pub mod sso;
 pub mod tenant;
 pub mod token;
 

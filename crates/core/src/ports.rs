@@ -316,3 +316,70 @@ impl SourceChanges for CollectSourceChanges {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(changes);
     }
 }
+
+/// Single sign-on state: portal clients, signing keys, pending logins, sessions,
+/// authorization codes and tokens. Secrets (client secrets, codes, tokens, session
+/// cookies) are stored as SHA-256 hashes only.
+#[async_trait]
+pub trait SsoStore: Send + Sync + 'static {
+    /// Creates or replaces a portal client, with its audit record.
+    async fn put_portal_client(&self, client: &crate::sso::PortalClient, audit: &AuditRecord) -> DomainResult<()>;
+    async fn get_portal_client(&self, id: &str) -> DomainResult<Option<crate::sso::PortalClient>>;
+    async fn list_portal_clients(&self) -> DomainResult<Vec<crate::sso::PortalClient>>;
+    async fn delete_portal_client(&self, id: &str, audit: &AuditRecord) -> DomainResult<bool>;
+
+    /// Every signing key not yet removed, newest first.
+    async fn list_signing_keys(&self) -> DomainResult<Vec<crate::sso::SigningKeyRecord>>;
+    /// Adds a key and schedules the keys it replaces (retire and remove instants), in one
+    /// transaction.
+    async fn add_signing_key(
+        &self,
+        key: &crate::sso::SigningKeyRecord,
+        replaces: &[(String, jiff::Timestamp, jiff::Timestamp)],
+        audit: &AuditRecord,
+    ) -> DomainResult<()>;
+
+    /// A short-lived record keyed by a hash (a login in flight: state, nonce, PKCE
+    /// verifier, the portal's request).
+    async fn put_pending(&self, hash: &str, data: &str, expires_at: jiff::Timestamp) -> DomainResult<()>;
+    /// Takes (reads and deletes) a pending record that has not expired; a second take of
+    /// the same hash finds nothing.
+    async fn take_pending(&self, hash: &str, now: jiff::Timestamp) -> DomainResult<Option<String>>;
+
+    async fn create_session(&self, session: &crate::sso::SsoSession, cookie_hash: &str) -> DomainResult<()>;
+    /// The live session behind a cookie (not ended, not expired).
+    async fn find_session(
+        &self,
+        cookie_hash: &str,
+        now: jiff::Timestamp,
+    ) -> DomainResult<Option<crate::sso::SsoSession>>;
+    async fn get_session(&self, id: Uuid) -> DomainResult<Option<crate::sso::SsoSession>>;
+    /// Ends one session and revokes its tokens; the portals holding tokens of it.
+    async fn end_session(&self, id: Uuid, now: jiff::Timestamp) -> DomainResult<Vec<String>>;
+    /// Ends every session of an individual and revokes every token.
+    async fn end_individual_sessions(
+        &self,
+        tenant: TenantId,
+        individual: IndividualId,
+        now: jiff::Timestamp,
+    ) -> DomainResult<Vec<crate::sso::EndedSession>>;
+
+    async fn put_code(&self, hash: &str, code: &crate::sso::AuthorizationCode) -> DomainResult<()>;
+    /// Redeems a code once, recording the grant it starts; a second redemption revokes
+    /// that grant's tokens and reports `Replayed`.
+    async fn redeem_code(
+        &self,
+        hash: &str,
+        grant_id: Uuid,
+        now: jiff::Timestamp,
+    ) -> DomainResult<crate::sso::CodeRedemption>;
+
+    async fn put_tokens(&self, tokens: &[crate::sso::OAuthToken]) -> DomainResult<()>;
+    /// An access token that is neither expired nor revoked.
+    async fn find_access_token(&self, hash: &str, now: jiff::Timestamp)
+    -> DomainResult<Option<crate::sso::OAuthToken>>;
+    /// Uses a refresh token once; reuse revokes the whole grant.
+    async fn use_refresh_token(&self, hash: &str, now: jiff::Timestamp) -> DomainResult<crate::sso::RefreshUse>;
+    /// Deletes expired pending records, codes and tokens.
+    async fn purge_sso(&self, now: jiff::Timestamp) -> DomainResult<u64>;
+}

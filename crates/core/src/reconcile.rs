@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::audit::{AuditContext, ChangeEvent, ChangeKind};
 use crate::changeset::{ChangeSet, ChangeSetStatus, ChangeSummary, HeldChangeSet, HeldDecision, PlannedWrite};
 use crate::clock::{Clock, SystemClock};
-use crate::individual::{DateOrigin, Individual, IndividualId, IndividualStatus, SourceLink};
+use crate::individual::{DateOrigin, Individual, IndividualId, IndividualStatus, SourceKind, SourceLink};
 use crate::mapping::{self, CurrentAssignment, Decision, ExternalGroup, MappingInput, UserFacts};
 use crate::ports::{IndividualWrite, Store};
 use crate::schedule::LocalInstant;
@@ -40,6 +40,33 @@ pub struct ManualChange {
     pub time_zone: Option<String>,
     pub add_scopes: crate::scopes::Scopes,
     pub remove_scopes: crate::scopes::Scopes,
+}
+
+/// An individual created by hand.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIndividual {
+    pub login: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub given_name: Option<String>,
+    #[serde(default)]
+    pub family_name: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub role: String,
+    #[serde(default)]
+    pub access_profile: Option<String>,
+    #[serde(default)]
+    pub scopes: crate::scopes::Scopes,
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Local date-times in the individual's zone (or instants with an offset).
+    #[serde(default)]
+    pub activation: Option<String>,
+    #[serde(default)]
+    pub expiration: Option<String>,
 }
 
 /// Tells a JSON `null` (clear) from an absent field (keep).
@@ -439,6 +466,131 @@ impl Reconciler {
             return Ok(Plan::Unchanged);
         }
         Ok(write(Some(individual.clone()), next, "individual.manual_change"))
+    }
+
+    /// Links an individual another source provisioned to one more immutable identity
+    /// (its first SSO login: issuer + subject).
+    pub async fn link(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+        link: SourceLink,
+        ctx: &AuditContext,
+    ) -> DomainResult<Outcome> {
+        if individual.links.contains(&link) {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut next = individual.clone();
+        next.links.push(link);
+        next.links.sort_by(|a, b| {
+            (a.source.as_str(), &a.connection, &a.external_id).cmp(&(b.source.as_str(), &b.connection, &b.external_id))
+        });
+        let plan = write(Some(individual.clone()), next, "individual.linked");
+        self.one(tenant, plan, individual.id.to_string(), "first sign-in", ctx).await
+    }
+
+    /// Creates an individual by hand (an operator or a delegated administrator). It has
+    /// no source, so no re-map touches its role, profile or scopes.
+    pub async fn create_manual(
+        &self,
+        tenant: &Tenant,
+        new: NewIndividual,
+        ctx: &AuditContext,
+    ) -> DomainResult<Individual> {
+        let now = self.now();
+        let time_zone = new.time_zone.clone().unwrap_or_else(|| tenant.default_time_zone.clone());
+        crate::schedule::parse_time_zone(&time_zone)?;
+        let date = |text: &Option<String>| -> DomainResult<(Option<LocalInstant>, Option<DateOrigin>)> {
+            Ok(match text {
+                Some(t) => (Some(LocalInstant::parse(t, &time_zone)?), Some(DateOrigin::Manual)),
+                None => (None, None),
+            })
+        };
+        let (activation, activation_from) = date(&new.activation)?;
+        let (expiration, expiration_from) = date(&new.expiration)?;
+        let id = IndividualId(Uuid::new_v4());
+        let mut individual = Individual {
+            id,
+            tenant_id: tenant.id,
+            login: new.login.trim().to_owned(),
+            email: new.email,
+            given_name: new.given_name,
+            family_name: new.family_name,
+            display_name: new.display_name,
+            role: Some(new.role),
+            access_profile: new.access_profile,
+            scopes: new.scopes.clone(),
+            time_zone,
+            activation,
+            expiration,
+            status: IndividualStatus::Active,
+            links: vec![SourceLink {
+                source: SourceKind::Manual,
+                connection: "manual".into(),
+                external_id: id.to_string(),
+            }],
+            deprovisioned_at: None,
+            provenance: crate::individual::Provenance {
+                manual_scopes: new.scopes,
+                activation_from,
+                expiration_from,
+                ..Default::default()
+            },
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        individual.status = individual.scheduled_status(now);
+        individual.validate()?;
+        if individual.status == IndividualStatus::Expired {
+            return Err(DomainError::invalid("expiration", "is already past"));
+        }
+        match self
+            .one(tenant, write(None, individual.clone(), "individual.created"), id.to_string(), "created by hand", ctx)
+            .await?
+        {
+            Outcome::Written { .. } => {}
+            Outcome::Held(reason) => return Err(DomainError::Rejected(reason)),
+            other => return Err(DomainError::Rejected(format!("not created: {other:?}"))),
+        }
+        self.store
+            .get_individual(tenant.id, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("individual", id.to_string()))
+    }
+
+    /// Sets the role and access profile of an individual created by hand. Individuals
+    /// from a directory get theirs from the mapping, so they are refused here.
+    pub async fn assign_manual(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+        role: Option<String>,
+        access_profile: Option<Option<String>>,
+        ctx: &AuditContext,
+    ) -> DomainResult<Outcome> {
+        if role.is_none() && access_profile.is_none() {
+            return Ok(Outcome::Unchanged);
+        }
+        if individual.links.iter().any(|l| l.source != SourceKind::Manual) {
+            return Err(DomainError::Rejected(format!(
+                "individual {} comes from a directory; its role and access profile come from the mapping",
+                individual.id
+            )));
+        }
+        let mut next = individual.clone();
+        if let Some(role) = role {
+            next.role = Some(role);
+        }
+        if let Some(profile) = access_profile {
+            next.access_profile = profile;
+        }
+        let plan = if same_state(individual, &next) {
+            Plan::Unchanged
+        } else {
+            write(Some(individual.clone()), next, "individual.manual_change")
+        };
+        self.one(tenant, plan, individual.id.to_string(), "manual change", ctx).await
     }
 
     // --- one person at a time ---------------------------------------------------------

@@ -103,6 +103,12 @@ pub struct TenantPolicy {
     /// `onPremisesImmutableId` to `externalId`). Such a SCIM user and the directory's
     /// person are one individual; without it, sources are never linked.
     pub link_scim_external_id_to: Option<String>,
+    /// The tenant's verified email domains: the login page sends `bob@abc.example` to
+    /// this tenant's IdP. A domain belongs to one tenant.
+    pub domains: Vec<String>,
+    /// Upstream OpenID providers the tenant's people log in with; the first is used
+    /// unless the login names another.
+    pub oidc: Vec<crate::sso::IdpConnection>,
 }
 
 impl Default for TenantPolicy {
@@ -119,6 +125,8 @@ impl Default for TenantPolicy {
             mappers: vec!["rules".to_owned()],
             ldap: Vec::new(),
             link_scim_external_id_to: None,
+            domains: Vec::new(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -144,6 +152,27 @@ impl TenantPolicy {
             source.validate()?;
             if !names.insert(source.name.as_str()) {
                 return Err(DomainError::invalid("ldap.name", format!("{:?} is listed twice", source.name)));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for connection in &self.oidc {
+            connection.validate()?;
+            if !names.insert(connection.name.as_str()) {
+                return Err(DomainError::invalid("oidc.name", format!("{:?} is listed twice", connection.name)));
+            }
+            if let Some(link) = &connection.link_by
+                && link.source != "scim"
+                && !self.ldap.iter().any(|s| s.name == link.source)
+            {
+                return Err(DomainError::invalid(
+                    format!("oidc.{}.link_by.source", connection.name),
+                    format!("{:?} is neither scim nor one of the tenant's LDAP sources", link.source),
+                ));
+            }
+        }
+        for domain in &self.domains {
+            if crate::sso::normalize_domain(domain)? != *domain {
+                return Err(DomainError::invalid("domains", format!("{domain:?} must be written in lower case")));
             }
         }
         Ok(())

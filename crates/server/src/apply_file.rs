@@ -22,6 +22,9 @@ pub struct ApplyDocument {
     pub access_profiles: Vec<AccessProfileDoc>,
     #[serde(default)]
     pub tenants: Vec<TenantDoc>,
+    /// Portals registered with idbridge's OpenID provider.
+    #[serde(default)]
+    pub clients: Vec<crate::portal_clients::ClientDoc>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -103,6 +106,12 @@ pub struct TenantDoc {
     /// Directory sources (`[[tenants.ldap]]`); kept with the policy.
     #[serde(default)]
     pub ldap: Vec<idbridge_core::directory::LdapSource>,
+    /// Verified email domains (home-realm discovery); kept with the policy.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Upstream IdP connections (`[[tenants.oidc]]`); kept with the policy.
+    #[serde(default)]
+    pub oidc: Vec<idbridge_core::sso::IdpConnection>,
 }
 
 fn yes() -> bool {
@@ -182,6 +191,16 @@ impl ApplyDocument {
                 let mut policy = t.policy;
                 if !t.ldap.is_empty() {
                     policy.ldap = t.ldap;
+                }
+                if !t.domains.is_empty() {
+                    policy.domains = t
+                        .domains
+                        .iter()
+                        .map(|d| idbridge_core::sso::normalize_domain(d))
+                        .collect::<DomainResult<_>>()?;
+                }
+                if !t.oidc.is_empty() {
+                    policy.oidc = t.oidc;
                 }
                 let settings = TenantSettings {
                     name: t.name,

@@ -57,6 +57,15 @@ pub enum Command {
     /// Loaded mapping plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Portals registered with idbridge's OpenID provider.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// A tenant's sign-in: verified email domains and upstream IdP connections.
+    #[command(subcommand)]
+    SignIn(SignInCommand),
+    /// idbridge's token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show the catalog of portal sections and access-profile flags.
     Catalog {
         #[arg(long)]
@@ -297,5 +306,67 @@ pub enum PluginCommand {
     List {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a portal (or update one); a new portal's secret is printed once.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Exact redirect URI (repeatable).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may return to (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// OpenID Connect Back-Channel Logout receiver.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// RS256 (default) or ES256.
+        #[arg(long, default_value = "RS256")]
+        alg: String,
+        /// Only these tenants' individuals may sign in (repeatable; default: all).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Read the secret from this environment variable instead of generating one.
+        #[arg(long)]
+        secret_env: Option<String>,
+    },
+    /// List registered portals (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a portal; its tokens stop working.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignInCommand {
+    /// Replace a tenant's domains and IdP connections with those of a TOML file
+    /// (`domains = [...]` and `[[oidc]]` tables, as under `[[tenants]]` in apply files).
+    Set { slug: String, file: PathBuf },
+    /// Show a tenant's domains and IdP connections.
+    Show {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Signing keys with their state (signing, published ahead, retired, removed).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish successors now; they sign after [sso] publish_ahead_hours (or at once with --now).
+    Rotate {
+        #[arg(long)]
+        now: bool,
     },
 }

@@ -130,9 +130,10 @@ async fn admin(
         }
         Command::Apply { file, dry_run } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let desired = ApplyDocument::from_toml(&text)
-                .and_then(|d| d.into_desired(settings.known_mappers()))
-                .with_context(|| format!("{}", file.display()))?;
+            let mut document = ApplyDocument::from_toml(&text).with_context(|| format!("{}", file.display()))?;
+            let clients = std::mem::take(&mut document.clients);
+            let desired =
+                document.into_desired(settings.known_mappers()).with_context(|| format!("{}", file.display()))?;
             let report =
                 operator.apply(&desired, dry_run, &ctx).await.with_context(|| format!("{}", file.display()))?;
             if report.changes.is_empty() {
@@ -145,7 +146,22 @@ async fn admin(
                 out!("{verb} {} change(s)", report.changes.len());
             }
             remap_after(operator, store, settings, &report, &ctx).await?;
+            for client in clients {
+                let registered = crate::portal_clients::register(store, client, dry_run, &ctx)
+                    .await
+                    .with_context(|| format!("{}", file.display()))?;
+                if registered.changed {
+                    let verb = if dry_run { "would register" } else { "registered" };
+                    out!("{verb} portal client {}", registered.client.id);
+                }
+                if let Some(secret) = registered.generated_secret {
+                    out!("client {} secret (shown once): {secret}", registered.client.id);
+                }
+            }
         }
+        Command::Client(command) => client(store, command, &ctx).await?,
+        Command::SignIn(command) => sign_in(operator, command, &ctx).await?,
+        Command::Keys(command) => keys(store, settings, command, &ctx).await?,
         Command::Tenant(command) => tenant(operator, command, &ctx).await?,
         Command::Mapping(MappingCommand::Remap { slug: raw }) => {
             let tenant = operator.tenant(&slug(&raw)?).await?;
@@ -271,6 +287,140 @@ async fn admin(
                     out!("{:<24} {}", p.name, p.flags.into_iter().collect::<Vec<_>>().join(" "));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn client(store: &SqlStore, command: crate::cli::ClientCommand, ctx: &AuditContext) -> anyhow::Result<()> {
+    use crate::cli::ClientCommand;
+    use idbridge_core::ports::SsoStore;
+    match command {
+        ClientCommand::Create {
+            id,
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            alg,
+            tenants,
+            secret_env,
+        } => {
+            let doc = crate::portal_clients::ClientDoc {
+                id,
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                backchannel_logout_uri,
+                id_token_alg: alg,
+                tenants,
+                secret_file: None,
+                secret_env,
+            };
+            let registered = crate::portal_clients::register(store, doc, false, ctx).await?;
+            out!("client_id: {}", registered.client.id);
+            if let Some(secret) = registered.generated_secret {
+                out!("client_secret: {secret}");
+                eprintln!("The secret is not shown again; only its hash is stored.");
+            } else if !registered.changed {
+                out!("no changes");
+            }
+        }
+        ClientCommand::List { json } => {
+            let clients = store.list_portal_clients().await?;
+            if json {
+                let views: Vec<_> = clients.iter().map(crate::portal_clients::client_view).collect();
+                out!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                for c in clients {
+                    out!(
+                        "{}\t{}\t{}\t{}",
+                        c.id,
+                        c.id_token_alg,
+                        c.redirect_uris.join(" "),
+                        if c.tenants.is_empty() { "all tenants".to_owned() } else { c.tenants.join(",") }
+                    );
+                }
+            }
+        }
+        ClientCommand::Delete { id } => {
+            let audit = ctx.record(None, "portal_client", &id, "portal_client.deleted", None, None);
+            if !store.delete_portal_client(&id, &audit).await? {
+                bail!("no portal client {id}");
+            }
+            out!("deleted portal client {id}; its tokens no longer work");
+        }
+    }
+    Ok(())
+}
+
+async fn sign_in(operator: &Operator, command: crate::cli::SignInCommand, ctx: &AuditContext) -> anyhow::Result<()> {
+    use crate::cli::SignInCommand;
+    match command {
+        SignInCommand::Set { slug: raw, file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let doc: crate::portal_clients::SignInDoc = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.to_string().trim().replace('\n', " ")))?;
+            crate::portal_clients::set_sign_in(operator, &slug(&raw)?, doc, ctx).await?;
+            out!("sign-in settings of {raw} replaced");
+        }
+        SignInCommand::Show { slug: raw, json } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let view = serde_json::json!({ "domains": tenant.policy.domains, "oidc": tenant.policy.oidc, "jit_provisioning": tenant.policy.jit_provisioning });
+            if json {
+                out!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                out!("domains: {}", tenant.policy.domains.join(", "));
+                out!("just-in-time provisioning: {}", tenant.policy.jit_provisioning);
+                for c in &tenant.policy.oidc {
+                    out!("oidc {}: issuer {} client {} ({:?})", c.name, c.issuer, c.client_id, c.client_auth);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keys(
+    store: &SqlStore,
+    settings: &Settings,
+    command: crate::cli::KeysCommand,
+    ctx: &AuditContext,
+) -> anyhow::Result<()> {
+    use crate::cli::KeysCommand;
+    let s = &settings.sso;
+    let ring = idbridge_oidc::keys::KeyRing::new(
+        Arc::new(store.clone()),
+        idbridge_oidc::keys::RotationPolicy {
+            rotate_after: jiff::SignedDuration::from_hours(s.rotate_days * 24),
+            publish_ahead: jiff::SignedDuration::from_hours(s.publish_ahead_hours),
+            keep_after: jiff::SignedDuration::from_hours(s.keep_hours),
+        },
+    );
+    let now = jiff::Timestamp::now();
+    match command {
+        KeysCommand::List { json } => {
+            ring.reload().await?;
+            let keys = ring.describe(now);
+            if json {
+                out!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                for k in keys {
+                    out!(
+                        "{}\t{}\t{}\tactivates {}",
+                        k["kid"].as_str().unwrap_or_default(),
+                        k["alg"].as_str().unwrap_or_default(),
+                        k["state"].as_str().unwrap_or_default(),
+                        k["activates_at"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate { now: immediately } => {
+            for kid in ring.rotate(now, immediately, ctx).await? {
+                out!("new signing key {kid}");
+            }
+            eprintln!("Running daemons pick the keys up within a minute.");
         }
     }
     Ok(())

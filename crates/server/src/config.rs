@@ -27,6 +27,7 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     pub webhook: WebhookSettings,
     pub catalog: CatalogSettings,
+    pub sso: SsoSettings,
 }
 
 #[derive(Clone, Deserialize)]
@@ -84,6 +85,22 @@ impl WebhookSettings {
             .map(|s| s.trim().to_owned())
             .map_err(|e| invalid("webhook.secret_file", format!("cannot read {}: {e}", self.secret_file)))
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoSettings {
+    pub operator_name: String,
+    pub logo_url: String,
+    pub code_seconds: i64,
+    pub id_token_seconds: i64,
+    pub access_token_seconds: i64,
+    pub refresh_token_seconds: i64,
+    pub session_seconds: i64,
+    pub rotate_days: i64,
+    pub publish_ahead_hours: i64,
+    pub keep_hours: i64,
+    pub http_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +225,24 @@ impl Settings {
         idbridge_store::Backend::from_url(&url).map_err(|e| invalid("database.url", e.to_string()))?;
         if !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://")) {
             return Err(invalid("server.public_url", "must start with http:// or https://"));
+        }
+        let s = &self.sso;
+        for (key, value, max) in [
+            ("sso.code_seconds", s.code_seconds, 600),
+            ("sso.id_token_seconds", s.id_token_seconds, 86_400),
+            ("sso.access_token_seconds", s.access_token_seconds, 86_400),
+            ("sso.refresh_token_seconds", s.refresh_token_seconds, 86_400 * 365),
+            ("sso.session_seconds", s.session_seconds, 86_400 * 30),
+            ("sso.rotate_days", s.rotate_days, 3650),
+            ("sso.publish_ahead_hours", s.publish_ahead_hours, 24 * 30),
+            ("sso.keep_hours", s.keep_hours, 24 * 30),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(key, format!("must be 1-{max}")));
+            }
+        }
+        if s.keep_hours * 3600 < s.id_token_seconds.max(s.access_token_seconds) {
+            return Err(invalid("sso.keep_hours", "must cover the ID and access token lifetimes"));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));

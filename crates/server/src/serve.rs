@@ -47,6 +47,48 @@ fn webhook_destinations(settings: &Settings) -> anyhow::Result<Vec<crate::delive
     Ok(out)
 }
 
+/// The OpenID provider: its keys (generated on first start), upstream clients and
+/// login resolution.
+pub async fn sso_state(
+    settings: &Settings,
+    state: &AppState,
+    store: &SqlStore,
+) -> anyhow::Result<idbridge_oidc::SsoState> {
+    let sso_store: Arc<dyn idbridge_core::ports::SsoStore> = Arc::new(store.clone());
+    let s = &settings.sso;
+    let keys = idbridge_oidc::keys::KeyRing::new(
+        sso_store.clone(),
+        idbridge_oidc::keys::RotationPolicy {
+            rotate_after: jiff::SignedDuration::from_hours(s.rotate_days * 24),
+            publish_ahead: jiff::SignedDuration::from_hours(s.publish_ahead_hours),
+            keep_after: jiff::SignedDuration::from_hours(s.keep_hours),
+        },
+    );
+    let ctx = idbridge_core::audit::AuditContext::new(idbridge_core::audit::Actor::new(
+        idbridge_core::audit::ActorKind::Scheduler,
+        "key-rotation",
+    ));
+    keys.ensure(jiff::Timestamp::now(), &ctx).await.context("signing keys")?;
+    let mut provider = idbridge_oidc::ProviderSettings::new(&settings.server.public_url);
+    provider.branding.operator_name.clone_from(&s.operator_name);
+    provider.branding.logo_url = (!s.logo_url.is_empty()).then(|| s.logo_url.clone());
+    provider.code_ttl = jiff::SignedDuration::from_secs(s.code_seconds);
+    provider.id_token_ttl = jiff::SignedDuration::from_secs(s.id_token_seconds);
+    provider.access_token_ttl = jiff::SignedDuration::from_secs(s.access_token_seconds);
+    provider.refresh_token_ttl = jiff::SignedDuration::from_secs(s.refresh_token_seconds);
+    provider.session_ttl = jiff::SignedDuration::from_secs(s.session_seconds);
+    let notifier = idbridge_oidc::backchannel::Notifier::new(sso_store.clone(), keys.clone(), &provider.issuer);
+    Ok(idbridge_oidc::SsoState {
+        store: sso_store,
+        operator: state.operator.clone(),
+        keys,
+        upstreams: idbridge_oidc::upstream::Upstreams::new(Duration::from_secs(s.http_timeout_seconds.max(1))),
+        accounts: Arc::new(crate::sso::SsoAccounts { reconciliation: state.reconciliation.clone() }),
+        settings: Arc::new(provider),
+        logout: notifier,
+    })
+}
+
 pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Everything that can fail on configuration fails before the port is bound.
     let admin_token_hashes = settings.admin_token_hashes()?;
@@ -73,6 +115,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         mapping,
         known_mappers: Arc::new(settings.known_mappers()),
         config_path: config_path.clone(),
+        sso: None,
     };
     #[cfg(unix)]
     {
@@ -112,8 +155,16 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
             auth_cache_ttl: Duration::from_secs(settings.scim.auth_cache_seconds),
         },
     );
-    let state = AppState { scim_auth_cache: Some(scim.auth_cache.clone()), ..state };
-    let app = http::router(state, scim, settings.server.max_body_bytes);
+    let sso = sso_state(&settings, &state, &store).await?;
+    tokio::spawn(crate::sso::run_maintenance(sso.keys.clone(), sso.store.clone()));
+    tokio::spawn(crate::sso::run_logout_consumer(
+        state.operator.clone(),
+        sso.store.clone(),
+        sso.logout.clone(),
+        instance.clone(),
+    ));
+    let state = AppState { scim_auth_cache: Some(scim.auth_cache.clone()), sso: Some(sso.clone()), ..state };
+    let app = http::router(state, scim, idbridge_oidc::router(sso), settings.server.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;

@@ -17,6 +17,7 @@ mod individuals;
 mod log;
 mod port;
 mod scim;
+mod sso;
 mod tenants;
 
 use std::str::FromStr;

@@ -41,6 +41,8 @@ pub struct AppState {
     pub known_mappers: Arc<std::collections::BTreeSet<String>>,
     /// The config file, re-read for `POST /admin/v1/plugins/reload`.
     pub config_path: Option<std::path::PathBuf>,
+    /// The OpenID provider (access tokens for delegated administration, key rotation).
+    pub sso: Option<idbridge_oidc::SsoState>,
 }
 
 impl AppState {
@@ -51,7 +53,7 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, scim: idbridge_scim::ScimState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, scim: idbridge_scim::ScimState, sso: Router, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -61,6 +63,7 @@ pub fn router(state: AppState, scim: idbridge_scim::ScimState, max_body_bytes: u
         .fallback(not_found)
         .with_state(state)
         .nest("/scim/v2/{tenant}", idbridge_scim::router(scim))
+        .merge(sso)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

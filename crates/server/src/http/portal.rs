@@ -20,6 +20,251 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{slug}/individuals", get(list))
         .route("/tenants/{slug}/individuals/{id}", get(show))
         .route("/tenants/{slug}/changes", get(changes))
+        .route("/me", get(me))
+        .route("/individuals", get(delegated_list).post(delegated_create))
+        .route("/individuals/{id}", get(delegated_show).patch(delegated_update))
+        .route("/individuals/{id}/expire", axum::routing::post(delegated_expire))
+}
+
+/// An individual calling with its own access token (from idbridge's OpenID provider):
+/// a delegated administrator when its role gives `modify` on `customer_individuals`.
+pub struct IndividualCaller {
+    pub tenant: idbridge_core::tenant::Tenant,
+    pub individual: idbridge_core::individual::Individual,
+}
+
+impl FromRequestParts<AppState> for IndividualCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(sso) = &state.sso else {
+            return Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", "sign-in is not enabled"));
+        };
+        match idbridge_oidc::provider::bearer_individual(sso, &parts.headers).await {
+            Ok((tenant, individual, _)) => Ok(Self { tenant, individual }),
+            Err((status, message)) => Err(ApiError::new(status, "invalid_token", message)),
+        }
+    }
+}
+
+/// What a delegated administrator may hand out: never more than it holds.
+struct Limits {
+    catalog: idbridge_core::catalog::Catalog,
+    own_role: idbridge_core::role::Role,
+    own_flags: std::collections::BTreeSet<String>,
+    roles: std::collections::BTreeMap<String, idbridge_core::role::Role>,
+    profiles: std::collections::BTreeMap<String, idbridge_core::role::AccessProfile>,
+    ctx: idbridge_core::audit::AuditContext,
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+impl IndividualCaller {
+    async fn limits(&self, state: &AppState) -> ApiResult<Limits> {
+        use idbridge_core::role::AccessLevel;
+        let store = state.operator.store();
+        let catalog = state.operator.catalog().await?;
+        let roles: std::collections::BTreeMap<_, _> =
+            store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let profiles: std::collections::BTreeMap<_, _> =
+            store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let own_role = self
+            .individual
+            .role
+            .as_ref()
+            .and_then(|r| roles.get(r))
+            .cloned()
+            .ok_or_else(|| forbidden("you have no role"))?;
+        if own_role.level("customer_individuals") != AccessLevel::Modify {
+            return Err(forbidden("your role does not give modify on customer_individuals"));
+        }
+        let own_flags = self
+            .individual
+            .access_profile
+            .as_ref()
+            .and_then(|p| profiles.get(p))
+            .map(|p| p.flags.clone())
+            .unwrap_or_default();
+        let ctx = idbridge_core::audit::AuditContext::new(idbridge_core::audit::Actor::new(
+            idbridge_core::audit::ActorKind::Individual,
+            self.individual.id.to_string(),
+        ));
+        Ok(Limits { catalog, own_role, own_flags, roles, profiles, ctx })
+    }
+
+    /// The target must be of the caller's tenant (the lookup is scoped by it) and not
+    /// hold more than the caller.
+    async fn target(
+        &self,
+        state: &AppState,
+        limits: &Limits,
+        id: &str,
+    ) -> ApiResult<idbridge_core::individual::Individual> {
+        let target = state.operator.individual(&self.tenant.slug, id).await?;
+        if let Some(role) = target.role.as_ref().and_then(|r| limits.roles.get(r))
+            && !role.is_within(&limits.own_role, &limits.catalog)
+        {
+            return Err(forbidden("that individual's role is above yours"));
+        }
+        Ok(target)
+    }
+}
+
+impl Limits {
+    fn check_role(&self, tenant: &idbridge_core::tenant::Tenant, role: &str) -> ApiResult<()> {
+        if !tenant.allowed_roles.contains(role) {
+            return Err(forbidden(format!("role {role:?} is not allowed for your organisation")));
+        }
+        let candidate = self.roles.get(role).ok_or_else(|| ApiError::bad_request(format!("no role {role:?}")))?;
+        if !candidate.is_within(&self.own_role, &self.catalog) {
+            return Err(forbidden(format!("role {role:?} gives more than your own role")));
+        }
+        Ok(())
+    }
+
+    fn check_profile(&self, tenant: &idbridge_core::tenant::Tenant, profile: &str) -> ApiResult<()> {
+        if !tenant.allowed_access_profiles.contains(profile) {
+            return Err(forbidden(format!("access profile {profile:?} is not allowed for your organisation")));
+        }
+        let candidate = self
+            .profiles
+            .get(profile)
+            .ok_or_else(|| ApiError::bad_request(format!("no access profile {profile:?}")))?;
+        if !candidate.flags.is_subset(&self.own_flags) {
+            return Err(forbidden(format!("access profile {profile:?} turns on flags you do not have")));
+        }
+        Ok(())
+    }
+}
+
+async fn me(caller: IndividualCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    let mut items = state.operator.portal_individuals(vec![caller.individual]).await?;
+    Ok(Json(json!({ "tenant": caller.tenant.slug, "individual": items.remove(0) })).into_response())
+}
+
+async fn delegated_list(
+    caller: IndividualCaller,
+    State(state): State<AppState>,
+    AdminQuery(p): AdminQuery<ListParams>,
+) -> ApiResult<Response> {
+    caller.limits(&state).await?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let query = IndividualQuery {
+        status: p.status.as_deref().map(IndividualStatus::parse).transpose()?,
+        after_login: p.after,
+        limit,
+    };
+    let individuals = state.operator.store().list_individuals(caller.tenant.id, &query).await?;
+    let next = (individuals.len() == limit as usize).then(|| individuals.last().map(|i| i.login.clone())).flatten();
+    let items = state.operator.portal_individuals(individuals).await?;
+    Ok(Json(json!({ "individuals": items, "next_after": next })).into_response())
+}
+
+async fn delegated_show(
+    caller: IndividualCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.limits(&state).await?;
+    let individual = state.operator.individual(&caller.tenant.slug, &id).await?;
+    let mut items = state.operator.portal_individuals(vec![individual]).await?;
+    Ok(Json(items.remove(0)).into_response())
+}
+
+fn scopes_within(wanted: &idbridge_core::scopes::Scopes, own: &idbridge_core::scopes::Scopes) -> bool {
+    wanted.extensions.is_subset(&own.extensions)
+        && wanted.queues.is_subset(&own.queues)
+        && wanted.phone_numbers.is_subset(&own.phone_numbers)
+        && wanted.billing_accounts.is_subset(&own.billing_accounts)
+        && (!wanted.full_call_reports || own.full_call_reports)
+}
+
+async fn delegated_create(
+    caller: IndividualCaller,
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let limits = caller.limits(&state).await?;
+    let new: idbridge_core::reconcile::NewIndividual =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid individual: {e}")))?;
+    limits.check_role(&caller.tenant, &new.role)?;
+    if let Some(p) = &new.access_profile {
+        limits.check_profile(&caller.tenant, p)?;
+    }
+    if !scopes_within(&new.scopes, &caller.individual.scopes) {
+        return Err(forbidden("the scopes include some you do not have"));
+    }
+    let created = state.reconciliation.reconciler.create_manual(&caller.tenant, new, &limits.ctx).await?;
+    let mut items = state.operator.portal_individuals(vec![created]).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(items.remove(0))).into_response())
+}
+
+/// Unknown keys are refused by the flattened `ManualChange`.
+#[derive(Deserialize)]
+struct DelegatedChange {
+    role: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    access_profile: Option<Option<String>>,
+    #[serde(flatten)]
+    manual: idbridge_core::reconcile::ManualChange,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as Deserialize>::deserialize(d).map(Some)
+}
+
+async fn delegated_update(
+    caller: IndividualCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let limits = caller.limits(&state).await?;
+    let change: DelegatedChange =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid change: {e}")))?;
+    let target = caller.target(&state, &limits, &id).await?;
+    if let Some(role) = &change.role {
+        limits.check_role(&caller.tenant, role)?;
+    }
+    if let Some(Some(p)) = &change.access_profile {
+        limits.check_profile(&caller.tenant, p)?;
+    }
+    if !scopes_within(&change.manual.add_scopes, &caller.individual.scopes) {
+        return Err(forbidden("the scopes include some you do not have"));
+    }
+    let reconciler = &state.reconciliation.reconciler;
+    reconciler.assign_manual(&caller.tenant, &target, change.role, change.access_profile, &limits.ctx).await?;
+    let target = state.operator.individual(&caller.tenant.slug, &id).await?;
+    reconciler.manual(&caller.tenant, &target, &change.manual, &limits.ctx).await?;
+    let individual = state.operator.individual(&caller.tenant.slug, &id).await?;
+    let mut items = state.operator.portal_individuals(vec![individual]).await?;
+    Ok(Json(items.remove(0)).into_response())
+}
+
+/// Ends an individual's access now (its expiration becomes this instant).
+async fn delegated_expire(
+    caller: IndividualCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let limits = caller.limits(&state).await?;
+    let target = caller.target(&state, &limits, &id).await?;
+    let reconciler = &state.reconciliation.reconciler;
+    let now = reconciler.now();
+    // An activation after now would make the expiration precede it; the access never
+    // starts then either.
+    let activation = target.activation.as_ref().filter(|a| a.at >= now).map(|_| None);
+    let change = idbridge_core::reconcile::ManualChange {
+        activation,
+        expiration: Some(Some(now.to_string())),
+        ..Default::default()
+    };
+    reconciler.manual(&caller.tenant, &target, &change, &limits.ctx).await?;
+    let individual = state.operator.individual(&caller.tenant.slug, &id).await?;
+    let mut items = state.operator.portal_individuals(vec![individual]).await?;
+    Ok(Json(items.remove(0)).into_response())
 }
 
 /// A portal back-end holding a service token.

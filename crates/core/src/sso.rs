@@ -1,0 +1,511 @@
+//! Single sign-on, protocol-neutral: a tenant's upstream identity provider connection,
+//! the portals registered with idbridge's own OpenID provider, its signing keys, and the
+//! sessions, authorization codes and tokens it hands out. The `idbridge-oidc` crate speaks
+//! the protocol; the store keeps these records.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::individual::IndividualId;
+use crate::tenant::TenantId;
+use crate::{DomainError, DomainResult};
+
+/// How the upstream IdP's token endpoint authenticates idbridge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_secret_basic` (HTTP Basic), the default of most IdPs.
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A JWT signed with idbridge's key for this connection (RFC 7523), no shared secret.
+    PrivateKeyJwt,
+}
+
+/// Where in the ID token (or userinfo) each fact lives; dotted paths reach nested
+/// objects (`realm_access.roles`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimPaths {
+    /// The immutable subject the individual is linked by: `sub`, or Entra's `oid`.
+    pub subject: String,
+    pub login: String,
+    pub email: String,
+    pub name: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub groups: String,
+    pub roles: String,
+}
+
+impl Default for ClaimPaths {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            login: "preferred_username".into(),
+            email: "email".into(),
+            name: "name".into(),
+            given_name: "given_name".into(),
+            family_name: "family_name".into(),
+            groups: "groups".into(),
+            roles: "roles".into(),
+        }
+    }
+}
+
+/// Links a first login to an individual another source provisioned, by an immutable id
+/// the token carries (never by email).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBy {
+    /// The claim holding the id (`oid`, `sub`, `objectGUID`).
+    pub claim: String,
+    /// `scim` (the SCIM user's `externalId`) or the name of one of the tenant's LDAP
+    /// sources (its immutable id attribute).
+    pub source: String,
+}
+
+/// A tenant's upstream OpenID provider (Entra ID, Okta, any OIDC IdP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpConnection {
+    /// Unique within the tenant: `entra`, `okta`.
+    pub name: String,
+    /// The issuer the ID tokens carry. Entra multi-tenant: `…/{tenantid}/v2.0`, with the
+    /// tenant ids allowed in `entra_tenant_ids`.
+    pub issuer: String,
+    /// Read endpoints from `{issuer}/.well-known/openid-configuration` (unless set below).
+    #[serde(default = "yes")]
+    pub discovery: bool,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// The client secret is read from this file or environment variable; never stored.
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// PEM private key (PKCS#8, RSA or P-256) for `private_key_jwt`.
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    /// The key id the IdP knows that key by.
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub claims: ClaimPaths,
+    /// Call the userinfo endpoint and merge its claims (the ID token's win).
+    #[serde(default)]
+    pub use_userinfo: bool,
+    /// Email domains a login may carry; empty: any.
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// Entra tenant ids (`tid`) accepted when the issuer holds `{tenantid}`; for a fixed
+    /// issuer, the token's `tid` must be one of these when the list is not empty.
+    #[serde(default)]
+    pub entra_tenant_ids: Vec<String>,
+    /// Signature algorithms accepted on ID tokens.
+    #[serde(default = "default_algs")]
+    pub algorithms: Vec<String>,
+    /// Clock difference tolerated on `exp`, `iat` (seconds).
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    #[serde(default)]
+    pub link_by: Option<LinkBy>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+fn default_algs() -> Vec<String> {
+    ["RS256", "ES256"].map(String::from).to_vec()
+}
+fn default_skew() -> u64 {
+    60
+}
+
+/// The algorithms idbridge verifies.
+pub const SUPPORTED_ALGS: [&str; 6] = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"];
+
+impl IdpConnection {
+    pub fn validate(&self) -> DomainResult<()> {
+        let field = |f: &str| format!("oidc.{}.{f}", self.name);
+        let ok_name = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok_name {
+            return Err(DomainError::invalid("oidc.name", format!("{:?} must be 1-63 of a-z, 0-9, -", self.name)));
+        }
+        let url_ok = |u: &str| {
+            u.starts_with("https://") || u.starts_with("http://127.0.0.1") || u.starts_with("http://localhost")
+        };
+        if !url_ok(&self.issuer) {
+            return Err(DomainError::invalid(
+                field("issuer"),
+                format!("{:?} must be an https:// URL (http:// only on loopback)", self.issuer),
+            ));
+        }
+        for (name, value) in [
+            ("authorization_endpoint", &self.authorization_endpoint),
+            ("token_endpoint", &self.token_endpoint),
+            ("jwks_uri", &self.jwks_uri),
+            ("userinfo_endpoint", &self.userinfo_endpoint),
+        ] {
+            if let Some(v) = value
+                && !url_ok(v)
+            {
+                return Err(DomainError::invalid(field(name), format!("{v:?} must be an https:// URL")));
+            }
+        }
+        if !self.discovery
+            && (self.authorization_endpoint.is_none() || self.token_endpoint.is_none() || self.jwks_uri.is_none())
+        {
+            return Err(DomainError::invalid(
+                field("discovery"),
+                "without discovery, authorization_endpoint, token_endpoint and jwks_uri are required",
+            ));
+        }
+        if self.issuer.contains("{tenantid}") && self.entra_tenant_ids.is_empty() {
+            return Err(DomainError::invalid(
+                field("entra_tenant_ids"),
+                "an issuer with {tenantid} accepts only the Entra tenants listed here; list at least one",
+            ));
+        }
+        if self.issuer.contains("{tenantid}") && self.discovery && self.jwks_uri.is_none() {
+            return Err(DomainError::invalid(
+                field("jwks_uri"),
+                "an issuer with {tenantid} cannot be discovered; give the endpoints and jwks_uri",
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(DomainError::invalid(field("client_id"), "must not be empty"));
+        }
+        if self.client_secret_file.is_some() && self.client_secret_env.is_some() {
+            return Err(DomainError::invalid(
+                field("client_secret_file"),
+                "give a file or an environment variable, not both",
+            ));
+        }
+        match self.client_auth {
+            ClientAuth::PrivateKeyJwt if self.private_key_file.is_none() => {
+                return Err(DomainError::invalid(
+                    field("private_key_file"),
+                    "private_key_jwt needs a private key file",
+                ));
+            }
+            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost
+                if self.client_secret_file.is_none() && self.client_secret_env.is_none() =>
+            {
+                return Err(DomainError::invalid(
+                    field("client_secret_file"),
+                    "client_secret_basic/post need client_secret_file or client_secret_env",
+                ));
+            }
+            _ => {}
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            return Err(DomainError::invalid(field("scopes"), "must include openid"));
+        }
+        if self.algorithms.is_empty() {
+            return Err(DomainError::invalid(field("algorithms"), "list at least one"));
+        }
+        for alg in &self.algorithms {
+            if !SUPPORTED_ALGS.contains(&alg.as_str()) {
+                return Err(DomainError::invalid(
+                    field("algorithms"),
+                    format!("{alg:?} is not one of {}", SUPPORTED_ALGS.join(", ")),
+                ));
+            }
+        }
+        if self.clock_skew_seconds > 600 {
+            return Err(DomainError::invalid(field("clock_skew_seconds"), "must be at most 600"));
+        }
+        Ok(())
+    }
+
+    /// Whether an email's domain is one this connection accepts.
+    pub fn accepts_email(&self, email: &str) -> bool {
+        if self.allowed_email_domains.is_empty() {
+            return true;
+        }
+        let Some((_, domain)) = email.rsplit_once('@') else { return false };
+        self.allowed_email_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+/// Lower-case an email domain and check it looks like one (`example.com`).
+pub fn normalize_domain(raw: &str) -> DomainResult<String> {
+    let d = raw.trim().trim_start_matches('@').to_ascii_lowercase();
+    let ok = d.len() <= 253
+        && d.contains('.')
+        && d.split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if ok { Ok(d) } else { Err(DomainError::invalid("domain", format!("{raw:?} is not a domain name"))) }
+}
+
+/// A portal registered with idbridge's OpenID provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalClient {
+    /// The `client_id`.
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the client secret (secrets carry 256 random bits).
+    pub secret_hash: String,
+    /// Matched exactly, character for character.
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 receiver.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// `RS256` (the OpenID default) or `ES256`.
+    pub id_token_alg: String,
+    /// Tenants (slugs) whose individuals may log in to this portal; empty: every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl PortalClient {
+    pub fn validate(&self) -> DomainResult<()> {
+        let ok_id = !self.id.is_empty()
+            && self.id.len() <= 100
+            && self.id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok_id {
+            return Err(DomainError::invalid("client id", format!("{:?} must be 1-100 of A-Z a-z 0-9 - _ .", self.id)));
+        }
+        if self.redirect_uris.is_empty() {
+            return Err(DomainError::invalid("redirect_uris", "list at least one"));
+        }
+        for uri in self.redirect_uris.iter().chain(&self.post_logout_redirect_uris).chain(&self.backchannel_logout_uri)
+        {
+            let parsed = url_like(uri);
+            if !parsed {
+                return Err(DomainError::invalid(
+                    "redirect_uris",
+                    format!("{uri:?} must be an absolute https:// URL without a fragment (http:// only on loopback)"),
+                ));
+            }
+        }
+        if !matches!(self.id_token_alg.as_str(), "RS256" | "ES256") {
+            return Err(DomainError::invalid("id_token_alg", format!("{:?} is not RS256 or ES256", self.id_token_alg)));
+        }
+        for slug in &self.tenants {
+            crate::tenant::TenantSlug::parse(slug)?;
+        }
+        Ok(())
+    }
+
+    pub fn allows_tenant(&self, slug: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == slug)
+    }
+}
+
+fn url_like(uri: &str) -> bool {
+    let scheme_ok = uri.starts_with("https://")
+        || uri.starts_with("http://127.0.0.1")
+        || uri.starts_with("http://localhost")
+        || uri.starts_with("http://[::1]");
+    scheme_ok && !uri.contains('#') && !uri.chars().any(|c| c.is_whitespace() || c.is_control()) && uri.len() <= 2000
+}
+
+/// One of idbridge's token signing keys. New keys are published before they sign
+/// (`activates_at`), and old keys stay published after they stop (`removed_at`), so that
+/// portals caching the key set never meet an unknown or a missing key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    /// `RS256` or `ES256`.
+    pub alg: String,
+    /// PKCS#8 DER, base64.
+    pub private_pkcs8: String,
+    /// The public JWK as published.
+    pub public_jwk: serde_json::Value,
+    pub created_at: Timestamp,
+    pub activates_at: Timestamp,
+    pub retires_at: Option<Timestamp>,
+    pub removed_at: Option<Timestamp>,
+}
+
+/// A login session at idbridge (the browser's `idbridge_session` cookie). Its id is the
+/// `sid` claim portals receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoSession {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub individual_id: IndividualId,
+    /// Which upstream connection authenticated it.
+    pub connection: String,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+}
+
+/// What an authorization code stands for until the portal redeems it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub scope: String,
+    pub session_id: Uuid,
+    pub tenant_id: TenantId,
+    pub individual_id: IndividualId,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(s: &str) -> DomainResult<Self> {
+        match s {
+            "access" => Ok(Self::Access),
+            "refresh" => Ok(Self::Refresh),
+            other => Err(DomainError::invalid("token kind", format!("{other:?}"))),
+        }
+    }
+}
+
+/// An access or refresh token idbridge issued; only its hash is stored. Tokens from one
+/// code exchange and its refreshes share a `grant_id`, so that a replayed code or a
+/// reused refresh token revokes the whole family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthToken {
+    pub hash: String,
+    pub kind: TokenKind,
+    pub grant_id: Uuid,
+    pub client_id: String,
+    pub tenant_id: TenantId,
+    pub individual_id: IndividualId,
+    pub session_id: Uuid,
+    pub scope: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What redeeming an authorization code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    Fresh(AuthorizationCode),
+    /// Redeemed before: the tokens of that grant have been revoked.
+    Replayed,
+    Unknown,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    Fresh(OAuthToken),
+    /// Used before (or revoked): the whole grant has been revoked.
+    Reused,
+    Unknown,
+}
+
+/// The sessions ended because an individual's access ended or shrank, with the portals
+/// that hold tokens of each (for back-channel logout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    pub session_id: Uuid,
+    pub client_ids: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> IdpConnection {
+        serde_json::from_value(serde_json::json!({
+            "name": "entra",
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+            "jwks_uri": "https://login.microsoftonline.com/common/discovery/v2.0/keys",
+            "authorization_endpoint": "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize",
+            "token_endpoint": "https://login.microsoftonline.com/organizations/oauth2/v2.0/token",
+            "client_id": "abc",
+            "client_secret_env": "ENTRA_SECRET",
+            "entra_tenant_ids": ["72f988bf-86f1-41af-91ab-2d7cd011db47"],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn connections_validate() {
+        let mut c = connection();
+        c.validate().unwrap();
+        c.entra_tenant_ids.clear();
+        assert!(c.validate().unwrap_err().to_string().contains("entra_tenant_ids"));
+        let mut c = connection();
+        c.algorithms = vec!["none".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("none"));
+        let mut c = connection();
+        c.issuer = "http://idp.example".into();
+        assert!(c.validate().unwrap_err().to_string().contains("https"));
+        let mut c = connection();
+        c.client_auth = ClientAuth::PrivateKeyJwt;
+        assert!(c.validate().unwrap_err().to_string().contains("private_key_file"));
+    }
+
+    #[test]
+    fn email_domains() {
+        let mut c = connection();
+        assert!(c.accepts_email("a@b.example"));
+        c.allowed_email_domains = vec!["abc.example".into()];
+        assert!(c.accepts_email("bob@ABC.example"));
+        assert!(!c.accepts_email("bob@abc.example.evil"));
+        assert_eq!(normalize_domain("@ABC.Example").unwrap(), "abc.example");
+        assert!(normalize_domain("abc").is_err());
+    }
+
+    #[test]
+    fn portal_clients_validate() {
+        let now = Timestamp::now();
+        let mut c = PortalClient {
+            id: "portal".into(),
+            name: "Portal".into(),
+            secret_hash: String::new(),
+            redirect_uris: vec!["https://portal.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            id_token_alg: "RS256".into(),
+            tenants: vec![],
+            created_at: now,
+            updated_at: now,
+        };
+        c.validate().unwrap();
+        c.redirect_uris = vec!["http://portal.example/cb".into()];
+        assert!(c.validate().is_err());
+        c.redirect_uris = vec!["https://portal.example/cb#x".into()];
+        assert!(c.validate().is_err());
+        c.redirect_uris = vec!["http://127.0.0.1:3000/cb".into()];
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,342 @@
+//! Single sign-on wiring: who a verified login is (link by immutable id, or provision just
+//! in time through the mapping pipeline and the reconciliation service), logout
+//! everywhere when access shrinks (an outbox consumer), and key maintenance.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use idbridge_core::audit::{Actor, ActorKind, AuditContext, ChangeEvent, ChangeKind};
+use idbridge_core::individual::{Individual, SourceKind, SourceLink};
+use idbridge_core::mapping::{ExternalGroup, UserFacts};
+use idbridge_core::ports::SsoStore;
+use idbridge_core::reconcile::{SourcePerson, Submitted};
+use idbridge_core::role::{AccessProfile, Role};
+use idbridge_core::source_record::{ScimKind, ScimQuery};
+use idbridge_core::sso::IdpConnection;
+use idbridge_core::tenant::Tenant;
+use idbridge_oidc::upstream::{Claimed, GroupsClaim, claim_at};
+use idbridge_oidc::{Accounts, Refusal};
+use serde_json::Value;
+
+use crate::reconciliation::SourceReconciliation;
+
+/// Resolves logins with the daemon's reconciliation service.
+pub struct SsoAccounts {
+    pub reconciliation: SourceReconciliation,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "login could not be resolved");
+    Refusal::Unavailable("please try again shortly".into())
+}
+
+impl SsoAccounts {
+    /// The individual another source provisioned, by the id named in `link_by`.
+    async fn linked_elsewhere(
+        &self,
+        tenant: &Tenant,
+        connection: &IdpConnection,
+        claimed: &Claimed,
+    ) -> Result<Option<Individual>, Refusal> {
+        let Some(link_by) = &connection.link_by else { return Ok(None) };
+        let Some(value) = claim_at(&claimed.raw, &link_by.claim).and_then(Value::as_str) else { return Ok(None) };
+        let store = self.reconciliation.reconciler.store();
+        if link_by.source == "scim" {
+            let query = ScimQuery { external_id_eq: Some(value.to_owned()), limit: Some(2), ..Default::default() };
+            let (records, _) =
+                self.reconciliation.records.list_scim(tenant.id, ScimKind::User, &query).await.map_err(unavailable)?;
+            // An externalId two SCIM users share identifies nobody.
+            let [record] = records.as_slice() else { return Ok(None) };
+            return store
+                .find_individual_by_link(
+                    tenant.id,
+                    SourceKind::Scim,
+                    idbridge_scim::person::SCIM_CONNECTION,
+                    &record.id.to_string(),
+                )
+                .await
+                .map_err(unavailable);
+        }
+        let id = idbridge_core::directory::normalize_immutable_id(value);
+        store.find_individual_by_link(tenant.id, SourceKind::Ldap, &link_by.source, &id).await.map_err(unavailable)
+    }
+
+    /// The person as the login's claims describe them.
+    fn person(claimed: &Claimed, link: SourceLink, groups: &[String]) -> SourcePerson {
+        let login = claimed.login.clone().or_else(|| claimed.email.clone()).unwrap_or_else(|| claimed.subject.clone());
+        let mut custom = BTreeMap::new();
+        if !claimed.roles.is_empty() {
+            custom.insert("roles".to_owned(), claimed.roles.join(","));
+        }
+        SourcePerson {
+            link,
+            also: Vec::new(),
+            facts: UserFacts {
+                login,
+                emails: claimed.email.iter().cloned().collect(),
+                given_name: claimed.given_name.clone(),
+                family_name: claimed.family_name.clone(),
+                display_name: claimed.name.clone(),
+                custom,
+                source: Some(SourceKind::Oidc),
+                ..Default::default()
+            },
+            groups: groups
+                .iter()
+                .map(|g| ExternalGroup {
+                    source: SourceKind::Oidc,
+                    id: g.clone(),
+                    display_name: g.clone(),
+                    via: Vec::new(),
+                })
+                .collect(),
+            active: true,
+            email: claimed.email.clone(),
+            given_name: claimed.given_name.clone(),
+            family_name: claimed.family_name.clone(),
+            display_name: claimed.name.clone(),
+            activation: None,
+            expiration: None,
+            time_zone: None,
+        }
+    }
+
+    /// Decides and writes the person from the claims (just-in-time provisioning).
+    async fn provision(
+        &self,
+        tenant: &Tenant,
+        person: SourcePerson,
+        existing: Option<Individual>,
+    ) -> Result<(), Refusal> {
+        let r = &self.reconciliation;
+        let pipeline = r.mapping.pipeline(tenant).await.map_err(unavailable)?;
+        let known = Arc::new(r.reconciler.known().await.map_err(unavailable)?);
+        let set = r.plan_people(tenant, &pipeline, known, vec![(person, existing)]).await.map_err(unavailable)?;
+        if let Some(held) = set.held.first() {
+            return Err(Refusal::NotAllowed(format!("Your access could not be decided: {}", held.reason)));
+        }
+        let ctx = AuditContext::new(Actor::new(ActorKind::Login, "sso"));
+        match r.reconciler.submit(tenant, set, &ctx).await.map_err(unavailable)? {
+            Submitted::Applied(report) => {
+                if let Some((_, error)) = report.failed.first() {
+                    return Err(Refusal::NotAllowed(format!("Your account could not be created: {error}")));
+                }
+                Ok(())
+            }
+            Submitted::AwaitingApproval { .. } => {
+                Err(Refusal::NotAllowed("Your access change awaits an operator's approval.".into()))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Accounts for SsoAccounts {
+    async fn resolve(
+        &self,
+        tenant: &Tenant,
+        connection: &IdpConnection,
+        claimed: &Claimed,
+    ) -> Result<Individual, Refusal> {
+        let store = self.reconciliation.reconciler.store().clone();
+        let link = SourceLink {
+            source: SourceKind::Oidc,
+            connection: claimed.issuer.clone(),
+            external_id: claimed.subject.clone(),
+        };
+        let no_account = || {
+            Refusal::NotAllowed(format!(
+                "There is no portal account for you at {}. Ask your administrator to give you access.",
+                tenant.name
+            ))
+        };
+        let linked = store
+            .find_individual_by_link(tenant.id, SourceKind::Oidc, &link.connection, &link.external_id)
+            .await
+            .map_err(unavailable)?;
+        if let Some(individual) = linked {
+            // Only an individual the IdP alone vouches for is re-decided from the token,
+            // and only when the token says which groups the person is in: absent or
+            // overage groups are "unknown", never "none".
+            let from_login_only = individual.links.iter().all(|l| l.source == SourceKind::Oidc);
+            if tenant.policy.jit_provisioning
+                && from_login_only
+                && let GroupsClaim::List(_) | GroupsClaim::Empty = claimed.groups
+            {
+                let groups = match &claimed.groups {
+                    GroupsClaim::List(g) => g.clone(),
+                    _ => Vec::new(),
+                };
+                self.provision(tenant, Self::person(claimed, link.clone(), &groups), Some(individual.clone())).await?;
+                return store
+                    .get_individual(tenant.id, individual.id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(no_account);
+            }
+            return Ok(individual);
+        }
+        // Provisioned by SCIM or LDAP: link by the immutable id the token carries.
+        if let Some(individual) = self.linked_elsewhere(tenant, connection, claimed).await? {
+            let ctx = AuditContext::new(Actor::new(ActorKind::Login, "sso"));
+            self.reconciliation.reconciler.link(tenant, &individual, link, &ctx).await.map_err(unavailable)?;
+            return store.get_individual(tenant.id, individual.id).await.map_err(unavailable)?.ok_or_else(no_account);
+        }
+        if !tenant.policy.jit_provisioning {
+            return Err(no_account());
+        }
+        let groups = match &claimed.groups {
+            GroupsClaim::List(g) => g.clone(),
+            GroupsClaim::Empty => Vec::new(),
+            GroupsClaim::Absent | GroupsClaim::Overage => {
+                return Err(Refusal::NotAllowed(
+                    "Your identity provider did not send your groups, and no directory has told idbridge about you, \
+                     so your access cannot be decided. Ask your administrator."
+                        .into(),
+                ));
+            }
+        };
+        self.provision(tenant, Self::person(claimed, link.clone(), &groups), None).await?;
+        store
+            .find_individual_by_link(tenant.id, SourceKind::Oidc, &link.connection, &link.external_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(no_account)
+    }
+}
+
+/// Whether a change takes anything away: access ended, or the role, access profile or
+/// scopes lost something. Such a change logs the individual out everywhere.
+pub fn access_shrank(
+    event: &ChangeEvent,
+    roles: &BTreeMap<String, Role>,
+    profiles: &BTreeMap<String, AccessProfile>,
+    catalog: &idbridge_core::catalog::Catalog,
+) -> bool {
+    match event.kind {
+        ChangeKind::IndividualSuspended | ChangeKind::IndividualExpired | ChangeKind::IndividualDeleted => return true,
+        ChangeKind::IndividualCreated | ChangeKind::IndividualActivated => return false,
+        ChangeKind::IndividualUpdated => {}
+    }
+    let Some(diff) = &event.permission_diff else { return false };
+    let pair = |field: &str| -> (Value, Value) {
+        let v = &diff[field];
+        (v[0].clone(), v[1].clone())
+    };
+    let (status_before, status_after) = pair("status");
+    if status_before != status_after && status_after.as_str() != Some("active") {
+        return true;
+    }
+    let (role_before, role_after) = pair("role");
+    if role_before != role_after {
+        let before = role_before.as_str().and_then(|r| roles.get(r));
+        let after = role_after.as_str().and_then(|r| roles.get(r));
+        match (before, after) {
+            (Some(b), Some(a)) if b.is_within(a, catalog) => {}
+            (None, _) => {}
+            _ => return true,
+        }
+    }
+    let (profile_before, profile_after) = pair("access_profile");
+    if profile_before != profile_after {
+        let flags = |v: &Value| v.as_str().and_then(|p| profiles.get(p)).map(|p| p.flags.clone()).unwrap_or_default();
+        if !flags(&profile_before).is_subset(&flags(&profile_after)) {
+            return true;
+        }
+    }
+    let (scopes_before, scopes_after) = pair("scopes");
+    if scopes_before != scopes_after {
+        let before: idbridge_core::scopes::Scopes = serde_json::from_value(scopes_before).unwrap_or_default();
+        let after: idbridge_core::scopes::Scopes = serde_json::from_value(scopes_after).unwrap_or_default();
+        let lost = !before.extensions.is_subset(&after.extensions)
+            || !before.queues.is_subset(&after.queues)
+            || !before.phone_numbers.is_subset(&after.phone_numbers)
+            || !before.billing_accounts.is_subset(&after.billing_accounts)
+            || (before.full_call_reports && !after.full_call_reports);
+        if lost {
+            return true;
+        }
+    }
+    false
+}
+
+const CONSUMER: &str = "sso-logout";
+const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+
+/// The outbox consumer that ends sessions and tells portals (back-channel logout) when an
+/// individual's access ends or shrinks. One instance at a time holds it (lease).
+pub async fn run_logout_consumer(
+    operator: idbridge_core::operator::Operator,
+    sso: Arc<dyn SsoStore>,
+    notifier: idbridge_oidc::backchannel::Notifier,
+    instance: String,
+) {
+    let store = operator.store().clone();
+    loop {
+        let now = jiff::Timestamp::now();
+        match store.try_lease(CONSUMER, &instance, now, now + LEASE).await {
+            Ok(true) => {
+                if let Err(e) = logout_pass(&operator, sso.as_ref(), &notifier).await {
+                    tracing::warn!(error = %e, "back-channel logout pass failed; retrying");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the sso-logout lease"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn logout_pass(
+    operator: &idbridge_core::operator::Operator,
+    sso: &dyn SsoStore,
+    notifier: &idbridge_oidc::backchannel::Notifier,
+) -> idbridge_core::DomainResult<()> {
+    let store = operator.store();
+    let after = store.consumer_position(CONSUMER).await?;
+    let events = store.list_all_change_events(after, 500).await?;
+    let ready = crate::delivery::settled(after, &events, jiff::Timestamp::now(), crate::delivery::GAP_WAIT);
+    if ready == 0 {
+        return Ok(());
+    }
+    let catalog = operator.catalog().await?;
+    let roles: BTreeMap<String, Role> = store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+    let profiles: BTreeMap<String, AccessProfile> =
+        store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
+    for (position, event) in &events[..ready] {
+        if access_shrank(event, &roles, &profiles, &catalog) {
+            let ended =
+                sso.end_individual_sessions(event.tenant_id, event.individual_id, jiff::Timestamp::now()).await?;
+            if !ended.is_empty() {
+                tracing::info!(individual = %event.individual_id, sessions = ended.len(), kind = event.kind.as_str(), "access shrank: sessions ended");
+                let sessions = ended.into_iter().map(|e| (e.session_id, e.client_ids)).collect();
+                notifier.deliver(event.tenant_id, event.individual_id, sessions).await;
+            }
+        }
+        store.advance_consumer(CONSUMER, *position, None).await?;
+    }
+    Ok(())
+}
+
+/// Generates and rotates signing keys, reloads them (another instance may rotate), and
+/// purges expired codes, tokens and logins.
+pub async fn run_maintenance(keys: idbridge_oidc::keys::KeyRing, sso: Arc<dyn SsoStore>) {
+    let ctx = AuditContext::new(Actor::new(ActorKind::Scheduler, "key-rotation"));
+    let mut tick = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        tick += 1;
+        if let Err(e) = keys.ensure(jiff::Timestamp::now(), &ctx).await {
+            tracing::warn!(error = %e, "signing key maintenance failed");
+        }
+        if tick % 10 == 0 {
+            match sso.purge_sso(jiff::Timestamp::now()).await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired sign-in records purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging sign-in records failed"),
+            }
+        }
+    }
+}
