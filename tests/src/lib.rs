@@ -1,6 +1,7 @@
 //! Harness for end-to-end tests: runs the real `idbridge` binary in a temporary working
 //! directory, on a free loopback port, and talks to it over HTTP.
 
+pub mod idp;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader};
@@ -114,8 +115,22 @@ impl Workdir {
 
     /// Starts `idbridge serve` on a free port and waits for `/healthz`.
     pub fn serve(&self) -> Daemon {
+        self.serve_at("127.0.0.1:0", None)
+    }
+
+    /// Starts `idbridge serve` on a port known in advance, with `server.public_url` naming
+    /// it (the OpenID provider's issuer must be the URL clients reach).
+    pub fn serve_public(&self) -> Daemon {
+        let port = idp::free_port();
+        self.serve_at(&format!("127.0.0.1:{port}"), Some(format!("http://127.0.0.1:{port}")))
+    }
+
+    pub fn serve_at(&self, listen: &str, public_url: Option<String>) -> Daemon {
         let mut command = self.command(&["serve"]);
-        command.env("IDBRIDGE_SERVER__LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command.env("IDBRIDGE_SERVER__LISTEN", listen).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        if let Some(url) = public_url {
+            command.env("IDBRIDGE_SERVER__PUBLIC_URL", url);
+        }
         let mut child = command.spawn().expect("spawn idbridge serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();

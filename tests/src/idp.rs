@@ -1,0 +1,195 @@
+//! The customer's IdP for SSO tests: the npm `oidc-provider` started on loopback by
+//! `tests/oidc/idp.mjs` (scripts/test installs it with `npm ci`), and a browserless
+//! user agent that walks the login redirects the way a browser does.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+pub fn oidc_dir() -> PathBuf {
+    crate::workspace_root().join("tests/oidc")
+}
+
+fn ensure_node_modules() {
+    let dir = oidc_dir();
+    if !dir.join("node_modules/oidc-provider").is_dir() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("run npm ci in tests/oidc (is Node.js installed?)");
+        assert!(status.success(), "npm ci in tests/oidc failed");
+    }
+}
+
+/// A free loopback port (the IdP's issuer and idbridge's public URL must name their
+/// port before the servers start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A private RSA JWK with this key id.
+pub fn generate_key(kid: &str) -> Value {
+    ensure_node_modules();
+    let out =
+        Command::new("node").arg("idp.mjs").args(["--gen-key", kid]).current_dir(oidc_dir()).output().expect("node");
+    assert!(out.status.success(), "key generation failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("a JWK")
+}
+
+/// A running oidc-provider; killed when dropped.
+pub struct Idp {
+    child: Child,
+    pub issuer: String,
+    pub port: u16,
+    pub config: Value,
+    _dir: tempfile::TempDir,
+}
+
+impl Idp {
+    /// Starts the IdP with `config` (port and issuer are filled in when absent).
+    pub fn start(mut config: Value) -> Self {
+        ensure_node_modules();
+        let port = config["port"].as_u64().map_or_else(free_port, |p| p as u16);
+        let issuer = format!("http://127.0.0.1:{port}");
+        config["port"] = json!(port);
+        config["issuer"] = json!(issuer);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("idp.json");
+        std::fs::write(&file, config.to_string()).expect("write idp config");
+        let mut child = Command::new("node")
+            .arg(oidc_dir().join("idp.mjs"))
+            .arg(&file)
+            .current_dir(oidc_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node idp.mjs");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("listening ") => break,
+                Some(Ok(_)) => {}
+                _ => panic!("the IdP exited before listening"),
+            }
+        }
+        Self { child, issuer, port, config, _dir: dir }
+    }
+
+    /// Stops and starts again with other keys (same port and issuer): a key rotation.
+    pub fn restart_with_keys(mut self, keys: Vec<Value>) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut config = self.config.clone();
+        config["keys"] = json!(keys);
+        Self::start(config)
+    }
+
+    /// Makes the IdP's token answers carry a tampered ID token (`none` for honest ones).
+    pub async fn tamper(&self, mode: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_test/tamper", self.issuer))
+            .form(&[("mode", mode)])
+            .send()
+            .await
+            .expect("tamper request");
+        assert!(r.status().is_success());
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser without JavaScript: a cookie jar, redirects followed by hand so every hop
+/// can be inspected.
+pub struct Agent {
+    pub http: reqwest::Client,
+}
+
+/// Where a walk through redirects stopped.
+#[derive(Debug)]
+pub struct Stop {
+    pub status: u16,
+    pub url: String,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Agent {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self { http }
+    }
+
+    /// Follows redirects from `url` until a page that is not a redirect, or a redirect to
+    /// a URL starting with `stop_at` (the portal), which is returned unfollowed.
+    pub async fn walk(&self, url: &str, stop_at: &str) -> Stop {
+        let mut url = url.to_owned();
+        for _ in 0..20 {
+            let response = self.http.get(&url).send().await.expect("GET");
+            let stop = self.read(url.clone(), response).await;
+            match &stop.location {
+                Some(next) if !next.starts_with(stop_at) => {
+                    url = absolute(&url, next);
+                }
+                _ => return stop,
+            }
+        }
+        panic!("too many redirects from {url}");
+    }
+
+    pub async fn read(&self, url: String, response: reqwest::Response) -> Stop {
+        let status = response.status().as_u16();
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(|l| absolute(&url, l));
+        let body = response.text().await.unwrap_or_default();
+        Stop { status, url, location, body }
+    }
+
+    /// Signs in at the IdP's login page (`stop` is that page) and follows on.
+    pub async fn idp_login(&self, page: &Stop, login: &str, stop_at: &str) -> Stop {
+        let action = page
+            .body
+            .split("action=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no form on {}: {}", page.url, page.body));
+        let post = absolute(&page.url, action);
+        let response = self.http.post(&post).form(&[("login", login), ("password", "pw")]).send().await.expect("POST");
+        let stop = self.read(post, response).await;
+        match &stop.location {
+            Some(next) if !next.starts_with(stop_at) => self.walk(next, stop_at).await,
+            _ => stop,
+        }
+    }
+}
+
+/// Resolves a Location against the URL it came from.
+pub fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let origin: String = base.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+    if location.starts_with('/') { format!("{origin}{location}") } else { format!("{origin}/{location}") }
+}
+
+/// A query parameter of a URL.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}

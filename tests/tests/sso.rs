@@ -1,0 +1,546 @@
+//! Single sign-on end to end: the real `idbridge` binary as the portal's OpenID provider,
+//! the npm `oidc-provider` as the customer's IdP, and the `openidconnect` crate playing
+//! the portal (discovery, PKCE, code exchange, ID token verification).
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use idbridge_e2e::Workdir;
+use idbridge_e2e::idp::{Agent, Idp, Stop, free_port, generate_key, query_param};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
+use serde_json::{Value, json};
+
+const UPSTREAM_SECRET: &str = "upstream-secret-upstream-secret-0123456789";
+const PORTAL_SECRET: &str = "portal-secret-portal-secret-portal-secret-01";
+
+fn users() -> Value {
+    json!({
+        "alice": { "sub": "u-alice", "email": "alice@acme.example", "name": "Alice Admin", "preferred_username": "alice@acme.example", "groups": ["Portal-Admins"] },
+        "bob":   { "sub": "u-bob", "email": "bob@acme.example", "name": "Bob Builder", "preferred_username": "bob@acme.example", "groups": ["pbx-admins"] },
+        "carol": { "sub": "u-carol", "email": "carol@acme.example", "preferred_username": "carol@acme.example", "hasgroups": true },
+        "dave":  { "sub": "u-dave", "email": "dave@acme.example", "preferred_username": "dave@acme.example", "groups": [] },
+        "erin":  { "sub": "u-erin", "email": "erin@acme.example", "preferred_username": "erin@acme.example", "groups": ["pbx-admins"] },
+        "mallory": { "sub": "u-mallory", "email": "mallory@evil.example", "preferred_username": "mallory@evil.example", "groups": ["Portal-Admins"] },
+    })
+}
+
+/// The portal: a registered client using the `openidconnect` crate.
+struct Portal {
+    client: openidconnect::core::CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    http: reqwest::Client,
+    redirect: String,
+}
+
+struct Started {
+    url: String,
+    verifier: PkceCodeVerifier,
+    nonce: Nonce,
+    state: CsrfToken,
+}
+
+impl Portal {
+    async fn new(issuer: &str, redirect: &str) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.to_owned()).unwrap(), &http)
+            .await
+            .expect("idbridge's discovery document");
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new("portal".into()),
+            Some(ClientSecret::new(PORTAL_SECRET.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(redirect.to_owned()).unwrap());
+        Self { client, http, redirect: redirect.to_owned() }
+    }
+
+    fn start(&self, extra: &[(&str, &str)]) -> Started {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = self
+            .client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .add_scope(Scope::new("email".into()))
+            .add_scope(Scope::new("profile".into()))
+            .set_pkce_challenge(challenge);
+        for (k, v) in extra {
+            request = request.add_extra_param(*k, *v);
+        }
+        let (url, state, nonce) = request.url();
+        Started { url: url.to_string(), verifier, nonce, state }
+    }
+
+    /// Exchanges the code and verifies the ID token as a portal does; returns the
+    /// verified claims (all of them) and the token response.
+    async fn finish(
+        &self,
+        started: Started,
+        landing: &Stop,
+    ) -> Result<(Value, openidconnect::core::CoreTokenResponse), String> {
+        let location = landing
+            .location
+            .clone()
+            .ok_or_else(|| format!("no redirect to the portal: {} {}", landing.status, landing.body))?;
+        assert!(location.starts_with(&self.redirect), "{location}");
+        if let Some(error) = query_param(&location, "error") {
+            return Err(error);
+        }
+        assert_eq!(query_param(&location, "state").as_deref(), Some(started.state.secret().as_str()));
+        let code = query_param(&location, "code").expect("code");
+        let response = self
+            .client
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(started.verifier)
+            .request_async(&self.http)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let id_token = response.id_token().expect("an ID token");
+        id_token.claims(&self.client.id_token_verifier(), &started.nonce).map_err(|e| e.to_string())?;
+        Ok((payload(&id_token.to_string()), response))
+    }
+}
+
+fn payload(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// What the test's back-channel logout receiver got.
+type Received = Arc<Mutex<Vec<String>>>;
+
+async fn logout_receiver() -> (String, Received) {
+    let received: Received = Arc::default();
+    let r = received.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let r = r.clone();
+            async move {
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "logout_token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                r.lock().unwrap().push(token);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+fn apply_file(idp: &Idp) -> String {
+    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
+    let acme = acme.replace("[tenants.policy]\n", "[tenants.policy]\njit_provisioning = true\n");
+    format!(
+        r#"{acme}
+# Sign-in for ACME: its verified domain and its IdP.
+[[tenants.oidc]]
+name = "acme-idp"
+issuer = "{issuer}"
+client_id = "idbridge"
+client_secret_env = "ACME_IDP_SECRET"
+allowed_email_domains = ["acme.example"]
+
+[[tenants]]
+slug = "beta"
+name = "Beta GmbH"
+allowed_roles = ["PBX admin"]
+domains = ["beta.example"]
+[[tenants.oidc]]
+name = "beta-idp"
+issuer = "http://127.0.0.1:9"
+discovery = false
+authorization_endpoint = "http://127.0.0.1:9/auth"
+token_endpoint = "http://127.0.0.1:9/token"
+jwks_uri = "http://127.0.0.1:9/jwks"
+client_id = "idbridge"
+client_secret_env = "ACME_IDP_SECRET"
+"#,
+        issuer = idp.issuer
+    )
+    .replacen("[tenants.policy]", "domains = [\"acme.example\"]\n\n[tenants.policy]", 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_login_tokens_negative_cases_logout_and_delegated_admin() {
+    let (k1, k0, foreign) = (generate_key("k1"), generate_key("k0-rotated-out"), generate_key("beta-key"));
+    let idbridge_port = free_port();
+    let idbridge = format!("http://127.0.0.1:{idbridge_port}");
+    let idp = Idp::start(json!({
+        "keys": [k1],
+        "old_key": k0,
+        "foreign": { "issuer": "http://127.0.0.1:9", "key": foreign },
+        "clients": [{
+            "client_id": "idbridge",
+            "client_secret": UPSTREAM_SECRET,
+            "redirect_uris": [format!("{idbridge}/login/callback")],
+        }],
+        "users": users(),
+    }));
+    let (logout_url, received) = logout_receiver().await;
+    let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
+
+    let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
+    let file = work.path().join("sso.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n[[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\npost_logout_redirect_uris = [\"{portal_redirect}/bye\"]\nbackchannel_logout_uri = \"{logout_url}\"\nsecret_env = \"PORTAL_SECRET\"\n",
+            apply_file(&idp)
+        ),
+    )
+    .unwrap();
+    let applied = work.ok(&["apply", file.to_str().unwrap()]);
+    assert!(applied.contains("registered portal client portal"), "{applied}");
+    let shown = work.ok(&["sign-in", "show", "acme"]);
+    assert!(shown.contains("acme.example") && shown.contains("acme-idp"), "{shown}");
+    let daemon = work.serve_at(&format!("127.0.0.1:{idbridge_port}"), Some(idbridge.clone()));
+    let portal = Portal::new(&idbridge, &portal_redirect).await;
+
+    // --- a login by login_hint: straight to the IdP, back with a code, tokens -----------
+    let agent = Agent::new();
+    let started = portal.start(&[("login_hint", "alice@acme.example")]);
+    let at_idp = agent.walk(&started.url, &portal_redirect).await;
+    assert!(at_idp.url.starts_with(&idp.issuer) && at_idp.body.contains("Acme IdP"), "{at_idp:?}");
+    let landing = agent.idp_login(&at_idp, "alice", &portal_redirect).await;
+    assert_eq!(query_param(landing.location.as_deref().unwrap(), "iss").as_deref(), Some(idbridge.as_str()));
+    let (claims, tokens) = portal.finish(started, &landing).await.expect("alice signs in");
+    assert_eq!(claims["tenant"], "acme");
+    assert_eq!(claims["role"], "Customer admin");
+    assert_eq!(claims["email"], "alice@acme.example");
+    assert_eq!(claims["permissions"]["customer_individuals"], "modify");
+    assert_eq!(claims["access_profile_name"], "Full portal");
+    assert_eq!(claims["access_profile"]["allow_listen_recording"], true);
+    assert_eq!(claims["scopes"]["full_call_reports"], true);
+    assert!(claims["sid"].is_string() && claims["sub"].is_string());
+    let alice_id = claims["sub"].as_str().unwrap().to_owned();
+    let alice_access = tokens.access_token().secret().clone();
+    let alice_refresh = tokens.refresh_token().expect("refresh token").secret().clone();
+    let http = reqwest::Client::new();
+    let info: Value =
+        http.get(daemon.url("/oauth2/userinfo")).bearer_auth(&alice_access).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["role"], "Customer admin");
+    assert_eq!(info["sid"], claims["sid"]);
+
+    // A second portal visit in the same browser signs in without the IdP (SSO session).
+    let started = portal.start(&[]);
+    let landing = agent.walk(&started.url, &portal_redirect).await;
+    let (again, _) = portal.finish(started, &landing).await.expect("session sign-in");
+    assert_eq!(again["sid"], claims["sid"]);
+
+    // --- home-realm discovery: the page, an unknown domain, then a known one --------------
+    let bob_agent = Agent::new();
+    let started = portal.start(&[]);
+    let page = bob_agent.walk(&started.url, &portal_redirect).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("Work email") && page.body.contains("<form method=\"post\" action=\"/login\""));
+    let handle = page.body.split("name=\"request\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let r = bob_agent
+        .http
+        .post(daemon.url("/login"))
+        .form(&[("request", handle.as_str()), ("email", "bob@unknown.example")])
+        .send()
+        .await
+        .unwrap();
+    let unknown = bob_agent.read(daemon.url("/login"), r).await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.body.contains("role=\"alert\"") && unknown.body.contains("No organisation"), "{}", unknown.body);
+    let handle = unknown.body.split("name=\"request\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let r = bob_agent
+        .http
+        .post(daemon.url("/login"))
+        .form(&[("request", handle.as_str()), ("email", "bob@acme.example")])
+        .send()
+        .await
+        .unwrap();
+    let to_idp = bob_agent.read(daemon.url("/login"), r).await;
+    assert!(to_idp.location.as_deref().unwrap().starts_with(&idp.issuer), "{to_idp:?}");
+    let at_idp = bob_agent.walk(to_idp.location.as_deref().unwrap(), &portal_redirect).await;
+    let landing = bob_agent.idp_login(&at_idp, "bob", &portal_redirect).await;
+    let (bob, bob_tokens) = portal.finish(started, &landing).await.expect("bob signs in");
+    assert_eq!(bob["role"], "PBX admin");
+    assert_eq!(bob["permissions"]["customer_individuals"], "restrict");
+
+    // --- state: missing, unknown, replayed --------------------------------------------
+    let stray = agent.walk(&daemon.url("/login/callback?code=abc"), &portal_redirect).await;
+    assert_eq!(stray.status, 400);
+    assert!(stray.body.contains("no state"), "{}", stray.body);
+    let stray = agent.walk(&daemon.url("/login/callback?code=abc&state=forged"), &portal_redirect).await;
+    assert_eq!(stray.status, 400);
+    assert!(stray.body.contains("unknown, expired or already used state"), "{}", stray.body);
+
+    // --- a replayed authorization code revokes what it gave ----------------------------
+    let fresh = Agent::new();
+    let started = portal.start(&[("login_hint", "erin@acme.example")]);
+    let at_idp = fresh.walk(&started.url, &portal_redirect).await;
+    let landing = fresh.idp_login(&at_idp, "erin", &portal_redirect).await;
+    let code = query_param(landing.location.as_deref().unwrap(), "code").unwrap();
+    let exchange = |code: String, verifier: String, redirect: String| {
+        let http = http.clone();
+        let url = daemon.url("/oauth2/token");
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth("portal", Some(PORTAL_SECRET))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("code_verifier", &verifier),
+                    ("redirect_uri", &redirect),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // PKCE verifier mismatch first: refused (and the code is spent).
+    let (status, body) = exchange(code.clone(), "x".repeat(43), portal_redirect.clone()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("PKCE"), "{body}");
+    let started = portal.start(&[]);
+    let landing = fresh.walk(&started.url, &portal_redirect).await;
+    let code = query_param(landing.location.as_deref().unwrap(), "code").unwrap();
+    let verifier = started.verifier.secret().clone();
+    // A redirect_uri differing from the request's is refused at the token endpoint too.
+    let (status, _) = exchange(code.clone(), verifier.clone(), format!("{portal_redirect}/")).await;
+    assert_eq!(status, 400);
+    let started = portal.start(&[]);
+    let landing = fresh.walk(&started.url, &portal_redirect).await;
+    let code = query_param(landing.location.as_deref().unwrap(), "code").unwrap();
+    let verifier = started.verifier.secret().clone();
+    let (status, first) = exchange(code.clone(), verifier.clone(), portal_redirect.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = exchange(code, verifier, portal_redirect.clone()).await;
+    assert_eq!((status, second["error"].as_str()), (400, Some("invalid_grant")));
+    let r = http
+        .get(daemon.url("/oauth2/userinfo"))
+        .bearer_auth(first["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the replayed code's access token is revoked");
+
+    // --- redirect URIs are matched exactly --------------------------------------------
+    for wrong in [
+        format!("{portal_redirect}/"),
+        portal_redirect.replace("/cb", "/CB"),
+        format!("{portal_redirect}?x=1"),
+        portal_redirect.replace("http://127.0.0.1", "http://localhost"),
+    ] {
+        let url = format!(
+            "{idbridge}/oauth2/authorize?response_type=code&client_id=portal&scope=openid&code_challenge={}&code_challenge_method=S256&redirect_uri={}",
+            "a".repeat(43),
+            url::form_urlencoded::byte_serialize(wrong.as_bytes()).collect::<String>()
+        );
+        let stop = agent.walk(&url, "http://never").await;
+        assert_eq!(stop.status, 400, "{wrong}");
+        assert!(stop.location.is_none(), "no redirect to an unregistered URI");
+        assert!(stop.body.contains("not registered"), "{}", stop.body);
+    }
+
+    // --- refresh: rotation, and reuse revokes the family --------------------------------
+    let refresh = |token: String| {
+        let http = http.clone();
+        let url = daemon.url("/oauth2/token");
+        async move {
+            let r = http
+                .post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &token),
+                    ("client_id", "portal"),
+                    ("client_secret", PORTAL_SECRET),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let bob_refresh = bob_tokens.refresh_token().unwrap().secret().clone();
+    let (status, rotated) = refresh(bob_refresh.clone()).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_ne!(rotated["refresh_token"].as_str().unwrap(), bob_refresh);
+    assert_eq!(payload(rotated["id_token"].as_str().unwrap())["role"], "PBX admin");
+    let (status, reused) = refresh(bob_refresh).await;
+    assert_eq!((status, reused["error"].as_str()), (400, Some("invalid_grant")), "{reused}");
+    let (status, _) = refresh(rotated["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 400, "the whole grant is revoked after reuse");
+    let r = http
+        .post(daemon.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", "portal"),
+            ("client_secret", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let attempt = |login: &'static str, hint: &'static str| {
+        let portal = &portal;
+        let portal_redirect = portal_redirect.clone();
+        async move {
+            let a = Agent::new();
+            let started = portal.start(&[("login_hint", hint)]);
+            let at_idp = a.walk(&started.url, &portal_redirect).await;
+            a.idp_login(&at_idp, login, &portal_redirect).await
+        }
+    };
+    // --- the IdP rotates its key: idbridge fetches the new key set on the unknown kid ------
+    let idp = idp.restart_with_keys(vec![generate_key("k2")]);
+    let stop = attempt("bob", "bob@acme.example").await;
+    assert!(
+        stop.location.as_deref().is_some_and(|l| l.starts_with(&portal_redirect) && l.contains("code=")),
+        "{stop:?}"
+    );
+
+    // --- ID tokens the IdP (or an attacker in between) got wrong ---------------------------
+    for (mode, expect) in [
+        ("wrong_nonce", "nonce"),
+        ("expired", "xpired"),
+        ("alg_none", "rejected"),
+        ("old_key", "does not publish"),
+        ("foreign", "ssuer"),
+        ("wrong_audience", "udience"),
+    ] {
+        idp.tamper(mode).await;
+        let a = Agent::new();
+        let started = portal.start(&[("login_hint", "erin@acme.example")]);
+        let at_idp = a.walk(&started.url, &portal_redirect).await;
+        let stop = a.idp_login(&at_idp, "erin", &portal_redirect).await;
+        assert_eq!(stop.status, 401, "{mode}: {stop:?}");
+        assert!(stop.url.starts_with(&format!("{idbridge}/login/callback")), "{mode}");
+        assert!(stop.body.contains(expect), "{mode}: {}", stop.body);
+    }
+    idp.tamper("none").await;
+
+    // --- who may sign in ---------------------------------------------------------------
+    // Overage with no directory behind: access cannot be decided, and is not "no groups".
+    let stop = attempt("carol", "carol@acme.example").await;
+    assert_eq!(stop.status, 403);
+    assert!(stop.body.contains("did not send your groups"), "{}", stop.body);
+    // No group maps to a role: no account.
+    let stop = attempt("dave", "dave@acme.example").await;
+    assert_eq!(stop.status, 403);
+    assert!(stop.body.contains("no portal account"), "{}", stop.body);
+    // An email domain the connection does not allow.
+    let stop = attempt("mallory", "alice@acme.example").await;
+    assert_eq!(stop.status, 403);
+    // Expired and not-yet-active individuals.
+    work.ok(&["individual", "set", "acme", "erin@acme.example", "--activation", "2099-01-01T00:00"]);
+    let stop = attempt("erin", "erin@acme.example").await;
+    assert_eq!(stop.status, 403);
+    assert!(stop.body.contains("not started yet") && stop.body.contains("2099-01-01"), "{}", stop.body);
+    work.ok(&[
+        "individual",
+        "set",
+        "acme",
+        "erin@acme.example",
+        "--activation",
+        "none",
+        "--expiration",
+        "2020-01-01T00:00",
+    ]);
+    let stop = attempt("erin", "erin@acme.example").await;
+    assert_eq!(stop.status, 403);
+    assert!(stop.body.contains("has ended"), "{}", stop.body);
+
+    // --- delegated administration with alice's access token ---------------------------------
+    let created = http
+        .post(daemon.url("/portal/v1/individuals"))
+        .bearer_auth(&alice_access)
+        .json(&json!({ "login": "frank@acme.example", "email": "frank@acme.example", "role": "PBX admin", "access_profile": "Billing only" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let frank: Value = created.json().await.unwrap();
+    assert_eq!(frank["role"], "PBX admin");
+    let frank_id = frank["id"].as_str().unwrap().to_owned();
+    let refused = http
+        .post(daemon.url("/portal/v1/individuals"))
+        .bearer_auth(&alice_access)
+        .json(&json!({ "login": "gina@acme.example", "role": "Reader of everything" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403, "a role the tenant does not allow");
+    let bob_access = bob_tokens.access_token().secret();
+    let r = http.get(daemon.url("/portal/v1/individuals")).bearer_auth(bob_access).send().await.unwrap();
+    assert!(r.status() == 403 || r.status() == 401, "bob has no modify on customer_individuals");
+    let r = http.get(daemon.url("/portal/v1/individuals")).bearer_auth(&alice_access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let listed: Value = r.json().await.unwrap();
+    assert!(listed["individuals"].as_array().unwrap().iter().any(|i| i["login"] == "frank@acme.example"));
+    let r = http
+        .post(daemon.url(&format!("/portal/v1/individuals/{frank_id}/expire")))
+        .bearer_auth(&alice_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "expired");
+    let audit = work.ok(&["audit", "acme", "--actor", &alice_id]);
+    assert!(audit.contains("individual.created") && audit.contains("individual.manual_change"), "{audit}");
+    // A bad body is a 400 naming the problem, never a 500.
+    let r = http
+        .post(daemon.url("/portal/v1/individuals"))
+        .bearer_auth(&alice_access)
+        .body("{\"login\": 1}")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // --- access ends: every session ends, tokens stop, portals are told -------------------
+    work.ok(&["individual", "set", "acme", &alice_id, "--expiration", "2020-01-01T00:00"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logout_token = loop {
+        // Earlier expiries (erin, frank) ended their sessions too; alice's is the one here.
+        let found = received.lock().unwrap().iter().find(|t| payload(t)["sub"] == alice_id.as_str()).cloned();
+        if let Some(token) = found {
+            break token;
+        }
+        assert!(std::time::Instant::now() < deadline, "no back-channel logout arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let logout = payload(&logout_token);
+    assert_eq!(logout["sub"], alice_id.as_str());
+    assert_eq!(logout["sid"], claims["sid"]);
+    assert_eq!(logout["aud"], "portal");
+    assert_eq!(logout["iss"], idbridge.as_str());
+    assert!(logout["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(logout.get("nonce").is_none());
+    let header = payload(&format!("x.{}", logout_token.split('.').next().unwrap()));
+    assert_eq!(header["typ"], "logout+jwt");
+    let r = http.get(daemon.url("/oauth2/userinfo")).bearer_auth(&alice_access).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, _) = refresh(alice_refresh).await;
+    assert_eq!(status, 400);
+    let started = portal.start(&[]);
+    let stop = agent.walk(&started.url, &portal_redirect).await;
+    assert_ne!(
+        stop.location.as_deref().map(|l| l.starts_with(&portal_redirect)),
+        Some(true),
+        "the SSO session ended too"
+    );
+    drop(idp);
+}
