@@ -77,3 +77,18 @@ ensure_slapd() {
     apt_install slapd ldap-utils
     if [ -n "$created" ]; then $sudo rm -f "$policy"; fi
 }
+
+# The SSO tests' peers from npm (tests/oidc/package-lock.json): oidc-provider as the
+# customer's IdP, openid-client as a portal, playwright-core to drive the browser.
+ensure_oidc_peers() {
+    have node || apt_install nodejs npm
+    if [ ! -d tests/oidc/node_modules/oidc-provider ] || [ ! -d tests/oidc/node_modules/playwright-core ] \
+        || [ ! -d tests/oidc/node_modules/openid-client ]; then
+        (cd tests/oidc && npm ci --no-audit --no-fund --silent)
+    fi
+}
+
+# Debian's Chromium for the browser test (playwright-core launches /usr/bin/chromium).
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] || apt_install chromium
+}
