@@ -544,3 +544,90 @@ async fn sso_login_tokens_negative_cases_logout_and_delegated_admin() {
     );
     drop(idp);
 }
+
+/// Operators manage portals, tenants' sign-in and signing keys over the admin API and the
+/// CLI; bad input is refused with the reason, secrets are shown once and never listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_sign_in_settings_and_keys_over_the_admin_api_and_cli() {
+    let (token, hash) = idbridge_e2e::new_token();
+    let work = Workdir::new().with_env("IDBRIDGE_ADMIN__TOKEN_HASHES", &format!("[\"{hash}\"]"));
+    work.ok(&["apply", idbridge_e2e::workspace_root().join("config/examples/acme.toml").to_str().unwrap()]);
+    work.ok(&["tenant", "create", "beta", "--name", "Beta"]);
+    let daemon = work.serve();
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: &str| http.request(method, daemon.url(path)).bearer_auth(&token);
+
+    let r = admin(reqwest::Method::POST, "/admin/v1/clients")
+        .json(&json!({ "id": "portal", "redirect_uris": ["https://portal.example/cb"], "backchannel_logout_uri": "https://portal.example/bc" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created: Value = r.json().await.unwrap();
+    assert!(created["client_secret"].as_str().unwrap().len() >= 43);
+    let listed: Value = admin(reqwest::Method::GET, "/admin/v1/clients").send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["clients"][0]["id"], "portal");
+    assert!(!listed.to_string().contains("secret"), "{listed}");
+    let r = admin(reqwest::Method::POST, "/admin/v1/clients")
+        .json(&json!({ "id": "bad", "redirect_uris": ["http://portal.example/cb"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("https://"));
+    let r = admin(reqwest::Method::POST, "/admin/v1/clients")
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let sign_in = json!({
+        "domains": ["ACME.example"],
+        "oidc": [{ "name": "okta", "issuer": "https://acme.okta.example", "client_id": "abc", "client_secret_env": "OKTA_SECRET",
+                   "claims": { "groups": "groups" }, "allowed_email_domains": ["acme.example"] }],
+    });
+    let r = admin(reqwest::Method::PUT, "/admin/v1/tenants/acme/sign-in").json(&sign_in).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let shown: Value = r.json().await.unwrap();
+    assert_eq!(shown["domains"], json!(["acme.example"]));
+    // A domain belongs to one tenant.
+    let r = admin(reqwest::Method::PUT, "/admin/v1/tenants/beta/sign-in")
+        .json(&json!({ "domains": ["acme.example"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("acme"));
+    // alg none is not an algorithm anybody may allow.
+    let r = admin(reqwest::Method::PUT, "/admin/v1/tenants/beta/sign-in")
+        .json(&json!({ "oidc": [{ "name": "x", "issuer": "https://idp.example", "client_id": "a", "client_secret_env": "S", "algorithms": ["none"] }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    let keys: Value = admin(reqwest::Method::GET, "/admin/v1/signing-keys").send().await.unwrap().json().await.unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2, "one RS256 and one ES256 key");
+    let rotated: Value =
+        admin(reqwest::Method::POST, "/admin/v1/signing-keys/rotate").send().await.unwrap().json().await.unwrap();
+    let states: Vec<&str> = rotated["keys"].as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "signing").count(), 2, "{states:?}");
+    assert_eq!(states.iter().filter(|s| s.starts_with("published")).count(), 2, "{states:?}");
+    let jwks: Value = http.get(daemon.url("/oauth2/jwks")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 4, "successors are published before they sign");
+    assert!(!jwks.to_string().contains("\"d\""), "no private key material");
+    drop(daemon);
+
+    let listed = work.ok(&["client", "list"]);
+    assert!(listed.contains("portal") && listed.contains("https://portal.example/cb"), "{listed}");
+    let keys = work.ok(&["keys", "list"]);
+    assert_eq!(keys.lines().count(), 4, "{keys}");
+    let err = work.fails(&["client", "create", "p2", "--redirect-uri", "https://p2.example/cb#frag"]);
+    assert!(err.contains("fragment"), "{err}");
+    let created = work.ok(&["client", "create", "p2", "--redirect-uri", "https://p2.example/cb", "--alg", "ES256"]);
+    assert!(created.contains("client_secret: "), "{created}");
+    work.ok(&["client", "delete", "p2"]);
+    assert!(work.fails(&["client", "delete", "p2"]).contains("no portal client"));
+}

@@ -46,6 +46,104 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{slug}/change-sets/{id}", get(show_change_set))
         .route("/tenants/{slug}/change-sets/{id}/approve", post(approve_change_set))
         .route("/tenants/{slug}/change-sets/{id}/reject", post(reject_change_set))
+        .route("/clients", get(list_clients).post(register_client))
+        .route("/clients/{id}", axum::routing::delete(delete_client))
+        .route("/tenants/{slug}/sign-in", get(show_sign_in).put(replace_sign_in))
+        .route("/signing-keys", get(list_signing_keys))
+        .route("/signing-keys/rotate", post(rotate_signing_keys))
+}
+
+fn sso(state: &AppState) -> ApiResult<&idbridge_oidc::SsoState> {
+    state
+        .sso
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "sign-in is not enabled"))
+}
+
+async fn list_clients(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    let clients = sso(&state)?.store.list_portal_clients().await?;
+    let views: Vec<_> = clients.iter().map(crate::portal_clients::client_view).collect();
+    Ok(Json(json!({ "clients": views })).into_response())
+}
+
+/// Registers or updates a portal; a new portal's generated secret is in the answer, once.
+async fn register_client(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    AdminJson(doc): AdminJson<crate::portal_clients::ClientDoc>,
+) -> ApiResult<Response> {
+    if doc.secret_file.is_some() || doc.secret_env.is_some() {
+        return Err(ApiError::bad_request(
+            "secret_file and secret_env name the daemon host's files and environment; over the API, omit them to get a generated secret",
+        ));
+    }
+    let registered = crate::portal_clients::register(sso(&state)?.store.as_ref(), doc, false, &caller.ctx).await?;
+    let mut view = crate::portal_clients::client_view(&registered.client);
+    if let Some(secret) = registered.generated_secret {
+        view["client_secret"] = json!(secret);
+    }
+    Ok(Json(view).into_response())
+}
+
+async fn delete_client(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let audit = caller.ctx.record(None, "portal_client", &id, "portal_client.deleted", None, None);
+    if !sso(&state)?.store.delete_portal_client(&id, &audit).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no portal client {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn show_sign_in(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    Ok(Json(json!({
+        "domains": tenant.policy.domains,
+        "oidc": tenant.policy.oidc,
+        "jit_provisioning": tenant.policy.jit_provisioning,
+    }))
+    .into_response())
+}
+
+/// Replaces the tenant's verified domains and IdP connections.
+async fn replace_sign_in(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    AdminJson(doc): AdminJson<crate::portal_clients::SignInDoc>,
+) -> ApiResult<Response> {
+    crate::portal_clients::set_sign_in(&state.operator, &slug(&raw)?, doc, &caller.ctx).await?;
+    show_sign_in(caller, State(state), Path(raw)).await
+}
+
+async fn list_signing_keys(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    let keys = &sso(&state)?.keys;
+    keys.reload().await?;
+    Ok(Json(json!({ "keys": keys.describe(jiff::Timestamp::now()) })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateParams {
+    /// Sign with the new keys at once (a key believed compromised).
+    #[serde(default)]
+    now: bool,
+}
+
+async fn rotate_signing_keys(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    AdminQuery(p): AdminQuery<RotateParams>,
+) -> ApiResult<Response> {
+    let keys = &sso(&state)?.keys;
+    let created = keys.rotate(jiff::Timestamp::now(), p.now, &caller.ctx).await?;
+    Ok(Json(json!({ "created": created, "keys": keys.describe(jiff::Timestamp::now()) })).into_response())
 }
 
 /// An authenticated operator. Being an extractor, no handler can forget the check.
