@@ -415,6 +415,7 @@ pub struct OAuthToken {
 
 /// What redeeming an authorization code found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum CodeRedemption {
     Fresh(AuthorizationCode),
     /// Redeemed before: the tokens of that grant have been revoked.
@@ -424,6 +425,8 @@ pub enum CodeRedemption {
 
 /// What presenting a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Returned once per refresh; boxing the token would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum RefreshUse {
     Fresh(OAuthToken),
     /// Used before (or revoked): the whole grant has been revoked.

@@ -324,7 +324,7 @@ fn unavailable(s: &SsoState, e: &dyn std::fmt::Display) -> Response {
 /// The tenant whose verified domains include the email's domain (one tenant per domain).
 fn tenant_for_email<'a>(tenants: &'a [Tenant], email: &str) -> Option<&'a Tenant> {
     let domain = email.rsplit_once('@')?.1.trim().to_ascii_lowercase();
-    let mut found = tenants.iter().filter(|t| t.policy.domains.iter().any(|d| *d == domain));
+    let mut found = tenants.iter().filter(|t| t.policy.domains.contains(&domain));
     let tenant = found.next()?;
     // A domain claimed twice is ambiguous: nobody is sent anywhere by it.
     if found.next().is_some() { None } else { Some(tenant) }
@@ -1117,7 +1117,7 @@ async fn logout(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<L
                 Some(id) => s.store.get_portal_client(&id).await.ok().flatten(),
                 None => None,
             };
-            match client.filter(|c| c.post_logout_redirect_uris.iter().any(|u| *u == uri)) {
+            match client.filter(|c| c.post_logout_redirect_uris.contains(&uri)) {
                 Some(_) => {
                     let mut url = match url::Url::parse(&uri) {
                         Ok(u) => u,

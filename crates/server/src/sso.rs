@@ -331,7 +331,7 @@ pub async fn run_maintenance(keys: idbridge_oidc::keys::KeyRing, sso: Arc<dyn Ss
         if let Err(e) = keys.ensure(jiff::Timestamp::now(), &ctx).await {
             tracing::warn!(error = %e, "signing key maintenance failed");
         }
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             match sso.purge_sso(jiff::Timestamp::now()).await {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "expired sign-in records purged"),
                 Ok(_) => {}

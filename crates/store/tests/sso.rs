@@ -2,6 +2,7 @@
 //! replay revoking its grant, refresh reuse revoking the family, ending an individual's
 //! sessions, key rotation records, portal clients.
 
+#[allow(unused_macros)]
 mod common;
 
 use std::sync::Arc;
