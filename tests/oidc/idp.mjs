@@ -22,6 +22,18 @@ if (process.argv[2] === '--gen-key') {
   process.exit(0);
 }
 
+if (process.argv[2] === '--gen-pem') {
+  // An EC P-256 key for private_key_jwt: the private PEM for idbridge, the public JWK for
+  // the IdP's client registration.
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const kid = process.argv[3] || 'client-key';
+  console.log(JSON.stringify({
+    pem: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    jwk: { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' },
+  }));
+  process.exit(0);
+}
+
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 let tamper = 'none';
 
@@ -90,7 +102,7 @@ const provider = new Provider(config.issuer, {
       },
     };
   },
-  ttl: { IdToken: 3600, AccessToken: 3600, Session: 3600, Interaction: 600, Grant: 3600, AuthorizationCode: 60 },
+  ttl: { IdToken: 3600, AccessToken: 3600, Session: 3600, Interaction: 600, Grant: 3600, AuthorizationCode: 60, ...config.ttl },
 });
 provider.proxy = false;
 

@@ -39,6 +39,16 @@ pub fn generate_key(kid: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("a JWK")
 }
 
+/// An EC P-256 client key: (PKCS#8 PEM for idbridge, public JWK for the IdP).
+pub fn generate_client_key(kid: &str) -> (String, Value) {
+    ensure_node_modules();
+    let out =
+        Command::new("node").arg("idp.mjs").args(["--gen-pem", kid]).current_dir(oidc_dir()).output().expect("node");
+    assert!(out.status.success(), "key generation failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    (v["pem"].as_str().expect("pem").to_owned(), v["jwk"].clone())
+}
+
 /// A running oidc-provider; killed when dropped.
 pub struct Idp {
     child: Child,

@@ -105,7 +105,11 @@ impl Portal {
             .await
             .map_err(|e| format!("{e:?}"))?;
         let id_token = response.id_token().expect("an ID token");
-        id_token.claims(&self.client.id_token_verifier(), &started.nonce).map_err(|e| e.to_string())?;
+        let verifier = self.client.id_token_verifier().set_allowed_algs(vec![
+            openidconnect::core::CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        ]);
+        id_token.claims(&verifier, &started.nonce).map_err(|e| e.to_string())?;
         Ok((payload(&id_token.to_string()), response))
     }
 }
@@ -630,4 +634,58 @@ async fn portals_sign_in_settings_and_keys_over_the_admin_api_and_cli() {
     assert!(created.contains("client_secret: "), "{created}");
     work.ok(&["client", "delete", "p2"]);
     assert!(work.fails(&["client", "delete", "p2"]).contains("no portal client"));
+}
+
+/// idbridge authenticates to the IdP with a signed JWT (no shared secret), and merges the
+/// IdP's userinfo into what it knows of the person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_key_jwt_client_authentication_and_userinfo() {
+    let (pem, public) = idbridge_e2e::idp::generate_client_key("idbridge-2026");
+    let idbridge_port = free_port();
+    let idbridge = format!("http://127.0.0.1:{idbridge_port}");
+    let idp = Idp::start(json!({
+        "keys": [generate_key("k1")],
+        "clients": [{
+            "client_id": "idbridge",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "ES256",
+            "jwks": { "keys": [public] },
+            "redirect_uris": [format!("{idbridge}/login/callback")],
+        }],
+        // Userinfo is read too (use_userinfo) and must name the same subject.
+        "users": { "alice": { "sub": "u-alice", "email": "alice@acme.example", "preferred_username": "alice@acme.example", "groups": ["Portal-Admins"] } },
+    }));
+    let work = Workdir::new().with_env("PORTAL_SECRET", PORTAL_SECRET);
+    let key_file = work.path().join("idbridge-client.pem");
+    std::fs::write(&key_file, pem).unwrap();
+    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
+    let acme = acme.replacen(
+        "[tenants.policy]\n",
+        "domains = [\"acme.example\"]\n\n[tenants.policy]\njit_provisioning = true\n",
+        1,
+    );
+    let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
+    let file = work.path().join("sso.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{acme}\n[[tenants.oidc]]\nname = \"acme-idp\"\nissuer = \"{}\"\nclient_id = \"idbridge\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = \"{}\"\nprivate_key_id = \"idbridge-2026\"\nuse_userinfo = true\n\n[[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\nsecret_env = \"PORTAL_SECRET\"\nid_token_alg = \"ES256\"\n",
+            idp.issuer,
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    work.ok(&["apply", file.to_str().unwrap()]);
+    let daemon = work.serve_at(&format!("127.0.0.1:{idbridge_port}"), Some(idbridge.clone()));
+    let portal = Portal::new(&idbridge, &portal_redirect).await;
+    let agent = Agent::new();
+    let started = portal.start(&[("login_hint", "alice@acme.example")]);
+    let at_idp = agent.walk(&started.url, &portal_redirect).await;
+    let landing = agent.idp_login(&at_idp, "alice", &portal_redirect).await;
+    let (claims, tokens) = portal.finish(started, &landing).await.expect("signed in with private_key_jwt");
+    assert_eq!(claims["role"], "Customer admin");
+    let id_token = tokens.id_token().unwrap().to_string();
+    let header = payload(&format!("x.{}", id_token.split('.').next().unwrap()));
+    assert_eq!(header["alg"], "ES256", "the portal registered for ES256");
+    drop(daemon);
 }

@@ -498,6 +498,29 @@ struct CallbackParams {
 }
 
 async fn callback(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<CallbackParams>) -> Response {
+    let started = std::time::Instant::now();
+    let mut upstream = std::time::Duration::ZERO;
+    let mut response = callback_inner(&s, &headers, p, &mut upstream).await;
+    // How long the IdP took and how long idbridge itself took: operators see where a slow
+    // login spends its time (browser developer tools show Server-Timing).
+    let own = started.elapsed().saturating_sub(upstream);
+    let timing =
+        format!("upstream;dur={:.3}, idbridge;dur={:.3}", upstream.as_secs_f64() * 1e3, own.as_secs_f64() * 1e3);
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    metrics::histogram!("idbridge_sso_login_seconds", "part" => "idbridge").record(own.as_secs_f64());
+    metrics::histogram!("idbridge_sso_login_seconds", "part" => "upstream").record(upstream.as_secs_f64());
+    response
+}
+
+async fn callback_inner(
+    s: &SsoState,
+    headers: &HeaderMap,
+    p: CallbackParams,
+    upstream: &mut std::time::Duration,
+) -> Response {
+    let s = s.clone();
     let now = Timestamp::now();
     let Some(state) = p.state.as_deref().filter(|v| !v.is_empty()) else {
         return problem(
@@ -523,7 +546,7 @@ async fn callback(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query
         Err(e) => return unavailable(&s, &e),
     };
     // The state must come back to the browser that started the login (login CSRF).
-    let browser_ok = cookie(&headers, LOGIN_COOKIE)
+    let browser_ok = cookie(headers, LOGIN_COOKIE)
         .is_some_and(|c| bool::from(hash_token(c).as_bytes().ct_eq(login.browser.as_bytes())));
     if !browser_ok {
         return problem(
@@ -566,11 +589,13 @@ async fn callback(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query
             "The organisation's sign-in was changed meanwhile. Start again.",
         );
     };
-    let claimed = match s
+    let upstream_started = std::time::Instant::now();
+    let completed = s
         .upstreams
         .complete(tenant.slug.as_str(), connection, code, &login.pkce_verifier, &callback_uri(&s), &login.nonce)
-        .await
-    {
+        .await;
+    *upstream = upstream_started.elapsed();
+    let claimed = match completed {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(tenant = %tenant.slug, connection = connection.name, error = %e, "upstream login rejected");
