@@ -2,10 +2,10 @@
 //! OpenID provider in front of the npm `oidc-provider` as the customer's IdP, both on
 //! loopback, embedded SQLite.
 //!
-//! 1. Latency idbridge adds to one login, IdP excluded: `/oauth2/authorize` (to the IdP)
-//!    + `/login/callback` minus the IdP's token call (the callback's `Server-Timing`
-//!    `upstream` part) + the portal's code exchange at `/oauth2/token`. Each login is a
-//!    fresh browser (no SSO session), JIT off (the individual exists).
+//! 1. Latency idbridge adds to one login, IdP excluded: `/oauth2/authorize` (to the IdP),
+//!    plus `/login/callback` minus the IdP's token call (the callback's `Server-Timing`
+//!    `upstream` part), plus the portal's code exchange at `/oauth2/token`. Each login is
+//!    a fresh browser (no SSO session); the individual exists after the warm-up logins.
 //! 2. Code exchanges per second at `/oauth2/token`: codes are minted first through an SSO
 //!    session, then exchanged by CONCURRENCY clients at once. The same measurement against
 //!    oidc-provider's own token endpoint, in the same run, is the peer.
