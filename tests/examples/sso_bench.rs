@@ -22,6 +22,7 @@ use serde_json::json;
 const UPSTREAM_SECRET: &str = "upstream-secret-upstream-secret-0123456789";
 const PORTAL_SECRET: &str = "portal-secret-portal-secret-portal-secret-01";
 const CONCURRENCY: usize = 32;
+const ROUND: usize = 400;
 const VERIFIER: &str = "benchmark-verifier-benchmark-verifier-benchmark";
 
 fn challenge() -> String {
@@ -135,7 +136,7 @@ async fn main() {
     std::fs::write(
         &file,
         format!(
-            "{acme}\n[[tenants.oidc]]\nname = \"acme-idp\"\nissuer = \"{}\"\nclient_id = \"idbridge\"\nclient_secret_env = \"ACME_IDP_SECRET\"\n\n[[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\nsecret_env = \"PORTAL_SECRET\"\n",
+            "{acme}\n[[tenants.oidc]]\nname = \"acme-idp\"\nissuer = \"{}\"\nclient_id = \"idbridge\"\nclient_secret_env = \"ACME_IDP_SECRET\"\n\n[[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\nsecret_env = \"PORTAL_SECRET\"\n\n[[clients]]\nid = \"portal-es\"\nredirect_uris = [\"{portal_redirect}\"]\nsecret_env = \"PORTAL_SECRET\"\nid_token_alg = \"ES256\"\n",
             idp.issuer
         ),
     )
@@ -216,29 +217,32 @@ async fn main() {
     let page = agent.walk(&start_url, &portal_redirect).await;
     let back = agent.idp_login(&page, "alice", &portal_redirect).await;
     assert!(back.location.is_some_and(|l| l.contains("code=")));
+    // Codes are minted and exchanged in rounds of ROUND: oidc-provider's in-memory store
+    // keeps 1,000 entries, so its codes must be used before that many more exist. Only
+    // the exchanges are timed.
     let session_url = authorize_url(&idbridge, "/oauth2/authorize", "portal", &portal_redirect, "");
-    let t = Instant::now();
-    let codes = mint_codes(&agent, &session_url, n_codes).await;
-    let minted = t.elapsed();
-    let (secs, failures) =
-        exchange_all(&format!("{idbridge}/oauth2/token"), "portal", PORTAL_SECRET, &portal_redirect, codes).await;
-    println!(
-        "| idbridge /oauth2/token | {n_codes} | {CONCURRENCY} | {:.0}/s | {failures} failed | (codes minted through the SSO session at {:.0}/s) |",
-        n_codes as f64 / secs,
-        n_codes as f64 / minted.as_secs_f64()
-    );
-
+    let es_url = authorize_url(&idbridge, "/oauth2/authorize", "portal-es", &portal_redirect, "");
     let peer = Agent::new();
     let peer_url = authorize_url(&idp.issuer, "/auth", "bench", &portal_redirect, "");
     let page = peer.walk(&peer_url, &portal_redirect).await;
     let back = peer.idp_login(&page, "alice", &portal_redirect).await;
     assert!(back.location.is_some_and(|l| l.contains("code=")), "the peer gives codes");
-    let codes = mint_codes(&peer, &peer_url, n_codes).await;
-    let (secs, failures) =
-        exchange_all(&format!("{}/token", idp.issuer), "bench", PORTAL_SECRET, &portal_redirect, codes).await;
-    println!(
-        "| oidc-provider /token (peer) | {n_codes} | {CONCURRENCY} | {:.0}/s | {failures} failed | |",
-        n_codes as f64 / secs
-    );
+    let targets = [
+        ("idbridge /oauth2/token, RS256 portal", &agent, session_url.as_str(), format!("{idbridge}/oauth2/token"), "portal"),
+        ("idbridge /oauth2/token, ES256 portal", &agent, es_url.as_str(), format!("{idbridge}/oauth2/token"), "portal-es"),
+        ("oidc-provider /token (peer, RS256)", &peer, peer_url.as_str(), format!("{}/token", idp.issuer), "bench"),
+    ];
+    for (name, agent, url, token_url, client) in targets {
+        let (mut secs, mut failures, mut done) = (0.0, 0, 0);
+        while done < n_codes {
+            let round = ROUND.min(n_codes - done);
+            let codes = mint_codes(agent, url, round).await;
+            let (s, f) = exchange_all(&token_url, client, PORTAL_SECRET, &portal_redirect, codes).await;
+            secs += s;
+            failures += f;
+            done += round;
+        }
+        println!("| {name} | {n_codes} | {CONCURRENCY} | {:.0}/s | {failures} failed |", n_codes as f64 / secs);
+    }
     let _ = Duration::ZERO;
 }

@@ -83,6 +83,11 @@ const provider = new Provider(config.issuer, {
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   // Consent is implied for the test client (a first-party app, as SSO apps are).
   loadExistingGrant: async (ctx) => {
+    const existing = ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (existing) {
+      const found = await ctx.oidc.provider.Grant.find(existing);
+      if (found) return found;
+    }
     const grant = new ctx.oidc.provider.Grant({
       clientId: ctx.oidc.client.clientId,
       accountId: ctx.oidc.session.accountId,

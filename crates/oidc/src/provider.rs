@@ -103,6 +103,8 @@ pub struct SsoState {
     pub settings: Arc<ProviderSettings>,
     /// Tells portals that sessions ended (back-channel logout).
     pub logout: crate::backchannel::Notifier,
+    /// Tenants, portals, catalog, roles and profiles, held briefly in memory.
+    pub config: crate::cache::ConfigCache,
 }
 
 pub fn router(state: SsoState) -> Router {
@@ -211,17 +213,12 @@ async fn authorize(State(s): State<SsoState>, headers: HeaderMap, Query(p): Quer
     let Some(client_id) = p.client_id.as_deref() else {
         return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal sent no client_id.");
     };
-    let client = match s.store.get_portal_client(client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return problem(
-                &s,
-                StatusCode::BAD_REQUEST,
-                "Sign-in failed",
-                "The portal is not registered (unknown client_id).",
-            );
-        }
+    let snapshot = match s.config.get().await {
+        Ok(snapshot) => snapshot,
         Err(e) => return unavailable(&s, &e),
+    };
+    let Some(client) = snapshot.clients.get(client_id).cloned() else {
+        return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal is not registered (unknown client_id).");
     };
     let Some(redirect_uri) = p.redirect_uri.as_deref() else {
         return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal sent no redirect_uri.");
@@ -268,32 +265,23 @@ async fn authorize(State(s): State<SsoState>, headers: HeaderMap, Query(p): Quer
     if prompt != "login"
         && let Some(session) = session_from_cookie(&s, &headers).await
     {
-        match s.operator.store().list_tenants().await {
-            Ok(tenants) => {
-                if let Some(tenant) = tenants.into_iter().find(|t| t.id == session.tenant_id)
-                    && request.tenant.as_deref().is_none_or(|t| t == tenant.slug.as_str())
-                {
-                    return finish(&s, &client, &request, &tenant, &session, None).await;
-                }
-            }
-            Err(e) => return unavailable(&s, &e),
+        if let Some(tenant) = snapshot.tenants.get(&session.tenant_id)
+            && request.tenant.as_deref().is_none_or(|t| t == tenant.slug.as_str())
+        {
+            return finish(&s, &client, &request, tenant, &session, None).await;
         }
     }
     if prompt == "none" {
         return to_portal_error(&s, &request, "login_required", "no session");
     }
     // 4. Which organisation: named by the portal, or by the email's domain.
-    let tenants = match s.operator.store().list_tenants().await {
-        Ok(t) => t,
-        Err(e) => return unavailable(&s, &e),
-    };
     if let Some(slug) = &request.tenant {
-        match tenants.iter().find(|t| t.slug.as_str() == slug) {
+        match snapshot.tenant_by_slug(slug) {
             Some(t) => return start_upstream(&s, t, request).await,
             None => return to_portal_error(&s, &request, "invalid_request", "unknown tenant"),
         }
     }
-    if let Some(tenant) = request.login_hint.as_deref().and_then(|hint| tenant_for_email(&tenants, hint)) {
+    if let Some(tenant) = request.login_hint.as_deref().and_then(|hint| tenant_for_email(snapshot.tenants.values(), hint)) {
         return start_upstream(&s, tenant, request).await;
     }
     let handle = jose::random_token();
@@ -322,9 +310,9 @@ fn unavailable(s: &SsoState, e: &dyn std::fmt::Display) -> Response {
 }
 
 /// The tenant whose verified domains include the email's domain (one tenant per domain).
-fn tenant_for_email<'a>(tenants: &'a [Tenant], email: &str) -> Option<&'a Tenant> {
+fn tenant_for_email<'a>(tenants: impl Iterator<Item = &'a Tenant>, email: &str) -> Option<&'a Tenant> {
     let domain = email.rsplit_once('@')?.1.trim().to_ascii_lowercase();
-    let mut found = tenants.iter().filter(|t| t.policy.domains.contains(&domain));
+    let mut found = tenants.filter(|t| t.policy.domains.contains(&domain));
     let tenant = found.next()?;
     // A domain claimed twice is ambiguous: nobody is sent anywhere by it.
     if found.next().is_some() { None } else { Some(tenant) }
@@ -366,12 +354,12 @@ async fn login_submit(State(s): State<SsoState>, Form(f): Form<LoginForm>) -> Re
         }
         Err(e) => return unavailable(&s, &e),
     };
-    let tenants = match s.operator.store().list_tenants().await {
-        Ok(t) => t,
+    let snapshot = match s.config.get().await {
+        Ok(snapshot) => snapshot,
         Err(e) => return unavailable(&s, &e),
     };
     let email = f.email.trim();
-    match tenant_for_email(&tenants, email) {
+    match tenant_for_email(snapshot.tenants.values(), email) {
         Some(tenant) => {
             let mut request = request;
             request.login_hint = Some(email.to_owned());
@@ -617,11 +605,9 @@ async fn callback_inner(
             "Your email domain is not allowed for this organisation.",
         );
     }
-    let client = match s.store.get_portal_client(&login.request.client_id).await {
+    let client = match s.config.get().await.map(|c| c.clients.get(&login.request.client_id).cloned()) {
         Ok(Some(c)) => c,
-        Ok(None) => {
-            return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal was unregistered meanwhile.");
-        }
+        Ok(None) => return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal was unregistered meanwhile."),
         Err(e) => return unavailable(&s, &e),
     };
     let individual = match s.accounts.resolve(&tenant, connection, &claimed).await {
@@ -821,7 +807,8 @@ async fn authenticate_client(s: &SsoState, headers: &HeaderMap, form: &TokenForm
         (None, Some(secret)) => (form.client_id.clone().ok_or_else(unauthorized)?, secret.clone()),
         (None, None) => return Err(unauthorized()),
     };
-    let client = s.store.get_portal_client(&id).await.map_err(|e| OAuthError::server(&e))?.ok_or_else(unauthorized)?;
+    let snapshot = s.config.get().await.map_err(|e| OAuthError::server(&e))?;
+    let client = snapshot.clients.get(&id).cloned().ok_or_else(unauthorized)?;
     if !bool::from(hash_token(&secret).as_bytes().ct_eq(client.secret_hash.as_bytes())) {
         return Err(unauthorized());
     }
@@ -944,21 +931,17 @@ async fn issue(
     grant_id: Uuid,
     now: Timestamp,
 ) -> Result<Value, OAuthError> {
-    let store = s.operator.store();
-    let tenant = store
-        .list_tenants()
-        .await
-        .map_err(|e| OAuthError::server(&e))?
-        .into_iter()
-        .find(|t| t.id == tenant_id)
-        .ok_or_else(|| OAuthError::grant("the organisation is gone"))?;
-    let individual = store
+    let snapshot = s.config.get().await.map_err(|e| OAuthError::server(&e))?;
+    let tenant = snapshot.tenants.get(&tenant_id).ok_or_else(|| OAuthError::grant("the organisation is gone"))?;
+    let individual = s
+        .operator
+        .store()
         .get_individual(tenant_id, individual_id)
         .await
         .map_err(|e| OAuthError::server(&e))?
         .ok_or_else(|| OAuthError::grant("the account is gone"))?;
-    may_log_in(s, &tenant, client, &individual, now).await.map_err(OAuthError::grant)?;
-    let mut claims = person_claims(s, &tenant, individual).await.map_err(|e| OAuthError::server(&e))?;
+    may_log_in(s, tenant, client, &individual, now).await.map_err(OAuthError::grant)?;
+    let mut claims = person_claims(&snapshot, tenant, individual);
     let access = jose::random_token();
     let refresh = jose::random_token();
     let exp = now + s.settings.id_token_ttl;
@@ -1007,42 +990,45 @@ async fn issue(
 }
 
 /// What portals read about an individual: identity, tenant, role, permissions per
-/// section, access-profile flags and scopes.
-pub async fn person_claims(
-    s: &SsoState,
-    tenant: &Tenant,
-    individual: Individual,
-) -> idbridge_core::DomainResult<serde_json::Map<String, Value>> {
+/// section (every catalog section), access-profile flags (every catalog flag) and scopes.
+pub fn person_claims(snapshot: &crate::cache::Snapshot, tenant: &Tenant, individual: Individual) -> serde_json::Map<String, Value> {
+    let catalog = &snapshot.catalog;
     let name = individual.display_name.clone().or_else(|| match (&individual.given_name, &individual.family_name) {
         (Some(g), Some(f)) => Some(format!("{g} {f}")),
         (Some(n), None) | (None, Some(n)) => Some(n.clone()),
         _ => None,
     });
-    let view = s.operator.portal_individuals(vec![individual]).await?.remove(0);
-    let permissions: BTreeMap<_, _> = view.permissions.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
+    let permissions: BTreeMap<String, &'static str> = match individual.role.as_ref().and_then(|r| snapshot.roles.get(r)) {
+        Some(role) => role.effective_permissions(catalog).into_iter().map(|(k, v)| (k, v.as_str())).collect(),
+        None => catalog.sections.keys().map(|k| (k.clone(), "restrict")).collect(),
+    };
+    let flags: BTreeMap<String, bool> = match individual.access_profile.as_ref().and_then(|p| snapshot.profiles.get(p)) {
+        Some(profile) => profile.effective_flags(catalog),
+        None => catalog.flags.keys().map(|f| (f.clone(), false)).collect(),
+    };
     let mut claims = serde_json::Map::new();
-    claims.insert("sub".into(), json!(view.id));
+    claims.insert("sub".into(), json!(individual.id));
     claims.insert("tenant".into(), json!(tenant.slug));
-    claims.insert("preferred_username".into(), json!(view.login));
-    if let Some(email) = &view.email {
+    claims.insert("preferred_username".into(), json!(individual.login));
+    if let Some(email) = &individual.email {
         claims.insert("email".into(), json!(email));
     }
     if let Some(name) = name {
         claims.insert("name".into(), json!(name));
     }
-    if let Some(g) = &view.given_name {
+    if let Some(g) = &individual.given_name {
         claims.insert("given_name".into(), json!(g));
     }
-    if let Some(f) = &view.family_name {
+    if let Some(f) = &individual.family_name {
         claims.insert("family_name".into(), json!(f));
     }
-    claims.insert("role".into(), json!(view.role));
+    claims.insert("role".into(), json!(individual.role));
     claims.insert("permissions".into(), json!(permissions));
-    claims.insert("access_profile".into(), json!(view.access_profile_flags));
-    claims.insert("access_profile_name".into(), json!(view.access_profile));
-    claims.insert("scopes".into(), json!(view.scopes));
-    claims.insert("zoneinfo".into(), json!(view.time_zone));
-    Ok(claims)
+    claims.insert("access_profile".into(), json!(flags));
+    claims.insert("access_profile_name".into(), json!(individual.access_profile));
+    claims.insert("scopes".into(), json!(individual.scopes));
+    claims.insert("zoneinfo".into(), json!(individual.time_zone));
+    claims
 }
 
 /// The access token's individual, when it is still allowed in: for userinfo and the
@@ -1065,25 +1051,16 @@ pub async fn bearer_individual(
         .await
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?
         .ok_or((StatusCode::UNAUTHORIZED, "the access token is unknown, expired or revoked"))?;
-    let store = s.operator.store();
-    let tenant = store
-        .list_tenants()
-        .await
-        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?
-        .into_iter()
-        .find(|t| t.id == token.tenant_id)
-        .ok_or((StatusCode::UNAUTHORIZED, "the organisation is gone"))?;
-    let individual = store
+    let snapshot = s.config.get().await.map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?;
+    let tenant = snapshot.tenants.get(&token.tenant_id).cloned().ok_or((StatusCode::UNAUTHORIZED, "the organisation is gone"))?;
+    let individual = s
+        .operator
+        .store()
         .get_individual(token.tenant_id, token.individual_id)
         .await
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?
         .ok_or((StatusCode::UNAUTHORIZED, "the account is gone"))?;
-    let client = s
-        .store
-        .get_portal_client(&token.client_id)
-        .await
-        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?
-        .ok_or((StatusCode::UNAUTHORIZED, "the portal was unregistered"))?;
+    let client = snapshot.clients.get(&token.client_id).cloned().ok_or((StatusCode::UNAUTHORIZED, "the portal was unregistered"))?;
     if may_log_in(s, &tenant, &client, &individual, now).await.is_err() {
         return Err((StatusCode::UNAUTHORIZED, "the account may no longer sign in"));
     }
@@ -1092,8 +1069,9 @@ pub async fn bearer_individual(
 
 async fn userinfo(State(s): State<SsoState>, headers: HeaderMap) -> Response {
     match bearer_individual(&s, &headers).await {
-        Ok((tenant, individual, token)) => match person_claims(&s, &tenant, individual).await {
-            Ok(mut claims) => {
+        Ok((tenant, individual, token)) => match s.config.get().await {
+            Ok(snapshot) => {
+                let mut claims = person_claims(&snapshot, &tenant, individual);
                 claims.insert("sid".into(), json!(token.session_id));
                 (pages::no_store(), Json(Value::Object(claims))).into_response()
             }
@@ -1139,7 +1117,7 @@ async fn logout(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<L
                     .and_then(|c| c["aud"].as_str().map(str::to_owned))
             });
             let client = match client_id {
-                Some(id) => s.store.get_portal_client(&id).await.ok().flatten(),
+                Some(id) => s.config.get().await.ok().and_then(|c| c.clients.get(&id).cloned()),
                 None => None,
             };
             match client.filter(|c| c.post_logout_redirect_uris.contains(&uri)) {

@@ -78,6 +78,7 @@ async fn register_client(
         ));
     }
     let registered = crate::portal_clients::register(sso(&state)?.store.as_ref(), doc, false, &caller.ctx).await?;
+    sso(&state)?.config.invalidate();
     let mut view = crate::portal_clients::client_view(&registered.client);
     if let Some(secret) = registered.generated_secret {
         view["client_secret"] = json!(secret);
@@ -91,7 +92,9 @@ async fn delete_client(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let audit = caller.ctx.record(None, "portal_client", &id, "portal_client.deleted", None, None);
-    if !sso(&state)?.store.delete_portal_client(&id, &audit).await? {
+    let deleted = sso(&state)?.store.delete_portal_client(&id, &audit).await?;
+    sso(&state)?.config.invalidate();
+    if !deleted {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no portal client {id}")));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -119,6 +122,9 @@ async fn replace_sign_in(
     AdminJson(doc): AdminJson<crate::portal_clients::SignInDoc>,
 ) -> ApiResult<Response> {
     crate::portal_clients::set_sign_in(&state.operator, &slug(&raw)?, doc, &caller.ctx).await?;
+    if let Some(sso) = &state.sso {
+        sso.config.invalidate();
+    }
     show_sign_in(caller, State(state), Path(raw)).await
 }
 

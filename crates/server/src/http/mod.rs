@@ -46,9 +46,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// After a tenant or configuration change: SCIM token checks and the sign-in
+    /// configuration cache read again.
     pub fn forget_scim_logins(&self) {
         if let Some(cache) = &self.scim_auth_cache {
             cache.clear();
+        }
+        if let Some(sso) = &self.sso {
+            sso.config.invalidate();
         }
     }
 }
