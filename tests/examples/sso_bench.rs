@@ -125,7 +125,8 @@ async fn main() {
         .with_env("ACME_IDP_SECRET", UPSTREAM_SECRET)
         .with_env("PORTAL_SECRET", PORTAL_SECRET)
         .with_env("IDBRIDGE_SSO__CODE_SECONDS", "600")
-        .with_env("IDBRIDGE_LOG__LEVEL", "warn");
+        .with_env("IDBRIDGE_LOG__LEVEL", "warn")
+        .with_env("IDBRIDGE_DATABASE__MAX_CONNECTIONS", &std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "10".into()));
     let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
     let acme = acme.replacen(
         "[tenants.policy]\n",
