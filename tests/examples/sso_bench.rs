@@ -126,7 +126,10 @@ async fn main() {
         .with_env("PORTAL_SECRET", PORTAL_SECRET)
         .with_env("IDBRIDGE_SSO__CODE_SECONDS", "600")
         .with_env("IDBRIDGE_LOG__LEVEL", "warn")
-        .with_env("IDBRIDGE_DATABASE__MAX_CONNECTIONS", &std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "10".into()));
+        .with_env(
+            "IDBRIDGE_DATABASE__MAX_CONNECTIONS",
+            &std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "10".into()),
+        );
     let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
     let acme = acme.replacen(
         "[tenants.policy]\n",
@@ -229,8 +232,20 @@ async fn main() {
     let back = peer.idp_login(&page, "alice", &portal_redirect).await;
     assert!(back.location.is_some_and(|l| l.contains("code=")), "the peer gives codes");
     let targets = [
-        ("idbridge /oauth2/token, RS256 portal", &agent, session_url.as_str(), format!("{idbridge}/oauth2/token"), "portal"),
-        ("idbridge /oauth2/token, ES256 portal", &agent, es_url.as_str(), format!("{idbridge}/oauth2/token"), "portal-es"),
+        (
+            "idbridge /oauth2/token, RS256 portal",
+            &agent,
+            session_url.as_str(),
+            format!("{idbridge}/oauth2/token"),
+            "portal",
+        ),
+        (
+            "idbridge /oauth2/token, ES256 portal",
+            &agent,
+            es_url.as_str(),
+            format!("{idbridge}/oauth2/token"),
+            "portal-es",
+        ),
         ("oidc-provider /token (peer, RS256)", &peer, peer_url.as_str(), format!("{}/token", idp.issuer), "bench"),
     ];
     for (name, agent, url, token_url, client) in targets {

@@ -689,3 +689,81 @@ async fn private_key_jwt_client_authentication_and_userinfo() {
     assert_eq!(header["alg"], "ES256", "the portal registered for ES256");
     drop(daemon);
 }
+
+/// People Entra or Okta provisioned over SCIM sign in as the individual SCIM made: linked
+/// by the immutable id the token carries (Entra `oid` = SCIM `externalId`), never by email.
+/// Their groups come from SCIM, so a token with a groups overage still signs them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_provisioned_people_are_linked_by_immutable_id_not_by_email() {
+    let idbridge_port = free_port();
+    let idbridge = format!("http://127.0.0.1:{idbridge_port}");
+    let idp = Idp::start(json!({
+        "keys": [generate_key("k1")],
+        "clients": [{ "client_id": "idbridge", "client_secret": UPSTREAM_SECRET, "redirect_uris": [format!("{idbridge}/login/callback")] }],
+        "users": {
+            // Entra sends a groups overage for Gina; SCIM knows her groups.
+            "gina": { "sub": "pairwise-gina", "oid": "8d3f-gina", "email": "gina@acme.example", "hasgroups": true },
+            // Same email as SCIM's Hal, but another object id: somebody else.
+            "impostor": { "sub": "pairwise-x", "oid": "0000-other", "email": "hal@acme.example", "groups": ["Portal-Admins"] },
+        },
+    }));
+    let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
+    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
+    // Just-in-time provisioning stays off: only SCIM creates people here.
+    let acme = acme.replacen("[tenants.policy]\n", "domains = [\"acme.example\"]\n\n[tenants.policy]\n", 1);
+    let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
+    let file = work.path().join("sso.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{acme}\n[[tenants.oidc]]\nname = \"entra\"\nissuer = \"{}\"\nclient_id = \"idbridge\"\nclient_secret_env = \"ACME_IDP_SECRET\"\nlink_by = {{ claim = \"oid\", source = \"scim\" }}\n\n[[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\nsecret_env = \"PORTAL_SECRET\"\n",
+            idp.issuer
+        ),
+    )
+    .unwrap();
+    work.ok(&["apply", file.to_str().unwrap()]);
+    let scim_token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve_at(&format!("127.0.0.1:{idbridge_port}"), Some(idbridge.clone()));
+    let http = reqwest::Client::new();
+    let scim = |path: &str, body: Value| {
+        http.post(daemon.url(&format!("/scim/v2/acme{path}")))
+            .bearer_auth(&scim_token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+    let mut ids = Vec::new();
+    for (user, external) in [("gina@acme.example", "8d3f-gina"), ("hal@acme.example", "8d3f-hal")] {
+        let r: Value = scim(
+            "/Users",
+            json!({ "userName": user, "externalId": external, "emails": [{ "value": user, "primary": true }] }),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        ids.push(json!({ "value": r["id"] }));
+    }
+    let r = scim("/Groups", json!({ "displayName": "pbx-admins", "members": ids })).await.unwrap();
+    assert_eq!(r.status(), 201);
+
+    let portal = Portal::new(&idbridge, &portal_redirect).await;
+    let agent = Agent::new();
+    let started = portal.start(&[("login_hint", "gina@acme.example")]);
+    let at_idp = agent.walk(&started.url, &portal_redirect).await;
+    let landing = agent.idp_login(&at_idp, "gina", &portal_redirect).await;
+    let (claims, _) = portal.finish(started, &landing).await.expect("gina signs in as SCIM's individual");
+    assert_eq!(claims["role"], "PBX admin", "from her SCIM groups despite the overage");
+    assert_eq!(claims["preferred_username"], "gina@acme.example");
+    let shown = work.ok(&["individual", "show", "acme", "gina@acme.example", "--json"]);
+    assert!(shown.contains("\"oidc\"") && shown.contains("pairwise-gina") && shown.contains("\"scim\""), "{shown}");
+
+    // The same email with another object id is not Hal.
+    let other = Agent::new();
+    let started = portal.start(&[("login_hint", "hal@acme.example")]);
+    let at_idp = other.walk(&started.url, &portal_redirect).await;
+    let stop = other.idp_login(&at_idp, "impostor", &portal_redirect).await;
+    assert_eq!(stop.status, 403, "{stop:?}");
+    assert!(stop.body.contains("no portal account"), "{}", stop.body);
+}

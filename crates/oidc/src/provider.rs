@@ -218,7 +218,12 @@ async fn authorize(State(s): State<SsoState>, headers: HeaderMap, Query(p): Quer
         Err(e) => return unavailable(&s, &e),
     };
     let Some(client) = snapshot.clients.get(client_id).cloned() else {
-        return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal is not registered (unknown client_id).");
+        return problem(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The portal is not registered (unknown client_id).",
+        );
     };
     let Some(redirect_uri) = p.redirect_uri.as_deref() else {
         return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal sent no redirect_uri.");
@@ -281,7 +286,9 @@ async fn authorize(State(s): State<SsoState>, headers: HeaderMap, Query(p): Quer
             None => return to_portal_error(&s, &request, "invalid_request", "unknown tenant"),
         }
     }
-    if let Some(tenant) = request.login_hint.as_deref().and_then(|hint| tenant_for_email(snapshot.tenants.values(), hint)) {
+    if let Some(tenant) =
+        request.login_hint.as_deref().and_then(|hint| tenant_for_email(snapshot.tenants.values(), hint))
+    {
         return start_upstream(&s, tenant, request).await;
     }
     let handle = jose::random_token();
@@ -607,7 +614,9 @@ async fn callback_inner(
     }
     let client = match s.config.get().await.map(|c| c.clients.get(&login.request.client_id).cloned()) {
         Ok(Some(c)) => c,
-        Ok(None) => return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal was unregistered meanwhile."),
+        Ok(None) => {
+            return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal was unregistered meanwhile.");
+        }
         Err(e) => return unavailable(&s, &e),
     };
     let individual = match s.accounts.resolve(&tenant, connection, &claimed).await {
@@ -991,18 +1000,24 @@ async fn issue(
 
 /// What portals read about an individual: identity, tenant, role, permissions per
 /// section (every catalog section), access-profile flags (every catalog flag) and scopes.
-pub fn person_claims(snapshot: &crate::cache::Snapshot, tenant: &Tenant, individual: Individual) -> serde_json::Map<String, Value> {
+pub fn person_claims(
+    snapshot: &crate::cache::Snapshot,
+    tenant: &Tenant,
+    individual: Individual,
+) -> serde_json::Map<String, Value> {
     let catalog = &snapshot.catalog;
     let name = individual.display_name.clone().or_else(|| match (&individual.given_name, &individual.family_name) {
         (Some(g), Some(f)) => Some(format!("{g} {f}")),
         (Some(n), None) | (None, Some(n)) => Some(n.clone()),
         _ => None,
     });
-    let permissions: BTreeMap<String, &'static str> = match individual.role.as_ref().and_then(|r| snapshot.roles.get(r)) {
+    let permissions: BTreeMap<String, &'static str> = match individual.role.as_ref().and_then(|r| snapshot.roles.get(r))
+    {
         Some(role) => role.effective_permissions(catalog).into_iter().map(|(k, v)| (k, v.as_str())).collect(),
         None => catalog.sections.keys().map(|k| (k.clone(), "restrict")).collect(),
     };
-    let flags: BTreeMap<String, bool> = match individual.access_profile.as_ref().and_then(|p| snapshot.profiles.get(p)) {
+    let flags: BTreeMap<String, bool> = match individual.access_profile.as_ref().and_then(|p| snapshot.profiles.get(p))
+    {
         Some(profile) => profile.effective_flags(catalog),
         None => catalog.flags.keys().map(|f| (f.clone(), false)).collect(),
     };
@@ -1052,7 +1067,11 @@ pub async fn bearer_individual(
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?
         .ok_or((StatusCode::UNAUTHORIZED, "the access token is unknown, expired or revoked"))?;
     let snapshot = s.config.get().await.map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?;
-    let tenant = snapshot.tenants.get(&token.tenant_id).cloned().ok_or((StatusCode::UNAUTHORIZED, "the organisation is gone"))?;
+    let tenant = snapshot
+        .tenants
+        .get(&token.tenant_id)
+        .cloned()
+        .ok_or((StatusCode::UNAUTHORIZED, "the organisation is gone"))?;
     let individual = s
         .operator
         .store()
@@ -1060,7 +1079,11 @@ pub async fn bearer_individual(
         .await
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?
         .ok_or((StatusCode::UNAUTHORIZED, "the account is gone"))?;
-    let client = snapshot.clients.get(&token.client_id).cloned().ok_or((StatusCode::UNAUTHORIZED, "the portal was unregistered"))?;
+    let client = snapshot
+        .clients
+        .get(&token.client_id)
+        .cloned()
+        .ok_or((StatusCode::UNAUTHORIZED, "the portal was unregistered"))?;
     if may_log_in(s, &tenant, &client, &individual, now).await.is_err() {
         return Err((StatusCode::UNAUTHORIZED, "the account may no longer sign in"));
     }

@@ -79,7 +79,11 @@ pub async fn sso_state(
     provider.session_ttl = jiff::SignedDuration::from_secs(s.session_seconds);
     let notifier = idbridge_oidc::backchannel::Notifier::new(sso_store.clone(), keys.clone(), &provider.issuer);
     Ok(idbridge_oidc::SsoState {
-        config: idbridge_oidc::cache::ConfigCache::new(state.operator.clone(), sso_store.clone(), Duration::from_secs(2)),
+        config: idbridge_oidc::cache::ConfigCache::new(
+            state.operator.clone(),
+            sso_store.clone(),
+            Duration::from_secs(2),
+        ),
         store: sso_store,
         operator: state.operator.clone(),
         keys,
