@@ -622,6 +622,66 @@ async fn portals_sign_in_settings_and_keys_over_the_admin_api_and_cli() {
     let jwks: Value = http.get(daemon.url("/oauth2/jwks")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 4, "successors are published before they sign");
     assert!(!jwks.to_string().contains("\"d\""), "no private key material");
+
+    // Whatever a client sends, an answer that names the problem, never a 500.
+    let secret = created["client_secret"].as_str().unwrap();
+    let r = http
+        .post(daemon.url("/oauth2/token"))
+        .json(&json!({ "grant_type": "authorization_code" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    let r = http.post(daemon.url("/oauth2/token")).form(&[("grant_type", "authorization_code")]).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = http
+        .post(daemon.url("/oauth2/token"))
+        .basic_auth("portal", Some(secret))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+    let r = http
+        .post(daemon.url("/oauth2/token"))
+        .basic_auth("portal", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "nope"),
+            ("code_verifier", "x"),
+            ("redirect_uri", "https://portal.example/cb"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    for path in [
+        "/oauth2/authorize",
+        "/oauth2/authorize?client_id=portal",
+        "/oauth2/authorize?client_id=%FF%FE",
+        "/login",
+        "/login/callback?state=%ZZ",
+    ] {
+        let r = http.get(daemon.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+    }
+    let r = http.post(daemon.url("/login")).form(&[("email", "x@acme.example")]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Errors after the client and redirect URI are verified go back to the portal.
+    let r = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+        .get(daemon.url("/oauth2/authorize?client_id=portal&redirect_uri=https%3A%2F%2Fportal.example%2Fcb&response_type=code&scope=openid&state=xyz"))
+        .send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://portal.example/cb?error=invalid_request") && location.contains("state=xyz"),
+        "{location}"
+    );
+    let r = http.get(daemon.url("/oauth2/userinfo")).bearer_auth("forged").send().await.unwrap();
+    assert_eq!(r.status(), 401);
     drop(daemon);
 
     let listed = work.ok(&["client", "list"]);

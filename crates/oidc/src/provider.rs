@@ -114,7 +114,7 @@ pub fn router(state: SsoState) -> Router {
         .route("/oauth2/authorize", get(authorize))
         .route("/oauth2/token", axum::routing::post(token))
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
-        .route("/oauth2/logout", get(logout))
+        .route("/oauth2/logout", get(logout).post(logout_form))
         .route("/login", get(login_page).post(login_submit))
         .route("/login/callback", get(callback))
         .with_state(state)
@@ -208,7 +208,14 @@ fn to_portal_error(s: &SsoState, request: &AuthRequest, error: &str, description
     Redirect::to(url.as_str()).into_response()
 }
 
-async fn authorize(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<AuthorizeParams>) -> Response {
+async fn authorize(
+    State(s): State<SsoState>,
+    headers: HeaderMap,
+    query: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = query else {
+        return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal's sign-in request is malformed.");
+    };
     // 1. The client and its redirect URI, before anything is sent anywhere.
     let Some(client_id) = p.client_id.as_deref() else {
         return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The portal sent no client_id.");
@@ -343,7 +350,18 @@ struct LoginForm {
     email: String,
 }
 
-async fn login_submit(State(s): State<SsoState>, Form(f): Form<LoginForm>) -> Response {
+async fn login_submit(
+    State(s): State<SsoState>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return problem(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in form was incomplete. Start again from your portal.",
+        );
+    };
     let key = hash_token(&format!("request:{}", f.request));
     let now = Timestamp::now();
     let request: AuthRequest = match s.store.take_pending(&key, now).await {
@@ -492,7 +510,14 @@ struct CallbackParams {
     error_description: Option<String>,
 }
 
-async fn callback(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<CallbackParams>) -> Response {
+async fn callback(
+    State(s): State<SsoState>,
+    headers: HeaderMap,
+    query: Result<Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = query else {
+        return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The identity provider's answer is malformed.");
+    };
     let started = std::time::Instant::now();
     let mut upstream = std::time::Duration::ZERO;
     let mut response = callback_inner(&s, &headers, p, &mut upstream).await;
@@ -824,7 +849,18 @@ async fn authenticate_client(s: &SsoState, headers: &HeaderMap, form: &TokenForm
     Ok(client)
 }
 
-async fn token(State(s): State<SsoState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+async fn token(
+    State(s): State<SsoState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) => {
+            return OAuthError::request(format!("the body must be application/x-www-form-urlencoded: {e}"))
+                .into_response();
+        }
+    };
     match token_inner(&s, &headers, form).await {
         Ok(body) => (pages::no_store(), Json(body)).into_response(),
         Err(e) => e.into_response(),
@@ -1118,6 +1154,18 @@ struct LogoutParams {
     post_logout_redirect_uri: Option<String>,
     client_id: Option<String>,
     state: Option<String>,
+}
+
+/// RP-initiated logout by POST (the parameters in a form body).
+async fn logout_form(
+    state: State<SsoState>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutParams>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    match form {
+        Ok(Form(p)) => logout(state, headers, Query(p)).await,
+        Err(_) => problem(&state.0, StatusCode::BAD_REQUEST, "Sign-out failed", "The sign-out request is malformed."),
+    }
 }
 
 /// RP-initiated logout: ends the browser's session (its tokens stop working, and the
