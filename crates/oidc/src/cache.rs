@@ -35,12 +35,15 @@ impl Snapshot {
     }
 }
 
+/// A snapshot and when it was read.
+type Stamped = (Instant, Arc<Snapshot>);
+
 #[derive(Clone)]
 pub struct ConfigCache {
     operator: Operator,
     store: Arc<dyn SsoStore>,
     ttl: Duration,
-    current: Arc<RwLock<Option<(Instant, Arc<Snapshot>)>>>,
+    current: Arc<RwLock<Option<Stamped>>>,
     refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 

@@ -276,12 +276,10 @@ async fn authorize(
     // 3. A live session signs in without the IdP (single sign-on across portals).
     if prompt != "login"
         && let Some(session) = session_from_cookie(&s, &headers).await
+        && let Some(tenant) = snapshot.tenants.get(&session.tenant_id)
+        && request.tenant.as_deref().is_none_or(|t| t == tenant.slug.as_str())
     {
-        if let Some(tenant) = snapshot.tenants.get(&session.tenant_id)
-            && request.tenant.as_deref().is_none_or(|t| t == tenant.slug.as_str())
-        {
-            return finish(&s, &client, &request, tenant, &session, None).await;
-        }
+        return finish(&s, &client, &request, tenant, &session, None).await;
     }
     if prompt == "none" {
         return to_portal_error(&s, &request, "login_required", "no session");
