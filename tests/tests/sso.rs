@@ -514,6 +514,40 @@ async fn sso_login_tokens_negative_cases_logout_and_delegated_admin() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
+    // --- a tenant named by the portal skips the home-realm page -----------------------------
+    let t = Agent::new();
+    let started = portal.start(&[("tenant", "acme")]);
+    let at_idp = t.walk(&started.url, &portal_redirect).await;
+    assert!(at_idp.url.starts_with(&idp.issuer), "{at_idp:?}");
+    let started = portal.start(&[("tenant", "nobody")]);
+    let stop = t.walk(&started.url, &portal_redirect).await;
+    assert!(stop.location.as_deref().is_some_and(|l| l.contains("error=invalid_request")), "{stop:?}");
+
+    // --- RP-initiated logout: bob's session ends, the portal is told, it returns --------
+    let bob_sid = bob["sid"].as_str().unwrap().to_owned();
+    let logout = format!(
+        "{idbridge}/oauth2/logout?client_id=portal&state=bye1&post_logout_redirect_uri={}",
+        url::form_urlencoded::byte_serialize(format!("{portal_redirect}/bye").as_bytes()).collect::<String>()
+    );
+    let stop = bob_agent.walk(&logout, &portal_redirect).await;
+    assert_eq!(stop.location.as_deref(), Some(format!("{portal_redirect}/bye?state=bye1").as_str()), "{stop:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !received.lock().unwrap().iter().any(|t| payload(t)["sid"] == bob_sid.as_str()) {
+        assert!(std::time::Instant::now() < deadline, "no back-channel logout for bob's session");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let started = portal.start(&[]);
+    let page = bob_agent.walk(&started.url, &portal_redirect).await;
+    assert!(page.body.contains("Work email"), "signed out: the home-realm page again");
+    let stop = bob_agent
+        .walk(
+            &format!("{idbridge}/oauth2/logout?post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"),
+            &portal_redirect,
+        )
+        .await;
+    assert_eq!(stop.status, 400, "an unregistered return address is not followed");
+    assert!(stop.location.is_none());
+
     // --- access ends: every session ends, tokens stop, portals are told -------------------
     work.ok(&["individual", "set", "acme", &alice_id, "--expiration", "2020-01-01T00:00"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
