@@ -24,6 +24,7 @@ fn users() -> Value {
         "carol": { "sub": "u-carol", "email": "carol@acme.example", "preferred_username": "carol@acme.example", "hasgroups": true },
         "dave":  { "sub": "u-dave", "email": "dave@acme.example", "preferred_username": "dave@acme.example", "groups": [] },
         "erin":  { "sub": "u-erin", "email": "erin@acme.example", "preferred_username": "erin@acme.example", "groups": ["pbx-admins"] },
+        "hank":  { "sub": "u-hank", "email": "hank@acme.example", "preferred_username": "hank@acme.example", "groups": ["helpdesk"] },
         "mallory": { "sub": "u-mallory", "email": "mallory@evil.example", "preferred_username": "mallory@evil.example", "groups": ["Portal-Admins"] },
     })
 }
@@ -148,8 +149,16 @@ async fn logout_receiver() -> (String, Received) {
 fn apply_file(idp: &Idp) -> String {
     let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
     let acme = acme.replace("[tenants.policy]\n", "[tenants.policy]\njit_provisioning = true\n");
+    // A helpdesk role that manages portal users but reads everything else, and a reader.
+    let acme = acme.replace(
+        "allowed_roles = [\"Customer admin\", \"PBX admin\", \"Operations manager\"]",
+        "allowed_roles = [\"Customer admin\", \"PBX admin\", \"Operations manager\", \"Helpdesk\", \"Reader\"]",
+    );
+    let roles = "[[roles]]\nname = \"Helpdesk\"\ndefault = \"read\"\n[roles.sections]\ncustomer_individuals = \"modify\"\n\n[[roles]]\nname = \"Reader\"\ndefault = \"read\"\n\n";
+    let rule =
+        "\n[[tenants.rules]]\nname = \"helpdesk\"\npriority = 60\ngroups = [\"helpdesk\"]\nrole = \"Helpdesk\"\n";
     format!(
-        r#"{acme}
+        r#"{roles}{acme}{rule}
 # Sign-in for ACME: its verified domain and its IdP.
 [[tenants.oidc]]
 name = "acme-idp"
@@ -513,6 +522,49 @@ async fn sso_login_tokens_negative_cases_logout_and_delegated_admin() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+
+    // A delegated administrator never hands out more than it holds.
+    let hank_agent = Agent::new();
+    let started = portal.start(&[("login_hint", "hank@acme.example")]);
+    let at_idp = hank_agent.walk(&started.url, &portal_redirect).await;
+    let landing = hank_agent.idp_login(&at_idp, "hank", &portal_redirect).await;
+    let (hank, hank_tokens) = portal.finish(started, &landing).await.expect("hank signs in");
+    assert_eq!(hank["role"], "Helpdesk");
+    let hank_access = hank_tokens.access_token().secret().clone();
+    let create = |role: &'static str, login: &'static str| {
+        let http = http.clone();
+        let url = daemon.url("/portal/v1/individuals");
+        let token = hank_access.clone();
+        async move { http.post(url).bearer_auth(token).json(&json!({ "login": login, "role": role })).send().await.unwrap() }
+    };
+    let r = create("Customer admin", "ivy@acme.example").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("more than your own role"));
+    assert_eq!(create("PBX admin", "ivy@acme.example").await.status(), 403, "modify on extensions is above read");
+    assert_eq!(create("Reader", "ivy@acme.example").await.status(), 201);
+    let r = http
+        .post(daemon.url(&format!("/portal/v1/individuals/{alice_id}/expire")))
+        .bearer_auth(&hank_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "alice's role is above hank's");
+    let r = http
+        .patch(daemon.url("/portal/v1/individuals/ivy@acme.example"))
+        .bearer_auth(&hank_access)
+        .json(&json!({ "role": "Customer admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .patch(daemon.url("/portal/v1/individuals/ivy@acme.example"))
+        .bearer_auth(&hank_access)
+        .json(&json!({ "expiration": "2031-01-01T00:00", "bogus": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "unknown fields are named, not ignored");
 
     // --- a tenant named by the portal skips the home-realm page -----------------------------
     let t = Agent::new();

@@ -201,14 +201,35 @@ async fn delegated_create(
     Ok((axum::http::StatusCode::CREATED, Json(items.remove(0))).into_response())
 }
 
-/// Unknown keys are refused by the flattened `ManualChange`.
+/// What a delegated administrator may change. (Not a flattened `ManualChange`: serde
+/// does not refuse unknown keys through `flatten`.)
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DelegatedChange {
     role: Option<String>,
     #[serde(default, deserialize_with = "present")]
     access_profile: Option<Option<String>>,
-    #[serde(flatten)]
-    manual: idbridge_core::reconcile::ManualChange,
+    #[serde(default, deserialize_with = "present")]
+    activation: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expiration: Option<Option<String>>,
+    time_zone: Option<String>,
+    #[serde(default)]
+    add_scopes: idbridge_core::scopes::Scopes,
+    #[serde(default)]
+    remove_scopes: idbridge_core::scopes::Scopes,
+}
+
+impl DelegatedChange {
+    fn manual(&self) -> idbridge_core::reconcile::ManualChange {
+        idbridge_core::reconcile::ManualChange {
+            activation: self.activation.clone(),
+            expiration: self.expiration.clone(),
+            time_zone: self.time_zone.clone(),
+            add_scopes: self.add_scopes.clone(),
+            remove_scopes: self.remove_scopes.clone(),
+        }
+    }
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -231,13 +252,15 @@ async fn delegated_update(
     if let Some(Some(p)) = &change.access_profile {
         limits.check_profile(&caller.tenant, p)?;
     }
-    if !scopes_within(&change.manual.add_scopes, &caller.individual.scopes) {
+    if !scopes_within(&change.add_scopes, &caller.individual.scopes) {
         return Err(forbidden("the scopes include some you do not have"));
     }
     let reconciler = &state.reconciliation.reconciler;
-    reconciler.assign_manual(&caller.tenant, &target, change.role, change.access_profile, &limits.ctx).await?;
+    reconciler
+        .assign_manual(&caller.tenant, &target, change.role.clone(), change.access_profile.clone(), &limits.ctx)
+        .await?;
     let target = state.operator.individual(&caller.tenant.slug, &id).await?;
-    reconciler.manual(&caller.tenant, &target, &change.manual, &limits.ctx).await?;
+    reconciler.manual(&caller.tenant, &target, &change.manual(), &limits.ctx).await?;
     let individual = state.operator.individual(&caller.tenant.slug, &id).await?;
     let mut items = state.operator.portal_individuals(vec![individual]).await?;
     Ok(Json(items.remove(0)).into_response())
