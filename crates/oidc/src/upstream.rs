@@ -106,7 +106,8 @@ pub struct Endpoints {
 pub struct Upstreams {
     http: reqwest::Client,
     endpoints: Arc<Mutex<HashMap<String, Endpoints>>>,
-    jwks: Arc<tokio::sync::Mutex<HashMap<String, Jwks>>>,
+    /// One lock per key set: a slow IdP holds up only its own tenant's logins.
+    jwks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Jwks>>>>>>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -412,19 +413,20 @@ impl Upstreams {
         let skew = chrono::Duration::seconds(connection.clock_skew_seconds as i64);
         let max_age = chrono::Duration::from_std(MAX_ID_TOKEN_AGE).unwrap_or_default();
         let key = format!("{}\u{0}{}", Self::cache_key(tenant, connection), endpoints.jwks);
-        let mut cache = self.jwks.lock().await;
-        let stale = cache.get(&key).is_none_or(|j| j.fetched.elapsed() > PERIODIC_REFRESH);
+        let slot = self.jwks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_default().clone();
+        let mut cache = slot.lock().await;
+        let stale = cache.as_ref().is_none_or(|j| j.fetched.elapsed() > PERIODIC_REFRESH);
         if stale {
             let set = self.fetch_jwks(&endpoints.jwks).await?;
-            let last_forced = cache.get(&key).and_then(|j| j.last_forced);
-            cache.insert(key.clone(), Jwks { set, fetched: Instant::now(), last_forced });
+            let last_forced = cache.as_ref().and_then(|j| j.last_forced);
+            *cache = Some(Jwks { set, fetched: Instant::now(), last_forced });
         }
         let issuer_url =
             IssuerUrl::new(issuer.clone()).map_err(|e| LoginError::Config(format!("issuer {issuer}: {e}")))?;
         let nonce = Nonce::new(nonce.to_owned());
         let mut refreshed = stale;
         loop {
-            let Some(jwks) = cache.get(&key) else { return Err(LoginError::Unreachable("no key set".into())) };
+            let Some(jwks) = cache.as_ref() else { return Err(LoginError::Unreachable("no key set".into())) };
             let verifier = openidconnect::core::CoreIdTokenVerifier::new_public_client(
                 ClientId::new(connection.client_id.clone()),
                 issuer_url.clone(),
@@ -454,7 +456,7 @@ impl Upstreams {
                         return Err(invalid("signed with a key the IdP does not publish".into()));
                     }
                     let set = self.fetch_jwks(&endpoints.jwks).await?;
-                    cache.insert(key.clone(), Jwks { set, fetched: Instant::now(), last_forced: Some(Instant::now()) });
+                    *cache = Some(Jwks { set, fetched: Instant::now(), last_forced: Some(Instant::now()) });
                     refreshed = true;
                 }
                 Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
