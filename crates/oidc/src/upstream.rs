@@ -92,6 +92,9 @@ struct Jwks {
     last_forced: Option<Instant>,
 }
 
+/// One connection's cached key set, behind its own lock.
+type KeySetSlot = Arc<tokio::sync::Mutex<Option<Jwks>>>;
+
 /// Endpoints of one connection, discovered once.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -107,7 +110,7 @@ pub struct Upstreams {
     http: reqwest::Client,
     endpoints: Arc<Mutex<HashMap<String, Endpoints>>>,
     /// One lock per key set: a slow IdP holds up only its own tenant's logins.
-    jwks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Jwks>>>>>>,
+    jwks: Arc<Mutex<HashMap<String, KeySetSlot>>>,
 }
 
 impl std::fmt::Debug for Upstreams {
