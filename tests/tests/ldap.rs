@@ -281,3 +281,83 @@ fn ldaps_trusts_the_configured_ca_and_refuses_an_unknown_one() {
     assert!(run.contains("succeeded") && run.contains("6 users"), "{run}");
     assert_eq!(status_of(&work, "alice").unwrap()["status"], "active");
 }
+
+/// A person read from the directory signs in with SSO as that same individual: the IdP's
+/// token carries the directory's immutable id (entryUUID here; objectGUID on AD), which
+/// `link_by` matches against the LDAP source — never the email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_person_signs_in_as_the_synced_individual() {
+    use idbridge_e2e::idp::{Agent, Idp, free_port, generate_key, query_param};
+    use serde_json::json;
+    let slapd = Slapd::start();
+    slapd.ldif(&base_ldif());
+    let work = Workdir::new().with_env("IDP_SECRET", "upstream-secret-upstream-secret-0123456789");
+    apply_with_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD);
+    work.ok(&["sync", "ldap", "acme"]);
+    let alice = status_of(&work, "alice").expect("alice synced");
+    let entry_uuid = alice["links"][0]["external_id"].as_str().unwrap().to_owned();
+
+    let port = free_port();
+    let idbridge = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(json!({
+        "keys": [generate_key("k1")],
+        "clients": [{ "client_id": "idbridge", "client_secret": "upstream-secret-upstream-secret-0123456789",
+                      "redirect_uris": [format!("{idbridge}/login/callback")] }],
+        "users": { "alice": { "sub": "idp-alice", "oid": entry_uuid.to_uppercase(), "email": "alice@acme.example", "hasgroups": true } },
+    }));
+    let sign_in = work.path().join("sign-in.toml");
+    std::fs::write(
+        &sign_in,
+        format!(
+            "domains = [\"acme.example\"]\n[[oidc]]\nname = \"idp\"\nissuer = \"{}\"\nclient_id = \"idbridge\"\nclient_secret_env = \"IDP_SECRET\"\nlink_by = {{ claim = \"oid\", source = \"corp\" }}\n",
+            idp.issuer
+        ),
+    )
+    .unwrap();
+    work.ok(&["sign-in", "set", "acme", sign_in.to_str().unwrap()]);
+    let redirect = format!("http://127.0.0.1:{}/cb", free_port());
+    let created = work.ok(&["client", "create", "portal", "--redirect-uri", &redirect]);
+    let secret = created.lines().find_map(|l| l.strip_prefix("client_secret: ")).unwrap().to_owned();
+    let _daemon = work.serve_at(&format!("127.0.0.1:{port}"), Some(idbridge.clone()));
+
+    let verifier = "v".repeat(43);
+    let challenge = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let agent = Agent::new();
+    let url = format!(
+        "{idbridge}/oauth2/authorize?response_type=code&client_id=portal&scope=openid&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256&login_hint=alice%40acme.example&redirect_uri={}",
+        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    let page = agent.walk(&url, &redirect).await;
+    let landing = agent.idp_login(&page, "alice", &redirect).await;
+    let code = query_param(landing.location.as_deref().expect("back at the portal"), "code").expect("a code");
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{idbridge}/oauth2/token"))
+        .basic_auth("portal", Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", &redirect),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims: Value = {
+        use base64::Engine;
+        let part = tokens["id_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    assert_eq!(claims["sub"], alice["id"], "the directory's individual, not a new one");
+    assert_eq!(claims["role"], "PBX admin", "groups from the directory (the token had an overage)");
+    let linked = status_of(&work, "alice").unwrap();
+    assert!(
+        linked["links"].as_array().unwrap().iter().any(|l| l["source"] == "oidc" && l["external_id"] == "idp-alice")
+    );
+}
