@@ -5,7 +5,8 @@ fn main() {
     let claims = serde_json::json!({ "iss": "https://idbridge.example", "sub": "x", "aud": "portal", "exp": 1, "iat": 1,
         "permissions": { "a": "modify", "b": "read" }, "scopes": { "queues": ["101"] } });
     for alg in ["RS256", "ES256"] {
-        let signer = idbridge_oidc::jose::Signer::from_pkcs8(&idbridge_oidc::jose::generate_pkcs8(alg).unwrap()).unwrap();
+        let signer =
+            idbridge_oidc::jose::Signer::from_pkcs8(&idbridge_oidc::jose::generate_pkcs8(alg).unwrap()).unwrap();
         let n = 2000;
         let started = std::time::Instant::now();
         for _ in 0..n {

@@ -13,6 +13,7 @@
 //! daemon through [`provider::Accounts`]; this crate never writes individuals.
 
 pub mod backchannel;
+pub mod batch;
 pub mod cache;
 pub mod jose;
 pub mod keys;

@@ -105,6 +105,8 @@ pub struct SsoState {
     pub logout: crate::backchannel::Notifier,
     /// Tenants, portals, catalog, roles and profiles, held briefly in memory.
     pub config: crate::cache::ConfigCache,
+    /// Stores issued tokens, many requests per statement under load.
+    pub tokens: crate::batch::TokenWriter,
 }
 
 pub fn router(state: SsoState) -> Router {
@@ -1015,8 +1017,8 @@ async fn issue(
         used_at: None,
         revoked_at: None,
     };
-    s.store
-        .put_tokens(&[
+    s.tokens
+        .put(vec![
             token(hash_token(&access), TokenKind::Access, s.settings.access_token_ttl),
             token(hash_token(&refresh), TokenKind::Refresh, s.settings.refresh_token_ttl),
         ])

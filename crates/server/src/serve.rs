@@ -84,6 +84,7 @@ pub async fn sso_state(
             sso_store.clone(),
             Duration::from_secs(2),
         ),
+        tokens: idbridge_oidc::batch::TokenWriter::start(sso_store.clone()),
         store: sso_store,
         operator: state.operator.clone(),
         keys,
