@@ -119,7 +119,23 @@ pub fn router(state: SsoState) -> Router {
         .route("/oauth2/logout", get(logout).post(logout_form))
         .route("/login", get(login_page).post(login_submit))
         .route("/login/callback", get(callback))
+        .layer(axum::middleware::from_fn(server_timing))
         .with_state(state)
+}
+
+/// `Server-Timing: idbridge;dur=…` on every sign-in answer (the callback sets its own,
+/// which also names the IdP's share): what idbridge itself spent, for operators reading
+/// browser developer tools and for the login benchmark.
+async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key("server-timing") {
+        let timing = format!("idbridge;dur={:.3}", started.elapsed().as_secs_f64() * 1e3);
+        if let Ok(v) = HeaderValue::from_str(&timing) {
+            response.headers_mut().insert("server-timing", v);
+        }
+    }
+    response
 }
 
 // --- discovery and keys --------------------------------------------------------------

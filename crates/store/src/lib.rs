@@ -130,6 +130,12 @@ impl SqlStore {
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.connect_timeout);
         if backend == Backend::Sqlite {
+            // A SQLite connection is a file handle in this process: it cannot have gone
+            // away, and pinging it before every statement doubled each statement's
+            // hand-offs to its thread.
+            pool_options = pool_options.test_before_acquire(false);
+        }
+        if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {
                     // The default page cache (2 MB) is far smaller than the working set of a
