@@ -69,8 +69,9 @@ pub struct NewIndividual {
     pub expiration: Option<String>,
 }
 
-/// Tells a JSON `null` (clear) from an absent field (keep).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+/// Tells a JSON `null` (clear) from an absent field (keep): use with
+/// `#[serde(default, deserialize_with = "present")]` on an `Option<Option<String>>`.
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
 }
 

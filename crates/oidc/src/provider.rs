@@ -676,7 +676,7 @@ async fn callback_inner(
         expires_at: now + s.settings.session_ttl,
         ended_at: None,
     };
-    if let Err(reason) = may_log_in(&s, &tenant, &client, &individual, now).await {
+    if let Err(reason) = may_log_in(&tenant, &client, &individual, now) {
         tracing::info!(tenant = %tenant.slug, individual = %individual.id, reason, "login refused");
         return problem(&s, StatusCode::FORBIDDEN, "Sign-in refused", &reason);
     }
@@ -695,8 +695,7 @@ async fn callback_inner(
 /// Only individuals that are active now (their activation and expiration in their time
 /// zone), of an enabled tenant, with a role the tenant allows, for a portal that serves
 /// the tenant.
-pub async fn may_log_in(
-    s: &SsoState,
+pub fn may_log_in(
     tenant: &Tenant,
     client: &PortalClient,
     individual: &Individual,
@@ -724,7 +723,6 @@ pub async fn may_log_in(
     if !tenant.allowed_roles.contains(role) {
         return Err("Your role is not allowed for your organisation.".into());
     }
-    let _ = s;
     Ok(())
 }
 
@@ -746,7 +744,7 @@ async fn finish(
             Err(e) => return unavailable(s, &e),
         },
     };
-    if let Err(reason) = may_log_in(s, tenant, client, &individual, now).await {
+    if let Err(reason) = may_log_in(tenant, client, &individual, now) {
         return problem(s, StatusCode::FORBIDDEN, "Sign-in refused", &reason);
     }
     let code = jose::random_token();
@@ -1001,7 +999,7 @@ async fn issue(
         .await
         .map_err(|e| OAuthError::server(&e))?
         .ok_or_else(|| OAuthError::grant("the account is gone"))?;
-    may_log_in(s, tenant, client, &individual, now).await.map_err(OAuthError::grant)?;
+    may_log_in(tenant, client, &individual, now).map_err(OAuthError::grant)?;
     let mut claims = person_claims(&snapshot, tenant, individual);
     let access = jose::random_token();
     let refresh = jose::random_token();
@@ -1136,7 +1134,7 @@ pub async fn bearer_individual(
         .get(&token.client_id)
         .cloned()
         .ok_or((StatusCode::UNAUTHORIZED, "the portal was unregistered"))?;
-    if may_log_in(s, &tenant, &client, &individual, now).await.is_err() {
+    if may_log_in(&tenant, &client, &individual, now).is_err() {
         return Err((StatusCode::UNAUTHORIZED, "the account may no longer sign in"));
     }
     Ok((tenant, individual, token))

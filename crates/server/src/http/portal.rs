@@ -207,11 +207,11 @@ async fn delegated_create(
 #[serde(deny_unknown_fields)]
 struct DelegatedChange {
     role: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "idbridge_core::reconcile::present")]
     access_profile: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "idbridge_core::reconcile::present")]
     activation: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "idbridge_core::reconcile::present")]
     expiration: Option<Option<String>>,
     time_zone: Option<String>,
     #[serde(default)]
@@ -230,10 +230,6 @@ impl DelegatedChange {
             remove_scopes: self.remove_scopes.clone(),
         }
     }
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    <Option<String> as Deserialize>::deserialize(d).map(Some)
 }
 
 async fn delegated_update(
