@@ -189,6 +189,29 @@ client_secret_env = "ACME_IDP_SECRET"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_login_tokens_negative_cases_logout_and_delegated_admin() {
+    sso_scenario(None).await;
+}
+
+/// The same on PostgreSQL, the production store (several instances share its sessions,
+/// codes and tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_scenario_on_postgresql() {
+    if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let admin = idbridge_e2e::postgres_admin_url();
+    let name = format!("idbridge_sso_{}", std::process::id());
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql").args([admin.as_str(), "-qc", sql]).output().expect("psql");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(&format!("CREATE DATABASE {name}"));
+    sso_scenario(Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))).await;
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+async fn sso_scenario(database_url: Option<String>) {
     let (k1, k0, foreign) = (generate_key("k1"), generate_key("k0-rotated-out"), generate_key("beta-key"));
     let idbridge_port = free_port();
     let idbridge = format!("http://127.0.0.1:{idbridge_port}");
@@ -206,7 +229,10 @@ async fn sso_login_tokens_negative_cases_logout_and_delegated_admin() {
     let (logout_url, received) = logout_receiver().await;
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
 
-    let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
+    let mut work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
+    if let Some(url) = &database_url {
+        work = work.with_env("IDBRIDGE_DATABASE__URL", url);
+    }
     let file = work.path().join("sso.toml");
     std::fs::write(
         &file,
