@@ -280,6 +280,12 @@ async fn sso_scenario(database_url: Option<String>) {
     let (again, _) = portal.finish(started, &landing).await.expect("session sign-in");
     assert_eq!(again["sid"], claims["sid"]);
 
+    // prompt=login: the person signs in again, at the IdP too, despite the session.
+    let started = portal.start(&[("prompt", "login"), ("login_hint", "alice@acme.example")]);
+    let first = agent.http.get(&started.url).send().await.unwrap();
+    let to_idp = first.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to_idp.starts_with(&idp.issuer) && to_idp.contains("prompt=login"), "{to_idp}");
+
     // --- home-realm discovery: the page, an unknown domain, then a known one --------------
     let bob_agent = Agent::new();
     let started = portal.start(&[]);

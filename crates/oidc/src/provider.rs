@@ -188,6 +188,9 @@ struct AuthRequest {
     /// A tenant the portal named (`tenant` parameter).
     tenant: Option<String>,
     login_hint: Option<String>,
+    /// `prompt=login`: the person must authenticate again, at the IdP too.
+    #[serde(default)]
+    reauthenticate: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +274,7 @@ async fn authorize(
         code_challenge: String::new(),
         tenant: p.tenant.clone(),
         login_hint: p.login_hint.clone(),
+        reauthenticate: p.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == "login")),
     };
     // 2. The rest of the request; errors go back to the portal.
     if p.response_type.as_deref() != Some("code") {
@@ -292,7 +296,7 @@ async fn authorize(
     }
     let prompt = p.prompt.as_deref().unwrap_or_default();
     // 3. A live session signs in without the IdP (single sign-on across portals).
-    if prompt != "login"
+    if !request.reauthenticate
         && let Some(session) = session_from_cookie(&s, &headers).await
         && let Some(tenant) = snapshot.tenants.get(&session.tenant_id)
         && request.tenant.as_deref().is_none_or(|t| t == tenant.slug.as_str())
@@ -468,6 +472,7 @@ async fn start_upstream(s: &SsoState, tenant: &Tenant, request: AuthRequest) -> 
             &nonce,
             challenge.as_str(),
             login.request.login_hint.as_deref(),
+            login.request.reauthenticate,
         )
         .await
     {

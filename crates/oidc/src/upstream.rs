@@ -260,6 +260,7 @@ impl Upstreams {
         nonce: &str,
         pkce_challenge: &str,
         login_hint: Option<&str>,
+        reauthenticate: bool,
     ) -> Result<String, LoginError> {
         let endpoints = self.endpoints(tenant, connection).await?;
         let mut url = url::Url::parse(&endpoints.authorization)
@@ -276,6 +277,9 @@ impl Upstreams {
                 .append_pair("code_challenge_method", "S256");
             if let Some(hint) = login_hint {
                 q.append_pair("login_hint", hint);
+            }
+            if reauthenticate {
+                q.append_pair("prompt", "login");
             }
         }
         Ok(url.into())
