@@ -130,12 +130,7 @@ async fn main() {
             "IDBRIDGE_DATABASE__MAX_CONNECTIONS",
             &std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "10".into()),
         );
-    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
-    let acme = acme.replacen(
-        "[tenants.policy]\n",
-        "domains = [\"acme.example\"]\n\n[tenants.policy]\njit_provisioning = true\n",
-        1,
-    );
+    let acme = idbridge_e2e::idp::acme_with_domain(true);
     let file = work.path().join("sso.toml");
     std::fs::write(
         &file,

@@ -203,3 +203,12 @@ pub fn absolute(base: &str, location: &str) -> String {
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
+
+/// `config/examples/acme.toml` with `acme.example` as the tenant's verified domain and,
+/// with `jit`, just-in-time provisioning on: the start of every SSO test's apply file
+/// (each appends its own `[[tenants.oidc]]` and `[[clients]]`).
+pub fn acme_with_domain(jit: bool) -> String {
+    let acme = std::fs::read_to_string(crate::workspace_root().join("config/examples/acme.toml")).expect("acme.toml");
+    let policy = if jit { "[tenants.policy]\njit_provisioning = true\n" } else { "[tenants.policy]\n" };
+    acme.replacen("[tenants.policy]\n", &format!("domains = [\"acme.example\"]\n\n{policy}"), 1)
+}

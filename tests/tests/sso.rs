@@ -836,12 +836,7 @@ async fn private_key_jwt_client_authentication_and_userinfo() {
     let work = Workdir::new().with_env("PORTAL_SECRET", PORTAL_SECRET);
     let key_file = work.path().join("idbridge-client.pem");
     std::fs::write(&key_file, pem).unwrap();
-    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
-    let acme = acme.replacen(
-        "[tenants.policy]\n",
-        "domains = [\"acme.example\"]\n\n[tenants.policy]\njit_provisioning = true\n",
-        1,
-    );
+    let acme = idbridge_e2e::idp::acme_with_domain(true);
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
     let file = work.path().join("sso.toml");
     std::fs::write(
@@ -886,9 +881,8 @@ async fn scim_provisioned_people_are_linked_by_immutable_id_not_by_email() {
         },
     }));
     let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
-    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
     // Just-in-time provisioning stays off: only SCIM creates people here.
-    let acme = acme.replacen("[tenants.policy]\n", "domains = [\"acme.example\"]\n\n[tenants.policy]\n", 1);
+    let acme = idbridge_e2e::idp::acme_with_domain(false);
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
     let file = work.path().join("sso.toml");
     std::fs::write(

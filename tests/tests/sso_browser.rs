@@ -35,12 +35,7 @@ fn a_real_browser_signs_in_through_the_home_realm_page() {
                               "preferred_username": "alice@acme.example", "password": "correct horse", "groups": ["Portal-Admins"] } },
     }));
     let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
-    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
-    let acme = acme.replacen(
-        "[tenants.policy]\n",
-        "domains = [\"acme.example\"]\n\n[tenants.policy]\njit_provisioning = true\n",
-        1,
-    );
+    let acme = idbridge_e2e::idp::acme_with_domain(true);
     let file = work.path().join("sso.toml");
     std::fs::write(
         &file,
