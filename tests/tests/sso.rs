@@ -939,3 +939,45 @@ async fn scim_provisioned_people_are_linked_by_immutable_id_not_by_email() {
     assert_eq!(stop.status, 403, "{stop:?}");
     assert!(stop.body.contains("no portal account"), "{}", stop.body);
 }
+
+/// With `[sso] key_encryption_key_file`, signing keys are sealed in the database: the
+/// daemon and the CLI open them with the file, and without it (or with another key)
+/// refuse with a message that names the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_are_sealed_with_the_key_encryption_key() {
+    let work = Workdir::new();
+    let kek = work.path().join("kek");
+    std::fs::write(&kek, "8f3c1e5a7b9d2f4061c3e5a7b9d2f4068f3c1e5a7b9d2f4061c3e5a7b9d2f406\n").unwrap();
+    let work = work.with_env("IDBRIDGE_SSO__KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap());
+    let daemon = work.serve();
+    let jwks: Value = reqwest::get(daemon.url("/oauth2/jwks")).await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert!(daemon.terminate().success());
+
+    let mut stored = Vec::new();
+    for file in ["idbridge.db", "idbridge.db-wal"] {
+        stored.extend(std::fs::read(work.path().join(file)).unwrap_or_default());
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(stored.contains("enc:v1:"), "keys are stored sealed");
+    // Every P-256 PKCS#8 key starts with these base64 characters; none is stored in clear.
+    assert!(!stored.contains("MIGHAgEAMBMGByqGSM49AgEG"), "no private key in clear");
+
+    assert_eq!(work.ok(&["keys", "list"]).lines().count(), 2);
+    let out = work.command(&["keys", "list"]).env("IDBRIDGE_SSO__KEY_ENCRYPTION_KEY_FILE", "").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sso.key_encryption_key_file"));
+    let other = work.path().join("other-kek");
+    std::fs::write(&other, "0000000000000000000000000000000000000000000000000000000000000000").unwrap();
+    let out = work.command(&["keys", "list"]).env("IDBRIDGE_SSO__KEY_ENCRYPTION_KEY_FILE", &other).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be opened"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&other, "too short").unwrap();
+    let err = work.command(&["check-config"]).env("IDBRIDGE_SSO__KEY_ENCRYPTION_KEY_FILE", &other).output().unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("key_encryption_key_file"));
+}

@@ -331,7 +331,8 @@ pub struct SigningKeyRecord {
     pub kid: String,
     /// `RS256` or `ES256`.
     pub alg: String,
-    /// PKCS#8 DER, base64.
+    /// PKCS#8 DER, base64; or sealed with the operator's key-encryption key
+    /// (`enc:v1:…`, see `idbridge_oidc::keys::KeyEncryption`).
     pub private_pkcs8: String,
     /// The public JWK as published.
     pub public_jwk: serde_json::Value,

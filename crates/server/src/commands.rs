@@ -389,14 +389,8 @@ async fn keys(
 ) -> anyhow::Result<()> {
     use crate::cli::KeysCommand;
     let s = &settings.sso;
-    let ring = idbridge_oidc::keys::KeyRing::new(
-        Arc::new(store.clone()),
-        idbridge_oidc::keys::RotationPolicy {
-            rotate_after: jiff::SignedDuration::from_hours(s.rotate_days * 24),
-            publish_ahead: jiff::SignedDuration::from_hours(s.publish_ahead_hours),
-            keep_after: jiff::SignedDuration::from_hours(s.keep_hours),
-        },
-    );
+    let ring =
+        idbridge_oidc::keys::KeyRing::new(Arc::new(store.clone()), s.rotation()).with_encryption(s.key_encryption()?);
     let now = jiff::Timestamp::now();
     match command {
         KeysCommand::List { json } => {

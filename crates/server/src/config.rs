@@ -101,6 +101,30 @@ pub struct SsoSettings {
     pub publish_ahead_hours: i64,
     pub keep_hours: i64,
     pub http_timeout_seconds: u64,
+    pub key_encryption_key_file: String,
+}
+
+impl SsoSettings {
+    /// The key signing keys are sealed with, when configured.
+    pub fn key_encryption(&self) -> Result<Option<idbridge_oidc::keys::KeyEncryption>, ConfigError> {
+        if self.key_encryption_key_file.is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&self.key_encryption_key_file).map_err(|e| {
+            invalid("sso.key_encryption_key_file", format!("cannot read {}: {e}", self.key_encryption_key_file))
+        })?;
+        idbridge_oidc::keys::KeyEncryption::from_text(&text)
+            .map(Some)
+            .map_err(|e| invalid("sso.key_encryption_key_file", e))
+    }
+
+    pub fn rotation(&self) -> idbridge_oidc::keys::RotationPolicy {
+        idbridge_oidc::keys::RotationPolicy {
+            rotate_after: jiff::SignedDuration::from_hours(self.rotate_days * 24),
+            publish_ahead: jiff::SignedDuration::from_hours(self.publish_ahead_hours),
+            keep_after: jiff::SignedDuration::from_hours(self.keep_hours),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +268,7 @@ impl Settings {
         if s.keep_hours * 3600 < s.id_token_seconds.max(s.access_token_seconds) {
             return Err(invalid("sso.keep_hours", "must cover the ID and access token lifetimes"));
         }
+        s.key_encryption()?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }

@@ -56,14 +56,7 @@ pub async fn sso_state(
 ) -> anyhow::Result<idbridge_oidc::SsoState> {
     let sso_store: Arc<dyn idbridge_core::ports::SsoStore> = Arc::new(store.clone());
     let s = &settings.sso;
-    let keys = idbridge_oidc::keys::KeyRing::new(
-        sso_store.clone(),
-        idbridge_oidc::keys::RotationPolicy {
-            rotate_after: jiff::SignedDuration::from_hours(s.rotate_days * 24),
-            publish_ahead: jiff::SignedDuration::from_hours(s.publish_ahead_hours),
-            keep_after: jiff::SignedDuration::from_hours(s.keep_hours),
-        },
-    );
+    let keys = idbridge_oidc::keys::KeyRing::new(sso_store.clone(), s.rotation()).with_encryption(s.key_encryption()?);
     let ctx = idbridge_core::audit::AuditContext::new(idbridge_core::audit::Actor::new(
         idbridge_core::audit::ActorKind::Scheduler,
         "key-rotation",
