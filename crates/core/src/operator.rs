@@ -75,6 +75,49 @@ pub struct PortalIndividual {
     pub version: i64,
 }
 
+impl PortalIndividual {
+    /// The portal's view of an individual, given the catalog, roles and access profiles
+    /// (the Portal API reads them from the store; sign-in from its short-lived snapshot).
+    pub fn of(
+        i: crate::individual::Individual,
+        catalog: &Catalog,
+        roles: &BTreeMap<String, Role>,
+        profiles: &BTreeMap<String, AccessProfile>,
+        now: jiff::Timestamp,
+    ) -> Self {
+        let role = i.role.as_ref().and_then(|r| roles.get(r));
+        let profile = i.access_profile.as_ref().and_then(|p| profiles.get(p));
+        let active_now = i.status == crate::individual::IndividualStatus::Active
+            && i.scheduled_status(now) == crate::individual::IndividualStatus::Active
+            && role.is_some();
+        PortalIndividual {
+            id: i.id,
+            permissions: role.map_or_else(
+                || catalog.sections.keys().map(|s| (s.clone(), AccessLevel::Restrict)).collect(),
+                |r| r.effective_permissions(catalog),
+            ),
+            access_profile_flags: profile.map_or_else(
+                || catalog.flags.keys().map(|f| (f.clone(), false)).collect(),
+                |p| p.effective_flags(catalog),
+            ),
+            login: i.login,
+            email: i.email,
+            given_name: i.given_name,
+            family_name: i.family_name,
+            display_name: i.display_name,
+            status: i.status,
+            active_now,
+            role: i.role,
+            access_profile: i.access_profile,
+            scopes: i.scopes,
+            time_zone: i.time_zone,
+            valid_from: i.activation.map(|a| a.at),
+            valid_until: i.expiration.map(|e| e.at),
+            version: i.version,
+        }
+    }
+}
+
 /// The outcome of `apply`: one line per change, empty when nothing changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
@@ -295,41 +338,7 @@ impl Operator {
         let profiles: BTreeMap<String, AccessProfile> =
             self.store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
         let now = jiff::Timestamp::now();
-        Ok(individuals
-            .into_iter()
-            .map(|i| {
-                let role = i.role.as_ref().and_then(|r| roles.get(r));
-                let profile = i.access_profile.as_ref().and_then(|p| profiles.get(p));
-                let active_now = i.status == crate::individual::IndividualStatus::Active
-                    && i.scheduled_status(now) == crate::individual::IndividualStatus::Active
-                    && role.is_some();
-                PortalIndividual {
-                    id: i.id,
-                    permissions: role.map_or_else(
-                        || catalog.sections.keys().map(|s| (s.clone(), AccessLevel::Restrict)).collect(),
-                        |r| r.effective_permissions(&catalog),
-                    ),
-                    access_profile_flags: profile.map_or_else(
-                        || catalog.flags.keys().map(|f| (f.clone(), false)).collect(),
-                        |p| p.effective_flags(&catalog),
-                    ),
-                    login: i.login,
-                    email: i.email,
-                    given_name: i.given_name,
-                    family_name: i.family_name,
-                    display_name: i.display_name,
-                    status: i.status,
-                    active_now,
-                    role: i.role,
-                    access_profile: i.access_profile,
-                    scopes: i.scopes,
-                    time_zone: i.time_zone,
-                    valid_from: i.activation.map(|a| a.at),
-                    valid_until: i.expiration.map(|e| e.at),
-                    version: i.version,
-                }
-            })
-            .collect())
+        Ok(individuals.into_iter().map(|i| PortalIndividual::of(i, &catalog, &roles, &profiles, now)).collect())
     }
 
     /// Replaces a tenant's mapping rules (validated like `apply`: against the tenant's

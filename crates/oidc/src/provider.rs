@@ -1060,44 +1060,36 @@ pub fn person_claims(
     tenant: &Tenant,
     individual: Individual,
 ) -> serde_json::Map<String, Value> {
-    let catalog = &snapshot.catalog;
-    let name = individual.display_name.clone().or_else(|| match (&individual.given_name, &individual.family_name) {
+    let view = idbridge_core::operator::PortalIndividual::of(
+        individual,
+        &snapshot.catalog,
+        &snapshot.roles,
+        &snapshot.profiles,
+        Timestamp::now(),
+    );
+    let name = view.display_name.clone().or_else(|| match (&view.given_name, &view.family_name) {
         (Some(g), Some(f)) => Some(format!("{g} {f}")),
         (Some(n), None) | (None, Some(n)) => Some(n.clone()),
         _ => None,
     });
-    let permissions: BTreeMap<String, &'static str> = match individual.role.as_ref().and_then(|r| snapshot.roles.get(r))
-    {
-        Some(role) => role.effective_permissions(catalog).into_iter().map(|(k, v)| (k, v.as_str())).collect(),
-        None => catalog.sections.keys().map(|k| (k.clone(), "restrict")).collect(),
-    };
-    let flags: BTreeMap<String, bool> = match individual.access_profile.as_ref().and_then(|p| snapshot.profiles.get(p))
-    {
-        Some(profile) => profile.effective_flags(catalog),
-        None => catalog.flags.keys().map(|f| (f.clone(), false)).collect(),
-    };
+    let permissions: BTreeMap<&str, &str> = view.permissions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut claims = serde_json::Map::new();
-    claims.insert("sub".into(), json!(individual.id));
+    claims.insert("sub".into(), json!(view.id));
     claims.insert("tenant".into(), json!(tenant.slug));
-    claims.insert("preferred_username".into(), json!(individual.login));
-    if let Some(email) = &individual.email {
-        claims.insert("email".into(), json!(email));
+    claims.insert("preferred_username".into(), json!(view.login));
+    for (claim, value) in
+        [("email", &view.email), ("name", &name), ("given_name", &view.given_name), ("family_name", &view.family_name)]
+    {
+        if let Some(v) = value {
+            claims.insert(claim.into(), json!(v));
+        }
     }
-    if let Some(name) = name {
-        claims.insert("name".into(), json!(name));
-    }
-    if let Some(g) = &individual.given_name {
-        claims.insert("given_name".into(), json!(g));
-    }
-    if let Some(f) = &individual.family_name {
-        claims.insert("family_name".into(), json!(f));
-    }
-    claims.insert("role".into(), json!(individual.role));
+    claims.insert("role".into(), json!(view.role));
     claims.insert("permissions".into(), json!(permissions));
-    claims.insert("access_profile".into(), json!(flags));
-    claims.insert("access_profile_name".into(), json!(individual.access_profile));
-    claims.insert("scopes".into(), json!(individual.scopes));
-    claims.insert("zoneinfo".into(), json!(individual.time_zone));
+    claims.insert("access_profile".into(), json!(view.access_profile_flags));
+    claims.insert("access_profile_name".into(), json!(view.access_profile));
+    claims.insert("scopes".into(), json!(view.scopes));
+    claims.insert("zoneinfo".into(), json!(view.time_zone));
     claims
 }
 
