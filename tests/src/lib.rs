@@ -2,6 +2,7 @@
 //! directory, on a free loopback port, and talks to it over HTTP.
 
 pub mod idp;
+pub mod pg;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader};
@@ -39,6 +40,37 @@ pub fn workspace_root() -> PathBuf {
 /// PostgreSQL server URL for tests that need one (a database of their own is created).
 pub fn postgres_admin_url() -> String {
     std::env::var("IDBRIDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of the test's own on the shared PostgreSQL server (dropped when done);
+/// `None` when `IDBRIDGE_TEST_SKIP_POSTGRES=1`.
+pub struct SharedPgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl SharedPgDatabase {
+    pub fn create(prefix: &str) -> Option<Self> {
+        if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            return None;
+        }
+        let name = format!("{prefix}_{}", std::process::id());
+        psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        psql(&format!("CREATE DATABASE {name}"));
+        let admin = postgres_admin_url();
+        Some(Self { url: format!("{}/{name}", admin.rsplit_once('/').expect("a database in the URL").0), name })
+    }
+}
+
+impl Drop for SharedPgDatabase {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql").args([postgres_admin_url().as_str(), "-qc", sql]).output().expect("psql");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A working directory with its own SQLite database and config.

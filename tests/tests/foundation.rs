@@ -1,7 +1,7 @@
 //! The foundation as a new operator meets it: the binary, its config, the admin CLI and
 //! the admin API, against SQLite (and PostgreSQL where noted).
 
-use idbridge_e2e::{Workdir, postgres_admin_url, workspace_root};
+use idbridge_e2e::{Workdir, workspace_root};
 use serde_json::{Value, json};
 
 fn example() -> String {
@@ -320,24 +320,12 @@ async fn admin_api_requires_an_operator_token_and_mirrors_the_cli() {
 
 #[tokio::test]
 async fn serve_on_postgresql() {
-    if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
-        return;
-    }
-    let admin = postgres_admin_url();
-    let name = format!("idbridge_e2e_{}", std::process::id());
-    let psql = |sql: &str| {
-        let out = std::process::Command::new("psql").args([admin.as_str(), "-qc", sql]).output().expect("psql");
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    psql(&format!("CREATE DATABASE {name}"));
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    let work = Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &url);
+    let Some(db) = idbridge_e2e::SharedPgDatabase::create("idbridge_e2e") else { return };
+    let work = Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &db.url);
     work.ok(&["apply", &example()]);
     assert_eq!(work.ok(&["apply", &example()]).trim(), "no changes");
     let daemon = work.serve();
     assert_eq!(daemon.client().get(daemon.url("/readyz")).send().await.unwrap().status(), 200);
     assert!(daemon.terminate().success());
     assert!(!work.path().join("idbridge.db").exists());
-    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }

@@ -196,19 +196,8 @@ async fn sso_login_tokens_negative_cases_logout_and_delegated_admin() {
 /// codes and tokens).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_scenario_on_postgresql() {
-    if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
-        return;
-    }
-    let admin = idbridge_e2e::postgres_admin_url();
-    let name = format!("idbridge_sso_{}", std::process::id());
-    let psql = |sql: &str| {
-        let out = std::process::Command::new("psql").args([admin.as_str(), "-qc", sql]).output().expect("psql");
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    psql(&format!("CREATE DATABASE {name}"));
-    sso_scenario(Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))).await;
-    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let Some(db) = idbridge_e2e::SharedPgDatabase::create("idbridge_sso") else { return };
+    sso_scenario(Some(db.url.clone())).await;
 }
 
 async fn sso_scenario(database_url: Option<String>) {

@@ -17,6 +17,7 @@ pub mod config_plan;
 pub mod directory;
 pub mod error;
 pub mod individual;
+pub mod intent;
 pub mod lifecycle;
 pub mod mapping;
 pub mod operator;

@@ -76,7 +76,7 @@ async fn apply(
     for (tenant, writes) in by_tenant {
         let committed = reconciler.commit(&tenants[&tenant], writes, ctx).await?;
         report.applied += committed.written.len();
-        report.skipped += committed.skipped;
+        report.skipped += committed.skipped.len();
         report.failed += committed.failed.len();
     }
     Ok(())

@@ -11,7 +11,8 @@ use crate::audit::{AuditContext, AuditEntry, AuditQuery, AuditRecord, ChangeEven
 use crate::catalog::CatalogEntry;
 use crate::changeset::{ChangeSetStatus, HeldChangeSet};
 use crate::config_plan::ConfigChange;
-use crate::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
+use crate::individual::{Individual, IndividualId, IndividualQuery, SourceKind, SourceLink};
+use crate::intent::{Intent, IntentStats, Owed};
 use crate::role::{AccessProfile, Role};
 use crate::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
 use crate::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
@@ -177,14 +178,24 @@ pub trait Store: Send + Sync + 'static {
 /// Storage of SCIM source records and group memberships. Every method is scoped by tenant.
 #[async_trait]
 pub trait ScimRecordStore: Send + Sync + 'static {
-    /// Creates or updates a record and applies member changes in one transaction.
+    /// Creates or updates a record and applies member changes in one transaction, with
+    /// the durable intent (`core::intent`) to re-decide every user the write may affect:
+    /// the user itself; for a group, the users added or removed, and every member before
+    /// and after when its name changed or all members were replaced.
     /// Unknown member ids (not a user or group of the tenant) fail the whole write with
     /// `Invalid`; a taken name fails with `AlreadyExists`; a stale version with
-    /// `VersionConflict`.
-    async fn write_scim(&self, write: &ScimWrite) -> DomainResult<ScimRecord>;
+    /// `VersionConflict`. When the intent cannot be recorded nothing is written.
+    async fn write_scim(&self, write: &ScimWrite) -> DomainResult<ScimWritten>;
     async fn get_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid) -> DomainResult<Option<ScimRecord>>;
-    /// Deletes a record and every membership it takes part in; `false` when absent.
-    async fn delete_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid, audit: &AuditRecord) -> DomainResult<bool>;
+    /// Deletes a record and every membership it takes part in, with the intent to
+    /// re-decide the user (or the group's members); `None` when absent.
+    async fn delete_scim(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        id: Uuid,
+        audit: &AuditRecord,
+    ) -> DomainResult<Option<Owed>>;
     /// Records in insertion order, and how many match without offset and limit.
     async fn list_scim(
         &self,
@@ -208,6 +219,39 @@ pub trait ScimRecordStore: Send + Sync + 'static {
         tenant: TenantId,
         members: &[Uuid],
     ) -> DomainResult<Vec<(Uuid, ScimMember)>>;
+}
+
+/// A SCIM write as stored, and the reconciliation it owes.
+#[derive(Debug, Clone)]
+pub struct ScimWritten {
+    pub record: ScimRecord,
+    pub owed: Owed,
+}
+
+/// The durable-intent queue (`core::intent`): people who must be re-decided, recorded by
+/// source writes in their own transaction and settled by reconciliation.
+#[async_trait]
+pub trait IntentQueue: Send + Sync + 'static {
+    /// Records intents on their own (a re-decision asked for outside a source write).
+    async fn add_intents(
+        &self,
+        tenant: TenantId,
+        people: &[SourceLink],
+        due: jiff::Timestamp,
+    ) -> DomainResult<Vec<i64>>;
+    /// Takes up to `limit` intents that are due at `now`, oldest first, for
+    /// `intent::CLAIM_LEASE`; with several instances each is taken by one of them.
+    async fn claim_intents(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Intent>>;
+    /// Deletes settled intents.
+    async fn clear_intents(&self, ids: &[i64]) -> DomainResult<()>;
+    /// Puts intents back, due again at the given instants, with the failure's message.
+    async fn retry_intents(&self, retry: &[(i64, jiff::Timestamp)], error: &str) -> DomainResult<()>;
+    /// Makes every intent due now (at start-up: claims of a process that died, back-offs
+    /// of failures that a restart may have cured). Returns how many are outstanding.
+    async fn release_intents(&self, now: jiff::Timestamp) -> DomainResult<u64>;
+    async fn intent_stats(&self, now: jiff::Timestamp) -> DomainResult<IntentStats>;
+    /// The outstanding intents of some people of a tenant (for `explain`).
+    async fn intents_of(&self, tenant: TenantId, people: &[SourceLink]) -> DomainResult<Vec<Intent>>;
 }
 
 /// What directory sources said at their last complete run, and the runs themselves.
@@ -261,15 +305,23 @@ pub struct ScimChanges {
     pub origin: String,
     pub changed: Vec<Uuid>,
     pub removed: Vec<Uuid>,
+    /// The durable intents the request's writes recorded; settled once every person in
+    /// `changed` and `removed` is reconciled.
+    pub intents: Vec<i64>,
 }
 
 impl ScimChanges {
     pub fn changed(origin: impl Into<String>, users: Vec<Uuid>) -> Self {
-        Self { origin: origin.into(), changed: users, removed: Vec::new() }
+        Self { origin: origin.into(), changed: users, ..Self::default() }
     }
 
     pub fn removed(origin: impl Into<String>, user: Uuid) -> Self {
-        Self { origin: origin.into(), changed: Vec::new(), removed: vec![user] }
+        Self { origin: origin.into(), removed: vec![user], ..Self::default() }
+    }
+
+    /// The changes a write owes (`ScimWritten::owed`): its users, its intents.
+    pub fn owed(origin: impl Into<String>, owed: Owed) -> Self {
+        Self { origin: origin.into(), changed: owed.users, intents: owed.intents, ..Self::default() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -281,6 +333,7 @@ impl ScimChanges {
     pub fn merge(&mut self, other: ScimChanges) {
         self.changed.extend(other.changed);
         self.removed.extend(other.removed);
+        self.intents.extend(other.intents);
         self.removed.sort_unstable();
         self.removed.dedup();
         self.changed.sort_unstable();

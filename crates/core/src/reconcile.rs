@@ -139,7 +139,7 @@ pub struct CommitReport {
     pub written: Vec<(IndividualId, ChangeKind)>,
     /// Writes skipped because the individual changed after it was planned (another
     /// instance or request got there first).
-    pub skipped: usize,
+    pub skipped: Vec<IndividualId>,
     /// Writes that failed on their own (a login taken by another individual, …).
     pub failed: Vec<(IndividualId, String)>,
 }
@@ -357,7 +357,7 @@ impl Reconciler {
                         if ok {
                             report.written.push((write.individual.id, kind_of(write)));
                         } else {
-                            report.skipped += 1;
+                            report.skipped.push(write.individual.id);
                         }
                     }
                 }
@@ -366,7 +366,7 @@ impl Reconciler {
                     for write in &batch {
                         match self.store.write_individual(write).await {
                             Ok(stored) => report.written.push((stored.id, kind_of(write))),
-                            Err(DomainError::VersionConflict { .. }) => report.skipped += 1,
+                            Err(DomainError::VersionConflict { .. }) => report.skipped.push(write.individual.id),
                             Err(DomainError::Storage(e)) => return Err(DomainError::Storage(e)),
                             Err(e) => report.failed.push((write.individual.id, e.to_string())),
                         }
@@ -389,7 +389,7 @@ impl Reconciler {
         let result = format!(
             "{} applied, {} skipped (changed since), {} failed",
             report.written.len(),
-            report.skipped,
+            report.skipped.len(),
             report.failed.len()
         );
         self.store.record_change_set_result(tenant.id, id, &result).await?;

@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idbridge_core::audit::AuditRecord;
-use idbridge_core::ports::ScimChanges;
+use idbridge_core::ports::{ScimChanges, ScimWritten};
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimMember, ScimRecord, ScimWrite};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -249,36 +249,6 @@ async fn all_members(state: &ScimState, caller: &ScimCaller, group: Uuid) -> Sci
     }
 }
 
-/// Every member id of a group, page by page (for reconciling them after a group change).
-async fn member_ids(state: &ScimState, caller: &ScimCaller, group: Uuid) -> ScimResult<Vec<Uuid>> {
-    let mut ids = Vec::new();
-    let mut after = None;
-    loop {
-        let page = state.records.list_scim_members(caller.tenant.id, group, after, 5000).await?;
-        let done = page.len() < 5000;
-        after = page.last().map(|m| m.id);
-        ids.extend(page.into_iter().filter(|m| m.kind == ScimKind::User).map(|m| m.id));
-        if done {
-            return Ok(ids);
-        }
-    }
-}
-
-/// The users a group write may affect: every member when the group's name changed or all
-/// members were replaced, otherwise just those added or removed.
-fn affected_by(changes: &[MemberChange], everyone: &[Uuid]) -> Vec<Uuid> {
-    let mut ids: Vec<Uuid> = everyone.to_vec();
-    for change in changes {
-        match change {
-            MemberChange::Add(list) | MemberChange::Remove(list) => ids.extend(list.iter().copied()),
-            MemberChange::RemoveAll => {}
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
 fn member_changes(ops: Vec<MemberOp>) -> ScimResult<Vec<MemberChange>> {
     let ids = |ids: Vec<String>| {
         ids.into_iter()
@@ -370,13 +340,8 @@ pub(crate) async fn create(
         members,
         audit: audit(caller, kind, id, action, None, Some(body)),
     };
-    let added = affected_by(&write.members, &[]);
-    let stored = state.records.write_scim(&write).await?;
-    let changed = match kind {
-        ResourceKind::User => vec![stored.id],
-        ResourceKind::Group => added,
-    };
-    notify(state, caller, ScimChanges::changed(format!("SCIM POST {}", kind.endpoint()), changed)).await;
+    let ScimWritten { record: stored, owed } = state.records.write_scim(&write).await?;
+    notify(state, caller, ScimChanges::owed(format!("SCIM POST {}", kind.endpoint()), owed)).await;
     // A user created a moment ago belongs to no group yet.
     let rendered = render_with_groups(state, caller, kind, &stored, &Projection::default(), Some(vec![])).await?;
     Ok(Outcome {
@@ -427,16 +392,8 @@ pub(crate) async fn replace(
         members,
         audit: audit(caller, kind, current.id, action, Some(current.data.clone()), Some(body)),
     };
-    let before = match kind {
-        ResourceKind::Group => member_ids(state, caller, current.id).await?,
-        ResourceKind::User => vec![],
-    };
-    let stored = state.records.write_scim(&write).await?;
-    let affected = match kind {
-        ResourceKind::User => vec![stored.id],
-        ResourceKind::Group => affected_by(&write.members, &before),
-    };
-    notify(state, caller, ScimChanges::changed(format!("SCIM PUT {}", kind.endpoint()), affected)).await;
+    let ScimWritten { record: stored, owed } = state.records.write_scim(&write).await?;
+    notify(state, caller, ScimChanges::owed(format!("SCIM PUT {}", kind.endpoint()), owed)).await;
     let rendered = render(state, caller, kind, &stored, &Projection::default()).await?;
     Ok(Outcome { status: StatusCode::OK, version: Some(stored.version), location: None, body: Some(rendered) })
 }
@@ -510,20 +467,10 @@ async fn patch_once(
             after.or(member_summary),
         ),
     };
-    // A renamed group, or one whose members were all replaced, may change the access of
-    // every member; a member added or removed changes that member's only.
-    let everyone = match kind {
-        ResourceKind::Group if write.body_changed || write.members.contains(&MemberChange::RemoveAll) => {
-            member_ids(state, caller, current.id).await?
-        }
-        _ => vec![],
-    };
-    let stored = state.records.write_scim(&write).await?;
-    let affected = match kind {
-        ResourceKind::User => vec![stored.id],
-        ResourceKind::Group => affected_by(&write.members, &everyone),
-    };
-    notify(state, caller, ScimChanges::changed(format!("SCIM PATCH {}", kind.endpoint()), affected)).await;
+    // The store records, with the write, whom it affects: a renamed group, or one whose
+    // members were all replaced, every member; a member added or removed, that member.
+    let ScimWritten { record: stored, owed } = state.records.write_scim(&write).await?;
+    notify(state, caller, ScimChanges::owed(format!("SCIM PATCH {}", kind.endpoint()), owed)).await;
     finish_patch(state, caller, kind, &stored, projection).await
 }
 
@@ -561,19 +508,12 @@ pub(crate) async fn delete(
         ResourceKind::Group => "scim_group.deleted",
     };
     let record = audit(caller, kind, current.id, action, Some(current.data.clone()), None);
-    let members = match kind {
-        ResourceKind::Group => member_ids(state, caller, current.id).await?,
-        ResourceKind::User => vec![],
-    };
-    if !state.records.delete_scim(caller.tenant.id, store_kind(kind), current.id, &record).await? {
+    let Some(owed) = state.records.delete_scim(caller.tenant.id, store_kind(kind), current.id, &record).await? else {
         return Err(ScimError::not_found(format!("{} {id:?} not found", kind.as_str())));
-    }
-    let origin = format!("SCIM DELETE {}", kind.endpoint());
-    let changes = match kind {
-        ResourceKind::User => ScimChanges::removed(origin, current.id),
-        ResourceKind::Group => ScimChanges::changed(origin, members),
     };
-    notify(state, caller, changes).await;
+    // A deleted user is in `owed.users` like a changed one: reconciliation finds no record
+    // and deprovisions.
+    notify(state, caller, ScimChanges::owed(format!("SCIM DELETE {}", kind.endpoint()), owed)).await;
     Ok(Outcome { status: StatusCode::NO_CONTENT, body: None, version: None, location: None })
 }
 

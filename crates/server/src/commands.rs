@@ -855,7 +855,7 @@ async fn changes(
                 "approved {}: {} applied, {} skipped (changed since), {} failed",
                 set.id,
                 report.written.len(),
-                report.skipped,
+                report.skipped.len(),
                 report.failed.len()
             );
             for (id, e) in &report.failed {

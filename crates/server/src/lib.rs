@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod directory_sync;
 pub mod explain;
 pub mod http;
+pub mod intent_worker;
 pub mod mapping;
 pub mod portal_clients;
 pub mod reconciliation;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, HeldDecision};
-use idbridge_core::individual::{Individual, SourceKind};
+use idbridge_core::individual::{Individual, SourceKind, SourceLink};
 use idbridge_core::mapping::Pipeline;
-use idbridge_core::ports::{ScimChanges, ScimRecordStore, SourceChanges};
+use idbridge_core::ports::{IntentQueue, ScimChanges, ScimRecordStore, SourceChanges};
 use idbridge_core::reconcile::{Known, Plan, Reconciler, SourcePerson, Submitted, mapping_input};
 use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord};
 use idbridge_core::tenant::Tenant;
@@ -39,6 +39,36 @@ pub struct SourceReconciliation {
     /// Background batches run one at a time, so that re-mapping a 100,000-member group
     /// does not crowd out the requests being served.
     pub background: Arc<tokio::sync::Semaphore>,
+    /// The durable intents source writes record (`core::intent`).
+    pub intents: Arc<dyn IntentQueue>,
+    /// Wakes the intent worker when the fast path left intents behind.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// What reconciling some people did, and who of them is not settled yet (their write was
+/// skipped because the individual changed meanwhile, or failed): their intents stay.
+#[derive(Debug)]
+pub struct Reconciled {
+    pub submitted: Submitted,
+    pub unsettled: Vec<SourceLink>,
+}
+
+impl Reconciled {
+    fn of(set: &ChangeSet, submitted: Submitted) -> Self {
+        let unsettled = match &submitted {
+            Submitted::Applied(report) if !(report.skipped.is_empty() && report.failed.is_empty()) => {
+                let not_done: std::collections::HashSet<_> =
+                    report.skipped.iter().chain(report.failed.iter().map(|(id, _)| id)).collect();
+                set.writes
+                    .iter()
+                    .filter(|w| not_done.contains(&w.after.id))
+                    .flat_map(|w| w.after.links.iter().cloned())
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        Self { submitted, unsettled }
+    }
 }
 
 impl SourceReconciliation {
@@ -49,6 +79,8 @@ impl SourceReconciliation {
             records: Arc::new(store.clone()),
             directory: Arc::new(store.clone()),
             background: Arc::new(tokio::sync::Semaphore::new(1)),
+            intents: Arc::new(store.clone()),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -58,7 +90,7 @@ impl SourceReconciliation {
         tenant: &Tenant,
         changes: ScimChanges,
         ctx: &AuditContext,
-    ) -> DomainResult<Submitted> {
+    ) -> DomainResult<Reconciled> {
         let pipeline = self.mapping.pipeline(tenant).await?;
         let mut set = ChangeSet::new(changes.origin.clone());
         let mut records = Vec::with_capacity(changes.changed.len());
@@ -84,7 +116,52 @@ impl SourceReconciliation {
                 set.writes.push(*w);
             }
         }
-        self.reconciler.submit(tenant, set, ctx).await
+        let submitted = self.reconciler.submit(tenant, set.clone(), ctx).await?;
+        Ok(Reconciled::of(&set, submitted))
+    }
+
+    /// Re-decides people of sources other than SCIM by their identities, from what each
+    /// source said last (a directory's stored record), merged with the person's other
+    /// sources. A directory person whose record is gone (a full run removed it) is
+    /// deprovisioned.
+    pub async fn reconcile_links(
+        &self,
+        tenant: &Tenant,
+        links: &[SourceLink],
+        origin: &str,
+        ctx: &AuditContext,
+    ) -> DomainResult<Reconciled> {
+        let pipeline = self.mapping.pipeline(tenant).await?;
+        let known = Arc::new(self.reconciler.known().await?);
+        let store = self.reconciler.store();
+        let mut people = Vec::new();
+        let mut gone = Vec::new();
+        for link in links {
+            let current =
+                store.find_individual_by_link(tenant.id, link.source, &link.connection, &link.external_id).await?;
+            let person = match link.source {
+                SourceKind::Ldap => {
+                    self.directory.directory_person(tenant.id, &link.connection, &link.external_id).await?
+                }
+                // A hand-made individual has no source to re-read; SCIM people go through
+                // `reconcile`.
+                SourceKind::Scim | SourceKind::Oidc | SourceKind::Manual => continue,
+            };
+            match person {
+                Some(person) => people.push((person, current)),
+                None => gone.extend(current),
+            }
+        }
+        let people = self.with_linked_sources(tenant, people).await?;
+        let mut set = self.plan_people(tenant, &pipeline, known, people).await.map_err(task_failed)?;
+        set.origin = origin.to_owned();
+        for individual in gone {
+            if let Plan::Write(w) = self.reconciler.plan_removed(tenant, Some(individual)) {
+                set.writes.push(*w);
+            }
+        }
+        let submitted = self.reconciler.submit(tenant, set.clone(), ctx).await?;
+        Ok(Reconciled::of(&set, submitted))
     }
 
     /// Re-decides every SCIM user of the tenant (after a rule or policy change) as one
@@ -263,8 +340,23 @@ impl SourceReconciliation {
         })
     }
 
+    /// Reconciles one request's changes and settles the intents it recorded when every
+    /// person came out right; otherwise the intents stay for the worker
+    /// (`intent_worker`), which takes them after `intent::FAST_PATH_GRACE`.
     async fn run(self, tenant: Tenant, changes: ScimChanges, ctx: AuditContext) {
-        match self.reconcile(&tenant, changes, &ctx).await {
+        let intents = changes.intents.clone();
+        let result = self.reconcile(&tenant, changes, &ctx).await;
+        if let Ok(Reconciled { unsettled, .. }) = &result
+            && unsettled.is_empty()
+            && let Err(e) = self.intents.clear_intents(&intents).await
+        {
+            // Harmless: the worker settles them again (and finds nothing to change).
+            tracing::debug!(tenant = %tenant.slug, error = %e, "settled intents not cleared");
+        }
+        if !matches!(&result, Ok(Reconciled { unsettled, .. }) if unsettled.is_empty()) {
+            self.wake.notify_one();
+        }
+        match result.map(|r| r.submitted) {
             Ok(Submitted::Applied(report)) => {
                 if !report.failed.is_empty() {
                     tracing::warn!(tenant = %tenant.slug, failed = ?report.failed, "some individuals could not be written");
@@ -278,7 +370,11 @@ impl SourceReconciliation {
                 holding_access = summary.holding_access,
                 "mass deprovision held for approval: idbridge changes show {id}"
             ),
-            Err(e) => tracing::error!(tenant = %tenant.slug, error = %e, "reconciliation failed"),
+            Err(e) => tracing::warn!(
+                tenant = %tenant.slug,
+                error = %e,
+                "reconciliation failed; the recorded intents are retried"
+            ),
         }
     }
 }
@@ -414,7 +510,7 @@ impl RemapSummary {
             Submitted::Applied(report) => Self {
                 tenant: tenant.slug.to_string(),
                 written: report.written.len(),
-                skipped: report.skipped,
+                skipped: report.skipped.len(),
                 failed: report.failed.iter().map(|(id, e)| format!("{id}: {e}")).collect(),
                 awaiting_approval: None,
                 takes_access: 0,

@@ -115,6 +115,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         known_mappers: Arc::new(settings.known_mappers()),
         config_path: config_path.clone(),
         sso: None,
+        intent_queue: crate::intent_worker::QueueView::default(),
     };
     #[cfg(unix)]
     {
@@ -136,6 +137,8 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         tracing::info!(consumer = destination.consumer, url = destination.webhook.url, "delivering change events");
         tokio::spawn(crate::delivery::run(state.operator.clone(), destination, instance.clone()));
     }
+    tokio::spawn(crate::intent_worker::run(reconciliation.clone()));
+    tokio::spawn(crate::intent_worker::publish_stats(reconciliation.clone(), state.intent_queue.clone()));
     tokio::spawn(crate::directory_sync::run_schedules(reconciliation.clone()));
     tokio::spawn(crate::scheduler::run(
         reconciliation.reconciler.clone(),

@@ -14,6 +14,7 @@ mod config;
 mod convert;
 mod directory;
 mod individuals;
+mod intents;
 mod log;
 mod port;
 mod scim;

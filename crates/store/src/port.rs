@@ -7,8 +7,10 @@ use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use idbridge_core::catalog::CatalogEntry;
 use idbridge_core::changeset::{ChangeSetStatus, HeldChangeSet};
 use idbridge_core::config_plan::ConfigChange;
+use idbridge_core::individual::SourceLink;
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
-use idbridge_core::ports::{IndividualWrite, ScimRecordStore, Store};
+use idbridge_core::intent::{Intent, IntentStats, Owed};
+use idbridge_core::ports::{IndividualWrite, IntentQueue, ScimRecordStore, ScimWritten, Store};
 use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
@@ -232,7 +234,7 @@ impl Store for SqlStore {
 
 #[async_trait]
 impl ScimRecordStore for SqlStore {
-    async fn write_scim(&self, write: &ScimWrite) -> DomainResult<ScimRecord> {
+    async fn write_scim(&self, write: &ScimWrite) -> DomainResult<ScimWritten> {
         self.scim_write(write).await
     }
 
@@ -240,7 +242,13 @@ impl ScimRecordStore for SqlStore {
         self.scim_get(tenant, kind, id).await
     }
 
-    async fn delete_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid, audit: &AuditRecord) -> DomainResult<bool> {
+    async fn delete_scim(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        id: Uuid,
+        audit: &AuditRecord,
+    ) -> DomainResult<Option<Owed>> {
         self.scim_delete(tenant, kind, id, audit).await
     }
 
@@ -273,5 +281,41 @@ impl ScimRecordStore for SqlStore {
         members: &[Uuid],
     ) -> DomainResult<Vec<(Uuid, ScimMember)>> {
         self.scim_groups_of_many(tenant, members).await
+    }
+}
+
+#[async_trait]
+impl IntentQueue for SqlStore {
+    async fn add_intents(
+        &self,
+        tenant: TenantId,
+        people: &[SourceLink],
+        due: jiff::Timestamp,
+    ) -> DomainResult<Vec<i64>> {
+        self.intents_add(tenant, people, due).await
+    }
+
+    async fn claim_intents(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Intent>> {
+        self.intents_claim(now, limit).await
+    }
+
+    async fn clear_intents(&self, ids: &[i64]) -> DomainResult<()> {
+        self.intents_clear(ids).await
+    }
+
+    async fn retry_intents(&self, retry: &[(i64, jiff::Timestamp)], error: &str) -> DomainResult<()> {
+        self.intents_retry(retry, error).await
+    }
+
+    async fn release_intents(&self, now: jiff::Timestamp) -> DomainResult<u64> {
+        self.intents_release(now).await
+    }
+
+    async fn intent_stats(&self, now: jiff::Timestamp) -> DomainResult<IntentStats> {
+        self.intents_stats(now).await
+    }
+
+    async fn intents_of(&self, tenant: TenantId, people: &[SourceLink]) -> DomainResult<Vec<Intent>> {
+        SqlStore::intents_of(self, tenant, people).await
     }
 }

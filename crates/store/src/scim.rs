@@ -1,6 +1,8 @@
 //! SCIM source records and memberships.
 
 use idbridge_core::audit::AuditRecord;
+use idbridge_core::intent::Owed;
+use idbridge_core::ports::ScimWritten;
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
 use idbridge_core::tenant::TenantId;
 use idbridge_core::{DomainError, DomainResult};
@@ -10,6 +12,7 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
+use crate::intents;
 use crate::log::append_audit;
 
 const COLUMNS: &str = "seq, tenant_id, kind, id, external_id, name, data, version, created_at, updated_at";
@@ -108,12 +111,22 @@ async fn change_members(
 }
 
 impl SqlStore {
-    pub(crate) async fn scim_write(&self, write: &ScimWrite) -> DomainResult<ScimRecord> {
+    pub(crate) async fn scim_write(&self, write: &ScimWrite) -> DomainResult<ScimWritten> {
         let r = &write.record;
         let tenant = r.tenant_id.0.to_string();
         let id = r.id.to_string();
-        let now = micros(jiff::Timestamp::now());
+        let instant = jiff::Timestamp::now();
+        let now = micros(instant);
+        let mut owed = Owed::default();
         let mut tx = self.begin().await?;
+        // A renamed group, or one whose members are all replaced, may change the access
+        // of every member it had: their intents are taken before the members change.
+        let every_member = r.kind == ScimKind::Group
+            && write.expected_version.is_some()
+            && (write.body_changed || write.members.contains(&MemberChange::RemoveAll));
+        if every_member {
+            intents::scim_members_of(&mut tx, &tenant, &id, instant, &mut owed).await?;
+        }
         let inserted = match write.expected_version {
             None => {
                 let row = sqlx::query(&format!(
@@ -185,6 +198,27 @@ impl SqlStore {
         for change in &write.members {
             change_members(&mut tx, &tenant, &id, change).await?;
         }
+        match r.kind {
+            ScimKind::User => intents::scim_users(&mut tx, &tenant, &[r.id], instant, &mut owed).await?,
+            ScimKind::Group => {
+                let mut listed: Vec<Uuid> = write
+                    .members
+                    .iter()
+                    .flat_map(|c| match c {
+                        MemberChange::Add(ids) | MemberChange::Remove(ids) => ids.as_slice(),
+                        MemberChange::RemoveAll => &[],
+                    })
+                    .copied()
+                    .collect();
+                listed.sort_unstable();
+                listed.dedup();
+                if every_member {
+                    // The old members are owed already; the new ones are the listed adds.
+                    listed.retain(|u| !owed.users.contains(u));
+                }
+                intents::scim_users(&mut tx, &tenant, &listed, instant, &mut owed).await?;
+            }
+        }
         append_audit(&mut tx, &write.audit).await?;
         let stored = match inserted {
             Some(record) => record,
@@ -193,7 +227,7 @@ impl SqlStore {
                 .ok_or_else(|| DomainError::Storage("record vanished inside its own transaction".into()))?,
         };
         tx.commit().await.map_err(storage)?;
-        Ok(stored)
+        Ok(ScimWritten { record: stored, owed })
     }
 
     pub(crate) async fn scim_get(
@@ -212,10 +246,18 @@ impl SqlStore {
         kind: ScimKind,
         id: Uuid,
         audit: &AuditRecord,
-    ) -> DomainResult<bool> {
+    ) -> DomainResult<Option<Owed>> {
+        let uid = id;
         let tenant = tenant.0.to_string();
         let id = id.to_string();
+        let now = jiff::Timestamp::now();
+        let mut owed = Owed::default();
         let mut tx = self.begin().await?;
+        // Taken while the record and its memberships still exist.
+        match kind {
+            ScimKind::User => intents::scim_users(&mut tx, &tenant, &[uid], now, &mut owed).await?,
+            ScimKind::Group => intents::scim_members_of(&mut tx, &tenant, &id, now, &mut owed).await?,
+        }
         let gone = sqlx::query("DELETE FROM scim_resources WHERE tenant_id = $1 AND id = $2 AND kind = $3")
             .bind(&tenant)
             .bind(&id)
@@ -224,7 +266,8 @@ impl SqlStore {
             .await
             .map_err(storage)?;
         if gone.rows_affected() == 0 {
-            return Ok(false);
+            // Dropping the transaction rolls the intents back with it.
+            return Ok(None);
         }
         sqlx::query("DELETE FROM scim_members WHERE tenant_id = $1 AND (group_id = $2 OR member_id = $2)")
             .bind(&tenant)
@@ -234,7 +277,7 @@ impl SqlStore {
             .map_err(storage)?;
         append_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(storage)?;
-        Ok(true)
+        Ok(Some(owed))
     }
 
     pub(crate) async fn scim_list(

@@ -616,7 +616,7 @@ async fn approve_change_set(
     let report = state.reconciliation.reconciler.approve(&tenant, change_set_id(&id)?, &caller.ctx).await?;
     Ok(Json(json!({
         "applied": report.written.len(),
-        "skipped": report.skipped,
+        "skipped": report.skipped.len(),
         "failed": report.failed.iter().map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>(),
     }))
     .into_response())

@@ -43,6 +43,8 @@ pub struct AppState {
     pub config_path: Option<std::path::PathBuf>,
     /// The OpenID provider (access tokens for delegated administration, key rotation).
     pub sso: Option<idbridge_oidc::SsoState>,
+    /// The reconciliation intent queue as last measured (for `/readyz` detail).
+    pub intent_queue: crate::intent_worker::QueueView,
 }
 
 impl AppState {
@@ -101,7 +103,12 @@ async fn healthz() -> impl IntoResponse {
 /// Ready when the database answers within a second.
 async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(1), state.operator.store().ping()).await {
-        Ok(Ok(())) => Json(json!({ "status": "ready" })).into_response(),
+        // A backlog of owed reconciliations does not make the daemon unready (requests are
+        // served and the intents are durable); it is shown so that on-call can see it.
+        Ok(Ok(())) => match state.intent_queue.get() {
+            Some(queue) => Json(json!({ "status": "ready", "reconciliation": queue })).into_response(),
+            None => Json(json!({ "status": "ready" })).into_response(),
+        },
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": "database" })))
