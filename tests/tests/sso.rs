@@ -970,3 +970,74 @@ async fn signing_keys_are_sealed_with_the_key_encryption_key() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("key_encryption_key_file"));
 }
+
+/// A person made just in time follows rule changes like any other: their login's groups
+/// are kept as their source record, so `mapping diff` lists them, a re-map counts and
+/// changes them, they are logged out everywhere, and `explain` shows the login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_made_just_in_time_follows_rule_changes_and_is_logged_out() {
+    let idbridge_port = free_port();
+    let idbridge = format!("http://127.0.0.1:{idbridge_port}");
+    let idp = Idp::start(json!({
+        "keys": [generate_key("k1")],
+        "clients": [{
+            "client_id": "idbridge",
+            "client_secret": UPSTREAM_SECRET,
+            "redirect_uris": [format!("{idbridge}/login/callback")],
+        }],
+        "users": users(),
+    }));
+    let (logout_url, received) = logout_receiver().await;
+    let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
+    let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
+    let file = work.path().join("sso.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n[[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\nbackchannel_logout_uri = \"{logout_url}\"\nsecret_env = \"PORTAL_SECRET\"\n",
+            apply_file(&idp)
+        ),
+    )
+    .unwrap();
+    work.ok(&["apply", file.to_str().unwrap()]);
+    let daemon = work.serve_at(&format!("127.0.0.1:{idbridge_port}"), Some(idbridge.clone()));
+    let portal = Portal::new(&idbridge, &portal_redirect).await;
+    let agent = Agent::new();
+    let started = portal.start(&[("login_hint", "bob@acme.example")]);
+    let at_idp = agent.walk(&started.url, &portal_redirect).await;
+    let landing = agent.idp_login(&at_idp, "bob", &portal_redirect).await;
+    let (bob, tokens) = portal.finish(started, &landing).await.expect("bob signs in");
+    assert_eq!(bob["role"], "PBX admin");
+    let access = tokens.access_token().secret().clone();
+
+    let explained: Value =
+        serde_json::from_str(&work.ok(&["individual", "explain", "acme", "bob@acme.example", "--json"])).unwrap();
+    let login = explained["sources"].as_array().unwrap().iter().find(|s| s["source"] == "oidc").unwrap().clone();
+    assert_eq!(login["present"], true, "{explained}");
+    assert_eq!(login["groups"], json!(["pbx-admins"]), "{explained}");
+    assert_eq!(explained["decision_now"]["role"], "PBX admin", "{explained}");
+
+    // The rules without the one that makes bob a PBX admin.
+    let current = work.ok(&["mapping", "rules", "acme", "--json"]);
+    let mut rules: Vec<Value> = serde_json::from_str(&current).unwrap();
+    rules.retain(|r| r["name"] != "pbx admins");
+    let rules_file = work.path().join("rules.json");
+    std::fs::write(&rules_file, serde_json::to_string(&rules).unwrap()).unwrap();
+    let diff = work.ok(&["mapping", "diff", "acme", "--rules", rules_file.to_str().unwrap()]);
+    assert!(diff.contains("1 of 1 individuals would change") && diff.contains("bob@acme.example"), "{diff}");
+    let set = work.ok(&["mapping", "set-rules", "acme", rules_file.to_str().unwrap()]);
+    assert!(set.contains("re-mapped acme: 1 individual(s) changed"), "{set}");
+    let shown: Value =
+        serde_json::from_str(&work.ok(&["individual", "show", "acme", "bob@acme.example", "--json"])).unwrap();
+    assert_eq!(shown["status"], "suspended", "no rule grants bob access any more: {shown}");
+
+    // Logged out everywhere: the portal is told, the tokens stop working.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !received.lock().unwrap().iter().any(|t| payload(t)["sid"] == bob["sid"]) {
+        assert!(std::time::Instant::now() < deadline, "no back-channel logout for bob after the rule change");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = reqwest::Client::new().get(daemon.url("/oauth2/userinfo")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    drop(idp);
+}

@@ -33,6 +33,8 @@ pub struct Intent {
     pub created_at: Timestamp,
     /// Earlier attempts (including this claim).
     pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// The queue as `/metrics` and `/readyz` show it.

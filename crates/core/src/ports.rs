@@ -254,6 +254,32 @@ pub trait IntentQueue: Send + Sync + 'static {
     async fn intents_of(&self, tenant: TenantId, people: &[SourceLink]) -> DomainResult<Vec<Intent>>;
 }
 
+/// What each person's last sign-in said (a login is a source: `reconcile::SourcePerson`
+/// with the link issuer + subject), and when.
+#[async_trait]
+pub trait LoginRecordStore: Send + Sync + 'static {
+    /// Stores the person as this login describes them, with the durable intent to
+    /// re-decide them, in one transaction; returns the intent's id.
+    async fn put_login_record(
+        &self,
+        tenant: TenantId,
+        person: &crate::reconcile::SourcePerson,
+        at: jiff::Timestamp,
+    ) -> DomainResult<i64>;
+    async fn login_record(
+        &self,
+        tenant: TenantId,
+        link: &SourceLink,
+    ) -> DomainResult<Option<(crate::reconcile::SourcePerson, jiff::Timestamp)>>;
+    /// A page of a tenant's login records after a (connection, subject) position.
+    async fn login_records_after(
+        &self,
+        tenant: TenantId,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> DomainResult<Vec<(crate::reconcile::SourcePerson, jiff::Timestamp)>>;
+}
+
 /// What directory sources said at their last complete run, and the runs themselves.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync + 'static {

@@ -67,6 +67,14 @@ impl GroupsClaim {
     pub fn is_known(&self) -> bool {
         matches!(self, Self::List(_) | Self::Empty)
     }
+
+    /// The groups the token lists (none for every other state).
+    pub fn list(&self) -> &[String] {
+        match self {
+            Self::List(groups) => groups,
+            Self::Empty | Self::Absent | Self::Overage => &[],
+        }
+    }
 }
 
 /// What a verified login says about the person.

@@ -181,7 +181,7 @@ async fn admin(
             }
             remap_after(operator, store, settings, &report, &ctx).await?;
         }
-        Command::Mapping(command) => mapping(operator, records, command, settings).await?,
+        Command::Mapping(command) => mapping(operator, records, store, command, settings).await?,
         Command::Changes(command) => changes(operator, store, settings, command, &ctx).await?,
         Command::Sync(command) => sync(operator, store, settings, command).await?,
         Command::Individual(IndividualCommand::Explain { slug: raw, id_or_login, json }) => {
@@ -589,6 +589,7 @@ async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
 async fn mapping(
     operator: &Operator,
     records: &Arc<dyn idbridge_core::ports::ScimRecordStore>,
+    store: &SqlStore,
     command: MappingCommand,
     settings: &Settings,
 ) -> anyhow::Result<()> {
@@ -641,12 +642,7 @@ async fn mapping(
         MappingCommand::SetRules { .. } | MappingCommand::Remap { .. } => unreachable!("handled by admin"),
         MappingCommand::Diff { slug: raw, rules, json } => {
             let rules = crate::apply_file::read_rules(&rules)?;
-            let service = crate::mapping::MappingService {
-                operator: operator.clone(),
-                plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
-                records: records.clone(),
-            };
-            let report = service.diff(&slug(&raw)?, &rules).await?;
+            let report = reconciliation(operator, store, settings)?.diff(&slug(&raw)?, &rules).await?;
             if json {
                 print_json(&report)?;
             } else {
@@ -740,21 +736,38 @@ fn print_explanation(e: &crate::explain::Explanation) {
     }
     for s in &e.sources {
         out!(
-            "source:          {}:{}:{} present={} active={:?} groups={:?}",
+            "source:          {}:{}:{} present={} active={:?} groups={:?}{}",
             s.source.as_str(),
             s.connection,
             s.external_id,
             s.present,
             s.active,
-            s.groups
+            s.groups,
+            s.seen_at.map(|at| format!(" seen={at}")).unwrap_or_default()
         );
     }
-    if let Some(d) = &e.decision_now {
+    match &e.decision_now {
+        Some(d) => {
+            out!(
+                "mapping now:     {:?} role={} profile={}",
+                d.verdict,
+                d.role.as_deref().unwrap_or("-"),
+                d.access_profile.as_deref().unwrap_or("-")
+            );
+            for error in &d.errors {
+                out!("mapper error:    {error}");
+            }
+        }
+        None => out!("mapping now:     no source record to decide from"),
+    }
+    for p in &e.pending {
         out!(
-            "mapping now:     {:?} role={} profile={}",
-            d.verdict,
-            d.role.as_deref().unwrap_or("-"),
-            d.access_profile.as_deref().unwrap_or("-")
+            "pending:         re-decision owed by {}:{} since {} ({} attempt(s){})",
+            p.source.as_str(),
+            p.connection,
+            p.since,
+            p.attempts,
+            p.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
         );
     }
     out!("history:");

@@ -6,7 +6,7 @@ use idbridge_core::DomainResult;
 use idbridge_core::audit::AuditQuery;
 use idbridge_core::individual::{DateOrigin, Individual, IndividualStatus, SourceKind};
 use idbridge_core::mapping::{Decision, Reason};
-use idbridge_core::reconcile::mapping_input;
+use idbridge_core::reconcile::{SourcePerson, mapping_input};
 use idbridge_core::schedule::LocalInstant;
 use idbridge_core::source_record::ScimKind;
 use idbridge_core::tenant::{DeprovisionAction, Tenant, TenantSlug};
@@ -34,6 +34,8 @@ pub struct Explanation {
     /// What the mapping decides from the sources now; `None` when no source record is
     /// available to decide from.
     pub decision_now: Option<Decision>,
+    /// Re-decisions owed and not yet settled (durable intents), with their failures.
+    pub pending: Vec<PendingIntent>,
     /// The latest audit entries about this individual, newest last.
     pub history: Vec<String>,
 }
@@ -60,7 +62,19 @@ pub struct SourceExplanation {
     /// Whether the source still has this person.
     pub present: bool,
     pub active: Option<bool>,
+    /// The groups as the mapping sees them, nested ones with their path.
     pub groups: Vec<String>,
+    /// When the source last told idbridge about the person (a SCIM write, a sign-in).
+    pub seen_at: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingIntent {
+    pub source: SourceKind,
+    pub connection: String,
+    pub since: jiff::Timestamp,
+    pub attempts: i64,
+    pub last_error: Option<String>,
 }
 
 fn date(d: &Option<LocalInstant>, from: Option<DateOrigin>) -> Option<DateExplanation> {
@@ -151,32 +165,20 @@ pub async fn explain(rec: &SourceReconciliation, slug: &TenantSlug, id_or_login:
                 .collect(),
         });
     }
-    let mut sources = Vec::new();
-    let mut decision_now = None;
-    for link in &i.links {
-        let mut source = SourceExplanation {
-            source: link.source,
-            connection: link.connection.clone(),
-            external_id: link.external_id.clone(),
-            present: false,
-            active: None,
-            groups: Vec::new(),
-        };
-        if link.source == SourceKind::Scim
-            && let Ok(id) = link.external_id.parse()
-            && let Some(record) = rec.records.get_scim(tenant.id, ScimKind::User, id).await?
-        {
-            let groups = rec.records.list_scim_groups_of(tenant.id, id).await?;
-            let person = idbridge_scim::person::from_record(&record, &groups);
-            source.present = true;
-            source.active = Some(person.active);
-            source.groups = person.groups.iter().map(|g| g.display_name.clone()).collect();
-            let pipeline = rec.mapping.pipeline(&tenant).await?;
-            let input = mapping_input(&tenant, &person, Some(&i));
-            decision_now = tokio::task::spawn_blocking(move || pipeline.decide(&input)).await.ok();
-        }
-        sources.push(source);
-    }
+    let (sources, decision_now) = sources_and_decision(rec, &tenant, &i).await?;
+    let pending = rec
+        .intents
+        .intents_of(tenant.id, &i.links)
+        .await?
+        .into_iter()
+        .map(|intent| PendingIntent {
+            source: intent.person.source,
+            connection: intent.person.connection,
+            since: intent.created_at,
+            attempts: intent.attempts,
+            last_error: intent.last_error,
+        })
+        .collect();
     let history = operator
         .audit(Some(slug), AuditQuery { subject: Some(i.id.to_string()), limit: 1000, ..AuditQuery::default() })
         .await?
@@ -204,6 +206,85 @@ pub async fn explain(rec: &SourceReconciliation, slug: &TenantSlug, id_or_login:
         expiration: date(&i.expiration, i.provenance.expiration_from),
         sources,
         decision_now,
+        pending,
         history,
     })
+}
+
+/// Every source of the individual as it stands now, and what the mapping decides from
+/// the merged view of them (`SourceReconciliation::with_linked_sources`, as reconciliation
+/// decides): the highest-ranked source present stands first.
+async fn sources_and_decision(
+    rec: &SourceReconciliation,
+    tenant: &Tenant,
+    i: &Individual,
+) -> DomainResult<(Vec<SourceExplanation>, Option<Decision>)> {
+    let mut sources = Vec::new();
+    let mut primary: Option<SourcePerson> = None;
+    for link in &i.links {
+        let mut source = SourceExplanation {
+            source: link.source,
+            connection: link.connection.clone(),
+            external_id: link.external_id.clone(),
+            present: false,
+            active: None,
+            groups: Vec::new(),
+            seen_at: None,
+        };
+        let person = match link.source {
+            SourceKind::Scim => match link.external_id.parse() {
+                Ok(id) => match rec.records.get_scim(tenant.id, ScimKind::User, id).await? {
+                    Some(record) => {
+                        let groups = rec.records.list_scim_groups_of(tenant.id, id).await?;
+                        source.seen_at = Some(record.updated_at);
+                        Some(idbridge_scim::person::from_record(&record, &groups))
+                    }
+                    None => None,
+                },
+                Err(_) => None,
+            },
+            SourceKind::Ldap => rec.directory.directory_person(tenant.id, &link.connection, &link.external_id).await?,
+            SourceKind::Oidc => rec.logins.login_record(tenant.id, link).await?.map(|(person, at)| {
+                source.seen_at = Some(at);
+                person
+            }),
+            SourceKind::Manual => {
+                source.present = true;
+                None
+            }
+        };
+        if let Some(person) = person {
+            source.present = true;
+            source.active = Some(person.active);
+            source.groups = person.groups.iter().map(group_line).collect();
+            // Logins decide only people no provisioning source knows.
+            let decides = link.source != SourceKind::Oidc || crate::reconciliation::login_only(i);
+            if decides
+                && primary.as_ref().is_none_or(|p| {
+                    crate::reconciliation::rank(p.link.source) > crate::reconciliation::rank(link.source)
+                })
+            {
+                primary = Some(person);
+            }
+        }
+        sources.push(source);
+    }
+    let Some(primary) = primary else { return Ok((sources, None)) };
+    let merged = rec.with_linked_sources(tenant, vec![(primary, Some(i.clone()))]).await?;
+    let pipeline = rec.mapping.pipeline(tenant).await?;
+    let input = merged.first().map(|(person, _)| mapping_input(tenant, person, Some(i)));
+    let decision = match input {
+        Some(input) => tokio::task::spawn_blocking(move || pipeline.decide(&input)).await.ok(),
+        None => None,
+    };
+    Ok((sources, decision))
+}
+
+/// A group as the mapping sees it, with the nesting path it was reached by.
+fn group_line(group: &idbridge_core::mapping::ExternalGroup) -> String {
+    if group.via.is_empty() {
+        group.display_name.clone()
+    } else {
+        format!("{} (via {})", group.display_name, group.via.join(" > "))
+    }
 }

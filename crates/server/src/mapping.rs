@@ -112,35 +112,27 @@ impl MappingService {
     }
 }
 
-impl MappingService {
+impl crate::reconciliation::SourceReconciliation {
     /// What would change for every individual of the tenant if `rules` replaced the
-    /// stored rules. Nothing is written. Individuals are re-decided from their SCIM source
-    /// records; the comparison is between today's decision and tomorrow's.
+    /// stored rules. Nothing is written. Individuals are re-decided from everything their
+    /// sources say — the same people, merged the same way, as a re-map and the sweep
+    /// (`reconciliation::People`); the comparison is between today's decision and
+    /// tomorrow's.
     pub async fn diff(
         &self,
         slug: &TenantSlug,
         rules: &[idbridge_core::mapping::rules::Rule],
     ) -> DomainResult<DiffReport> {
-        let tenant = self.operator.tenant(slug).await?;
-        let current = self.pipeline(&tenant).await?;
-        let proposed = self.pipeline_with(&tenant, rules)?;
-        // Every SCIM user that is an individual, read a page at a time.
+        let tenant = self.mapping.operator.tenant(slug).await?;
+        let current = self.mapping.pipeline(&tenant).await?;
+        let proposed = self.mapping.pipeline_with(&tenant, rules)?;
         let mut people = Vec::new();
-        let mut after = None;
-        loop {
-            let (page, next) = crate::reconciliation::scim_page(self.records.as_ref(), &tenant, after).await?;
-            let done = next.is_none();
-            after = next;
-            let store = self.operator.store().as_ref();
-            for (person, individual) in
-                crate::reconciliation::scim_people(store, self.records.as_ref(), &tenant, page).await?
-            {
+        let mut pages = self.people(&tenant);
+        while let Some(page) = pages.next_page().await? {
+            for (person, individual) in page {
                 if let Some(individual) = individual {
                     people.push((individual.login, idbridge_core::reconcile::mapping_input(&tenant, &person, None)));
                 }
-            }
-            if done {
-                break;
             }
         }
         let individuals = people.len();

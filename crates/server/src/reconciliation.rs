@@ -13,7 +13,7 @@ use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, HeldDecision};
 use idbridge_core::individual::{Individual, SourceKind, SourceLink};
 use idbridge_core::mapping::Pipeline;
-use idbridge_core::ports::{IntentQueue, ScimChanges, ScimRecordStore, SourceChanges};
+use idbridge_core::ports::{IntentQueue, LoginRecordStore, ScimChanges, ScimRecordStore, SourceChanges};
 use idbridge_core::reconcile::{Known, Plan, Reconciler, SourcePerson, Submitted, mapping_input};
 use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord};
 use idbridge_core::tenant::Tenant;
@@ -43,6 +43,8 @@ pub struct SourceReconciliation {
     pub intents: Arc<dyn IntentQueue>,
     /// Wakes the intent worker when the fast path left intents behind.
     pub wake: Arc<tokio::sync::Notify>,
+    /// What each person's last sign-in said.
+    pub logins: Arc<dyn LoginRecordStore>,
 }
 
 /// What reconciling some people did, and who of them is not settled yet (their write was
@@ -81,6 +83,7 @@ impl SourceReconciliation {
             background: Arc::new(tokio::sync::Semaphore::new(1)),
             intents: Arc::new(store.clone()),
             wake: Arc::new(tokio::sync::Notify::new()),
+            logins: Arc::new(store.clone()),
         }
     }
 
@@ -143,9 +146,21 @@ impl SourceReconciliation {
                 SourceKind::Ldap => {
                     self.directory.directory_person(tenant.id, &link.connection, &link.external_id).await?
                 }
+                // A login decides only an individual the IdP alone vouches for (one made just
+                // in time); SCIM and directory people follow their provisioning sources, and
+                // nobody is created outside a login.
+                // A missing record (an individual made before logins were kept) is left
+                // as it is until the person signs in again — never taken as "gone".
+                SourceKind::Oidc => match &current {
+                    Some(i) if login_only(i) => match self.logins.login_record(tenant.id, link).await? {
+                        Some((person, _)) => Some(person),
+                        None => continue,
+                    },
+                    _ => continue,
+                },
                 // A hand-made individual has no source to re-read; SCIM people go through
                 // `reconcile`.
-                SourceKind::Scim | SourceKind::Oidc | SourceKind::Manual => continue,
+                SourceKind::Scim | SourceKind::Manual => continue,
             };
             match person {
                 Some(person) => people.push((person, current)),
@@ -164,67 +179,31 @@ impl SourceReconciliation {
         Ok(Reconciled::of(&set, submitted))
     }
 
-    /// Re-decides every SCIM user of the tenant (after a rule or policy change) as one
-    /// change set.
+    /// Re-decides every person of the tenant, from every source kind (after a rule or
+    /// policy change, on an operator's request, and as the convergence sweep), as one
+    /// change set: only the differences from the stored individuals are written.
     pub async fn remap(&self, tenant: &Tenant, origin: &str, ctx: &AuditContext) -> DomainResult<Submitted> {
         let pipeline = self.mapping.pipeline(tenant).await?;
         let known = Arc::new(self.reconciler.known().await?);
         let mut set = ChangeSet::new(origin);
-        let mut after = None;
+        let mut people = self.people(tenant);
         // While one page is decided and planned on a blocking thread, the next is read.
         let mut planning: Option<tokio::task::JoinHandle<ChangeSet>> = None;
-        loop {
-            let (page, next) = scim_page(self.records.as_ref(), tenant, after).await?;
-            let done = next.is_none();
-            after = next;
-            let people = self.fetch(tenant, page).await?;
+        while let Some(page) = people.next_page().await? {
             if let Some(previous) = planning.take() {
                 merge(&mut set, previous.await.map_err(task_failed)?);
             }
-            planning = Some(self.plan_people(tenant, &pipeline, known.clone(), people));
-            if done {
-                break;
-            }
+            planning = Some(self.plan_people(tenant, &pipeline, known.clone(), page));
         }
         if let Some(last) = planning {
             merge(&mut set, last.await.map_err(task_failed)?);
         }
-        // People from directory sources, as their last complete run saw them.
-        for source in &tenant.policy.ldap {
-            let mut after: Option<String> = None;
-            loop {
-                let chunk =
-                    self.directory.directory_persons_after(tenant.id, &source.name, after.as_deref(), PAGE).await?;
-                if chunk.is_empty() {
-                    break;
-                }
-                after = chunk.last().map(|p| p.link.external_id.clone());
-                let ids: Vec<String> = chunk.iter().map(|p| p.link.external_id.clone()).collect();
-                let mut existing: HashMap<String, Individual> = HashMap::new();
-                for individual in self
-                    .reconciler
-                    .store()
-                    .find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &ids)
-                    .await?
-                {
-                    for link in
-                        individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
-                    {
-                        existing.insert(link.external_id.clone(), individual.clone());
-                    }
-                }
-                let people = chunk
-                    .iter()
-                    .map(|p| {
-                        let current = existing.remove(&p.link.external_id);
-                        (p.clone(), current)
-                    })
-                    .collect();
-                let people = self.with_linked_sources(tenant, people).await?;
-                merge(&mut set, self.plan_people(tenant, &pipeline, known.clone(), people).await.map_err(task_failed)?);
-            }
-        }
         self.reconciler.submit(tenant, set, ctx).await
+    }
+
+    /// Every person of the tenant with what all their sources say (`People`).
+    pub fn people(&self, tenant: &Tenant) -> People<'_> {
+        People { rec: self, tenant: tenant.clone(), phase: Phase::Scim(None) }
     }
 
     /// Plans a page of SCIM users (reads, then decisions and plans off the runtime).
@@ -395,8 +374,133 @@ impl SourceChanges for SourceReconciliation {
     }
 }
 
+/// The one enumeration of a tenant's people that re-maps, `mapping diff` and the
+/// convergence sweep share, a page at a time: every SCIM user; then each directory
+/// source's people as its last complete run saw them, unless a SCIM user already stands
+/// for the same individual; then the people only sign-ins vouch for, from their last
+/// login. Each comes merged with everything their individual's other sources say.
+pub struct People<'a> {
+    rec: &'a SourceReconciliation,
+    tenant: Tenant,
+    phase: Phase,
+}
+
+enum Phase {
+    Scim(Option<i64>),
+    Ldap(usize, Option<String>),
+    Login(Option<(String, String)>),
+    Done,
+}
+
+impl People<'_> {
+    /// The next page, `None` after the last.
+    pub async fn next_page(&mut self) -> DomainResult<Option<Vec<(SourcePerson, Option<Individual>)>>> {
+        let (rec, tenant) = (self.rec, &self.tenant);
+        let store = rec.reconciler.store();
+        loop {
+            match &self.phase {
+                Phase::Scim(after) => {
+                    let (page, next) = scim_page(rec.records.as_ref(), tenant, *after).await?;
+                    self.phase = match next {
+                        Some(next) => Phase::Scim(Some(next)),
+                        None => Phase::Ldap(0, None),
+                    };
+                    if !page.is_empty() {
+                        return rec.fetch(tenant, page).await.map(Some);
+                    }
+                }
+                Phase::Ldap(index, after) => {
+                    let Some(source) = tenant.policy.ldap.get(*index) else {
+                        self.phase = Phase::Login(None);
+                        continue;
+                    };
+                    let chunk =
+                        rec.directory.directory_persons_after(tenant.id, &source.name, after.as_deref(), PAGE).await?;
+                    self.phase = match chunk.last() {
+                        Some(last) => Phase::Ldap(*index, Some(last.link.external_id.clone())),
+                        None => Phase::Ldap(index + 1, None),
+                    };
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    let ids: Vec<String> = chunk.iter().map(|p| p.link.external_id.clone()).collect();
+                    let mut existing: HashMap<String, Individual> = HashMap::new();
+                    for individual in
+                        store.find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &ids).await?
+                    {
+                        for link in individual
+                            .links
+                            .iter()
+                            .filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
+                        {
+                            existing.insert(link.external_id.clone(), individual.clone());
+                        }
+                    }
+                    let people: Vec<_> = chunk
+                        .into_iter()
+                        .filter_map(|p| {
+                            let current = existing.remove(&p.link.external_id);
+                            // Decided with the SCIM user that stands for the same individual.
+                            let by_scim =
+                                current.as_ref().is_some_and(|i| i.links.iter().any(|l| l.source == SourceKind::Scim));
+                            (!by_scim).then_some((p, current))
+                        })
+                        .collect();
+                    return rec.with_linked_sources(tenant, people).await.map(Some);
+                }
+                Phase::Login(after) => {
+                    let records = rec.logins.login_records_after(tenant.id, after.as_ref(), PAGE).await?;
+                    self.phase = match records.last() {
+                        Some((last, _)) => {
+                            Phase::Login(Some((last.link.connection.clone(), last.link.external_id.clone())))
+                        }
+                        None => Phase::Done,
+                    };
+                    if records.is_empty() {
+                        continue;
+                    }
+                    let mut by_connection: HashMap<String, Vec<String>> = HashMap::new();
+                    for (person, _) in &records {
+                        by_connection
+                            .entry(person.link.connection.clone())
+                            .or_default()
+                            .push(person.link.external_id.clone());
+                    }
+                    let mut existing: HashMap<SourceLink, Individual> = HashMap::new();
+                    for (connection, subjects) in by_connection {
+                        for individual in
+                            store.find_individuals_by_links(tenant.id, SourceKind::Oidc, &connection, &subjects).await?
+                        {
+                            for link in individual.links.iter().filter(|l| l.connection == connection) {
+                                existing.insert(link.clone(), individual.clone());
+                            }
+                        }
+                    }
+                    // Only individuals made just in time follow their logins; nobody is
+                    // created outside a login.
+                    let people: Vec<_> = records
+                        .into_iter()
+                        .filter_map(|(person, _)| {
+                            let current = existing.remove(&person.link).filter(login_only)?;
+                            Some((person, Some(current)))
+                        })
+                        .collect();
+                    return Ok(Some(people));
+                }
+                Phase::Done => return Ok(None),
+            }
+        }
+    }
+}
+
+/// An individual only sign-ins vouch for (provisioned just in time): the last login's
+/// claims and groups decide it.
+pub fn login_only(individual: &Individual) -> bool {
+    individual.links.iter().all(|l| l.source == SourceKind::Oidc)
+}
+
 /// Precedence of sources for who a person is: the IdP that provisions over SCIM first.
-fn rank(source: SourceKind) -> u8 {
+pub fn rank(source: SourceKind) -> u8 {
     match source {
         SourceKind::Scim => 0,
         SourceKind::Ldap => 1,

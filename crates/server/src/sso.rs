@@ -16,7 +16,7 @@ use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::source_record::{ScimKind, ScimQuery};
 use idbridge_core::sso::IdpConnection;
 use idbridge_core::tenant::Tenant;
-use idbridge_oidc::upstream::{Claimed, GroupsClaim, claim_at};
+use idbridge_oidc::upstream::{Claimed, claim_at};
 use idbridge_oidc::{Accounts, Refusal};
 use serde_json::Value;
 
@@ -134,18 +134,54 @@ impl SsoAccounts {
 
 #[async_trait]
 impl Accounts for SsoAccounts {
+    /// Who a verified login is. The login's claims are kept first, as the person's source
+    /// record for this IdP connection, with the durable intent to re-decide them (in one
+    /// transaction): re-maps and the sweep then follow the person as the login described
+    /// them. The intent is settled here once the login is decided.
     async fn resolve(
         &self,
         tenant: &Tenant,
         connection: &IdpConnection,
         claimed: &Claimed,
     ) -> Result<Individual, Refusal> {
-        let store = self.reconciliation.reconciler.store().clone();
+        let r = &self.reconciliation;
         let link = SourceLink {
             source: SourceKind::Oidc,
             connection: claimed.issuer.clone(),
             external_id: claimed.subject.clone(),
         };
+        let previous = r.logins.login_record(tenant.id, &link).await.map_err(unavailable)?;
+        let groups_known = claimed.groups.is_known();
+        let mut person = Self::person(claimed, link.clone(), claimed.groups.list());
+        if !groups_known && let Some((before, _)) = &previous {
+            // Absent or overage groups are "unknown", never "none": the person keeps the
+            // groups their last login brought.
+            person.groups.clone_from(&before.groups);
+        }
+        let intent =
+            r.logins.put_login_record(tenant.id, &person, jiff::Timestamp::now()).await.map_err(unavailable)?;
+        let groups_known = groups_known || previous.is_some();
+        let resolved = self.resolve_person(tenant, connection, claimed, person, groups_known).await;
+        if !matches!(resolved, Err(Refusal::Unavailable(_)))
+            && let Err(e) = r.intents.clear_intents(&[intent]).await
+        {
+            tracing::debug!(error = %e, "login intent not cleared; the worker settles it");
+        }
+        resolved
+    }
+}
+
+impl SsoAccounts {
+    async fn resolve_person(
+        &self,
+        tenant: &Tenant,
+        connection: &IdpConnection,
+        claimed: &Claimed,
+        person: SourcePerson,
+        groups_known: bool,
+    ) -> Result<Individual, Refusal> {
+        let store = self.reconciliation.reconciler.store().clone();
+        let link = person.link.clone();
         let no_account = || {
             Refusal::NotAllowed(format!(
                 "There is no portal account for you at {}. Ask your administrator to give you access.",
@@ -157,19 +193,10 @@ impl Accounts for SsoAccounts {
             .await
             .map_err(unavailable)?;
         if let Some(individual) = linked {
-            // Only an individual the IdP alone vouches for is re-decided from the token,
-            // and only when the token says which groups the person is in: absent or
-            // overage groups are "unknown", never "none".
-            let from_login_only = individual.links.iter().all(|l| l.source == SourceKind::Oidc);
-            if tenant.policy.jit_provisioning
-                && from_login_only
-                && let GroupsClaim::List(_) | GroupsClaim::Empty = claimed.groups
-            {
-                let groups = match &claimed.groups {
-                    GroupsClaim::List(g) => g.clone(),
-                    _ => Vec::new(),
-                };
-                self.provision(tenant, Self::person(claimed, link.clone(), &groups), Some(individual.clone())).await?;
+            // Only an individual the IdP alone vouches for is re-decided from the login,
+            // and only when its groups are known (this login's, or the last one's).
+            if tenant.policy.jit_provisioning && crate::reconciliation::login_only(&individual) && groups_known {
+                self.provision(tenant, person, Some(individual.clone())).await?;
                 return store
                     .get_individual(tenant.id, individual.id)
                     .await
@@ -187,18 +214,14 @@ impl Accounts for SsoAccounts {
         if !tenant.policy.jit_provisioning {
             return Err(no_account());
         }
-        let groups = match &claimed.groups {
-            GroupsClaim::List(g) => g.clone(),
-            GroupsClaim::Empty => Vec::new(),
-            GroupsClaim::Absent | GroupsClaim::Overage => {
-                return Err(Refusal::NotAllowed(
-                    "Your identity provider did not send your groups, and no directory has told idbridge about you, \
-                     so your access cannot be decided. Ask your administrator."
-                        .into(),
-                ));
-            }
-        };
-        self.provision(tenant, Self::person(claimed, link.clone(), &groups), None).await?;
+        if !groups_known {
+            return Err(Refusal::NotAllowed(
+                "Your identity provider did not send your groups, and no directory has told idbridge about you, \
+                 so your access cannot be decided. Ask your administrator."
+                    .into(),
+            ));
+        }
+        self.provision(tenant, person, None).await?;
         store
             .find_individual_by_link(tenant.id, SourceKind::Oidc, &link.connection, &link.external_id)
             .await

@@ -85,12 +85,12 @@ async fn preview_and_diff_on_a_tenant_with_10000_individuals() {
     // rule, nobody keeps a role (a dry run: nothing is written).
     let mut rules = store_rules(&store, &tenant).await;
     rules.retain(|r| r.name != "queue supervisors");
-    let diff = mapping.diff(&slug, &rules).await.unwrap();
+    let diff = reconciliation.diff(&slug, &rules).await.unwrap();
     assert_eq!((diff.individuals, diff.changes.len()), (PEOPLE, PEOPLE));
     let first = diff.changes.iter().find(|c| c.login == "user00150@acme.example").unwrap();
     assert_eq!(first.before.scopes.queues.iter().collect::<Vec<_>>(), ["1"]);
     assert!(first.after.scopes.queues.is_empty() && first.after.access);
-    let untouched = mapping.diff(&slug, &store_rules(&store, &tenant).await).await.unwrap();
+    let untouched = reconciliation.diff(&slug, &store_rules(&store, &tenant).await).await.unwrap();
     assert_eq!((untouched.individuals, untouched.changes.len()), (PEOPLE, 0));
     let shown = operator.individual(&slug, "user00150@acme.example").await.unwrap();
     assert_eq!(shown.scopes.queues.iter().collect::<Vec<_>>(), ["1"], "diff wrote nothing");

@@ -91,10 +91,11 @@ fn intent_from_row(row: &sqlx::any::AnyRow) -> DomainResult<Intent> {
         },
         created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
         attempts: row.try_get("attempts").map_err(storage)?,
+        last_error: row.try_get("last_error").map_err(storage)?,
     })
 }
 
-const COLUMNS: &str = "id, tenant_id, source, connection, external_id, created_at, attempts";
+const COLUMNS: &str = "id, tenant_id, source, connection, external_id, created_at, attempts, last_error";
 
 impl SqlStore {
     pub(crate) async fn intents_add(

@@ -16,6 +16,7 @@ mod directory;
 mod individuals;
 mod intents;
 mod log;
+mod logins;
 mod port;
 mod scim;
 mod sso;

@@ -514,7 +514,7 @@ async fn mapping_diff(
     Path(raw): Path<String>,
     AdminJson(rules): AdminJson<Vec<idbridge_core::mapping::rules::Rule>>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.mapping.diff(&slug(&raw)?, &rules).await?).into_response())
+    Ok(Json(state.reconciliation.diff(&slug(&raw)?, &rules).await?).into_response())
 }
 
 /// Re-decides every individual of the tenant from its sources now.
