@@ -51,6 +51,11 @@ fn apply_with_source(work: &Workdir, slapd: &Slapd, bind_dn: &str, password: &st
 }
 
 fn apply_with(work: &Workdir, slapd: &Slapd, bind_dn: &str, password: &str, policy: &str) {
+    apply_source(work, slapd, bind_dn, password, policy, "");
+}
+
+/// acme with this directory as its source, extra policy lines and extra source settings.
+fn apply_source(work: &Workdir, slapd: &Slapd, bind_dn: &str, password: &str, policy: &str, source: &str) {
     let secret = work.path().join("ldap.secret");
     std::fs::write(&secret, format!("{password}\n")).unwrap();
     let example = std::fs::read_to_string(workspace_root().join("config/examples/acme.toml"))
@@ -59,7 +64,7 @@ fn apply_with(work: &Workdir, slapd: &Slapd, bind_dn: &str, password: &str, poli
     let doc = format!(
         "{example}\n[[tenants.ldap]]\nname = \"corp\"\nurls = [\"{}\"]\nbind_dn = \"{bind_dn}\"\n\
          bind_password_file = \"{}\"\nuser_base = \"ou=people,{SUFFIX}\"\ngroup_base = \"ou=groups,{SUFFIX}\"\n\
-         page_size = 2\nschedule_seconds = 0\nattributes = {{ disabled = \"employeeType\", disabled_values = [\"disabled\"], expiry = \"shadowExpire\" }}\n",
+         page_size = 2\nschedule_seconds = 0\nattributes = {{ disabled = \"employeeType\", disabled_values = [\"disabled\"], expiry = \"shadowExpire\" }}\n{source}",
         slapd.url(),
         secret.display()
     );
@@ -360,4 +365,68 @@ async fn a_directory_person_signs_in_as_the_synced_individual() {
     assert!(
         linked["links"].as_array().unwrap().iter().any(|l| l["source"] == "oidc" && l["external_id"] == "idp-alice")
     );
+}
+
+/// What an operator approves never contradicts what the directory says now: a held run is
+/// read again at approval, a later complete run supersedes it, and a full run repairs an
+/// individual that drifted from its unchanged directory entry.
+#[test]
+fn held_change_sets_are_never_applied_stale_and_full_runs_repair_drift() {
+    let slapd = Slapd::start();
+    slapd.ldif(&base_ldif());
+    let work = Workdir::new();
+    let policy = "mass_deprovision_min = 1\n";
+    apply_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD, policy, "");
+    assert!(work.ok(&["sync", "ldap", "acme", "--full"]).contains("succeeded (full)"));
+    let active =
+        || ["alice", "bob", "frank"].iter().filter(|l| status_of(&work, l).unwrap()["status"] == "active").count();
+    assert_eq!(active(), 3);
+    let pending = || -> Vec<Value> {
+        work.ok(&["changes", "list", "--status", "pending", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    // A filter that briefly matches nobody: the guard holds the run.
+    let broken = "user_filter = \"(uid=nobody)\"\n";
+    apply_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD, policy, broken);
+    let run = work.ok(&["sync", "ldap", "acme", "--full"]);
+    assert!(run.contains("held (full)"), "{run}");
+    let held = pending();
+    assert_eq!(held.len(), 1, "{held:?}");
+    // Fixed before anyone approved: approval reads the directory again and applies what
+    // it says now, which takes nobody's access.
+    apply_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD, policy, "");
+    let approved = work.ok(&["changes", "approve", held[0]["id"].as_str().unwrap()]);
+    assert!(approved.contains("0 applied"), "{approved}");
+    assert_eq!(active(), 3, "the stale held set took nobody's access");
+
+    // Held again, then a complete run with the fixed filter supersedes it: it cannot be
+    // approved afterwards.
+    apply_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD, policy, broken);
+    assert!(work.ok(&["sync", "ldap", "acme", "--full"]).contains("held (full)"));
+    let held = pending();
+    assert_eq!(held.len(), 1);
+    apply_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD, policy, "");
+    let run = work.ok(&["sync", "ldap", "acme", "--full"]);
+    assert!(run.contains("succeeded (full)") && run.contains("0 changed, 0 gone"), "{run}");
+    assert!(pending().is_empty(), "superseded by the complete run");
+    let refused = work.fails(&["changes", "approve", held[0]["id"].as_str().unwrap()]);
+    assert!(refused.contains("superseded"), "{refused}");
+    assert_eq!(active(), 3);
+
+    // Drift: alice's individual is changed behind idbridge's back (her entry is not). The
+    // next full run compares and repairs it though no directory fact changed.
+    let db = work.path().join("idbridge.db");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE individuals SET status='suspended', version=version+1 WHERE login='alice'\"); c.commit()"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status_of(&work, "alice").unwrap()["status"], "suspended");
+    let run = work.ok(&["sync", "ldap", "acme", "--full"]);
+    assert!(run.contains("0 changed, 0 gone, 1 repaired"), "{run}");
+    assert_eq!(status_of(&work, "alice").unwrap()["status"], "active");
 }

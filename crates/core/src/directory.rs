@@ -378,6 +378,9 @@ pub struct RunSummary {
     pub changed: u64,
     /// People gone from the directory.
     pub removed: u64,
+    /// People whose facts did not change but whose individual did not hold what they
+    /// should (repaired by a full run's comparison).
+    pub drift: u64,
     pub creates: u64,
     pub updates: u64,
     /// Writes that take access (suspend, expire).

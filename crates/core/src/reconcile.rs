@@ -123,6 +123,26 @@ pub enum Outcome {
     AwaitingApproval(Uuid),
 }
 
+/// How a superseded change set's result begins.
+const SUPERSEDED: &str = "superseded by";
+
+/// Plans what the people of a held change set need now, from the current sources (the
+/// daemon implements it: it can read every source).
+#[async_trait::async_trait]
+pub trait Replan: Send + Sync {
+    async fn replan(&self, tenant: &Tenant, set: &HeldChangeSet) -> DomainResult<Vec<PlannedWrite>>;
+}
+
+/// Writes planned from the current sources a moment ago (a directory read just now).
+pub struct Planned(pub Vec<PlannedWrite>);
+
+#[async_trait::async_trait]
+impl Replan for Planned {
+    async fn replan(&self, _: &Tenant, _: &HeldChangeSet) -> DomainResult<Vec<PlannedWrite>> {
+        Ok(self.0.clone())
+    }
+}
+
 /// What submitting a change set did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
@@ -377,23 +397,70 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Approves a held change set: applies each planned write whose individual has not
-    /// changed since (the others are skipped and counted).
-    pub async fn approve(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<CommitReport> {
+    /// Approves a held change set. Its own writes were planned when it was held, and the
+    /// sources may have changed while it waited, so they are never applied as they are:
+    /// `replan` says what its people need *now*, and that is applied (without the guard:
+    /// the operator approved taking access from them). Deciding first makes a second
+    /// approval fail instead of applying twice.
+    pub async fn approve(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        replan: &dyn Replan,
+        ctx: &AuditContext,
+    ) -> DomainResult<CommitReport> {
         let set = self.pending(tenant, id).await?;
         let decided_by = format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id);
         let audit = ctx.record(Some(tenant.id), "change_set", id.to_string(), "change_set.approved", None, None);
-        // Deciding first makes a second approval fail instead of applying twice.
+        let writes = replan.replan(tenant, &set).await?;
         self.store.decide_change_set(tenant.id, id, ChangeSetStatus::Approved, &decided_by, self.now(), &audit).await?;
-        let report = self.commit(tenant, set.writes, ctx).await?;
+        let still = writes.len();
+        let report = self.commit(tenant, writes, ctx).await?;
         let result = format!(
-            "{} applied, {} skipped (changed since), {} failed",
+            "re-planned against the sources now: {} of {} held write(s) still wanted; {} applied, {} skipped \
+             (changed since), {} failed",
+            still,
+            set.writes.len(),
             report.written.len(),
             report.skipped.len(),
             report.failed.len()
         );
         self.store.record_change_set_result(tenant.id, id, &result).await?;
         Ok(report)
+    }
+
+    /// Marks pending change sets superseded: a later complete run of the same source
+    /// applied what the source says now, so what they held is stale.
+    pub async fn supersede(&self, tenant: &Tenant, origin: &str, by: &str, ctx: &AuditContext) -> DomainResult<u64> {
+        let mut n = 0;
+        for set in self.store.list_change_sets(Some(tenant.id), Some(ChangeSetStatus::Pending)).await? {
+            if set.origin != origin {
+                continue;
+            }
+            let audit = ctx.record(
+                Some(tenant.id),
+                "change_set",
+                set.id.to_string(),
+                "change_set.superseded",
+                None,
+                Some(json!({ "by": by })),
+            );
+            let decided_by = format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id);
+            match self
+                .store
+                .decide_change_set(tenant.id, set.id, ChangeSetStatus::Rejected, &decided_by, self.now(), &audit)
+                .await
+            {
+                Ok(()) => {
+                    self.store.record_change_set_result(tenant.id, set.id, &format!("{SUPERSEDED} {by}")).await?;
+                    n += 1;
+                }
+                // An operator decided it meanwhile.
+                Err(DomainError::Rejected(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
     }
 
     /// Rejects a held change set: nothing in it is applied.
@@ -408,6 +475,11 @@ impl Reconciler {
     async fn pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<HeldChangeSet> {
         let set =
             self.store.get_change_set(tenant.id, id).await?.ok_or_else(|| DomainError::not_found("change set", id))?;
+        if let Some(result) = set.result.as_deref().filter(|r| r.starts_with(SUPERSEDED)) {
+            return Err(DomainError::Rejected(format!(
+                "change set {id} is superseded ({result}); nothing in it can be approved"
+            )));
+        }
         if set.status != ChangeSetStatus::Pending {
             return Err(DomainError::Rejected(format!("change set {id} is already {}", set.status.as_str())));
         }

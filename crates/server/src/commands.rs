@@ -863,7 +863,7 @@ async fn changes(
         ChangesCommand::Approve { id } => {
             let set = find_change_set(operator, &id).await?;
             let tenant = &tenants[&set.tenant_id];
-            let report = reconciliation(operator, store, settings)?.reconciler.approve(tenant, set.id, ctx).await?;
+            let report = reconciliation(operator, store, settings)?.approve(tenant, set.id, ctx).await?;
             out!(
                 "approved {}: {} applied, {} skipped (changed since), {} failed",
                 set.id,
@@ -915,7 +915,7 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
                 let r = &outcome.run;
                 let s = &r.summary;
                 out!(
-                    "{} {}: {} ({}) — {} users, {} groups read; {} changed, {} gone; {} creates, {} updates, {} take access; {} written ({:.1} s)",
+                    "{} {}: {} ({}) — {} users, {} groups read; {} changed, {} gone, {} repaired; {} creates, {} updates, {} take access; {} written ({:.1} s)",
                     raw,
                     r.source,
                     r.status.as_str(),
@@ -924,6 +924,7 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
                     s.groups,
                     s.changed,
                     s.removed,
+                    s.drift,
                     s.creates,
                     s.updates,
                     s.takes_access,

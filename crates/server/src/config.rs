@@ -131,6 +131,7 @@ impl SsoSettings {
 #[serde(deny_unknown_fields)]
 pub struct LifecycleSettings {
     pub tick_seconds: u64,
+    pub sweep_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

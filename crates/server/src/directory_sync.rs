@@ -11,7 +11,7 @@ use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, ChangeSetStatus};
 use idbridge_core::directory::{LdapSource, RunStatus, RunSummary, SyncRun};
 use idbridge_core::individual::{Individual, SourceKind};
-use idbridge_core::reconcile::{Plan, SourcePerson, Submitted};
+use idbridge_core::reconcile::{CommitReport, Plan, Planned, SourcePerson, Submitted};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
 use sha2::{Digest, Sha256};
@@ -33,7 +33,13 @@ pub struct PlanLine {
 pub struct SyncOutcome {
     pub run: SyncRun,
     pub plan: Vec<PlanLine>,
+    /// When the run approved a held change set: what it applied.
+    #[serde(skip)]
+    pub approved: Option<CommitReport>,
 }
+
+/// What a run decided: its status, its plan, and what an approving run applied.
+type Ran = (RunStatus, Vec<PlanLine>, Option<CommitReport>);
 
 /// The bind password from the source's file or environment variable. Errors name the
 /// setting, never the value.
@@ -76,7 +82,42 @@ fn hash(person: &SourcePerson) -> (String, String) {
     (hex::encode(Sha256::digest(json.as_bytes())), json)
 }
 
+/// What a run does with what it planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunMode {
+    Apply,
+    DryRun,
+    /// Approving this held change set of the source: what the directory says now is
+    /// applied in its place, without the guard.
+    Approve(Uuid),
+}
+
+/// The origin of a run's change set (and of a held one), which names its source.
+pub fn run_origin(source: &str) -> String {
+    format!("{RUN_ORIGIN}{source}")
+}
+
+/// The directory source a change set's origin names, if it is a directory run's.
+pub fn source_of_origin(origin: &str) -> Option<&str> {
+    origin.strip_prefix(RUN_ORIGIN)
+}
+
+const RUN_ORIGIN: &str = "LDAP run of ";
+
 impl SourceReconciliation {
+    /// Approves a held change set of a directory run: the directory is read again, in
+    /// full, and what it says now is applied in place of what was held (which may be
+    /// stale: the directory may have been fixed meanwhile).
+    pub async fn approve_directory_run(
+        &self,
+        tenant: &Tenant,
+        source: &LdapSource,
+        id: Uuid,
+        ctx: &AuditContext,
+    ) -> DomainResult<SyncOutcome> {
+        self.sync_leased(tenant, source, RunMode::Approve(id), true, ctx).await
+    }
+
     /// One run of one source. Returns the run as recorded (also when it failed).
     /// `full` forces a full run; otherwise the run is incremental when a full run
     /// succeeded within `full_run_seconds` and the last successful run left a change mark.
@@ -85,6 +126,18 @@ impl SourceReconciliation {
         tenant: &Tenant,
         source: &LdapSource,
         dry_run: bool,
+        full: bool,
+        ctx: &AuditContext,
+    ) -> DomainResult<SyncOutcome> {
+        let mode = if dry_run { RunMode::DryRun } else { RunMode::Apply };
+        self.sync_leased(tenant, source, mode, full, ctx).await
+    }
+
+    async fn sync_leased(
+        &self,
+        tenant: &Tenant,
+        source: &LdapSource,
+        mode: RunMode,
         full: bool,
         ctx: &AuditContext,
     ) -> DomainResult<SyncOutcome> {
@@ -101,7 +154,7 @@ impl SourceReconciliation {
                 source.name, tenant.slug
             )));
         }
-        let outcome = self.sync_held(tenant, source, dry_run, full, ctx, started_at, clock).await;
+        let outcome = self.sync_held(tenant, source, mode, full, ctx, started_at, clock).await;
         // Released by letting it expire now.
         let now = jiff::Timestamp::now();
         store.try_lease(&lease, &holder, now, now).await?;
@@ -113,7 +166,7 @@ impl SourceReconciliation {
         &self,
         tenant: &Tenant,
         source: &LdapSource,
-        dry_run: bool,
+        mode: RunMode,
         full: bool,
         ctx: &AuditContext,
         started_at: jiff::Timestamp,
@@ -122,10 +175,10 @@ impl SourceReconciliation {
         let mut summary = RunSummary::default();
         let mark = if full { None } else { self.incremental_mark(tenant, source).await? };
         summary.mode = if mark.is_some() { "incremental" } else { "full" }.to_owned();
-        let result = self.sync_inner(tenant, source, dry_run, mark, ctx, &mut summary).await;
-        let (status, error, plan) = match result {
-            Ok((status, plan)) => (status, None, plan),
-            Err(e) => (RunStatus::Failed, Some(e.to_string()), Vec::new()),
+        let result = self.sync_inner(tenant, source, mode, mark, ctx, &mut summary).await;
+        let (status, error, plan, approved) = match result {
+            Ok((status, plan, approved)) => (status, None, plan, approved),
+            Err(e) => (RunStatus::Failed, Some(e.to_string()), Vec::new(), None),
         };
         let run = SyncRun {
             id: Uuid::new_v4(),
@@ -155,7 +208,7 @@ impl SourceReconciliation {
                 seconds = clock.elapsed().as_secs_f64(), "LDAP sync finished"
             ),
         }
-        Ok(SyncOutcome { run, plan })
+        Ok(SyncOutcome { run, plan, approved })
     }
 
     /// Where an incremental run would start, if one may run now, and the URL of the server
@@ -184,11 +237,11 @@ impl SourceReconciliation {
         &self,
         tenant: &Tenant,
         source: &LdapSource,
-        dry_run: bool,
+        mode: RunMode,
         mark: Option<(String, String)>,
         ctx: &AuditContext,
         summary: &mut RunSummary,
-    ) -> DomainResult<(RunStatus, Vec<PlanLine>)> {
+    ) -> DomainResult<Ran> {
         let password = bind_password(tenant, source)?;
         tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
         let stored = self.directory.directory_hashes(tenant.id, &source.name).await?;
@@ -306,7 +359,7 @@ impl SourceReconciliation {
         let people = self.with_linked_sources(tenant, people).await?;
         // Decided a page at a time: the mapping inputs and decisions of 100,000 people at
         // once would cost hundreds of megabytes.
-        let mut set = ChangeSet::new(format!("LDAP run of {}", source.name));
+        let mut set = ChangeSet::new(run_origin(&source.name));
         let mut people = people.into_iter().peekable();
         while people.peek().is_some() {
             let page: Vec<_> = people.by_ref().take(1000).collect();
@@ -322,6 +375,38 @@ impl SourceReconciliation {
                 set.writes.push(*w);
             }
         }
+        if since.is_none() {
+            // A complete read also compares what everyone else should have with what their
+            // individuals hold, not only the facts that changed: whatever drifted (a
+            // decision taken on stale data, a write lost) is repaired by the next full run.
+            let planned: HashSet<String> = set
+                .writes
+                .iter()
+                .flat_map(|w| w.after.links.iter())
+                .filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
+                .map(|l| l.external_id.clone())
+                .chain(set.held.iter().map(|h| h.source_id.clone()))
+                .chain(removed.iter().cloned())
+                .collect();
+            let mut after = None;
+            loop {
+                let (page, next) = self.directory_people_page(tenant, source, after.as_deref(), 1000).await?;
+                let page: Vec<_> = page.into_iter().filter(|(p, _)| !planned.contains(&p.link.external_id)).collect();
+                if !page.is_empty() {
+                    let drift = self
+                        .plan_people(tenant, &pipeline, known.clone(), page)
+                        .await
+                        .map_err(|e| DomainError::Storage(format!("planning task failed: {e}")))?;
+                    summary.drift += drift.writes.len() as u64;
+                    // Unchanged people the tenant refuses were audited when they changed.
+                    set.writes.extend(drift.writes);
+                }
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
         let counts = set.summary(0);
         (summary.creates, summary.updates, summary.takes_access) =
             (counts.creates, counts.updates, counts.takes_access);
@@ -330,9 +415,11 @@ impl SourceReconciliation {
         // the next run tries them again.
         let held: HashSet<&str> = set.held.iter().map(|h| h.source_id.as_str()).collect();
         upserts.retain(|(id, _, _)| !held.contains(id.as_str()));
-        if dry_run {
-            return Ok((RunStatus::DryRun, plan));
-        }
+        let approving = match mode {
+            RunMode::DryRun => return Ok((RunStatus::DryRun, plan, None)),
+            RunMode::Approve(id) => Some(id),
+            RunMode::Apply => None,
+        };
         // A run whose change set already waits for an operator does not pile up another.
         let waiting = self
             .reconciler
@@ -341,11 +428,12 @@ impl SourceReconciliation {
             .await?
             .into_iter()
             .find(|s| s.origin == set.origin);
-        if let Some(waiting) = waiting
+        if approving.is_none()
+            && let Some(waiting) = waiting
             && set.writes.iter().any(|w| w.takes_access())
         {
             summary.change_set = Some(waiting.id);
-            return Ok((RunStatus::Held, plan));
+            return Ok((RunStatus::Held, plan, None));
         }
         let external_of: HashMap<String, String> = set
             .writes
@@ -356,8 +444,14 @@ impl SourceReconciliation {
                 Some((w.after.id.to_string(), link.external_id.clone()))
             })
             .collect();
-        match self.reconciler.submit(tenant, set, ctx).await? {
+        let origin = set.origin.clone();
+        let submitted = match approving {
+            Some(id) => Submitted::Applied(self.reconciler.approve(tenant, id, &Planned(set.writes), ctx).await?),
+            None => self.reconciler.submit(tenant, set, ctx).await?,
+        };
+        match submitted {
             Submitted::Applied(report) => {
+                let approved = approving.map(|_| report.clone());
                 summary.written = report.written.len() as u64;
                 if !report.failed.is_empty() {
                     summary.warnings.extend(report.failed.iter().map(|(id, e)| format!("individual {id}: {e}")));
@@ -367,11 +461,20 @@ impl SourceReconciliation {
                     upserts.retain(|(id, _, _)| !failed.contains(id));
                 }
                 self.directory.update_directory_records(tenant.id, &source.name, &upserts, &removed).await?;
-                Ok((RunStatus::Succeeded, plan))
+                if since.is_none() {
+                    // What waited for an operator is stale now: this complete run applied
+                    // what the directory says.
+                    let by = format!("the complete run at {}", jiff::Timestamp::now());
+                    let n = self.reconciler.supersede(tenant, &origin, &by, ctx).await?;
+                    if n > 0 {
+                        summary.warnings.push(format!("{n} held change set(s) of this source superseded"));
+                    }
+                }
+                Ok((RunStatus::Succeeded, plan, approved))
             }
             Submitted::AwaitingApproval { id, .. } => {
                 summary.change_set = Some(id);
-                Ok((RunStatus::Held, plan))
+                Ok((RunStatus::Held, plan, None))
             }
         }
     }

@@ -8,13 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idbridge_core::DomainResult;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
-use idbridge_core::individual::{SourceKind, SourceLink};
+use idbridge_core::individual::SourceLink;
 use idbridge_core::intent::{self, Intent, IntentStats};
-use idbridge_core::ports::ScimChanges;
 use idbridge_core::tenant::{Tenant, TenantId};
-use uuid::Uuid;
 
 use crate::reconciliation::{Reconciled, SourceReconciliation};
 
@@ -120,8 +117,8 @@ async fn settle(reconciliation: &SourceReconciliation, batch: Vec<Intent>, ctx: 
             continue;
         };
         let people: Vec<SourceLink> = intents.iter().map(|i| i.person.clone()).collect();
-        match redecide(reconciliation, tenant, &people, ctx).await {
-            Ok(unsettled) => {
+        match reconciliation.redecide(tenant, &people, "reconciliation owed", ctx).await {
+            Ok(Reconciled { unsettled, .. }) => {
                 let (retry, done): (Vec<Intent>, Vec<Intent>) =
                     intents.into_iter().partition(|i| unsettled.contains(&i.person));
                 clear(reconciliation, &done).await;
@@ -136,39 +133,6 @@ async fn settle(reconciliation: &SourceReconciliation, batch: Vec<Intent>, ctx: 
             }
         }
     }
-}
-
-/// Re-decides people named by their source identities; returns those not settled.
-pub async fn redecide(
-    reconciliation: &SourceReconciliation,
-    tenant: &Tenant,
-    people: &[SourceLink],
-    ctx: &AuditContext,
-) -> DomainResult<Vec<SourceLink>> {
-    let mut scim: Vec<Uuid> = Vec::new();
-    let mut other: Vec<SourceLink> = Vec::new();
-    for person in people {
-        match (person.source, person.external_id.parse::<Uuid>()) {
-            (SourceKind::Scim, Ok(id)) => scim.push(id),
-            // Not a SCIM id: nothing can be owed for it.
-            (SourceKind::Scim, Err(_)) => {}
-            _ => other.push(person.clone()),
-        }
-    }
-    scim.sort_unstable();
-    scim.dedup();
-    other.sort();
-    other.dedup();
-    let mut unsettled = Vec::new();
-    if !scim.is_empty() {
-        let changes = ScimChanges::changed("reconciliation owed", scim);
-        let Reconciled { unsettled: left, .. } = reconciliation.reconcile(tenant, changes, ctx).await?;
-        unsettled.extend(left);
-    }
-    if !other.is_empty() {
-        unsettled.extend(reconciliation.reconcile_links(tenant, &other, "reconciliation owed", ctx).await?.unsettled);
-    }
-    Ok(unsettled)
 }
 
 async fn clear(reconciliation: &SourceReconciliation, intents: &[Intent]) {

@@ -19,4 +19,5 @@ pub mod reconciliation;
 pub mod scheduler;
 pub mod serve;
 pub mod sso;
+pub mod sweep;
 pub mod telemetry;

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use idbridge_core::audit::AuditContext;
-use idbridge_core::changeset::{ChangeSet, HeldDecision};
+use idbridge_core::changeset::{ChangeSet, HeldChangeSet, HeldDecision, PlannedWrite};
 use idbridge_core::individual::{Individual, SourceKind, SourceLink};
 use idbridge_core::mapping::Pipeline;
 use idbridge_core::ports::{IntentQueue, LoginRecordStore, ScimChanges, ScimRecordStore, SourceChanges};
-use idbridge_core::reconcile::{Known, Plan, Reconciler, SourcePerson, Submitted, mapping_input};
+use idbridge_core::reconcile::{CommitReport, Known, Plan, Reconciler, Replan, SourcePerson, Submitted, mapping_input};
 use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
@@ -94,6 +94,14 @@ impl SourceReconciliation {
         changes: ScimChanges,
         ctx: &AuditContext,
     ) -> DomainResult<Reconciled> {
+        let set = self.plan_scim(tenant, &changes).await?;
+        let submitted = self.reconciler.submit(tenant, set.clone(), ctx).await?;
+        Ok(Reconciled::of(&set, submitted))
+    }
+
+    /// What the SCIM users of `changes` need now: a user whose record is gone (deleted by
+    /// this or a later request) is deprovisioned.
+    pub async fn plan_scim(&self, tenant: &Tenant, changes: &ScimChanges) -> DomainResult<ChangeSet> {
         let pipeline = self.mapping.pipeline(tenant).await?;
         let mut set = ChangeSet::new(changes.origin.clone());
         let mut records = Vec::with_capacity(changes.changed.len());
@@ -119,21 +127,54 @@ impl SourceReconciliation {
                 set.writes.push(*w);
             }
         }
+        Ok(set)
+    }
+
+    /// Re-decides people named by their source identities, of any kind, as one change
+    /// set (the intent worker; `origin` says why).
+    pub async fn redecide(
+        &self,
+        tenant: &Tenant,
+        people: &[SourceLink],
+        origin: &str,
+        ctx: &AuditContext,
+    ) -> DomainResult<Reconciled> {
+        let set = self.plan_now(tenant, people, origin).await?;
         let submitted = self.reconciler.submit(tenant, set.clone(), ctx).await?;
         Ok(Reconciled::of(&set, submitted))
+    }
+
+    /// What these people need now, from everything their sources say.
+    pub async fn plan_now(&self, tenant: &Tenant, people: &[SourceLink], origin: &str) -> DomainResult<ChangeSet> {
+        let mut scim: Vec<Uuid> = Vec::new();
+        let mut other: Vec<SourceLink> = Vec::new();
+        for person in people {
+            match (person.source, person.external_id.parse::<Uuid>()) {
+                (SourceKind::Scim, Ok(id)) => scim.push(id),
+                // Not a SCIM id: nothing can be owed for it.
+                (SourceKind::Scim, Err(_)) => {}
+                _ => other.push(person.clone()),
+            }
+        }
+        scim.sort_unstable();
+        scim.dedup();
+        other.sort();
+        other.dedup();
+        let mut set = self.plan_scim(tenant, &ScimChanges::changed(origin, scim)).await?;
+        if !other.is_empty() {
+            merge(&mut set, self.plan_links(tenant, &other, origin).await?);
+        }
+        // A person known to two sources may be planned twice: once is enough.
+        let mut seen = std::collections::HashSet::new();
+        set.writes.retain(|w| seen.insert(w.after.id));
+        Ok(set)
     }
 
     /// Re-decides people of sources other than SCIM by their identities, from what each
     /// source said last (a directory's stored record), merged with the person's other
     /// sources. A directory person whose record is gone (a full run removed it) is
     /// deprovisioned.
-    pub async fn reconcile_links(
-        &self,
-        tenant: &Tenant,
-        links: &[SourceLink],
-        origin: &str,
-        ctx: &AuditContext,
-    ) -> DomainResult<Reconciled> {
+    pub async fn plan_links(&self, tenant: &Tenant, links: &[SourceLink], origin: &str) -> DomainResult<ChangeSet> {
         let pipeline = self.mapping.pipeline(tenant).await?;
         let known = Arc::new(self.reconciler.known().await?);
         let store = self.reconciler.store();
@@ -175,8 +216,7 @@ impl SourceReconciliation {
                 set.writes.push(*w);
             }
         }
-        let submitted = self.reconciler.submit(tenant, set.clone(), ctx).await?;
-        Ok(Reconciled::of(&set, submitted))
+        Ok(set)
     }
 
     /// Re-decides every person of the tenant, from every source kind (after a rule or
@@ -199,6 +239,42 @@ impl SourceReconciliation {
             merge(&mut set, last.await.map_err(task_failed)?);
         }
         self.reconciler.submit(tenant, set, ctx).await
+    }
+
+    /// A page of a directory source's people as its last complete run saw them, after an
+    /// external id, merged with their other sources — without those a SCIM user stands
+    /// for (they are decided with the SCIM user) — and where the next page starts.
+    pub async fn directory_people_page(
+        &self,
+        tenant: &Tenant,
+        source: &idbridge_core::directory::LdapSource,
+        after: Option<&str>,
+        limit: u32,
+    ) -> DomainResult<(Vec<(SourcePerson, Option<Individual>)>, Option<String>)> {
+        let chunk = self.directory.directory_persons_after(tenant.id, &source.name, after, limit).await?;
+        let next = (chunk.len() >= limit as usize).then(|| chunk.last().map(|p| p.link.external_id.clone())).flatten();
+        if chunk.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let ids: Vec<String> = chunk.iter().map(|p| p.link.external_id.clone()).collect();
+        let mut existing: HashMap<String, Individual> = HashMap::new();
+        for individual in
+            self.reconciler.store().find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &ids).await?
+        {
+            for link in individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
+            {
+                existing.insert(link.external_id.clone(), individual.clone());
+            }
+        }
+        let people: Vec<_> = chunk
+            .into_iter()
+            .filter_map(|p| {
+                let current = existing.remove(&p.link.external_id);
+                let by_scim = current.as_ref().is_some_and(|i| i.links.iter().any(|l| l.source == SourceKind::Scim));
+                (!by_scim).then_some((p, current))
+            })
+            .collect();
+        Ok((self.with_linked_sources(tenant, people).await?, next))
     }
 
     /// Every person of the tenant with what all their sources say (`People`).
@@ -359,6 +435,16 @@ impl SourceReconciliation {
 }
 
 #[async_trait]
+impl Replan for SourceReconciliation {
+    async fn replan(&self, tenant: &Tenant, set: &HeldChangeSet) -> DomainResult<Vec<PlannedWrite>> {
+        let mut people: Vec<SourceLink> = set.writes.iter().flat_map(|w| w.after.links.iter().cloned()).collect();
+        people.sort();
+        people.dedup();
+        Ok(self.plan_now(tenant, &people, &set.origin).await?.writes)
+    }
+}
+
+#[async_trait]
 impl SourceChanges for SourceReconciliation {
     async fn scim_changed(&self, tenant: &Tenant, changes: ScimChanges, ctx: &AuditContext) {
         if changes.changed.len() + changes.removed.len() <= INLINE_LIMIT {
@@ -414,39 +500,14 @@ impl People<'_> {
                         self.phase = Phase::Login(None);
                         continue;
                     };
-                    let chunk =
-                        rec.directory.directory_persons_after(tenant.id, &source.name, after.as_deref(), PAGE).await?;
-                    self.phase = match chunk.last() {
-                        Some(last) => Phase::Ldap(*index, Some(last.link.external_id.clone())),
+                    let (page, next) = rec.directory_people_page(tenant, source, after.as_deref(), PAGE).await?;
+                    self.phase = match next {
+                        Some(next) => Phase::Ldap(*index, Some(next)),
                         None => Phase::Ldap(index + 1, None),
                     };
-                    if chunk.is_empty() {
-                        continue;
+                    if !page.is_empty() {
+                        return Ok(Some(page));
                     }
-                    let ids: Vec<String> = chunk.iter().map(|p| p.link.external_id.clone()).collect();
-                    let mut existing: HashMap<String, Individual> = HashMap::new();
-                    for individual in
-                        store.find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &ids).await?
-                    {
-                        for link in individual
-                            .links
-                            .iter()
-                            .filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
-                        {
-                            existing.insert(link.external_id.clone(), individual.clone());
-                        }
-                    }
-                    let people: Vec<_> = chunk
-                        .into_iter()
-                        .filter_map(|p| {
-                            let current = existing.remove(&p.link.external_id);
-                            // Decided with the SCIM user that stands for the same individual.
-                            let by_scim =
-                                current.as_ref().is_some_and(|i| i.links.iter().any(|l| l.source == SourceKind::Scim));
-                            (!by_scim).then_some((p, current))
-                        })
-                        .collect();
-                    return rec.with_linked_sources(tenant, people).await.map(Some);
                 }
                 Phase::Login(after) => {
                     let records = rec.logins.login_records_after(tenant.id, after.as_ref(), PAGE).await?;
@@ -648,6 +709,35 @@ impl RemapSummary {
 }
 
 impl SourceReconciliation {
+    /// Approves a held change set, never with stale decisions: a directory run's set by
+    /// reading the directory again; any other by re-planning its people from their
+    /// sources now (`Replan`).
+    pub async fn approve(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<CommitReport> {
+        let set = self
+            .reconciler
+            .store()
+            .get_change_set(tenant.id, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("change set", id))?;
+        let source = crate::directory_sync::source_of_origin(&set.origin)
+            .and_then(|name| tenant.policy.ldap.iter().find(|s| s.name == name));
+        let Some(source) = source else {
+            return self.reconciler.approve(tenant, id, self, ctx).await;
+        };
+        let outcome = self.approve_directory_run(tenant, source, id, ctx).await?;
+        match (outcome.approved, outcome.run.error) {
+            (Some(report), _) => Ok(report),
+            (None, Some(error)) => Err(DomainError::Rejected(format!(
+                "approving change set {id} reads {} again, and that failed: {error}; nothing was approved",
+                source.name
+            ))),
+            (None, None) => Err(DomainError::Rejected(format!(
+                "change set {id}: the new read of {} was held again; see idbridge changes list",
+                source.name
+            ))),
+        }
+    }
+
     /// Re-maps every tenant whose rules or policy an apply changed.
     pub async fn remap_after(
         &self,

@@ -140,6 +140,11 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     tokio::spawn(crate::intent_worker::run(reconciliation.clone()));
     tokio::spawn(crate::intent_worker::publish_stats(reconciliation.clone(), state.intent_queue.clone()));
     tokio::spawn(crate::directory_sync::run_schedules(reconciliation.clone()));
+    tokio::spawn(crate::sweep::run(
+        reconciliation.clone(),
+        Duration::from_secs(settings.lifecycle.sweep_seconds),
+        instance.clone(),
+    ));
     tokio::spawn(crate::scheduler::run(
         reconciliation.reconciler.clone(),
         Duration::from_secs(settings.lifecycle.tick_seconds),

@@ -16,7 +16,7 @@ use idbridge_core::clock::ManualClock;
 use idbridge_core::individual::{Individual, IndividualId, IndividualStatus, SourceKind, SourceLink};
 use idbridge_core::lifecycle;
 use idbridge_core::ports::Store;
-use idbridge_core::reconcile::{ManualChange, Plan, Reconciler, Submitted};
+use idbridge_core::reconcile::{ManualChange, Plan, Planned, Reconciler, Submitted};
 use idbridge_core::schedule::LocalInstant;
 use idbridge_core::tenant::Tenant;
 use idbridge_store::{SqlStore, StoreOptions};
@@ -232,14 +232,16 @@ async fn the_guard_holds_a_mass_deprovision_until_approved(store: Arc<dyn Store>
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].writes.len(), 30);
 
-    let report = reconciler.approve(&acme, id, &ctx("ops")).await.unwrap();
+    // No sources here: what they say now is what was held.
+    let now = Planned(pending[0].writes.clone());
+    let report = reconciler.approve(&acme, id, &now, &ctx("ops")).await.unwrap();
     assert_eq!((report.written.len(), report.skipped.len()), (30, 0));
     assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 50);
     let decided = store.get_change_set(acme.id, id).await.unwrap().unwrap();
     assert_eq!(decided.status, ChangeSetStatus::Approved);
     assert_eq!(decided.decided_by.as_deref(), Some("operator:ops"));
-    assert!(decided.result.unwrap().starts_with("30 applied"));
-    let again = reconciler.approve(&acme, id, &ctx("ops")).await.unwrap_err();
+    assert!(decided.result.unwrap().contains("30 of 30 held write(s) still wanted; 30 applied"));
+    let again = reconciler.approve(&acme, id, &now, &ctx("ops")).await.unwrap_err();
     assert!(matches!(again, DomainError::Rejected(_)), "{again:?}");
     assert_eq!(actions(&store, &acme, "change_set.held").await, 1);
     assert_eq!(actions(&store, &acme, "change_set.approved").await, 1);
@@ -256,10 +258,11 @@ async fn a_rejected_change_set_changes_nobody(store: Arc<dyn Store>) {
     // Somebody changes one of them meanwhile; approval would skip that one.
     reconciler.reject(&acme, id, &ctx("ops")).await.unwrap();
     assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 40);
-    assert!(matches!(reconciler.approve(&acme, id, &ctx("ops")).await, Err(DomainError::Rejected(_))));
+    let now = Planned(Vec::new());
+    assert!(matches!(reconciler.approve(&acme, id, &now, &ctx("ops")).await, Err(DomainError::Rejected(_))));
     // Another tenant cannot see or decide it.
     let other = tenant(&store, "other").await;
-    assert!(matches!(reconciler.approve(&other, id, &ctx("ops")).await, Err(DomainError::NotFound { .. })));
+    assert!(matches!(reconciler.approve(&other, id, &now, &ctx("ops")).await, Err(DomainError::NotFound { .. })));
 }
 
 async fn batches_skip_writes_another_writer_got_to_first(store: Arc<dyn Store>) {

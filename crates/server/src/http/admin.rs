@@ -613,7 +613,7 @@ async fn approve_change_set(
     Path((raw, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
-    let report = state.reconciliation.reconciler.approve(&tenant, change_set_id(&id)?, &caller.ctx).await?;
+    let report = state.reconciliation.approve(&tenant, change_set_id(&id)?, &caller.ctx).await?;
     Ok(Json(json!({
         "applied": report.written.len(),
         "skipped": report.skipped.len(),
