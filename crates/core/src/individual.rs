@@ -161,6 +161,11 @@ pub struct Individual {
     /// suspension the source asked for (`active: false`).
     #[serde(default)]
     pub deprovisioned_at: Option<Timestamp>,
+    /// When idbridge last took access away (any reason: the source, the mapping, the
+    /// calendar); `None` while the individual holds access. The retention period counts
+    /// from here — never from a date in the past. Set by the reconciler on every write.
+    #[serde(default)]
+    pub access_ended_at: Option<Timestamp>,
     /// Why it holds what it holds: the rule or plugin and the groups behind each grant,
     /// and what an operator set by hand (kept across re-maps).
     #[serde(default)]
@@ -266,6 +271,7 @@ mod tests {
             status: IndividualStatus::Active,
             links: vec![],
             deprovisioned_at: None,
+            access_ended_at: None,
             provenance: Provenance::default(),
             version: 1,
             created_at: now,

@@ -256,13 +256,19 @@ impl Reconciler {
     /// Plans deprovisioning by the tenant's policy for a person gone from its source.
     pub fn plan_removed(&self, tenant: &Tenant, existing: Option<Individual>) -> Plan {
         let Some(existing) = existing else { return Plan::NoAccess };
+        // Past access already: nothing more to take (their retention runs as it is).
+        if matches!(existing.status, IndividualStatus::Expired | IndividualStatus::Deleted) {
+            return Plan::Unchanged;
+        }
         let mut next = existing.clone();
         next.deprovisioned_at = existing.deprovisioned_at.or(Some(self.now()));
         next.status = match tenant.policy.deprovision_action {
             DeprovisionAction::Expire => IndividualStatus::Expired,
             DeprovisionAction::Suspend => IndividualStatus::Suspended,
         };
-        if next.status == existing.status || existing.status == IndividualStatus::Deleted {
+        // Someone the source had suspended (inactive) and then removed is deprovisioned
+        // like everyone else: the removal starts the grace period, then expiry and purge.
+        if next.status == existing.status && next.deprovisioned_at == existing.deprovisioned_at {
             return Plan::Unchanged;
         }
         write(Some(existing), next, "individual.deprovisioned")
@@ -276,10 +282,9 @@ impl Reconciler {
         let grace_over = individual
             .deprovisioned_at
             .is_some_and(|d| d.checked_add(days(tenant.policy.suspend_grace_days)).is_ok_and(|end| end <= now));
-        let expired_since = individual
-            .deprovisioned_at
-            .or(individual.expiration.as_ref().map(|e| e.at))
-            .unwrap_or(individual.updated_at);
+        // Retention counts from when idbridge took access away, not from the expiry date:
+        // a date reported in the past must still leave the whole period of history.
+        let expired_since = individual.access_ended_at.or(individual.deprovisioned_at).unwrap_or(individual.updated_at);
         let retention_over = expired_since.checked_add(days(tenant.policy.retention_days)).is_ok_and(|end| end <= now);
         let action = match individual.status {
             IndividualStatus::Suspended if grace_over => {
@@ -603,6 +608,7 @@ impl Reconciler {
                 external_id: id.to_string(),
             }],
             deprovisioned_at: None,
+            access_ended_at: None,
             provenance: crate::individual::Provenance {
                 manual_scopes: new.scopes,
                 activation_from,
@@ -739,6 +745,13 @@ impl Reconciler {
         let mut next = planned.after.clone();
         next.updated_at = now;
         let before = planned.before.as_ref();
+        // When access was taken is recorded here, once for every kind of write: kept while
+        // the individual stays without access, cleared when access comes back.
+        next.access_ended_at = match before {
+            _ if next.status.holds_access() => None,
+            Some(b) if !b.status.holds_access() => b.access_ended_at.or(Some(now)),
+            _ => Some(now),
+        };
         let kind = planned.kind();
         let permission_diff = before.map(|b| {
             json!({
@@ -774,6 +787,7 @@ impl Reconciler {
                 let mut same = next.clone();
                 same.status = b.status;
                 same.deprovisioned_at = b.deprovisioned_at;
+                same.access_ended_at = b.access_ended_at;
                 same.updated_at = b.updated_at;
                 same.version = b.version;
                 same == *b
@@ -958,6 +972,7 @@ fn build(
         status: IndividualStatus::Active,
         links,
         deprovisioned_at: None,
+        access_ended_at: None,
         provenance: crate::individual::Provenance {
             mapping: grants,
             mapped_scopes: decision.scopes.clone(),

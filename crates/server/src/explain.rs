@@ -103,7 +103,8 @@ fn status_because(tenant: &Tenant, i: &Individual) -> String {
             None => "the source says the account is inactive".into(),
         },
         IndividualStatus::Expired => {
-            let since = i.deprovisioned_at.or(i.expiration.as_ref().map(|e| e.at)).unwrap_or(i.updated_at);
+            // Retention counts from when access was taken, as the scheduler counts it.
+            let since = i.access_ended_at.or(i.deprovisioned_at).unwrap_or(i.updated_at);
             let why = match (i.deprovisioned_at, &i.expiration) {
                 (Some(at), _) => match tenant.policy.deprovision_action {
                     DeprovisionAction::Expire => {
@@ -111,7 +112,9 @@ fn status_because(tenant: &Tenant, i: &Individual) -> String {
                     }
                     DeprovisionAction::Suspend => format!("deprovisioned at {at}; the suspension grace period ended"),
                 },
-                (None, Some(e)) => format!("expiration {} {} ({}) passed", e.local, i.time_zone, e.at),
+                (None, Some(e)) => {
+                    format!("expiration {} {} ({}) passed; access ended at {since}", e.local, i.time_zone, e.at)
+                }
                 (None, None) => "expired".into(),
             };
             format!(

@@ -13,7 +13,7 @@ use crate::{Backend, SqlStore};
 
 const COLUMNS: &str = "tenant_id, id, login, email, given_name, family_name, display_name, role, access_profile, scopes,
     time_zone, activation_local, activation_at, expiration_local, expiration_at, status, version, created_at, updated_at,
-    deprovisioned_at, provenance";
+    deprovisioned_at, provenance, access_ended_at";
 
 fn local_instant(row: &AnyRow, prefix: &str, time_zone: &str) -> DomainResult<Option<LocalInstant>> {
     let local: Option<String> = row.try_get(format!("{prefix}_local").as_str()).map_err(storage)?;
@@ -54,6 +54,11 @@ fn individual_from_row(row: &AnyRow, links: Vec<SourceLink>) -> DomainResult<Ind
             .map(timestamp)
             .transpose()?,
         provenance: from_json("provenance", &get_s("provenance")?)?,
+        access_ended_at: row
+            .try_get::<Option<i64>, _>("access_ended_at")
+            .map_err(storage)?
+            .map(timestamp)
+            .transpose()?,
         version: row.try_get("version").map_err(storage)?,
         created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
         updated_at: timestamp(row.try_get("updated_at").map_err(storage)?)?,
@@ -202,10 +207,11 @@ fn bind_row<'q>(q: AnyQuery<'q>, w: &'q IndividualWrite, now: i64) -> AnyQuery<'
         .bind(now)
         .bind(i.deprovisioned_at.map(micros))
         .bind(to_json(&i.provenance))
+        .bind(i.access_ended_at.map(micros))
 }
 
 /// The columns `bind_row` binds, in order; `expected` is the version a writer read.
-const ROW_COLUMNS: [&str; 21] = [
+const ROW_COLUMNS: [&str; 22] = [
     "tenant_id",
     "id",
     "expected",
@@ -227,8 +233,9 @@ const ROW_COLUMNS: [&str; 21] = [
     "updated_at",
     "deprovisioned_at",
     "provenance",
+    "access_ended_at",
 ];
-const ROW_BIGINT: [usize; 5] = [2, 14, 16, 18, 19];
+const ROW_BIGINT: [usize; 6] = [2, 14, 16, 18, 19, 21];
 
 async fn insert_many<'w>(
     backend: Backend,
@@ -241,10 +248,10 @@ async fn insert_many<'w>(
     let sql = format!(
         "INSERT INTO individuals (tenant_id, id, version, login, login_key, email, given_name, family_name,
              display_name, role, access_profile, scopes, time_zone, activation_local, activation_at, expiration_local,
-             expiration_at, status, created_at, deprovisioned_at, provenance, updated_at)
+             expiration_at, status, created_at, deprovisioned_at, provenance, access_ended_at, updated_at)
          SELECT column1, column2, column3 + 1, column4, column5, column6, column7, column8, column9, column10,
              column11, column12, column13, column14, column15, column16, column17, column18, column19, column20,
-             column21, column19
+             column21, column22, column19
          FROM (VALUES {}) AS v",
         value_rows(backend, writes.len(), ROW_COLUMNS.len(), &ROW_BIGINT)
     );
@@ -270,7 +277,8 @@ async fn update_many<'w>(
              access_profile = v.column11, scopes = v.column12, time_zone = v.column13,
              activation_local = v.column14, activation_at = v.column15, expiration_local = v.column16,
              expiration_at = v.column17, status = v.column18, updated_at = v.column19,
-             deprovisioned_at = v.column20, provenance = v.column21, version = individuals.version + 1
+             deprovisioned_at = v.column20, provenance = v.column21, access_ended_at = v.column22,
+             version = individuals.version + 1
          FROM (VALUES {}) AS v
          {BATCH_MATCH}",
         value_rows(backend, writes.len(), ROW_COLUMNS.len(), &ROW_BIGINT)
@@ -311,10 +319,10 @@ async fn update_status_many<'w>(
     let writes: Vec<&IndividualWrite> = writes.collect();
     let sql = format!(
         "UPDATE individuals SET status = v.column4, deprovisioned_at = v.column5, updated_at = v.column6,
-             version = individuals.version + 1
+             access_ended_at = v.column7, version = individuals.version + 1
          FROM (VALUES {}) AS v
          {BATCH_MATCH}",
-        value_rows(backend, writes.len(), 6, &[2, 4, 5])
+        value_rows(backend, writes.len(), 7, &[2, 4, 5, 6])
     );
     let mut query = sqlx::query(&sql);
     for w in &writes {
@@ -324,7 +332,8 @@ async fn update_status_many<'w>(
             .bind(w.expected_version.unwrap_or(0))
             .bind(w.individual.status.as_str())
             .bind(w.individual.deprovisioned_at.map(micros))
-            .bind(now);
+            .bind(now)
+            .bind(w.individual.access_ended_at.map(micros));
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(storage)?;
     written_keys(&rows)
@@ -581,7 +590,7 @@ impl SqlStore {
         rows.extend(
             sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM individuals WHERE tenant_id = $1 AND status = 'expired'
-                   AND COALESCE(deprovisioned_at, expiration_at, updated_at) <= $2 LIMIT $3"
+                   AND COALESCE(access_ended_at, deprovisioned_at, updated_at) <= $2 LIMIT $3"
             ))
             .bind(tenant.0.to_string())
             .bind(micros(retention_cutoff))

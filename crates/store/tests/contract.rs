@@ -180,6 +180,7 @@ fn individual(tenant: &Tenant, login: &str) -> Individual {
             external_id: format!("ext-{login}"),
         }],
         deprovisioned_at: None,
+        access_ended_at: None,
         provenance: Default::default(),
         version: 0,
         created_at: now,

@@ -32,6 +32,8 @@ contract!(
     a_rejected_change_set_changes_nobody,
     batches_skip_writes_another_writer_got_to_first,
     a_lease_has_one_holder_until_it_expires,
+    removed_while_suspended_goes_on_to_expiry_and_purge,
+    a_past_expiry_date_leaves_the_whole_retention_period,
 );
 
 fn at(s: &str) -> Timestamp {
@@ -60,6 +62,7 @@ fn person(tenant: &Tenant, login: &str, time_zone: &str, now: Timestamp) -> Indi
         status: IndividualStatus::Active,
         links: vec![SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: login.into() }],
         deprovisioned_at: None,
+        access_ended_at: None,
         provenance: Default::default(),
         version: 0,
         created_at: now,
@@ -332,4 +335,104 @@ async fn a_lease_has_one_holder_until_it_expires(store: Arc<dyn Store>) {
     assert!(store.try_lease("ldap:acme:corp", "two", later(50), later(50)).await.unwrap());
     assert!(store.try_lease("ldap:acme:corp", "three", later(51), later(80)).await.unwrap());
     assert!(store.try_lease("webhook", "three", later(51), later(80)).await.unwrap(), "leases are independent");
+}
+
+fn days(n: u32) -> jiff::SignedDuration {
+    jiff::SignedDuration::from_hours(24 * i64::from(n))
+}
+
+/// A person the source had suspended (inactive), then removed, is deprovisioned like
+/// everyone else: the grace period runs from the removal, then expiry, then purge.
+async fn removed_while_suspended_goes_on_to_expiry_and_purge(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    // This tenant suspends the deprovisioned for a grace period before they expire.
+    let mut settings = idbridge_core::tenant::TenantSettings::new("ACME");
+    settings.policy.deprovision_action = idbridge_core::tenant::DeprovisionAction::Suspend;
+    let acme = store.update_tenant(acme.id, acme.version, &settings, &ctx("setup")).await.unwrap();
+    let t0 = at("2027-03-01T09:00:00Z");
+    let clock = Arc::new(ManualClock::new(t0));
+    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let carol = create(&reconciler, &acme, vec![person(&acme, "carol", "Europe/Berlin", t0)]).await.remove(0);
+    // The source says inactive: suspended, not deprovisioned.
+    let mut inactive = carol.clone();
+    inactive.status = IndividualStatus::Suspended;
+    let write = PlannedWrite { before: Some(carol), after: inactive, action: "individual.reconciled".into() };
+    reconciler.commit(&acme, vec![write], &ctx("scim")).await.unwrap();
+    let carol = store.get_individual(acme.id, inactive_id(&store, &acme, "carol").await).await.unwrap().unwrap();
+    assert_eq!((carol.status, carol.deprovisioned_at), (IndividualStatus::Suspended, None));
+    assert_eq!(carol.access_ended_at, Some(t0));
+
+    // Removed at the source a day later: deprovisioned, though the status stays.
+    let removed = t0 + days(1);
+    clock.set(removed);
+    let Plan::Write(w) = reconciler.plan_removed(&acme, Some(carol)) else { panic!("a removal must be recorded") };
+    reconciler.commit(&acme, vec![*w], &ctx("scim")).await.unwrap();
+    let carol = store.get_individual(acme.id, inactive_id(&store, &acme, "carol").await).await.unwrap().unwrap();
+    assert_eq!(carol.deprovisioned_at, Some(removed));
+    assert!(matches!(reconciler.plan_removed(&acme, Some(carol.clone())), Plan::Unchanged), "recorded once");
+
+    let grace = acme.policy.suspend_grace_days;
+    clock.set(removed + days(grace) - jiff::SignedDuration::from_secs(1));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &carol).await, IndividualStatus::Suspended);
+    clock.set(removed + days(grace));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &carol).await, IndividualStatus::Expired, "the grace period ended");
+    // Retention counts from when access was taken (the source's suspension), so the purge
+    // comes retention_days after t0.
+    clock.set(t0 + days(acme.policy.retention_days));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &carol).await, IndividualStatus::Deleted);
+}
+
+async fn inactive_id(store: &Arc<dyn Store>, tenant: &Tenant, login: &str) -> IndividualId {
+    store.find_individual_by_login(tenant.id, login).await.unwrap().unwrap().id
+}
+
+/// An expiry date the source reports in the past expires the individual at once, but the
+/// retention period counts from that moment — the history stays for retention_days, and
+/// the person comes back as the same individual if the date is cleared meanwhile.
+async fn a_past_expiry_date_leaves_the_whole_retention_period(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let t0 = at("2027-05-10T08:00:00Z");
+    let clock = Arc::new(ManualClock::new(t0));
+    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let dan = create(&reconciler, &acme, vec![person(&acme, "dan", "Europe/Berlin", t0)]).await.remove(0);
+    let seen = t0 + days(3);
+    clock.set(seen);
+    let mut expired = dan.clone();
+    expired.expiration = Some(LocalInstant::parse("2020-01-01T00:00", "Europe/Berlin").unwrap());
+    expired.status = IndividualStatus::Expired;
+    let write = PlannedWrite { before: Some(dan.clone()), after: expired, action: "individual.reconciled".into() };
+    reconciler.commit(&acme, vec![write], &ctx("ldap")).await.unwrap();
+    let stored = store.get_individual(acme.id, dan.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.access_ended_at), (IndividualStatus::Expired, Some(seen)));
+
+    // The next ticks do not purge: the date is six years old, but access ended just now.
+    clock.set(seen + jiff::SignedDuration::from_secs(60));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &dan).await, IndividualStatus::Expired);
+    clock.set(seen + days(acme.policy.retention_days) - jiff::SignedDuration::from_secs(1));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &dan).await, IndividualStatus::Expired, "history kept for the whole period");
+    // The date is cleared within retention: the same individual, active again, its
+    // history intact.
+    let stored = store.get_individual(acme.id, dan.id).await.unwrap().unwrap();
+    let mut back = stored.clone();
+    back.expiration = None;
+    back.status = IndividualStatus::Active;
+    let write = PlannedWrite { before: Some(stored), after: back, action: "individual.reconciled".into() };
+    reconciler.commit(&acme, vec![write], &ctx("ldap")).await.unwrap();
+    let stored = store.get_individual(acme.id, dan.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.access_ended_at), (IndividualStatus::Active, None));
+    assert_eq!(store.find_individual_by_login(acme.id, "dan").await.unwrap().unwrap().id, dan.id);
+    // And expired again, the purge comes retention_days after that.
+    let again = clock.now_ts();
+    let mut expired = stored.clone();
+    expired.status = IndividualStatus::Expired;
+    let write = PlannedWrite { before: Some(stored), after: expired, action: "individual.reconciled".into() };
+    reconciler.commit(&acme, vec![write], &ctx("ldap")).await.unwrap();
+    clock.set(again + days(acme.policy.retention_days));
+    lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
+    assert_eq!(status(&store, &dan).await, IndividualStatus::Deleted);
 }
