@@ -1,0 +1,210 @@
+//! The durable-intent queue on both backends: SCIM writes record whom they affect in
+//! their own transaction, claims are leased, and with two instances on PostgreSQL every
+//! intent is taken by exactly one of them.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{Fixture, ctx, tenant};
+use idbridge_core::individual::{SourceKind, SourceLink};
+use idbridge_core::intent::{CLAIM_LEASE, FAST_PATH_GRACE};
+use idbridge_core::ports::{IntentQueue, ScimRecordStore, Store};
+use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite};
+use idbridge_core::tenant::Tenant;
+use idbridge_store::{SqlStore, StoreOptions};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use uuid::Uuid;
+
+fn record(tenant: &Tenant, kind: ScimKind, name: &str) -> ScimRecord {
+    let now = Timestamp::now();
+    ScimRecord {
+        tenant_id: tenant.id,
+        kind,
+        id: Uuid::new_v4(),
+        external_id: None,
+        data: if kind == ScimKind::User { json!({"userName": name}) } else { json!({"displayName": name}) },
+        name: name.to_owned(),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+        seq: 0,
+    }
+}
+
+fn write(tenant: &Tenant, record: ScimRecord, expected: Option<i64>, members: Vec<MemberChange>) -> ScimWrite {
+    let audit = ctx("scim").record(Some(tenant.id), "scim", record.id.to_string(), "scim.written", None, None);
+    ScimWrite { record, expected_version: expected, body_changed: true, members, audit }
+}
+
+fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+async fn scim_writes_owe_exactly_whom_they_affect(store: Arc<SqlStore>) {
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let acme = tenant(&dyn_store, "acme").await;
+    let mut users = Vec::new();
+    for n in 0..3 {
+        let written =
+            store.write_scim(&write(&acme, record(&acme, ScimKind::User, &format!("u{n}")), None, vec![])).await;
+        let written = written.unwrap();
+        assert_eq!(written.owed.users, vec![written.record.id], "a user write owes the user");
+        assert_eq!(written.owed.intents.len(), 1);
+        users.push(written.record.id);
+    }
+    // A group created with two members owes them (not the group itself).
+    let group = record(&acme, ScimKind::Group, "pbx-admins");
+    let written =
+        store.write_scim(&write(&acme, group, None, vec![MemberChange::Add(users[..2].to_vec())])).await.unwrap();
+    assert_eq!(sorted(written.owed.users.clone()), sorted(users[..2].to_vec()));
+    let group = written.record;
+    // Adding the third owes the third only.
+    let mut member_only = write(&acme, group.clone(), Some(group.version), vec![MemberChange::Add(vec![users[2]])]);
+    member_only.body_changed = false;
+    let written = store.write_scim(&member_only).await.unwrap();
+    assert_eq!(written.owed.users, vec![users[2]]);
+    // A rename may change everyone's access: every member is owed.
+    let mut renamed = written.record.clone();
+    renamed.name = "pbx-owners".into();
+    renamed.data = json!({"displayName": "pbx-owners"});
+    let written = store.write_scim(&write(&acme, renamed.clone(), Some(renamed.version), vec![])).await.unwrap();
+    assert_eq!(sorted(written.owed.users), sorted(users.clone()));
+    // Replacing all members owes the old ones and the new one.
+    let replaced = write(
+        &acme,
+        written.record.clone(),
+        Some(written.record.version),
+        vec![MemberChange::RemoveAll, MemberChange::Add(vec![users[0]])],
+    );
+    let written = store.write_scim(&replaced).await.unwrap();
+    assert_eq!(sorted(written.owed.users), sorted(users.clone()));
+    // Deleting the group owes its members; deleting a user owes the user.
+    let audit = ctx("scim").record(Some(acme.id), "scim", group.id.to_string(), "scim.deleted", None, None);
+    let owed = store.delete_scim(acme.id, ScimKind::Group, group.id, &audit).await.unwrap().unwrap();
+    assert_eq!(owed.users, vec![users[0]]);
+    let owed = store.delete_scim(acme.id, ScimKind::User, users[1], &audit).await.unwrap().unwrap();
+    assert_eq!(owed.users, vec![users[1]]);
+    assert!(store.delete_scim(acme.id, ScimKind::User, users[1], &audit).await.unwrap().is_none());
+
+    // Every owed person is queued until settled; the person's own intents are listed.
+    let stats = store.intent_stats(Timestamp::now()).await.unwrap();
+    assert_eq!(stats.queued, 3 + 2 + 1 + 3 + 3 + 1 + 1);
+    let link = SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: users[2].to_string() };
+    assert_eq!(store.intents_of(acme.id, &[link]).await.unwrap().len(), 4);
+    let other = tenant(&dyn_store, "other").await;
+    let link = SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: users[2].to_string() };
+    assert!(store.intents_of(other.id, &[link]).await.unwrap().is_empty(), "tenant-scoped");
+}
+
+async fn claims_are_leased_retried_and_released(store: Arc<SqlStore>) {
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let acme = tenant(&dyn_store, "acme").await;
+    let now = Timestamp::now();
+    let people: Vec<SourceLink> = (0..10)
+        .map(|n| SourceLink { source: SourceKind::Ldap, connection: "corp".into(), external_id: format!("p{n}") })
+        .collect();
+    let ids = store.add_intents(acme.id, &people, now + FAST_PATH_GRACE).await.unwrap();
+    assert_eq!(ids.len(), 10);
+    assert!(store.claim_intents(now, 100).await.unwrap().is_empty(), "left to the fast path at first");
+    let later = now + FAST_PATH_GRACE;
+    let first = store.claim_intents(later, 4).await.unwrap();
+    assert_eq!(first.len(), 4, "at most the limit, oldest first");
+    assert_eq!(first.iter().map(|i| i.id).collect::<Vec<_>>(), ids[..4]);
+    assert_eq!(first[0].person, people[0]);
+    assert_eq!(first[0].attempts, 1);
+    let rest = store.claim_intents(later, 100).await.unwrap();
+    assert_eq!(rest.len(), 6, "claimed ones are not taken twice");
+    assert!(store.claim_intents(later, 100).await.unwrap().is_empty());
+    // A claim whose worker died runs out, and the intent is taken again.
+    let expired = later + CLAIM_LEASE;
+    assert_eq!(store.claim_intents(expired, 100).await.unwrap().len(), 10);
+
+    let retry: Vec<(i64, Timestamp)> =
+        ids[..2].iter().map(|id| (*id, expired + SignedDuration::from_secs(60))).collect();
+    store.retry_intents(&retry, "database is locked").await.unwrap();
+    let stats = store.intent_stats(expired).await.unwrap();
+    assert_eq!((stats.queued, stats.failing), (10, 2));
+    assert_eq!(stats.last_error.as_deref(), Some("database is locked"));
+    store.clear_intents(&ids[2..]).await.unwrap();
+    assert!(store.claim_intents(expired + CLAIM_LEASE, 100).await.unwrap().is_empty(), "backing off");
+    // At start-up every outstanding intent is due at once.
+    assert_eq!(store.release_intents(expired).await.unwrap(), 2);
+    let again = store.claim_intents(expired, 100).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].last_error.as_deref(), Some("database is locked"));
+    store.clear_intents(&ids[..2]).await.unwrap();
+    assert_eq!(store.intent_stats(expired).await.unwrap().queued, 0);
+}
+
+mod sqlite {
+    #[tokio::test]
+    async fn scim_writes_owe_exactly_whom_they_affect() {
+        let f = super::Fixture::sqlite().await;
+        super::scim_writes_owe_exactly_whom_they_affect(f.store.clone()).await;
+        f.finish().await;
+    }
+
+    #[tokio::test]
+    async fn claims_are_leased_retried_and_released() {
+        let f = super::Fixture::sqlite().await;
+        super::claims_are_leased_retried_and_released(f.store.clone()).await;
+        f.finish().await;
+    }
+}
+
+mod postgres {
+    #[tokio::test]
+    async fn scim_writes_owe_exactly_whom_they_affect() {
+        let Some(f) = super::Fixture::postgres().await else { return };
+        super::scim_writes_owe_exactly_whom_they_affect(f.store.clone()).await;
+        f.finish().await;
+    }
+
+    #[tokio::test]
+    async fn claims_are_leased_retried_and_released() {
+        let Some(f) = super::Fixture::postgres().await else { return };
+        super::claims_are_leased_retried_and_released(f.store.clone()).await;
+        f.finish().await;
+    }
+}
+
+/// Two instances on one PostgreSQL database claim side by side: every intent is taken by
+/// exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_take_each_intent_once() {
+    let Some(fixture) = Fixture::postgres().await else { return };
+    let (admin_url, name) = fixture.drop_pg.clone().unwrap();
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    let one = fixture.store.clone();
+    let two = Arc::new(SqlStore::connect(&StoreOptions::new(format!("{base}/{name}"))).await.unwrap());
+    let dyn_store: Arc<dyn Store> = one.clone();
+    let acme = tenant(&dyn_store, "acme").await;
+    let people: Vec<SourceLink> = (0..2000)
+        .map(|n| SourceLink { source: SourceKind::Ldap, connection: "corp".into(), external_id: format!("p{n}") })
+        .collect();
+    let now = Timestamp::now();
+    let ids: HashSet<i64> = one.add_intents(acme.id, &people, now).await.unwrap().into_iter().collect();
+    let drain = |store: Arc<SqlStore>| async move {
+        let mut taken = Vec::new();
+        loop {
+            let batch = store.claim_intents(now, 50).await.unwrap();
+            if batch.is_empty() {
+                return taken;
+            }
+            taken.extend(batch.into_iter().map(|i| i.id));
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(drain(one.clone())), tokio::spawn(drain(two.clone())));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(!a.is_empty() && !b.is_empty(), "both instances took part: {} and {}", a.len(), b.len());
+    let a_set: HashSet<i64> = a.iter().copied().collect();
+    assert!(b.iter().all(|id| !a_set.contains(id)), "no intent taken twice");
+    let all: HashSet<i64> = a.into_iter().chain(b).collect();
+    assert_eq!(all, ids);
+    fixture.finish().await;
+}
