@@ -2,6 +2,7 @@
 //! their own transaction, claims are leased, and with two instances on PostgreSQL every
 //! intent is taken by exactly one of them.
 
+#[allow(unused_macros)]
 mod common;
 
 use std::collections::HashSet;
