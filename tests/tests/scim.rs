@@ -641,3 +641,77 @@ async fn count_zero_asks_for_the_total_only() {
         assert!(answer.body.get("nextCursor").is_none(), "{path}");
     }
 }
+
+/// What an attacker or a clumsy client sends answers at once with a clear 4xx: attribute
+/// names cut inside a multi-byte character (a panic before), 45,000 values in one
+/// attribute (quadratic before: 73 s), and a rule pattern that backtracked exponentially
+/// against a long group name (17 s before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_answers_at_once() {
+    let work = Workdir::new();
+    work.ok(&["apply", workspace_root().join("config/examples/acme.toml").to_str().unwrap()]);
+    let rules = work.path().join("rules.json");
+    std::fs::write(&rules, r#"[{"name": "dashes", "groups": ["*-*-*-*-*-*-x"], "role": "PBX admin"}]"#).unwrap();
+    work.ok(&["mapping", "set-rules", "acme", rules.to_str().unwrap()]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    let url = |p: &str| daemon.url(&format!("/scim/v2/acme{p}"));
+    let send = |req: reqwest::RequestBuilder| {
+        let token = token.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let res = req.bearer_auth(token).header("content-type", "application/scim+json").send().await;
+            let res = res.expect("an answer, not a dropped connection or a hang");
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, body, started.elapsed())
+        }
+    };
+    let user: Value = http
+        .post(url("/Users"))
+        .bearer_auth(&token)
+        .json(&json!({"userName": "victim@acme.example"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = user["id"].as_str().unwrap();
+
+    // The fourth byte of `abcé` is inside the `é`.
+    let (status, body, _) = send(http.get(url("/Users?filter=abc%C3%A9%20eq%20%22x%22"))).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body, _) = send(http.get(url("/Users?sortBy=abc%C3%A9"))).await;
+    assert!(status == 400 || status == 200, "{status} {body}");
+    let (status, body, _) =
+        send(http.post(url("/Users/.search")).body(json!({"filter": "abcé eq \"x\""}).to_string())).await;
+    assert_eq!(status, 400, "{body}");
+    let patch = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "abcé", "value": "x"}]});
+    let (status, body, _) = send(http.patch(url(&format!("/Users/{id}"))).body(patch.to_string())).await;
+    assert_eq!(status, 400, "{body}");
+
+    // 45,000 e-mail addresses: refused, naming the attribute and the limit, at once.
+    let emails: Vec<Value> = (0..45_000).map(|n| json!({"value": format!("{n}@x.io")})).collect();
+    let (status, body, took) =
+        send(http.post(url("/Users")).body(json!({"userName": "many@acme.example", "emails": emails}).to_string()))
+            .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["scimType"], "invalidValue", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("emails has 45000 values; at most 1000"), "{body}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // 1,000 distinct values with repeats are accepted, the repeats dropped.
+    let emails: Vec<Value> = (0..1000).map(|n| json!({"value": format!("b{}@acme.example", n % 500)})).collect();
+    let (status, body, _) =
+        send(http.post(url("/Users")).body(json!({"userName": "dupes@acme.example", "emails": emails}).to_string()))
+            .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["emails"].as_array().unwrap().len(), 500);
+
+    // A group name of 120 dashes against the rule's six stars.
+    let group = json!({"displayName": "-".repeat(120), "members": [{"value": id}]});
+    let (status, body, took) = send(http.post(url("/Groups")).body(group.to_string())).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

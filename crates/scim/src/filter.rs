@@ -161,7 +161,9 @@ fn lex(input: &str) -> Result<Vec<Token>, FilterError> {
 
 /// Splits `[urn:]name[.sub]`. URNs end at their last `:`.
 pub fn parse_attr_path(word: &str) -> Result<AttrPath, FilterError> {
-    let (urn, rest) = if word.len() > 4 && word[..4].eq_ignore_ascii_case("urn:") {
+    // `get`, not `[..4]`: a name whose fourth byte falls inside a character is no URN (and
+    // must not panic).
+    let (urn, rest) = if word.len() > 4 && word.get(..4).is_some_and(|w| w.eq_ignore_ascii_case("urn:")) {
         match word.rfind(':') {
             Some(i) => (Some(word[..i].to_owned()), &word[i + 1..]),
             None => return err(format!("invalid attribute path {word:?}")),

@@ -398,7 +398,9 @@ fn apply_at(
                         _ => vec![],
                     };
                     if let Some(Value::Array(items)) = map.get_mut(name) {
-                        items.retain(|item| !listed.iter().any(|l| same_element(l, item)));
+                        // Matched through a set of keys: linear in both lists.
+                        let listed: std::collections::HashSet<String> = listed.iter().map(element_key).collect();
+                        items.retain(|item| !listed.contains(&element_key(item)));
                         if items.is_empty() {
                             map.remove(name);
                         }
@@ -420,11 +422,13 @@ fn apply_at(
             let Some(normal) = normalize_value(attr, value)? else { return Ok(()) };
             match (op, attr.multi_valued, attr.kind, map.get_mut(name)) {
                 (Op::Add, true, _, Some(Value::Array(existing))) => {
+                    let mut seen: std::collections::HashSet<String> = existing.iter().map(Value::to_string).collect();
                     for v in normal.as_array().into_iter().flatten() {
-                        if !existing.contains(v) {
+                        if seen.insert(v.to_string()) {
                             existing.push(v.clone());
                         }
                     }
+                    resource::check_value_count(attr, existing.len())?;
                 }
                 // Complex single values merge: sub-attributes not given stay (RFC 7644 §3.5.2.3).
                 (_, false, AttrType::Complex, Some(Value::Object(existing))) => {
@@ -442,10 +446,12 @@ fn apply_at(
 }
 
 /// Two multi-valued elements are the same when their `value`s are (or they are equal).
-fn same_element(a: &Value, b: &Value) -> bool {
-    match (a.get("value"), b.get("value")) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
+/// What identifies an element of a multi-valued attribute for removal: its `value` when
+/// it has one, else the whole element (canonical text: objects' keys are sorted).
+fn element_key(v: &Value) -> String {
+    match v.get("value") {
+        Some(value) => format!("v:{value}"),
+        None => format!("e:{v}"),
     }
 }
 

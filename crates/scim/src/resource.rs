@@ -83,7 +83,7 @@ pub fn set_attribute(
         }
         return Ok(());
     }
-    if key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:") {
+    if key.len() > 4 && key.get(..4).is_some_and(|k| k.eq_ignore_ascii_case("urn:")) {
         // `urn:…:User:employeeNumber` as a key: an extension attribute named in full.
         if let Some((urn, name)) = key.rsplit_once(':') {
             if let Some(ext) = schemas.extension(kind, urn) {
@@ -147,6 +147,18 @@ fn member_ids(value: &Value) -> ScimResult<Vec<String>> {
     Ok(ids)
 }
 
+/// The most values one multi-valued attribute (emails, phone numbers, addresses, roles…)
+/// may hold; group `members` are not attribute values and have no such limit.
+pub const MAX_VALUES: usize = 1000;
+
+/// A clear `400 invalidValue` past `MAX_VALUES`.
+pub fn check_value_count(attr: &Attribute, count: usize) -> ScimResult<()> {
+    if count > MAX_VALUES {
+        return Err(ScimError::value(format!("{} has {count} values; at most {MAX_VALUES} are accepted", attr.name)));
+    }
+    Ok(())
+}
+
 /// Normalises one attribute value; `None` when it amounts to absent.
 pub fn normalize_value(attr: &Attribute, value: &Value) -> ScimResult<Option<Value>> {
     if value.is_null() {
@@ -162,10 +174,14 @@ pub fn normalize_value(attr: &Attribute, value: &Value) -> ScimResult<Option<Val
             Value::Array(items) => items.iter().collect(),
             other => vec![other],
         };
+        check_value_count(attr, items.len())?;
+        // Duplicates are dropped by their canonical text (objects' keys are sorted), in
+        // linear time: a pairwise check made one 45,000-value request cost minutes.
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if let Some(v) = normalize_single(attr, item)?
-                && !out.contains(&v)
+                && seen.insert(v.to_string())
             {
                 out.push(v);
             }

@@ -49,6 +49,9 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "the request body is larger than the advertised maxPayloadSize",
                 )
+            } else if rejection.body_text().contains("designated timeout") {
+                // The daemon's body-read deadline (server.body_read_timeout_seconds).
+                ScimError::status(StatusCode::REQUEST_TIMEOUT, "the request body stopped arriving")
             } else {
                 ScimError::syntax(format!("cannot read the request body: {}", rejection.body_text()))
             }

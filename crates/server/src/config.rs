@@ -150,6 +150,26 @@ pub struct ServerSettings {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub shutdown_grace_seconds: u64,
+    pub header_read_timeout_seconds: u64,
+    pub body_read_timeout_seconds: u64,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl ServerSettings {
+    pub fn limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_header_bytes: self.max_header_bytes,
+            http2_max_concurrent_streams: self.http2_max_concurrent_streams.max(1),
+        }
+    }
+
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.body_read_timeout_seconds.max(1))
+    }
 }
 
 #[derive(Clone, Deserialize)]

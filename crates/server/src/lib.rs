@@ -13,6 +13,7 @@ pub mod directory_sync;
 pub mod explain;
 pub mod http;
 pub mod intent_worker;
+pub mod listener;
 pub mod mapping;
 pub mod portal_clients;
 pub mod reconciliation;

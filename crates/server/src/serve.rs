@@ -171,7 +171,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         instance.clone(),
     ));
     let state = AppState { scim_auth_cache: Some(scim.auth_cache.clone()), sso: Some(sso.clone()), ..state };
-    let app = http::router(state, scim, idbridge_oidc::router(sso), settings.server.max_body_bytes);
+    let app = http::router(state, scim, idbridge_oidc::router(sso), &settings.server);
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot bind {}", settings.server.listen))?;
@@ -182,7 +182,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
 
     let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = crate::listener::serve(listener, app, settings.server.limits(), async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);

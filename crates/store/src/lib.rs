@@ -180,8 +180,24 @@ impl SqlStore {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin_with(self.backend.begin_statement()).await.map_err(convert::storage)?;
-        Ok(WriteTx { tx, _writer: writer })
+        // A connection can come back from a transaction whose future was dropped half-way
+        // (a client went away mid-request) still counting that transaction — its rollback
+        // failed or has not run — and every `BEGIN` on it would fail. Such a connection
+        // is closed, never reused; the pool opens a fresh one.
+        for _ in 0..8 {
+            let mut conn = self.pool.acquire().await.map_err(convert::storage)?;
+            if sqlx::Connection::is_in_transaction(&*conn) {
+                metrics::counter!("idbridge_store_connections_discarded_total").increment(1);
+                tracing::warn!("a database connection left inside a transaction was discarded");
+                conn.close_on_drop();
+                continue;
+            }
+            let tx = sqlx::Transaction::begin(conn, Some(self.backend.begin_statement().into()))
+                .await
+                .map_err(convert::storage)?;
+            return Ok(WriteTx { tx, _writer: writer });
+        }
+        Err(DomainError::Storage("no usable database connection: each was left inside a transaction".into()))
     }
 }
 

@@ -60,7 +60,12 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, scim: idbridge_scim::ScimState, sso: Router, max_body_bytes: usize) -> Router {
+pub fn router(
+    state: AppState,
+    scim: idbridge_scim::ScimState,
+    sso: Router,
+    server: &crate::config::ServerSettings,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -71,7 +76,11 @@ pub fn router(state: AppState, scim: idbridge_scim::ScimState, sso: Router, max_
         .with_state(state)
         .nest("/scim/v2/{tenant}", idbridge_scim::router(scim))
         .merge(sso)
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))
+        // A body that stops arriving fails its read (the connection is then closed)
+        // instead of holding the request open.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(server.body_read_timeout()))
+        .layer(middleware::from_fn(catch_panics))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -125,6 +134,41 @@ async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => ([("content-type", "text/plain; version=0.0.4")], handle.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
+    }
+}
+
+/// A panic in a handler is answered, never a dropped connection: logged with the request
+/// id, and a 500 in the protocol's own error format (SCIM's under /scim, the API's
+/// elsewhere).
+async fn catch_panics(request: axum::extract::Request, next: middleware::Next) -> Response {
+    use futures::FutureExt;
+    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let scim = request.uri().path().starts_with("/scim/");
+    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            metrics::counter!("idbridge_http_panics_total").increment(1);
+            tracing::error!(request_id, panic = message, "request handler panicked");
+            if scim {
+                idbridge_scim::error::ScimError::status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("internal error (request {request_id}); nothing more is known to the client"),
+                )
+                .into_response()
+            } else {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("internal error (request {request_id})"),
+                )
+                .into_response()
+            }
+        }
     }
 }
 
