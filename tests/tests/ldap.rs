@@ -429,4 +429,23 @@ fn held_change_sets_are_never_applied_stale_and_full_runs_repair_drift() {
     let run = work.ok(&["sync", "ldap", "acme", "--full"]);
     assert!(run.contains("0 changed, 0 gone, 1 repaired"), "{run}");
     assert_eq!(status_of(&work, "alice").unwrap()["status"], "active");
+
+    // `mapping diff` and the re-map a rule change makes count the same directory people
+    // (with the default guard again, which lets a tenant this small lose them).
+    apply_source(&work, &slapd, ADMIN_DN, ADMIN_PASSWORD, "", "");
+    let current = work.ok(&["mapping", "rules", "acme", "--json"]);
+    let mut rules: Vec<Value> = serde_json::from_str(&current).unwrap();
+    rules.retain(|r| r["name"] != "pbx admins");
+    let file = work.path().join("rules.json");
+    std::fs::write(&file, serde_json::to_string(&rules).unwrap()).unwrap();
+    let diff = work.ok(&["mapping", "diff", "acme", "--rules", file.to_str().unwrap()]);
+    let first_number = |text: &str, after: &str| -> usize {
+        let at = text.find(after).unwrap_or_else(|| panic!("{after:?} in {text}")) + after.len();
+        text[at..].trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let would = first_number(&diff, "");
+    assert!(diff.contains(&format!("{would} of 4 individuals would change")), "{diff}");
+    assert!(would >= 3, "{diff}");
+    let set = work.ok(&["mapping", "set-rules", "acme", file.to_str().unwrap()]);
+    assert_eq!(first_number(&set, "re-mapped acme:"), would, "{diff}\n{set}");
 }

@@ -14,6 +14,7 @@ use crate::filter::get_ci;
 use crate::resources::{self, Outcome, ScimBody};
 use std::sync::Arc;
 
+use futures::FutureExt;
 use idbridge_core::ports::CollectSourceChanges;
 
 use crate::schema::ResourceKind;
@@ -59,7 +60,21 @@ pub async fn bulk(
         if fail_on_errors.is_some_and(|limit| errors >= limit) {
             break;
         }
-        let (entry, ok) = match run_one(&state, &caller, operation, &mut resolved).await {
+        // A panic in one operation is that operation's 500, not the end of the request:
+        // the client is told what every other operation did (and the changes they made
+        // are still reconciled below).
+        let ran = std::panic::AssertUnwindSafe(run_one(&state, &caller, operation, &mut resolved)).catch_unwind().await;
+        let ran = ran.unwrap_or_else(|_| {
+            tracing::error!(request_id = caller.ctx.request_id.as_deref().unwrap_or(""), "a bulk operation panicked");
+            Err((
+                Map::new(),
+                ScimError::status(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "this operation failed inside idbridge",
+                ),
+            ))
+        });
+        let (entry, ok) = match ran {
             Ok(entry) => (entry, true),
             Err((mut entry, error)) => {
                 let mut response = json!({ "schemas": [ERROR_SCHEMA], "status": error.status.as_u16().to_string(), "detail": error.detail });

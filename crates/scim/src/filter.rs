@@ -327,6 +327,10 @@ pub fn parse(input: &str) -> Result<Filter, FilterError> {
     if input.len() > MAX_FILTER_LEN {
         return err(format!("filter is longer than {MAX_FILTER_LEN} bytes"));
     }
+    if input.contains('\0') {
+        // No stored text holds U+0000 (PostgreSQL refuses it): refused here on every backend.
+        return err("a filter must not contain the NUL character (U+0000)");
+    }
     let mut parser = Parser { tokens: lex(input)?, pos: 0, depth: 0 };
     if parser.tokens.is_empty() {
         return err("empty filter");

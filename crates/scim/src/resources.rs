@@ -62,7 +62,32 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
 
 pub(crate) fn parse_json(bytes: &[u8]) -> ScimResult<Value> {
     let text = std::str::from_utf8(bytes).map_err(|_| ScimError::syntax("the request body is not valid UTF-8"))?;
-    serde_json::from_str(text).map_err(|e| ScimError::syntax(format!("the request body is not valid JSON: {e}")))
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ScimError::syntax(format!("the request body is not valid JSON: {e}")))?;
+    // U+0000 is valid JSON but no text column stores it (PostgreSQL refuses it, SQLite
+    // would cut it): refused the same on every backend, before anything is written.
+    if text.contains("\\u0000") && contains_nul(&value) {
+        return Err(ScimError::value("text must not contain the NUL character (U+0000)"));
+    }
+    Ok(value)
+}
+
+fn contains_nul(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// What an operation answers; handlers and bulk turn it into their own form.
@@ -363,6 +388,42 @@ pub(crate) async fn replace(
     input: &Value,
     if_match: Option<&str>,
 ) -> ScimResult<Outcome> {
+    retry_unconditional(if_match, || replace_once(state, caller, kind, id, input, if_match)).await
+}
+
+/// Without If-Match the client asked for "apply to whatever is current" (Entra and Okta
+/// never send one): a concurrent change is not its conflict, so the write is made again
+/// against the fresh resource — PATCH re-applied, PUT re-written — with a short jittered
+/// pause, until it lands. A 412 is only ever the answer to a failed If-Match.
+async fn retry_unconditional<F, Fut>(if_match: Option<&str>, mut attempt: F) -> ScimResult<Outcome>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ScimResult<Outcome>>,
+{
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match attempt().await {
+            Err(e) if e.status == StatusCode::PRECONDITION_FAILED && if_match.is_none() && attempts < 64 => {
+                let jitter = u64::from(
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+                        % 4,
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempts.min(8)) + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn replace_once(
+    state: &ScimState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    id: &str,
+    input: &Value,
+    if_match: Option<&str>,
+) -> ScimResult<Outcome> {
     let current = load(state, caller, kind, id).await?;
     check_if_match(if_match, &current)?;
     let mut normalized = resource::normalize(&state.schemas, kind, input)?;
@@ -411,16 +472,8 @@ pub(crate) async fn patch(
     projection: Option<Projection>,
 ) -> ScimResult<Outcome> {
     let operations = patch::parse(input)?;
-    // Without If-Match the client asked for "apply to whatever is current": a concurrent
-    // change is not its conflict, so read again and re-apply a few times.
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match patch_once(state, caller, kind, id, &operations, if_match, projection.clone()).await {
-            Err(e) if e.status == StatusCode::PRECONDITION_FAILED && if_match.is_none() && attempts < 5 => continue,
-            other => return other,
-        }
-    }
+    retry_unconditional(if_match, || patch_once(state, caller, kind, id, &operations, if_match, projection.clone()))
+        .await
 }
 
 async fn patch_once(
