@@ -32,11 +32,10 @@ async fn concurrent_writes_all_land(work: Workdir) {
     // Twenty PATCHes of one user's title, twenty member adds to one group, twenty PUTs of
     // the group's name: at the same time, none with If-Match.
     let mut tasks = Vec::new();
-    for n in 0..20 {
+    for (n, member) in members.iter().cloned().enumerate() {
         let (http, token) = (http.clone(), token.clone());
         let user = url(&format!("/Users/{user_id}"));
         let group = url(&format!("/Groups/{group_id}"));
-        let member = members[n].clone();
         tasks.push(tokio::spawn(async move {
             let title = http
                 .patch(&user)
