@@ -715,3 +715,32 @@ async fn hostile_input_answers_at_once() {
     assert_eq!(status, 201, "{body}");
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+/// What real clients send that common servers accept: lower-case resource paths and a
+/// trailing slash, Entra ID's user-matching filter on an element's sub-attribute, and a
+/// wrong method answered in SCIM's error format.
+#[tokio::test]
+async fn lenient_paths_the_entra_matching_filter_and_405_bodies() {
+    let (scim, tokens) = Scim::start(&["acme"]);
+    let c = scim.client("acme", &tokens[0]);
+    let created = c
+        .post(
+            "/users",
+            json!({"schemas": [USER], "userName": "ada@acme.example",
+                   "emails": [{"value": "ada@acme.example", "type": "work", "primary": true}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    // Entra ID's documented matching query.
+    let found =
+        c.get("/Users/?filter=emails%5Btype%20eq%20%22work%22%5D.value%20eq%20%22ada%40acme.example%22").await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    let none = c.get("/users?filter=emails%5Btype%20eq%20%22home%22%5D.value%20eq%20%22ada%40acme.example%22").await;
+    assert_eq!(none.body["totalResults"], 0, "{}", none.body);
+    let one = c.get(&format!("/USERS/{}", created.id())).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    // A method the endpoint does not take: 405 with a SCIM error body.
+    let wrong = c.send(Method::DELETE, "/Users", None).await;
+    assert_scim_error(&wrong, 405, None);
+}

@@ -277,8 +277,28 @@ impl Parser {
             if self.next() != Some(Token::CloseBracket) {
                 return err("expected ] closing the value filter");
             }
+            // `emails[type eq "work"].value eq "a@b.com"` — the form Entra ID matches users
+            // with: a comparison of a sub-attribute of the same element, so it is the value
+            // filter and the comparison together.
+            if let Some(Token::Word(next)) = self.peek()
+                && let Some(sub) = next.strip_prefix('.')
+            {
+                if sub.is_empty() || sub.contains(['.', ':']) {
+                    return err(format!("{word}[…]{next}: expected one sub-attribute after the value filter"));
+                }
+                let sub = AttrPath { urn: None, name: sub.to_owned(), sub: None };
+                let shown = format!("{word}[…]{next}");
+                self.pos += 1;
+                let compared = self.comparison(sub, &shown)?;
+                return Ok(Filter::ValuePath(path, Box::new(Filter::And(Box::new(inner), Box::new(compared)))));
+            }
             return Ok(Filter::ValuePath(path, Box::new(inner)));
         }
+        self.comparison(path, &word)
+    }
+
+    /// `op value` (or `pr`) after an attribute path.
+    fn comparison(&mut self, path: AttrPath, word: &str) -> Result<Filter, FilterError> {
         let op = match self.next() {
             Some(Token::Word(op)) => op.to_ascii_lowercase(),
             Some(other) => return err(format!("expected an operator after {word}, found {}", describe(&other))),
@@ -669,6 +689,12 @@ mod tests {
         assert!(check(r#"emails[type eq "work" and value co "@acme"]"#));
         assert!(!check(r#"emails[type eq "home" and value co "@acme"]"#));
         assert!(check(r#"emails[not (type eq "work")]"#));
+        // Entra ID's user-matching form: the sub-attribute of the same element.
+        assert!(check(r#"emails[type eq "work"].value eq "bjensen@acme.example""#));
+        assert!(!check(r#"emails[type eq "home"].value eq "bjensen@acme.example""#));
+        assert!(check(r#"emails[type eq "home"].value pr"#));
+        assert!(parse(r#"emails[type eq "work"]. eq "x""#).is_err());
+        assert!(parse(r#"emails[type eq "work"].value.x eq "x""#).is_err());
         assert!(check(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#));
         assert!(check(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915""#));
         assert!(check(r#"urn:idbridge:params:scim:schemas:extension:portal:2.0:User:queues co "102""#));

@@ -129,8 +129,37 @@ pub fn router(state: ScimState) -> Router {
         .route("/Bulk", post(bulk::bulk))
         .route("/Me", axum::routing::any(me))
         .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The SCIM endpoints as RFC 7644 spells them. Clients are matched case-insensitively and
+/// with a trailing slash (`/users`, `/Users/?filter=`), as common servers do.
+const ENDPOINTS: [&str; 8] =
+    ["Users", "Groups", "Bulk", "Me", "ServiceProviderConfig", "ResourceTypes", "Schemas", ".search"];
+
+/// Rewrites `/scim/v2/{tenant}/users/…/` to the canonical `/scim/v2/{tenant}/Users/…`
+/// before routing; `None` when the path needs no change.
+pub fn canonical_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/scim/v2/")?;
+    let (tenant, rest) = rest.split_once('/')?;
+    let trimmed = rest.strip_suffix('/').unwrap_or(rest);
+    let mut parts = trimmed.splitn(2, '/');
+    let endpoint = parts.next().unwrap_or("");
+    let tail = parts.next();
+    let canonical = ENDPOINTS.iter().find(|e| e.eq_ignore_ascii_case(endpoint)).copied().unwrap_or(endpoint);
+    // `.search` under a resource type is matched the same way.
+    let tail = tail.map(|t| if t.eq_ignore_ascii_case(".search") { ".search" } else { t });
+    let rebuilt = match tail {
+        Some(tail) => format!("/scim/v2/{tenant}/{canonical}/{tail}"),
+        None => format!("/scim/v2/{tenant}/{canonical}"),
+    };
+    (rebuilt != path && !trimmed.is_empty()).then_some(rebuilt)
+}
+
+async fn method_not_allowed() -> ScimError {
+    ScimError::status(StatusCode::METHOD_NOT_ALLOWED, "this SCIM endpoint does not take that method")
 }
 
 async fn me(_caller: auth::ScimCaller) -> ScimError {
@@ -150,4 +179,22 @@ pub fn scim_response(status: StatusCode, body: Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(error::SCIM_CONTENT_TYPE));
     response
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::canonical_path;
+
+    #[test]
+    fn endpoints_match_case_insensitively_and_with_a_trailing_slash() {
+        assert_eq!(canonical_path("/scim/v2/acme/users").as_deref(), Some("/scim/v2/acme/Users"));
+        assert_eq!(canonical_path("/scim/v2/acme/Users/").as_deref(), Some("/scim/v2/acme/Users"));
+        assert_eq!(canonical_path("/scim/v2/acme/GROUPS/abc").as_deref(), Some("/scim/v2/acme/Groups/abc"));
+        assert_eq!(canonical_path("/scim/v2/acme/users/.SEARCH").as_deref(), Some("/scim/v2/acme/Users/.search"));
+        assert_eq!(canonical_path("/scim/v2/acme/Users"), None);
+        assert_eq!(canonical_path("/scim/v2/acme/"), None);
+        assert_eq!(canonical_path("/admin/v1/tenants"), None);
+        // Multi-byte text is left alone, never cut.
+        assert_eq!(canonical_path("/scim/v2/acme/ü"), None);
+    }
 }

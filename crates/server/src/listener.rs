@@ -79,7 +79,8 @@ pub async fn serve(
             });
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service =
+            hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(app.clone(), canonical_request));
         let builder = builder.clone();
         let header_read_timeout = limits.header_read_timeout;
         let watcher = graceful.watcher();
@@ -106,4 +107,23 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Paths rewritten before routing: SCIM endpoints matched case-insensitively and with a
+/// trailing slash (`idbridge_scim::canonical_path`), as clients expect of common servers.
+fn canonical_request<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    if let Some(path) = idbridge_scim::canonical_path(request.uri().path()) {
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(rewritten) = path_and_query.parse() {
+            parts.path_and_query = Some(rewritten);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
 }

@@ -45,6 +45,8 @@ pub struct SourceReconciliation {
     pub wake: Arc<tokio::sync::Notify>,
     /// What each person's last sign-in said.
     pub logins: Arc<dyn LoginRecordStore>,
+    /// Deletes settled intents in batches, off the request path.
+    pub clearer: crate::intent_worker::Clearer,
 }
 
 /// What reconciling some people did, and who of them is not settled yet (their write was
@@ -84,6 +86,7 @@ impl SourceReconciliation {
             intents: Arc::new(store.clone()),
             wake: Arc::new(tokio::sync::Notify::new()),
             logins: Arc::new(store.clone()),
+            clearer: crate::intent_worker::Clearer::start(Arc::new(store.clone())),
         }
     }
 
@@ -403,10 +406,8 @@ impl SourceReconciliation {
         let result = self.reconcile(&tenant, changes, &ctx).await;
         if let Ok(Reconciled { unsettled, .. }) = &result
             && unsettled.is_empty()
-            && let Err(e) = self.intents.clear_intents(&intents).await
         {
-            // Harmless: the worker settles them again (and finds nothing to change).
-            tracing::debug!(tenant = %tenant.slug, error = %e, "settled intents not cleared");
+            self.clearer.clear(intents);
         }
         if !matches!(&result, Ok(Reconciled { unsettled, .. }) if unsettled.is_empty()) {
             self.wake.notify_one();

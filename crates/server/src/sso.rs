@@ -162,10 +162,8 @@ impl Accounts for SsoAccounts {
             r.logins.put_login_record(tenant.id, &person, jiff::Timestamp::now()).await.map_err(unavailable)?;
         let groups_known = groups_known || previous.is_some();
         let resolved = self.resolve_person(tenant, connection, claimed, person, groups_known).await;
-        if !matches!(resolved, Err(Refusal::Unavailable(_)))
-            && let Err(e) = r.intents.clear_intents(&[intent]).await
-        {
-            tracing::debug!(error = %e, "login intent not cleared; the worker settles it");
+        if !matches!(resolved, Err(Refusal::Unavailable(_))) {
+            r.clearer.clear(vec![intent]);
         }
         resolved
     }

@@ -73,6 +73,7 @@ pub fn router(
         .nest("/admin/v1", admin::router())
         .nest("/portal/v1", portal::router())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .nest("/scim/v2/{tenant}", idbridge_scim::router(scim))
         .merge(sso)
@@ -170,6 +171,10 @@ async fn catch_panics(request: axum::extract::Request, next: middleware::Next) -
             }
         }
     }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }
 
 async fn not_found() -> ApiError {
