@@ -136,3 +136,100 @@ async fn a_full_log_destination_drops_no_request() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A mounted filesystem of a few megabytes, removed when the test ends.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount(megabytes: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left; returns the filler to delete.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.flush();
+        filler
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// The embedded database on a filesystem that fills up: writes are refused with a 503
+/// that says the service is at fault (never a 500, never a success), `/readyz` says the
+/// store cannot write, and once space is freed writes work again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_and_recovers_when_space_is_freed() {
+    let Some(fs) = SmallFilesystem::mount(8) else {
+        assert!(std::env::var("IDBRIDGE_REQUIRE_PEERS").is_err(), "cannot mount a small filesystem here");
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let url = format!("sqlite://{}", fs.path().join("idbridge.db").display());
+    let work = Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &url);
+    work.ok(&["tenant", "create", "acme", "--name", "ACME"]);
+    let token = work.ok(&["scim-token", "create", "acme"]).trim().to_owned();
+    let daemon = work.serve();
+    let http = daemon.client().clone();
+    let create = |n: usize| {
+        http.post(daemon.url("/scim/v2/acme/Users"))
+            .bearer_auth(&token)
+            .json(&json!({"userName": format!("u{n}@acme.example"), "displayName": "x".repeat(2000)}))
+            .send()
+    };
+    assert_eq!(create(0).await.unwrap().status(), 201);
+    let filler = fs.fill();
+    let mut refused = None;
+    for n in 1..2000 {
+        let r = create(n).await.unwrap();
+        match r.status().as_u16() {
+            201 => continue,
+            503 => {
+                refused = Some(r.json::<Value>().await.unwrap());
+                break;
+            }
+            other => panic!("a full disk answered {other}: {}", r.text().await.unwrap()),
+        }
+    }
+    let refused = refused.expect("a full disk refuses writes");
+    assert_eq!(refused["status"], "503", "{refused}");
+    let ready = http.get(daemon.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "a store that cannot write is not ready");
+
+    std::fs::remove_file(filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = create(5000).await.unwrap();
+        if r.status() == 201 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "writes never resumed: {}", r.status());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(http.get(daemon.url("/readyz")).send().await.unwrap().status(), 200);
+    for n in 5001..5010 {
+        assert_eq!(create(n).await.unwrap().status(), 201, "every later write works");
+    }
+    drop(daemon);
+}

@@ -732,8 +732,7 @@ async fn lenient_paths_the_entra_matching_filter_and_405_bodies() {
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     // Entra ID's documented matching query.
-    let found =
-        c.get("/Users/?filter=emails%5Btype%20eq%20%22work%22%5D.value%20eq%20%22ada%40acme.example%22").await;
+    let found = c.get("/Users/?filter=emails%5Btype%20eq%20%22work%22%5D.value%20eq%20%22ada%40acme.example%22").await;
     assert_eq!(found.status, StatusCode::OK, "{}", found.body);
     assert_eq!(found.body["totalResults"], 1, "{}", found.body);
     let none = c.get("/users?filter=emails%5Btype%20eq%20%22home%22%5D.value%20eq%20%22ada%40acme.example%22").await;

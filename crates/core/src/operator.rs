@@ -249,10 +249,24 @@ impl Operator {
     ) -> DomainResult<Option<(Tenant, ScimTokenRecord)>> {
         let Ok(slug) = TenantSlug::parse(slug) else { return Ok(None) };
         let Some(id) = token::token_id("scim", presented) else { return Ok(None) };
-        let Some(tenant) = self.store.get_tenant(&slug).await? else { return Ok(None) };
-        let Some(record) = self.store.find_scim_token(tenant.id, id).await? else { return Ok(None) };
-        let valid = token::verify(presented, &record.hash);
-        Ok((valid && record.revoked_at.is_none() && tenant.enabled).then_some((tenant, record)))
+        // The same work whether the tenant exists or not — two lookups and one hash check —
+        // so that response time does not tell which tenant slugs exist.
+        let tenant = self.store.get_tenant(&slug).await?;
+        let tenant_id = tenant.as_ref().map_or(crate::tenant::TenantId(Uuid::nil()), |t| t.id);
+        let record = self.store.find_scim_token(tenant_id, id).await?;
+        let valid = match &record {
+            Some(record) => token::verify(presented, &record.hash),
+            None => {
+                let _ = token::verify(presented, token::UNMATCHABLE_HASH);
+                false
+            }
+        };
+        match (tenant, record) {
+            (Some(tenant), Some(record)) if valid && record.revoked_at.is_none() && tenant.enabled => {
+                Ok(Some((tenant, record)))
+            }
+            _ => Ok(None),
+        }
     }
 
     pub async fn individuals(&self, slug: &TenantSlug, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {

@@ -48,6 +48,10 @@ pub fn token_id<'a>(kind: &str, token: &'a str) -> Option<&'a str> {
 }
 
 /// Constant-time check of a presented token against a stored hex hash.
+/// A well-formed hash no token has (64 hex zeros would need a SHA-256 preimage): checked
+/// against when there is no record, so a miss costs what a mismatch costs.
+pub const UNMATCHABLE_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 pub fn verify(presented: &str, stored_hash: &str) -> bool {
     let presented = Sha256::digest(presented.as_bytes());
     match hex::decode(stored_hash) {

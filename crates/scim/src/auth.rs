@@ -26,7 +26,11 @@ impl FromRequestParts<ScimState> for ScimCaller {
     type Rejection = ScimError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ScimState) -> Result<Self, ScimError> {
-        let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| ScimError::unauthorized())?;
+        // A path that is not valid UTF-8 names no tenant or endpoint: 404, as for any other
+        // path that does not exist (it reveals nothing about which tenants exist).
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ScimError::not_found("no such SCIM endpoint"))?;
         let slug = params
             .iter()
             .find(|(k, _)| *k == "tenant")

@@ -126,7 +126,12 @@ async fn admin(
         Command::Serve | Command::AdminToken(_) => unreachable!("handled by run"),
         Command::CheckConfig => {
             operator.store().ping().await?;
-            out!("configuration ok; database reachable and migrated");
+            // Plugins are checked exactly as `serve` loads them: path, sha256 pin, ABI,
+            // entry symbol, and an instance created with its config.
+            let plugins = idbridge_plugin_host::PluginHost::load(&settings.plugins)?;
+            settings.admin_token_hashes()?;
+            settings.portal_token_hashes()?;
+            out!("configuration ok; database reachable and migrated; {} plugin(s) loaded", plugins.ids().len());
         }
         Command::Apply { file, dry_run } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;

@@ -79,8 +79,10 @@ pub async fn serve(
             });
             continue;
         };
-        let service =
-            hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(app.clone(), canonical_request));
+        let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            canonical_request,
+        ));
         let builder = builder.clone();
         let header_read_timeout = limits.header_read_timeout;
         let watcher = graceful.watcher();

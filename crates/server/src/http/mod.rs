@@ -112,7 +112,20 @@ async fn healthz() -> impl IntoResponse {
 
 /// Ready when the database answers within a second.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(1), state.operator.store().ping()).await {
+    // A store that answers reads but cannot write (a full disk) is not ready: a one-row
+    // write (a lease that expires at once) proves it can.
+    let store = state.operator.store().clone();
+    let probe = async move {
+        store.ping().await?;
+        let now = jiff::Timestamp::now();
+        match tokio::time::timeout(Duration::from_secs(3), store.try_lease("readyz-write-probe", "readyz", now, now))
+            .await
+        {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(idbridge_core::DomainError::Storage("a write did not finish within 3 s".into())),
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(4), probe).await {
         // A backlog of owed reconciliations does not make the daemon unready (requests are
         // served and the intents are durable); it is shown so that on-call can see it.
         Ok(Ok(())) => match state.intent_queue.get() {
