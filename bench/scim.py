@@ -140,8 +140,13 @@ def settle(target):
     ready = target.base.split("/scim/")[0] + "/readyz"
     started, empty = time.perf_counter(), 0
     while empty < 2:
-        with urllib.request.urlopen(ready, timeout=10) as res:
-            queue = json.loads(res.read()).get("reconciliation")
+        try:
+            with urllib.request.urlopen(ready, timeout=10) as res:
+                queue = json.loads(res.read()).get("reconciliation")
+        except urllib.error.HTTPError as e:
+            # Not ready (the store busy or unwritable): say so and wait.
+            print(f"   /readyz {e.code}: {e.read().decode(errors='replace')}", file=sys.stderr)
+            queue = None
         empty = empty + 1 if queue is not None and queue["queued"] == 0 else 0
         time.sleep(2.1)
     return time.perf_counter() - started
