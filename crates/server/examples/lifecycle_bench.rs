@@ -106,6 +106,18 @@ async fn main() -> anyhow::Result<()> {
         records.write_scim(&group(&format!("pbx-queue-{q}"), members)).await?;
     }
     let seeded = seeding.elapsed();
+    // The seeding's writes recorded intents, which the daemon would have settled (the
+    // request's fast path, or the intent worker); settle them the same way here — by
+    // deleting them — so they do not sit in the database the measurements read.
+    let far = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    loop {
+        let batch = idbridge_core::ports::IntentQueue::claim_intents(&store, far, 10_000).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let ids: Vec<i64> = batch.iter().map(|i| i.id).collect();
+        idbridge_core::ports::IntentQueue::clear_intents(&store, &ids).await?;
+    }
 
     let mapping = MappingService {
         operator: operator.clone(),
