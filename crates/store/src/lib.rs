@@ -184,7 +184,9 @@ impl SqlStore {
         // (a client went away mid-request) still counting that transaction — its rollback
         // failed or has not run — and every `BEGIN` on it would fail. Such a connection
         // is closed, never reused; the pool opens a fresh one.
-        for _ in 0..8 {
+        // Every client that went away at once can leave one such connection behind, so
+        // try past the pool's size: each one discarded makes room for a fresh one.
+        for _ in 0..=self.pool.options().get_max_connections() + 1 {
             let mut conn = self.pool.acquire().await.map_err(convert::storage)?;
             if sqlx::Connection::is_in_transaction(&*conn) {
                 metrics::counter!("idbridge_store_connections_discarded_total").increment(1);
