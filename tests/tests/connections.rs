@@ -97,12 +97,23 @@ fn past_the_connection_cap_new_connections_get_503_at_once() {
         .with_env("IDBRIDGE_SERVER__MAX_CONNECTIONS", "20");
     let daemon = work.serve();
     let addr = addr(&daemon);
-    let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let (answer, took) = healthz(&addr);
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("too many connections"), "{answer}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    // Twenty-five silent connections against a cap of twenty: five are answered 503 at
+    // once and closed, whichever the daemon took last. (The harness's own health check may
+    // still hold a slot for a moment: give it time to close.)
+    std::thread::sleep(Duration::from_millis(500));
+    let held: Vec<TcpStream> = (0..25).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let started = Instant::now();
+    let mut refused = 0;
+    for stream in &held {
+        let mut stream = stream.try_clone().unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut answer = [0u8; 12];
+        if stream.read_exact(&mut answer).is_ok() && &answer == b"HTTP/1.1 503" {
+            refused += 1;
+        }
+    }
+    assert!((5..=6).contains(&refused), "the connections past the cap are refused: {refused} of 25");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     // The silent ones are closed at their header deadline, and the slots come back.
     let started = Instant::now();
     loop {
