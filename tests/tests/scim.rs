@@ -739,6 +739,23 @@ async fn lenient_paths_the_entra_matching_filter_and_405_bodies() {
     assert_eq!(none.body["totalResults"], 0, "{}", none.body);
     let one = c.get(&format!("/USERS/{}", created.id())).await;
     assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    // `attributes` shapes the answers of POST and PUT too (RFC 7644 §3.9); `id` and
+    // `schemas` always come.
+    let shaped = c.post("/Users?attributes=userName", json!({"schemas": [USER], "userName": "bob@acme.example"})).await;
+    assert_eq!(shaped.status, StatusCode::CREATED, "{}", shaped.body);
+    assert_eq!(shaped.body["userName"], "bob@acme.example");
+    assert!(shaped.body.get("emails").is_none() && shaped.body.get("meta").is_none(), "{}", shaped.body);
+    assert!(shaped.body["id"].is_string());
+    let put = c
+        .send(
+            Method::PUT,
+            &format!("/Users/{}?excludedAttributes=emails", created.id()),
+            Some(json!({"schemas": [USER], "userName": "ada@acme.example", "emails": [{"value": "ada@acme.example"}]})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert!(put.body.get("emails").is_none(), "{}", put.body);
+    assert_eq!(put.body["userName"], "ada@acme.example");
     // A method the endpoint does not take: 405 with a SCIM error body.
     let wrong = c.send(Method::DELETE, "/Users", None).await;
     assert_scim_error(&wrong, 405, None);

@@ -15,6 +15,8 @@ use crate::resources::{self, Outcome, ScimBody};
 use std::sync::Arc;
 
 use futures::FutureExt;
+
+use crate::resource::Projection;
 use idbridge_core::ports::CollectSourceChanges;
 
 use crate::schema::ResourceKind;
@@ -144,12 +146,14 @@ async fn run_one(
             }
             let data = data.ok_or_else(|| ScimError::value("POST needs data"));
             match data {
-                Ok(data) => resources::create(state, caller, kind, &data).await,
+                Ok(data) => resources::create(state, caller, kind, &data, &Projection::default()).await,
                 Err(e) => Err(e),
             }
         }
         ("PUT", Some(id), 2) => match data {
-            Some(data) => resources::replace(state, caller, kind, id, &data, version.as_deref()).await,
+            Some(data) => {
+                resources::replace(state, caller, kind, id, &data, version.as_deref(), &Projection::default()).await
+            }
             None => Err(ScimError::value("PUT needs data")),
         },
         ("PATCH", Some(id), 2) => match data {

@@ -336,6 +336,7 @@ pub(crate) async fn create(
     caller: &ScimCaller,
     kind: ResourceKind,
     input: &Value,
+    projection: &Projection,
 ) -> ScimResult<Outcome> {
     let normalized = resource::normalize(&state.schemas, kind, input)?;
     let now = jiff::Timestamp::now();
@@ -371,7 +372,7 @@ pub(crate) async fn create(
     let ScimWritten { record: stored, owed } = state.records.write_scim(&write).await?;
     notify(state, caller, ScimChanges::owed(format!("SCIM POST {}", kind.endpoint()), owed)).await;
     // A user created a moment ago belongs to no group yet.
-    let rendered = render_with_groups(state, caller, kind, &stored, &Projection::default(), Some(vec![])).await?;
+    let rendered = render_with_groups(state, caller, kind, &stored, projection, Some(vec![])).await?;
     Ok(Outcome {
         status: StatusCode::CREATED,
         location: Some(format!("{}/{}/{}", state.base_url(&caller.tenant), kind.endpoint(), stored.id)),
@@ -387,8 +388,9 @@ pub(crate) async fn replace(
     id: &str,
     input: &Value,
     if_match: Option<&str>,
+    projection: &Projection,
 ) -> ScimResult<Outcome> {
-    retry_unconditional(if_match, || replace_once(state, caller, kind, id, input, if_match)).await
+    retry_unconditional(if_match, || replace_once(state, caller, kind, id, input, if_match, projection)).await
 }
 
 /// Without If-Match the client asked for "apply to whatever is current" (Entra and Okta
@@ -423,6 +425,7 @@ async fn replace_once(
     id: &str,
     input: &Value,
     if_match: Option<&str>,
+    projection: &Projection,
 ) -> ScimResult<Outcome> {
     let current = load(state, caller, kind, id).await?;
     check_if_match(if_match, &current)?;
@@ -458,7 +461,7 @@ async fn replace_once(
     };
     let ScimWritten { record: stored, owed } = state.records.write_scim(&write).await?;
     notify(state, caller, ScimChanges::owed(format!("SCIM PUT {}", kind.endpoint()), owed)).await;
-    let rendered = render(state, caller, kind, &stored, &Projection::default()).await?;
+    let rendered = render(state, caller, kind, &stored, projection).await?;
     Ok(Outcome { status: StatusCode::OK, version: Some(stored.version), location: None, body: Some(rendered) })
 }
 
@@ -742,12 +745,16 @@ pub async fn get_handler<E: Endpoint>(
     get_one(state, caller, E::KIND, id, headers, q).await
 }
 
+/// `attributes` and `excludedAttributes` shape the answers of POST and PUT too (RFC 7644
+/// §3.9).
 pub async fn create_handler<E: Endpoint>(
     caller: ScimCaller,
     State(state): State<ScimState>,
+    RawQuery(q): RawQuery,
     ScimBody(body): ScimBody,
 ) -> ScimResult<Outcome> {
-    create(&state, &caller, E::KIND, &body).await
+    let projection = projection_query(q.as_deref())?.projection();
+    create(&state, &caller, E::KIND, &body, &projection).await
 }
 
 pub async fn replace_handler<E: Endpoint>(
@@ -755,9 +762,11 @@ pub async fn replace_handler<E: Endpoint>(
     State(state): State<ScimState>,
     Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
+    RawQuery(q): RawQuery,
     ScimBody(body): ScimBody,
 ) -> ScimResult<Outcome> {
-    replace(&state, &caller, E::KIND, &id, &body, header_str(&headers, header::IF_MATCH)).await
+    let projection = projection_query(q.as_deref())?.projection();
+    replace(&state, &caller, E::KIND, &id, &body, header_str(&headers, header::IF_MATCH), &projection).await
 }
 
 pub async fn patch_handler<E: Endpoint>(
