@@ -33,17 +33,42 @@ pub fn free_port() -> u16 {
 /// A private RSA JWK with this key id.
 pub fn generate_key(kid: &str) -> Value {
     ensure_node_modules();
-    let out =
-        Command::new("node").arg("idp.mjs").args(["--gen-key", kid]).current_dir(oidc_dir()).output().expect("node");
+    let out = node_with_deadline(&["idp.mjs", "--gen-key", kid]);
     assert!(out.status.success(), "key generation failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("a JWK")
+}
+
+/// Runs a short node program, killed and run again when it hangs: Node 20 was seen to
+/// hang in a futex at exit after key generation, which would stall the whole suite.
+fn node_with_deadline(args: &[&str]) -> std::process::Output {
+    for _ in 0..3 {
+        let mut child = Command::new("node")
+            .args(args)
+            .current_dir(oidc_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("node");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if child.try_wait().expect("wait for node").is_some() {
+                return child.wait_with_output().expect("node output");
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    panic!("node {args:?} hung three times");
 }
 
 /// An EC P-256 client key: (PKCS#8 PEM for idbridge, public JWK for the IdP).
 pub fn generate_client_key(kid: &str) -> (String, Value) {
     ensure_node_modules();
-    let out =
-        Command::new("node").arg("idp.mjs").args(["--gen-pem", kid]).current_dir(oidc_dir()).output().expect("node");
+    let out = node_with_deadline(&["idp.mjs", "--gen-pem", kid]);
     assert!(out.status.success(), "key generation failed: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     (v["pem"].as_str().expect("pem").to_owned(), v["jwk"].clone())
