@@ -760,3 +760,49 @@ async fn lenient_paths_the_entra_matching_filter_and_405_bodies() {
     let wrong = c.send(Method::DELETE, "/Users", None).await;
     assert_scim_error(&wrong, 405, None);
 }
+
+/// RFC 7644 §3.7.1: "The service provider MUST try to resolve circular cross-references
+/// between resources in a single bulk job" — the request below is the RFC's own example
+/// (two new groups that contain each other), preceded by a forward reference: a group
+/// whose member is a user POSTed later in the same request.
+#[tokio::test]
+async fn bulk_resolves_forward_and_circular_references() {
+    let (scim, tokens) = Scim::start(&["omicron"]);
+    let c = scim.client("omicron", &tokens[0]);
+    let group = "urn:ietf:params:scim:schemas:core:2.0:Group";
+    let bulk = c.post("/Bulk", json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Groups", "bulkId": "early", "data": {"schemas": [group], "displayName": "Early", "members": [{"type": "User", "value": "bulkId:later"}]}},
+            {"method": "PATCH", "path": "/Users/bulkId:later", "data": {"Operations": [{"op": "replace", "path": "title", "value": "patched"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "later", "data": {"userName": "later@omicron.example"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "qwerty", "data": {"schemas": [group], "displayName": "Group A", "members": [{"type": "Group", "value": "bulkId:ytrewq"}]}},
+            {"method": "POST", "path": "/Groups", "bulkId": "ytrewq", "data": {"schemas": [group], "displayName": "Group B", "members": [{"type": "Group", "value": "bulkId:qwerty"}]}},
+            {"method": "POST", "path": "/Groups", "bulkId": "self", "data": {"displayName": "Self", "members": [{"value": "bulkId:nobody"}]}}
+        ]
+    })).await;
+    assert_eq!(bulk.status, 200, "{}", bulk.body);
+    let ops = bulk.body["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    // Results in the request's order, whatever order they ran in.
+    assert_eq!(statuses, ["201", "200", "201", "201", "201", "409"], "{}", bulk.body);
+    assert_eq!(ops[0]["bulkId"], "early");
+    assert!(ops[5]["response"]["detail"].as_str().unwrap().contains("bulkId:nobody"), "{}", ops[5]);
+    assert!(ops[5]["response"].get("scimType").is_none(), "409 carries no invalidValue: {}", ops[5]);
+
+    let id_of = |i: usize| ops[i]["location"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let (early, later, a, b) = (id_of(0), id_of(2), id_of(3), id_of(4));
+    let members = |body: &Value| -> Vec<String> {
+        body["members"]
+            .as_array()
+            .map_or(vec![], |m| m.iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect())
+    };
+    assert_eq!(members(&c.get(&format!("/Groups/{early}")).await.body), std::slice::from_ref(&later));
+    assert_eq!(c.get(&format!("/Users/{later}")).await.body["title"], "patched");
+    let group_a = c.get(&format!("/Groups/{a}")).await;
+    assert_eq!(members(&group_a.body), std::slice::from_ref(&b), "{}", group_a.body);
+    assert_eq!(members(&c.get(&format!("/Groups/{b}")).await.body), [a]);
+    // The version reported for Group A is the one after its held-back member was added.
+    assert_eq!(ops[3]["version"], group_a.body["meta"]["version"]);
+    assert_eq!(c.get("/Groups?filter=displayName+eq+%22Self%22").await.body["totalResults"], 0);
+}

@@ -112,6 +112,10 @@ impl Notifier {
                 "sid": session,
                 "events": { EVENT: {} },
             });
+            if let Err(e) = self.keys.wait_until_signing(Duration::from_secs(10)).await {
+                last = e.to_string();
+                continue;
+            }
             let token = match self.keys.sign(alg, Some("logout+jwt"), &claims, now) {
                 Ok(t) => t,
                 Err(e) => return Err(e.to_string()),

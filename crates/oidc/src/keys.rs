@@ -104,6 +104,12 @@ struct LoadedKey {
     signer: Signer,
 }
 
+impl LoadedKey {
+    fn signs(&self, alg: &str, now: Timestamp) -> bool {
+        self.record.alg == alg && self.record.activates_at <= now && self.record.retires_at.is_none_or(|r| r > now)
+    }
+}
+
 /// The keys, loaded from the store and refreshed from it (another instance may rotate).
 #[derive(Clone)]
 pub struct KeyRing {
@@ -111,6 +117,9 @@ pub struct KeyRing {
     keys: Arc<RwLock<Arc<Vec<LoadedKey>>>>,
     pub policy: RotationPolicy,
     encryption: Option<KeyEncryption>,
+    /// True while every algorithm has a key that signs: the daemon answers `/readyz`
+    /// before a first start has generated its keys, and whatever signs waits for this.
+    signing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -125,7 +134,13 @@ fn key_error(e: jose::JoseError) -> DomainError {
 
 impl KeyRing {
     pub fn new(store: Arc<dyn SsoStore>, policy: RotationPolicy) -> Self {
-        Self { store, keys: Arc::new(RwLock::new(Arc::new(Vec::new()))), policy, encryption: None }
+        Self {
+            store,
+            keys: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            policy,
+            encryption: None,
+            signing: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
     }
 
     /// Private keys are sealed with this key at rest (and must be opened with it).
@@ -159,8 +174,46 @@ impl KeyRing {
             let signer = Signer::from_pkcs8(&der).map_err(key_error)?;
             loaded.push(LoadedKey { record, signer });
         }
+        let now = Timestamp::now();
+        let signs = ALGS.iter().all(|alg| loaded.iter().any(|k| k.signs(alg, now)));
         *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
+        self.signing.send_replace(signs);
         Ok(())
+    }
+
+    /// Whether every algorithm has a key that signs (as of the last reload).
+    pub fn can_sign(&self) -> bool {
+        *self.signing.borrow()
+    }
+
+    /// Waits, at most `wait`, until every algorithm has a key that signs — on a first
+    /// start the keys are generated after the port is bound.
+    pub async fn wait_until_signing(&self, wait: std::time::Duration) -> DomainResult<()> {
+        let mut signing = self.signing.subscribe();
+        match tokio::time::timeout(wait, signing.wait_for(|s| *s)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(DomainError::Storage("the signing keys are still being generated; try again shortly".into())),
+        }
+    }
+
+    /// Generates the first keys (or a due successor) in the background, retrying with
+    /// back-off until it succeeds: a first start binds its port at once and signs
+    /// nothing until the keys exist.
+    pub fn ensure_in_background(&self, ctx: AuditContext) -> tokio::task::JoinHandle<()> {
+        let ring = self.clone();
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_millis(200);
+            loop {
+                match ring.ensure(Timestamp::now(), &ctx).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "generating signing keys failed");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    }
+                }
+            }
+        })
     }
 
     fn snapshot(&self) -> Arc<Vec<LoadedKey>> {
@@ -267,15 +320,9 @@ impl KeyRing {
     /// Signs `claims` with the current key of `alg`.
     pub fn sign(&self, alg: &str, typ: Option<&str>, claims: &Value, now: Timestamp) -> DomainResult<String> {
         let keys = self.snapshot();
-        let key = keys
-            .iter()
-            .filter(|k| {
-                k.record.alg == alg && k.record.activates_at <= now && k.record.retires_at.is_none_or(|r| r > now)
-            })
-            .max_by_key(|k| k.record.activates_at)
-            .ok_or_else(|| {
-                DomainError::Storage(format!("no {alg} signing key is active; is the daemon's key ring loaded?"))
-            })?;
+        let key = keys.iter().filter(|k| k.signs(alg, now)).max_by_key(|k| k.record.activates_at).ok_or_else(|| {
+            DomainError::Storage(format!("no {alg} signing key is active; is the daemon's key ring loaded?"))
+        })?;
         key.signer.jws(Some(&key.record.kid), typ, claims).map_err(key_error)
     }
 

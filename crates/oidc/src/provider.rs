@@ -170,7 +170,19 @@ async fn discovery(State(s): State<SsoState>) -> Response {
         .into_response()
 }
 
+/// How long a request waits for the first signing keys of a fresh start.
+const KEYS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn jwks(State(s): State<SsoState>) -> Response {
+    // Never publish an empty key set on a first start: portals cache it.
+    if let Err(e) = s.keys.wait_until_signing(KEYS_WAIT).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({ "error": "temporarily_unavailable", "error_description": e.to_string() })),
+        )
+            .into_response();
+    }
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(s.keys.jwks(Timestamp::now()))).into_response()
 }
 
@@ -1020,6 +1032,7 @@ async fn issue(
     if let Some(nonce) = nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
+    s.keys.wait_until_signing(KEYS_WAIT).await.map_err(|e| OAuthError::server(&e))?;
     let id_token =
         s.keys.sign(&client.id_token_alg, None, &Value::Object(claims), now).map_err(|e| OAuthError::server(&e))?;
     let token = |hash: String, kind: TokenKind, ttl: SignedDuration| OAuthToken {

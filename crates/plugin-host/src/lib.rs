@@ -191,12 +191,19 @@ pub struct PluginStatus {
     pub abi_version: u32,
     pub path: String,
     pub sha256: String,
-    /// `healthy` or `quarantined`.
+    /// `healthy`; `degraded` (some workers have been inside one call for longer than the
+    /// timeout — a hung plugin); `saturated` (every worker is, so calls are refused); or
+    /// `quarantined`.
     pub health: String,
     pub quarantine_reason: Option<String>,
     pub calls: u64,
     pub errors: u64,
     pub timeouts: u64,
+    /// Calls refused because every worker and the queue were busy.
+    pub refused_busy: u64,
+    pub workers: usize,
+    /// Workers inside one call for longer than the timeout.
+    pub workers_stuck: usize,
 }
 
 /// Shared with the worker threads: a panic is seen by the worker even when the caller
@@ -205,6 +212,35 @@ pub struct PluginStatus {
 struct Health {
     quarantined: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// Per worker: when its current call started (ms since `epoch`, plus one), 0 when idle.
+    busy_since: Vec<AtomicU64>,
+    epoch: Option<std::time::Instant>,
+}
+
+impl Health {
+    fn with_workers(workers: usize) -> Self {
+        Self {
+            busy_since: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Some(std::time::Instant::now()),
+            ..Self::default()
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.map_or(0, |e| e.elapsed().as_millis() as u64) + 1
+    }
+
+    /// Workers whose current call has run longer than `limit`.
+    fn stuck(&self, limit: Duration) -> usize {
+        let now = self.now_ms();
+        self.busy_since
+            .iter()
+            .filter(|b| {
+                let since = b.load(Ordering::Relaxed);
+                since != 0 && now.saturating_sub(since) > limit.as_millis() as u64
+            })
+            .count()
+    }
 }
 
 impl Health {
@@ -230,6 +266,8 @@ pub struct PluginMapper {
     calls: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
+    refused_busy: AtomicU64,
+    workers: usize,
 }
 
 impl std::fmt::Debug for PluginMapper {
@@ -269,13 +307,14 @@ impl PluginMapper {
         let instance = Instance(instance);
         let workers = spec.workers.clamp(1, 64);
         let (jobs, receiver) = sync_channel::<Job>(workers * 4);
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::with_workers(workers));
         for n in 0..workers {
             let receiver: Receiver<Job> = receiver.clone();
             let table = library.table;
             let health = health.clone();
             let id = spec.id.clone();
             let half_timeout = Duration::from_millis(spec.timeout_ms.max(2) / 2);
+            let n_worker = n;
             let spawned = std::thread::Builder::new().name(format!("plugin-{}-{n}", spec.id)).spawn(move || {
                 loop {
                     let Ok((inputs, reply)) = receiver.recv() else { return };
@@ -284,9 +323,11 @@ impl PluginMapper {
                     let count = inputs.len();
                     for (n, input) in inputs.into_iter().enumerate() {
                         let mut output = PluginBuffer::EMPTY;
+                        health.busy_since[n_worker].store(health.now_ms(), Ordering::Relaxed);
                         // SAFETY: the instance lives until the mapper is dropped, after the
                         // job channel closes; input and output are valid.
                         let status = unsafe { (table.map)(instance.ptr(), input.as_ptr(), input.len(), &mut output) };
+                        health.busy_since[n_worker].store(0, Ordering::Relaxed);
                         let bytes = take_buffer(table, output);
                         let panicked = status == api::STATUS_PANIC;
                         if panicked {
@@ -320,6 +361,8 @@ impl PluginMapper {
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
+            refused_busy: AtomicU64::new(0),
+            workers,
         }))
     }
 
@@ -330,6 +373,13 @@ impl PluginMapper {
 
     pub fn status(&self) -> PluginStatus {
         let quarantined = self.health.quarantined.load(Ordering::SeqCst);
+        let stuck = self.health.stuck(self.timeout);
+        let health = match (quarantined, stuck) {
+            (true, _) => "quarantined",
+            (false, 0) => "healthy",
+            (false, n) if n >= self.workers => "saturated",
+            (false, _) => "degraded",
+        };
         PluginStatus {
             id: self.id.clone(),
             name: self.library.name.clone(),
@@ -337,11 +387,14 @@ impl PluginMapper {
             abi_version: api::ABI_VERSION,
             path: self.path.clone(),
             sha256: self.library.sha256.clone(),
-            health: if quarantined { "quarantined" } else { "healthy" }.into(),
+            health: health.into(),
             quarantine_reason: self.health.reason.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             calls: self.calls.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
+            refused_busy: self.refused_busy.load(Ordering::Relaxed),
+            workers: self.workers,
+            workers_stuck: stuck,
         }
     }
 }
@@ -453,7 +506,14 @@ impl Mapper for PluginMapper {
         }
         let (reply, answers) = sync_channel(inputs.len().max(1));
         if self.jobs.try_send((encoded, reply)).is_err() {
-            return inputs.iter().map(|_| Err(self.fail("too many calls in flight"))).collect();
+            self.refused_busy.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+            let stuck = self.health.stuck(self.timeout);
+            let message = if stuck > 0 {
+                format!("too many calls in flight ({stuck} of {} workers stuck in a call)", self.workers)
+            } else {
+                "too many calls in flight".to_owned()
+            };
+            return inputs.iter().map(|_| Err(self.fail(message.clone()))).collect();
         }
         let mut out = Vec::with_capacity(inputs.len());
         while out.len() < inputs.len() {

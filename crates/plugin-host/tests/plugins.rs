@@ -153,8 +153,38 @@ fn garbage_errors_and_timeouts_are_mapper_errors() {
     let err = host.get("slow").unwrap().map(&input("bob")).unwrap_err();
     assert!(err.message.contains("no answer within 50 ms"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_millis(300));
-    let slow = host.statuses().into_iter().find(|s| s.id == "slow").unwrap();
-    assert_eq!((slow.timeouts, slow.health.as_str()), (1, "healthy"));
+    // The worker is still inside the call it was given: health says so (a hung plugin
+    // is not "healthy" while it refuses calls), and recovers when the call ends.
+    let status = |host: &PluginHost| host.statuses().into_iter().find(|s| s.id == "slow").unwrap();
+    let slow = status(&host);
+    assert_eq!((slow.timeouts, slow.workers_stuck), (1, 1), "{slow:?}");
+    let expected = if slow.workers == 1 { "saturated" } else { "degraded" };
+    assert_eq!(slow.health, expected, "{slow:?}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let slow = status(&host);
+    assert_eq!((slow.workers_stuck, slow.health.as_str()), (0, "healthy"), "{slow:?}");
+}
+
+#[test]
+fn a_hung_plugin_is_reported_saturated_and_refusals_name_the_stuck_workers() {
+    let host = PluginHost::load(&[PluginSpec {
+        timeout_ms: 50,
+        workers: 1,
+        ..spec("hung", "idbridge-plugin-fixture-misbehaving", json!({"behaviour": "slow", "sleep_ms": 3000}))
+    }])
+    .unwrap();
+    let hung = host.get("hung").unwrap();
+    assert!(hung.map(&input("a")).unwrap_err().message.contains("no answer"));
+    // The one worker is stuck; the queue takes a few more, then calls are refused.
+    let refused = (0..10)
+        .map(|i| hung.map(&input(&format!("u{i}"))))
+        .filter_map(Result::err)
+        .find(|e| e.message.contains("too many calls in flight"))
+        .expect("a call is refused once the queue is full");
+    assert!(refused.message.contains("1 of 1 workers stuck"), "{refused}");
+    let status = &host.statuses()[0];
+    assert_eq!((status.health.as_str(), status.workers, status.workers_stuck), ("saturated", 1, 1), "{status:?}");
+    assert!(status.refused_busy >= 1, "{status:?}");
 }
 
 #[test]

@@ -61,7 +61,10 @@ pub async fn sso_state(
         idbridge_core::audit::ActorKind::Scheduler,
         "key-rotation",
     ));
-    keys.ensure(jiff::Timestamp::now(), &ctx).await.context("signing keys")?;
+    // Stored keys are loaded (and a wrong key-encryption key refused) before the port is
+    // bound; generating the first keys of a fresh start (RSA takes a while) is not.
+    keys.reload().await.context("signing keys")?;
+    keys.ensure_in_background(ctx);
     let mut provider = idbridge_oidc::ProviderSettings::new(&settings.server.public_url);
     provider.branding.operator_name.clone_from(&s.operator_name);
     provider.branding.logo_url = (!s.logo_url.is_empty()).then(|| s.logo_url.clone());
