@@ -8,6 +8,7 @@
   4. page through the N users with count=100 (GET /Users?startIndex=…), pages per second.
 
 Usage: bench/scim.py [--users 100000] [--duration 10] [--targets sqlite,postgres,peer]
+       [--binary LABEL=PATH ...]
 Needs: wrk (Debian), PostgreSQL on 127.0.0.1:5432 for the postgres target, and
 scim2-server in .venv (scripts/test installs the venv; `pip install scim2-server`).
 Results are printed as a Markdown table and written to bench-results/scim-*.json.
@@ -193,20 +194,29 @@ def main():
     parser.add_argument("--targets", default="sqlite,postgres,peer")
     parser.add_argument("--peer-users", type=int, default=None,
                         help="seed the Python peer with fewer users (its bulk create is O(n) per user)")
+    parser.add_argument("--binary", action="append", default=[],
+                        help="LABEL=PATH: measure this idbridge binary (repeatable: side by side, e.g. before "
+                             "and after a change) instead of building one")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk missing: apt-get install wrk")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "idbridge-server", "--bin", "idbridge"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "idbridge")
+    binaries = [(label, os.path.abspath(path)) for label, _, path in (b.rpartition("=") for b in args.binary)]
+    if not binaries:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "idbridge-server", "--bin", "idbridge"],
+                       cwd=ROOT, check=True)
+        binaries = [("", os.path.join(ROOT, "target", "release", "idbridge"))]
+    runs = [(which, label, binary) for which in args.targets.split(",")
+            for label, binary in (binaries if which != "peer" else [("", None)])]
     results = {}
-    for which in args.targets.split(","):
+    for which, label, binary in runs:
+        suffix = f" [{label}]" if label else ""
         if which == "sqlite":
-            target = start_idbridge("idbridge, SQLite", binary)
+            target = start_idbridge("idbridge, SQLite" + suffix, binary)
         elif which == "postgres":
             db = f"idbridge_bench_{os.getpid()}"
             admin = os.environ.get("IDBRIDGE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
             subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {db}"], check=True)
-            target = start_idbridge("idbridge, PostgreSQL", binary, admin.rsplit("/", 1)[0] + "/" + db)
+            target = start_idbridge("idbridge, PostgreSQL" + suffix, binary, admin.rsplit("/", 1)[0] + "/" + db)
             previous = target.cleanup
             target.cleanup = lambda: (previous(), subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"]))
         elif which == "peer":

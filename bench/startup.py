@@ -6,7 +6,7 @@ Measures, for a release build:
     directory (database created and migrated) and on an existing database;
   * resident memory (VmRSS) after the daemon has idled for two seconds.
 
-Usage: bench/startup.py [--runs N]. Prints a Markdown table for BENCHMARKS.md.
+Usage: bench/startup.py [--runs N] [--binary PATH]. Prints a Markdown table for BENCHMARKS.md.
 Reported, never asserted: this is a benchmark, not a test.
 """
 import argparse
@@ -20,20 +20,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def build():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "idbridge-server", "--bin", "idbridge"],
-                   cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "idbridge")
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchlib import build, free_port, rss_kib
 
 
 def ready(port):
@@ -43,14 +30,6 @@ def ready(port):
         return conn.getresponse().status == 200
     except OSError:
         return False
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def one_run(binary, workdir):
@@ -77,8 +56,9 @@ def one_run(binary, workdir):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--binary", help="an idbridge binary to measure instead of building one")
     args = parser.parse_args()
-    binary = build()
+    binary = os.path.abspath(args.binary) if args.binary else build()
     fresh, warm, rss = [], [], []
     for _ in range(args.runs):
         workdir = tempfile.mkdtemp(prefix="idbridge-bench-")

@@ -202,6 +202,21 @@ impl Daemon {
         &self.client
     }
 
+    /// POSTs a SCIM body to `/scim/v2/{tenant}{path}`; the answer must be a success.
+    pub async fn scim_post(&self, token: &str, tenant: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .client
+            .post(self.url(&format!("/scim/v2/{tenant}{path}")))
+            .bearer_auth(token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("SCIM request");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("SCIM JSON")
+    }
+
     /// Polls `/healthz` with a bare HTTP/1.0 request: this runs inside async tests, where
     /// no blocking HTTP client or nested runtime may be used.
     fn wait_healthy(&self) {

@@ -126,3 +126,65 @@ fn past_the_connection_cap_new_connections_get_503_at_once() {
     }
     drop(held);
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Each idle connection costs the HTTP machinery's buffers, not a copy of the application:
+/// 2,000 idle connections — half silent, half keep-alive after one request — stay within
+/// the goal of 64 KiB each (on 5162834 each cost ~2.9 MiB: 2,000 took 6 GB), and
+/// `/healthz` answers beside them.
+#[test]
+fn two_thousand_idle_connections_stay_within_the_memory_goal() {
+    const CONNECTIONS: usize = 2000;
+    let limit = rlimit_nofile();
+    if limit < CONNECTIONS as u64 + 200 {
+        panic!("the open-file limit ({limit}) is below what this test needs; raise `ulimit -n`");
+    }
+    let work = Workdir::new().with_env("IDBRIDGE_SERVER__HEADER_READ_TIMEOUT_SECONDS", "60");
+    let daemon = work.serve();
+    let addr = addr(&daemon);
+    let pid = daemon.child.id();
+    // Warm the request path once so that its one-time allocations are not counted.
+    for _ in 0..20 {
+        healthz(&addr);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(pid);
+    let mut held = Vec::with_capacity(CONNECTIONS);
+    for n in 0..CONNECTIONS {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        if n % 2 == 1 {
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: idbridge\r\n\r\n").unwrap();
+            let mut first = [0u8; 12];
+            stream.read_exact(&mut first).unwrap();
+            assert_eq!(&first, b"HTTP/1.1 200");
+        }
+        held.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(pid);
+    let per_connection = after.saturating_sub(before) as f64 / CONNECTIONS as f64;
+    assert!(per_connection <= 64.0, "{per_connection:.1} KiB per idle connection ({before} KiB → {after} KiB)");
+    let (answer, took) = healthz(&addr);
+    assert!(took < Duration::from_secs(2), "healthz took {took:?} beside {CONNECTIONS} idle connections");
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    drop(held);
+}
+
+fn rlimit_nofile() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -11,17 +11,7 @@ const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 
 async fn scim_post(daemon: &idbridge_e2e::Daemon, token: &str, tenant: &str, path: &str, body: Value) -> Value {
-    let response = daemon
-        .client()
-        .post(daemon.url(&format!("/scim/v2/{tenant}{path}")))
-        .bearer_auth(token)
-        .header("content-type", "application/scim+json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
-    response.json().await.unwrap()
+    daemon.scim_post(token, tenant, path, body).await
 }
 
 fn count(listing: &str, status: &str) -> usize {

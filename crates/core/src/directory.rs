@@ -44,7 +44,7 @@ pub enum SearchScope {
 
 /// Which attribute holds what. Unset fields take the flavour's usual attribute.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct AttributeMap {
     pub login: Option<String>,
     pub email: Option<String>,
@@ -84,8 +84,9 @@ pub struct Attributes {
     pub expiry: Option<String>,
 }
 
+/// Stored inside the tenant's policy: read tolerantly, like it (unknown fields are
+/// refused at the edges).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LdapSource {
     /// Unique within the tenant: `corp`, `ad-emea`.
     pub name: String,

@@ -26,7 +26,7 @@ pub enum ClientAuth {
 /// Where in the ID token (or userinfo) each fact lives; dotted paths reach nested
 /// objects (`realm_access.roles`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ClaimPaths {
     /// The immutable subject the individual is linked by: `sub`, or Entra's `oid`.
     pub subject: String,
@@ -57,7 +57,6 @@ impl Default for ClaimPaths {
 /// Links a first login to an individual another source provisioned, by an immutable id
 /// the token carries (never by email).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LinkBy {
     /// The claim holding the id (`oid`, `sub`, `objectGUID`).
     pub claim: String,
@@ -66,9 +65,9 @@ pub struct LinkBy {
     pub source: String,
 }
 
-/// A tenant's upstream OpenID provider (Entra ID, Okta, any OIDC IdP).
+/// A tenant's upstream OpenID provider (Entra ID, Okta, any OIDC IdP). Stored inside the
+/// tenant's policy: read tolerantly, like it (unknown fields are refused at the edges).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct IdpConnection {
     /// Unique within the tenant: `entra`, `okta`.
     pub name: String,

@@ -74,9 +74,11 @@ pub enum DeprovisionAction {
 }
 
 /// Per-tenant policy. Later capabilities add fields here, each with a safe default so that
-/// stored policies written by an older version still read.
+/// stored policies written by an older version still read; and, stored as JSON, it is
+/// read tolerantly — a field a newer version wrote is ignored, never fatal. Input is
+/// strict at the edges instead (the apply file, the admin API: `server::strict`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TenantPolicy {
     pub deprovision_action: DeprovisionAction,
     pub suspend_grace_days: u32,

@@ -139,11 +139,9 @@ pub fn read_rules(path: &std::path::Path) -> anyhow::Result<Vec<Rule>> {
         _ => !text.trim_start().starts_with("[["),
     };
     let rules = if is_json {
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        crate::strict::from_json(text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
     } else {
-        toml::from_str::<RulesDoc>(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim().replace('\n', " ")))?
-            .rules
+        crate::strict::from_toml::<RulesDoc>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?.rules
     };
     Ok(rules)
 }
@@ -151,7 +149,7 @@ pub fn read_rules(path: &std::path::Path) -> anyhow::Result<Vec<Rule>> {
 impl ApplyDocument {
     /// Parses TOML; errors carry the line and the key.
     pub fn from_toml(text: &str) -> DomainResult<Self> {
-        toml::from_str(text).map_err(|e| DomainError::invalid("apply file", e.to_string().trim().replace('\n', " ")))
+        crate::strict::from_toml(text).map_err(|e| DomainError::invalid("apply file", e.to_string()))
     }
 
     /// `known_mappers`: `rules` plus the ids of the configured plugins.

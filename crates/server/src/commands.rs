@@ -364,8 +364,8 @@ async fn sign_in(operator: &Operator, command: crate::cli::SignInCommand, ctx: &
     match command {
         SignInCommand::Set { slug: raw, file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let doc: crate::portal_clients::SignInDoc = toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.to_string().trim().replace('\n', " ")))?;
+            let doc: crate::portal_clients::SignInDoc =
+                crate::strict::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             crate::portal_clients::set_sign_in(operator, &slug(&raw)?, doc, ctx).await?;
             out!("sign-in settings of {raw} replaced");
         }

@@ -20,5 +20,6 @@ pub mod reconciliation;
 pub mod scheduler;
 pub mod serve;
 pub mod sso;
+pub mod strict;
 pub mod sweep;
 pub mod telemetry;

@@ -27,7 +27,7 @@ pub enum Effect {
 /// Scope values, each a template: `{1}`, `{2}` … are the `*` captures of the group
 /// pattern that matched, `{group}` the group's display name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ScopeTemplates {
     pub full_call_reports: bool,
     pub extensions: Vec<String>,
@@ -43,9 +43,9 @@ impl ScopeTemplates {
     }
 }
 
-/// One rule as operators write it (`[[tenants.rules]]` in an apply file).
+/// One rule as operators write it (`[[tenants.rules]]` in an apply file). Stored as JSON
+/// and read tolerantly; unknown fields are refused at the edges (`server::strict`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
     #[serde(default)]

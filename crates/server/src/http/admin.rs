@@ -1,6 +1,6 @@
 //! The operator admin API, `/admin/v1`: JSON in and out, operator bearer tokens.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -177,21 +177,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AdminJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            // As axum's `Json`: `application/json` and `application/*+json`.
+            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_body",
+                "expected a request with `Content-Type: application/json`",
+            ));
         }
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_body", rejection.body_text()))?;
+        strict_body(&body).map(Self)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    ApiError::new(status, "invalid_body", rejection.body_text())
+/// A JSON body held to its schema: unknown fields are named, not dropped (400 for
+/// malformed JSON, 422 for a document the schema refuses).
+pub(crate) fn strict_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    crate::strict::from_json(body).map_err(|e| {
+        let status = if e.is_syntax() { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+        ApiError::new(status, "invalid_body", e.to_string())
+    })
 }
 
 /// `Query` whose rejections use the admin error format.
@@ -446,7 +459,7 @@ async fn apply(
     let document = if content_type.starts_with("application/toml") {
         ApplyDocument::from_toml(text)?
     } else if content_type.starts_with("application/json") {
-        serde_json::from_str(text)
+        crate::strict::from_json(text.as_bytes())
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("apply document: {e}")))?
     } else {
         return Err(ApiError::new(
