@@ -128,8 +128,14 @@ async fn replace_sign_in(
     show_sign_in(caller, State(state), Path(raw)).await
 }
 
+/// How long key listing and rotation wait for the first keys of a fresh start.
+const KEYS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn list_signing_keys(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
     let keys = &sso(&state)?.keys;
+    // Right after a first start the keys may still be being generated: show them once
+    // they exist (or, after the wait, whatever is there).
+    let _ = keys.wait_until_signing(KEYS_WAIT).await;
     keys.reload().await?;
     Ok(Json(json!({ "keys": keys.describe(jiff::Timestamp::now()) })).into_response())
 }
@@ -148,6 +154,8 @@ async fn rotate_signing_keys(
     AdminQuery(p): AdminQuery<RotateParams>,
 ) -> ApiResult<Response> {
     let keys = &sso(&state)?.keys;
+    // Not beside the first generation of a fresh start (it would make extra keys).
+    let _ = keys.wait_until_signing(KEYS_WAIT).await;
     let created = keys.rotate(jiff::Timestamp::now(), p.now, &caller.ctx).await?;
     Ok(Json(json!({ "created": created, "keys": keys.describe(jiff::Timestamp::now()) })).into_response())
 }

@@ -187,7 +187,8 @@ async fn delegated_create(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let limits = caller.limits(&state).await?;
-    let new: idbridge_core::reconcile::NewIndividual = super::admin::strict_body(&body)?;
+    let new: idbridge_core::reconcile::NewIndividual =
+        crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid individual: {e}")))?;
     limits.check_role(&caller.tenant, &new.role)?;
     if let Some(p) = &new.access_profile {
         limits.check_profile(&caller.tenant, p)?;
@@ -238,7 +239,8 @@ async fn delegated_update(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let limits = caller.limits(&state).await?;
-    let change: DelegatedChange = super::admin::strict_body(&body)?;
+    let change: DelegatedChange =
+        crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid change: {e}")))?;
     let target = caller.target(&state, &limits, &id).await?;
     if let Some(role) = &change.role {
         limits.check_role(&caller.tenant, role)?;
