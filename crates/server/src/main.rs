@@ -5,18 +5,13 @@ use idbridge_server::cli::Cli;
 
 // Reconciliation and SCIM build and drop many small JSON values; mimalloc's per-thread
 // free lists make a re-map of 100,000 individuals markedly faster than glibc's malloc.
+// Built with `no_thp`: mimalloc otherwise advises transparent huge pages for its arena,
+// and with THP on ("always", or "madvise" as on Debian) a few small allocations made an
+// idle daemon hold 22 MiB of 2 MiB pages (BENCHMARKS.md, start-up and idle memory).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // mimalloc commits its arena eagerly and advises huge pages for it: with transparent
-    // huge pages on ("always", or "madvise" as on Debian) a few small allocations made an
-    // idle daemon hold 22 MiB of 2 MiB pages. Off for this process, idle RSS is the memory
-    // actually used; re-map and SCIM throughput were measured the same (BENCHMARKS.md).
-    #[cfg(target_os = "linux")]
-    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
-        eprintln!("warning: cannot turn transparent huge pages off: {e}");
-    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
