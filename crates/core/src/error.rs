@@ -22,6 +22,14 @@ pub enum DomainError {
     /// The storage backend failed; the text is for logs, not for clients.
     #[error("storage error: {0}")]
     Storage(String),
+    /// Something idbridge needs is not ready yet or is overloaded (signing keys still
+    /// being generated, a worker queue full): the same request may succeed shortly.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// idbridge failed on its own side — a task that died, a key that cannot be used,
+    /// randomness that failed — not the database and not the request; for logs.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl DomainError {

@@ -386,13 +386,17 @@ impl Reconciler {
                         }
                     }
                 }
-                Err(DomainError::Storage(e)) => return Err(DomainError::Storage(e)),
+                Err(e @ (DomainError::Storage(_) | DomainError::Internal(_) | DomainError::Unavailable(_))) => {
+                    return Err(e);
+                }
                 Err(_) => {
                     for write in &batch {
                         match self.store.write_individual(write).await {
                             Ok(stored) => report.written.push((stored.id, kind_of(write))),
                             Err(DomainError::VersionConflict { .. }) => report.skipped.push(write.individual.id),
-                            Err(DomainError::Storage(e)) => return Err(DomainError::Storage(e)),
+                            Err(
+                                e @ (DomainError::Storage(_) | DomainError::Internal(_) | DomainError::Unavailable(_)),
+                            ) => return Err(e),
                             Err(e) => report.failed.push((write.individual.id, e.to_string())),
                         }
                     }

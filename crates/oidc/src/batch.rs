@@ -49,7 +49,7 @@ impl TokenWriter {
     /// Stores the tokens (with whatever other requests are storing right now).
     pub async fn put(&self, tokens: Vec<OAuthToken>) -> DomainResult<()> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send((tokens, reply)).await.map_err(|_| DomainError::Storage("the token writer stopped".into()))?;
-        answer.await.map_err(|_| DomainError::Storage("the token writer stopped".into()))?
+        self.jobs.send((tokens, reply)).await.map_err(|_| DomainError::Internal("the token writer stopped".into()))?;
+        answer.await.map_err(|_| DomainError::Internal("the token writer stopped".into()))?
     }
 }

@@ -63,7 +63,7 @@ impl KeyEncryption {
     fn seal(&self, plain: &[u8]) -> DomainResult<String> {
         let mut nonce = [0u8; 12];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| DomainError::Storage("no randomness for a nonce".into()))?;
+            .map_err(|_| DomainError::Internal("no randomness for a nonce".into()))?;
         let mut data = plain.to_vec();
         self.0
             .seal_in_place_append_tag(
@@ -71,15 +71,16 @@ impl KeyEncryption {
                 ring::aead::Aad::empty(),
                 &mut data,
             )
-            .map_err(|_| DomainError::Storage("sealing a signing key failed".into()))?;
+            .map_err(|_| DomainError::Internal("sealing a signing key failed".into()))?;
         Ok(format!("{SEALED}{}", STANDARD.encode([nonce.as_slice(), &data].concat())))
     }
 
     fn open(&self, kid: &str, sealed: &[u8]) -> DomainResult<Vec<u8>> {
         let wrong = || {
-            DomainError::Storage(format!(
-                "signing key {kid} cannot be opened with sso.key_encryption_key_file (another key?)"
-            ))
+            DomainError::invalid(
+                "sso.key_encryption_key_file",
+                format!("signing key {kid} cannot be opened with it (another key?)"),
+            )
         };
         if sealed.len() < 12 {
             return Err(wrong());
@@ -129,7 +130,7 @@ impl std::fmt::Debug for KeyRing {
 }
 
 fn key_error(e: jose::JoseError) -> DomainError {
-    DomainError::Storage(format!("signing key: {e}"))
+    DomainError::Internal(format!("signing key: {e}"))
 }
 
 impl KeyRing {
@@ -162,10 +163,10 @@ impl KeyRing {
                     encryption.open(&record.kid, &sealed)?
                 }
                 (Some(_), None) => {
-                    return Err(DomainError::Storage(format!(
-                        "signing key {} is sealed; set sso.key_encryption_key_file to the key that sealed it",
-                        record.kid
-                    )));
+                    return Err(DomainError::invalid(
+                        "sso.key_encryption_key_file",
+                        format!("signing key {} is sealed; set it to the key that sealed it", record.kid),
+                    ));
                 }
                 (None, _) => STANDARD
                     .decode(&record.private_pkcs8)
@@ -192,7 +193,7 @@ impl KeyRing {
         let mut signing = self.signing.subscribe();
         match tokio::time::timeout(wait, signing.wait_for(|s| *s)).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(DomainError::Storage("the signing keys are still being generated; try again shortly".into())),
+            _ => Err(DomainError::Unavailable("the signing keys are still being generated; try again shortly".into())),
         }
     }
 
@@ -270,7 +271,7 @@ impl KeyRing {
         // RSA generation takes a while; keep it off the async workers.
         let der = tokio::task::spawn_blocking(move || jose::generate_pkcs8(&alg_owned))
             .await
-            .map_err(|e| DomainError::Storage(format!("key generation: {e}")))?
+            .map_err(|e| DomainError::Internal(format!("key generation: {e}")))?
             .map_err(key_error)?;
         let signer = Signer::from_pkcs8(&der).map_err(key_error)?;
         let mut jwk = signer.public_jwk();

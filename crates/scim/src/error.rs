@@ -96,6 +96,14 @@ impl From<DomainError> for ScimError {
                 tracing::error!(error = %detail, "storage failure in SCIM request");
                 Self::status(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable")
             }
+            DomainError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "not ready in SCIM request");
+                Self::status(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable")
+            }
+            DomainError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal failure in SCIM request");
+                Self::status(StatusCode::INTERNAL_SERVER_ERROR, "this request failed inside idbridge")
+            }
         }
     }
 }

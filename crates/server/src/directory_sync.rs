@@ -366,7 +366,7 @@ impl SourceReconciliation {
             let planned = self
                 .plan_people(tenant, &pipeline, known.clone(), page)
                 .await
-                .map_err(|e| DomainError::Storage(format!("planning task failed: {e}")))?;
+                .map_err(|e| DomainError::Internal(format!("planning task failed: {e}")))?;
             set.writes.extend(planned.writes);
             set.held.extend(planned.held);
         }
@@ -396,7 +396,7 @@ impl SourceReconciliation {
                     let drift = self
                         .plan_people(tenant, &pipeline, known.clone(), page)
                         .await
-                        .map_err(|e| DomainError::Storage(format!("planning task failed: {e}")))?;
+                        .map_err(|e| DomainError::Internal(format!("planning task failed: {e}")))?;
                     summary.drift += drift.writes.len() as u64;
                     // Unchanged people the tenant refuses were audited when they changed.
                     set.writes.extend(drift.writes);

@@ -104,7 +104,7 @@ impl MappingService {
         let input = MappingInput { tenant: slug.to_string(), user: person.user, groups: person.groups, current: None };
         let decision = tokio::task::spawn_blocking(move || pipeline.decide(&input))
             .await
-            .map_err(|e| DomainError::Storage(format!("mapping task failed: {e}")))?;
+            .map_err(|e| DomainError::Internal(format!("mapping task failed: {e}")))?;
         let roles: BTreeSet<String> = self.operator.roles().await?.into_iter().map(|r| r.name).collect();
         let profiles: BTreeSet<String> = self.operator.access_profiles().await?.into_iter().map(|p| p.name).collect();
         let held = mapping::check_against_tenant(&decision, &tenant, &roles, &profiles);
@@ -150,7 +150,7 @@ impl crate::reconciliation::SourceReconciliation {
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| DomainError::Storage(format!("mapping task failed: {e}")))?;
+        .map_err(|e| DomainError::Internal(format!("mapping task failed: {e}")))?;
         Ok(DiffReport { tenant: slug.to_string(), individuals, changes })
     }
 }

@@ -655,7 +655,7 @@ fn merge(set: &mut ChangeSet, page: ChangeSet) {
 }
 
 fn task_failed(e: tokio::task::JoinError) -> DomainError {
-    DomainError::Storage(format!("planning task failed: {e}"))
+    DomainError::Internal(format!("planning task failed: {e}"))
 }
 
 /// What re-mapping one tenant did, for the CLI and the admin API.

@@ -48,6 +48,19 @@ impl From<DomainError> for ApiError {
                     "the database is unavailable; try again",
                 )
             }
+            DomainError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "not ready");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+            }
+            DomainError::Internal(detail) => {
+                // Like storage details, an internal failure's text is for the log.
+                tracing::error!(error = %detail, "internal failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "idbridge failed on its side; the log names the cause by request id",
+                )
+            }
         }
     }
 }
@@ -66,3 +79,22 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure inside idbridge is not reported as the database's; neither detail is
+    /// sent to the client, and "not ready yet" says so.
+    #[test]
+    fn internal_and_unavailable_are_not_storage() {
+        let internal = ApiError::from(DomainError::Internal("planning task failed: panicked".into()));
+        assert_eq!((internal.status, internal.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"));
+        assert!(!internal.message.contains("database") && !internal.message.contains("panicked"));
+        let unavailable = ApiError::from(DomainError::Unavailable("the signing keys are still being generated".into()));
+        assert_eq!((unavailable.status, unavailable.code), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+        assert!(unavailable.message.contains("signing keys"));
+        let storage = ApiError::from(DomainError::Storage("no such table: tenants".into()));
+        assert!(!storage.message.contains("tenants"));
+    }
+}
