@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod role;
 pub mod schedule;
 pub mod scopes;
+pub mod secret;
 pub mod source_record;
 pub mod sso;
 pub mod tenant;

@@ -184,17 +184,14 @@ pub fn groups_claim(claims: &Map<String, Value>, path: &str) -> GroupsClaim {
 
 /// Reads the client secret or private key a connection references.
 fn read_secret(connection: &IdpConnection) -> Result<Option<String>, LoginError> {
-    if let Some(file) = &connection.client_secret_file {
-        return std::fs::read_to_string(file).map(|s| Some(s.trim().to_owned())).map_err(|e| {
-            LoginError::Config(format!("oidc.{}.client_secret_file: cannot read {file}: {e}", connection.name))
-        });
-    }
-    if let Some(var) = &connection.client_secret_env {
-        return std::env::var(var)
-            .map(Some)
-            .map_err(|_| LoginError::Config(format!("oidc.{}.client_secret_env: {var} is not set", connection.name)));
-    }
-    Ok(None)
+    idbridge_core::secret::read_referenced(
+        connection.client_secret_file.as_deref(),
+        connection.client_secret_env.as_deref(),
+    )
+    .map_err(|e| {
+        let (suffix, reason) = e.describe();
+        LoginError::Config(format!("oidc.{}.client_secret{suffix}: {reason}", connection.name))
+    })
 }
 
 impl Upstreams {
@@ -375,10 +372,10 @@ impl Upstreams {
     }
 
     fn client_assertion(&self, connection: &IdpConnection, audience: &str) -> Result<String, LoginError> {
-        let file = connection.private_key_file.as_deref().unwrap_or_default();
-        let pem = std::fs::read_to_string(file).map_err(|e| {
-            LoginError::Config(format!("oidc.{}.private_key_file: cannot read {file}: {e}", connection.name))
-        })?;
+        let pem = idbridge_core::secret::read_referenced(connection.private_key_file.as_deref(), None)
+            .map_err(|e| e.describe().1)
+            .and_then(|pem| pem.ok_or_else(|| "not set".to_owned()))
+            .map_err(|reason| LoginError::Config(format!("oidc.{}.private_key_file: {reason}", connection.name)))?;
         let signer = jose::Signer::from_pem(&pem)
             .map_err(|e| LoginError::Config(format!("oidc.{}.private_key_file: {e}", connection.name)))?;
         let now = jiff::Timestamp::now().as_second();

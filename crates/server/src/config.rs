@@ -56,12 +56,7 @@ pub struct TenantWebhookSettings {
 
 impl TenantWebhookSettings {
     pub fn secret(&self, slug: &str) -> Result<String, ConfigError> {
-        if self.secret_file.is_empty() {
-            return Ok(self.secret.clone());
-        }
-        std::fs::read_to_string(&self.secret_file).map(|s| s.trim().to_owned()).map_err(|e| {
-            invalid(format!("webhook.tenants.{slug}.secret_file"), format!("cannot read {}: {e}", self.secret_file))
-        })
+        read_file_or(&self.secret, &self.secret_file, &format!("webhook.tenants.{slug}.secret_file"))
     }
 }
 
@@ -78,12 +73,16 @@ impl std::fmt::Debug for WebhookSettings {
 impl WebhookSettings {
     /// The signing secret, from `secret_file` when set.
     pub fn secret(&self) -> Result<String, ConfigError> {
-        if self.secret_file.is_empty() {
-            return Ok(self.secret.clone());
-        }
-        std::fs::read_to_string(&self.secret_file)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| invalid("webhook.secret_file", format!("cannot read {}: {e}", self.secret_file)))
+        read_file_or(&self.secret, &self.secret_file, "webhook.secret_file")
+    }
+}
+
+/// A webhook secret given inline, or (preferred) by `*_secret_file`.
+fn read_file_or(inline: &str, file: &str, setting: &str) -> Result<String, ConfigError> {
+    match idbridge_core::secret::read_referenced(Some(file), None) {
+        Ok(Some(secret)) => Ok(secret),
+        Ok(None) => Ok(inline.to_owned()),
+        Err(e) => Err(invalid(setting, e.describe().1)),
     }
 }
 
@@ -398,8 +397,9 @@ fn token_hashes(section: &str, settings: &AdminSettings) -> Result<Vec<String>, 
     let mut hashes: Vec<String> = settings.token_hashes.iter().map(|h| h.to_ascii_lowercase()).collect();
     for (i, path) in settings.token_files.iter().enumerate() {
         let key = format!("{section}.token_files[{i}]");
-        let token =
-            std::fs::read_to_string(path).map_err(|e| invalid(&key, format!("cannot read {}: {e}", path.display())))?;
+        let token = idbridge_core::secret::read_referenced(Some(&path.display().to_string()), None)
+            .map_err(|e| invalid(&key, e.describe().1))?
+            .unwrap_or_default();
         let token = token.trim();
         if token.len() < 16 {
             return Err(invalid(&key, format!("{} holds fewer than 16 characters", path.display())));

@@ -44,18 +44,11 @@ type Ran = (RunStatus, Vec<PlanLine>, Option<CommitReport>);
 /// The bind password from the source's file or environment variable. Errors name the
 /// setting, never the value.
 pub fn bind_password(tenant: &Tenant, source: &LdapSource) -> DomainResult<Option<String>> {
-    let field = |f: &str| format!("tenant {} ldap {} {f}", tenant.slug, source.name);
-    if let Some(path) = &source.bind_password_file {
-        return std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-            .map_err(|e| DomainError::invalid(field("bind_password_file"), format!("cannot read {path}: {e}")));
-    }
-    if let Some(name) = &source.bind_password_env {
-        return std::env::var(name).map(Some).map_err(|_| {
-            DomainError::invalid(field("bind_password_env"), format!("environment variable {name} is not set"))
-        });
-    }
-    Ok(None)
+    idbridge_core::secret::read_referenced(source.bind_password_file.as_deref(), source.bind_password_env.as_deref())
+        .map_err(|e| {
+            let (suffix, reason) = e.describe();
+            DomainError::invalid(format!("tenant {} ldap {} bind_password{suffix}", tenant.slug, source.name), reason)
+        })
 }
 
 /// What a run has seen so far, and who changed since the last complete run.

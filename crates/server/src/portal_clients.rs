@@ -61,19 +61,10 @@ pub struct Registered {
 
 impl ClientDoc {
     fn secret(&self) -> DomainResult<Option<String>> {
-        if let Some(file) = &self.secret_file {
-            let s = std::fs::read_to_string(file).map_err(|e| {
-                DomainError::invalid(format!("clients.{}.secret_file", self.id), format!("cannot read {file}: {e}"))
-            })?;
-            return Ok(Some(s.trim().to_owned()));
-        }
-        if let Some(var) = &self.secret_env {
-            let s = std::env::var(var).map_err(|_| {
-                DomainError::invalid(format!("clients.{}.secret_env", self.id), format!("{var} is not set"))
-            })?;
-            return Ok(Some(s));
-        }
-        Ok(None)
+        idbridge_core::secret::read_referenced(self.secret_file.as_deref(), self.secret_env.as_deref()).map_err(|e| {
+            let (suffix, reason) = e.describe();
+            DomainError::invalid(format!("clients.{}.secret{suffix}", self.id), reason)
+        })
     }
 }
 
