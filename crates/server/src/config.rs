@@ -77,7 +77,7 @@ impl WebhookSettings {
     }
 }
 
-/// A webhook secret given inline, or (preferred) by `*_secret_file`.
+/// A value given inline, or (for secrets, preferred) by a `*_file` setting.
 fn read_file_or(inline: &str, file: &str, setting: &str) -> Result<String, ConfigError> {
     match idbridge_core::secret::read_referenced(Some(file), None) {
         Ok(Some(secret)) => Ok(secret),
@@ -366,12 +366,7 @@ impl Settings {
 
     /// The database URL, from `database.url_file` when set.
     pub fn database_url(&self) -> Result<String, ConfigError> {
-        if self.database.url_file.is_empty() {
-            return Ok(self.database.url.clone());
-        }
-        let text = std::fs::read_to_string(&self.database.url_file)
-            .map_err(|e| invalid("database.url_file", format!("cannot read {}: {e}", self.database.url_file)))?;
-        Ok(text.trim().to_owned())
+        read_file_or(&self.database.url, &self.database.url_file, "database.url_file")
     }
 
     pub fn store_options(&self) -> Result<idbridge_store::StoreOptions, ConfigError> {
