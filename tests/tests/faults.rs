@@ -222,7 +222,12 @@ async fn a_stopped_database_loses_nobody_and_converges_when_back() {
         return;
     };
     pg.create_database("idbridge");
-    let work = Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &pg.url("idbridge"));
+    // A request waits up to the connect timeout for a connection: with 1 s, a 3 s outage
+    // is answered (503), not absorbed by waiting — on a loaded machine few requests reach
+    // the dead connections that fail at once.
+    let work = Workdir::new()
+        .with_env("IDBRIDGE_DATABASE__URL", &pg.url("idbridge"))
+        .with_env("IDBRIDGE_DATABASE__CONNECT_TIMEOUT_SECONDS", "1");
     let token = work.acme_with_scim_token();
     let daemon = work.serve();
     let group = create_group(&daemon, &token).await;
