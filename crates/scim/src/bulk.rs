@@ -275,26 +275,20 @@ impl<'a> Job<'a> {
 
     /// Runs one operation; `hold` names the references whose members are left out for now.
     async fn execute(&mut self, state: &ScimState, caller: &ScimCaller, index: usize, hold: Option<BTreeSet<String>>) {
-        let op = &self.operations[index];
-        let prepared = prepare(op, &self.resolved, hold.as_ref());
-        // A panic in one operation is that operation's 500, not the end of the request: the
-        // client is told what every other operation did (and the changes they made are
-        // still reconciled).
-        let ran = match prepared {
-            Ok((entry, call, held)) => {
-                let outcome = std::panic::AssertUnwindSafe(call.run(state, caller)).catch_unwind().await;
-                let outcome = outcome.unwrap_or_else(|_| Err(panicked(caller)));
-                Ok((entry, outcome, held))
-            }
-            Err(failure) => Err(failure),
-        };
-        let (entry, outcome, held) = match ran {
-            Ok(parts) => parts,
+        let (entry, call, held) = match prepare(&self.operations[index], &self.resolved, hold.as_ref()) {
+            Ok(prepared) => prepared,
             Err((entry, error)) => {
                 self.store_failure(index, entry, error);
                 return;
             }
         };
+        // A panic in one operation is that operation's 500, not the end of the request: the
+        // client is told what every other operation did (and the changes they made are
+        // still reconciled).
+        let outcome = std::panic::AssertUnwindSafe(call.run(state, caller))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(panicked(caller)));
         let op = &self.operations[index];
         match outcome {
             Ok(outcome) => {
