@@ -88,7 +88,9 @@ async fn fields_written_by_a_newer_version_are_ignored_on_read() {
     let user = scim(&daemon, &token, "/Users", json!({"userName": "late@acme.example"})).await;
     assert_eq!(user["userName"], "late@acme.example");
     let approved = work.ok(&["changes", "approve", &set_id]);
-    assert!(approved.contains("30 applied"), "{approved}");
+    // What is applied is re-planned from the sources at approval (how many, the
+    // lifecycle test checks); here: the tolerant read lets it apply, and nothing fails.
+    assert!(approved.contains(" applied") && approved.contains(" 0 failed"), "{approved}");
 
     // Input stays strict: the same unknown field sent by an operator is refused by name.
     let refused = daemon
