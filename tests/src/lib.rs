@@ -217,6 +217,25 @@ impl Daemon {
         response.json().await.expect("SCIM JSON")
     }
 
+    /// Creates users `u00@acme.example`… (`width` digits) with one SCIM Bulk request,
+    /// returning their ids in order.
+    pub async fn scim_bulk_users(&self, token: &str, tenant: &str, count: usize, width: usize) -> Vec<String> {
+        let operations: Vec<serde_json::Value> = (0..count)
+            .map(|n| {
+                serde_json::json!({"method": "POST", "path": "/Users", "bulkId": format!("u{n}"),
+                    "data": {"userName": format!("u{n:0width$}@acme.example")}})
+            })
+            .collect();
+        let body = serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": operations});
+        let created = self.scim_post(token, tenant, "/Bulk", body).await;
+        created["Operations"]
+            .as_array()
+            .expect("bulk results")
+            .iter()
+            .map(|o| o["location"].as_str().expect("created").rsplit('/').next().expect("an id").to_owned())
+            .collect()
+    }
+
     /// Polls `/healthz` with a bare HTTP/1.0 request: this runs inside async tests, where
     /// no blocking HTTP client or nested runtime may be used.
     fn wait_healthy(&self) {

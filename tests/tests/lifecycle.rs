@@ -259,3 +259,41 @@ async fn each_tenant_gets_its_own_webhook_and_every_event_survives_an_outage() {
     let global_events = global_seen.lock().unwrap().clone();
     assert!(global_events.iter().all(|(_, body)| body["tenant"] == "beta"), "{global_events:?}");
 }
+
+/// A Bulk request whose reconciliation the process did not live to run (SIGKILL right
+/// after the answer): its people are owed as durable intents, and the worker takes them
+/// after the restart. On 0d34fa8 the worker planned them 500 at a time: 510 deletions
+/// became a held set of 500 and a set of 10 that, below the guard's minimum of 25, was
+/// applied — ten people lost access without an approval.
+#[tokio::test]
+async fn a_bulk_deletion_owed_across_a_crash_is_held_whole_and_nobody_loses_access_before_approval() {
+    let work = Workdir::new();
+    let token = work.acme_with_scim_token();
+    let daemon = work.serve();
+    let ids = daemon.scim_bulk_users(&token, "acme", 600, 4).await;
+    let members: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+    scim_post(&daemon, &token, "acme", "/Groups", json!({"displayName": "pbx-admins", "members": members})).await;
+    let list = ["individual", "list", "acme", "--limit", "100000"];
+    let listing = wait_for(&work, &list, |l| count(l, "active") == 600);
+    assert_eq!(count(&listing, "active"), 600);
+
+    let remove: Vec<Value> =
+        ids[..510].iter().map(|id| json!({"method": "DELETE", "path": format!("/Users/{id}")})).collect();
+    let bulk = scim_post(&daemon, &token, "acme", "/Bulk", json!({"schemas": [BULK], "Operations": remove})).await;
+    assert!(bulk["Operations"].as_array().unwrap().iter().all(|o| o["status"] == "204"));
+    drop(daemon); // SIGKILL
+    let _daemon = work.serve();
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(8) {
+        assert_eq!(count(&work.ok(&list), "active"), 600, "access was taken without an approval");
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let held = work.ok(&["changes", "list", "--status", "pending"]);
+    assert_eq!(count(&held, "pending"), 1, "one request, one held change set: {held}");
+    assert!(held.contains("takes access from 510 of 600"), "{held}");
+    let id = held.split_whitespace().next().unwrap().to_owned();
+    let approved = work.ok(&["changes", "approve", &id]);
+    assert!(approved.contains("510 applied"), "{approved}");
+    let listing = work.ok(&list);
+    assert_eq!((count(&listing, "active"), count(&listing, "suspended")), (90, 510));
+}

@@ -188,12 +188,14 @@ pub trait ScimRecordStore: Send + Sync + 'static {
     async fn write_scim(&self, write: &ScimWrite) -> DomainResult<ScimWritten>;
     async fn get_scim(&self, tenant: TenantId, kind: ScimKind, id: Uuid) -> DomainResult<Option<ScimRecord>>;
     /// Deletes a record and every membership it takes part in, with the intent to
-    /// re-decide the user (or the group's members); `None` when absent.
+    /// re-decide the user (or the group's members), recorded as part of `change`
+    /// (`ScimWrite::change`); `None` when absent.
     async fn delete_scim(
         &self,
         tenant: TenantId,
         kind: ScimKind,
         id: Uuid,
+        change: Uuid,
         audit: &AuditRecord,
     ) -> DomainResult<Option<Owed>>;
     /// Records in insertion order, and how many match without offset and limit.
@@ -239,8 +241,10 @@ pub trait IntentQueue: Send + Sync + 'static {
         people: &[SourceLink],
         due: jiff::Timestamp,
     ) -> DomainResult<Vec<i64>>;
-    /// Takes up to `limit` intents that are due at `now`, oldest first, for
-    /// `intent::CLAIM_LEASE`; with several instances each is taken by one of them.
+    /// Takes the intents due at `now`, oldest first, for `intent::CLAIM_LEASE`; with
+    /// several instances each is taken by one of them. Intents of one source change
+    /// (`ScimWrite::change`) are taken together and only once all of them are due, so
+    /// `limit` bounds the changes started, not the intents returned.
     async fn claim_intents(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Intent>>;
     /// Deletes settled intents.
     async fn clear_intents(&self, ids: &[i64]) -> DomainResult<()>;

@@ -334,6 +334,12 @@ impl Reconciler {
             let holding = self.store.count_individuals_holding_access(tenant.id).await?;
             let summary = set.summary(holding);
             if summary.exceeds(&tenant.policy) {
+                // A big request's own reconciliation and the intent worker (which takes it
+                // when that is slow, or after a crash) may both plan it: the same
+                // decisions wait for an operator once, not twice.
+                if let Some(waiting) = self.held_already(tenant, &set.writes).await? {
+                    return Ok(Submitted::AwaitingApproval { id: waiting.id, summary: waiting.summary });
+                }
                 let id = Uuid::new_v4();
                 let held = HeldChangeSet {
                     id,
@@ -361,6 +367,23 @@ impl Reconciler {
             }
         }
         Ok(Submitted::Applied(self.commit(tenant, set.writes, ctx).await?))
+    }
+
+    /// The pending change set that holds exactly these decisions (the same individuals
+    /// going to the same status), if there is one.
+    async fn held_already(&self, tenant: &Tenant, writes: &[PlannedWrite]) -> DomainResult<Option<HeldChangeSet>> {
+        let decisions = |writes: &[PlannedWrite]| {
+            let mut d: Vec<_> = writes.iter().map(|w| (w.after.id, w.after.status)).collect();
+            d.sort_unstable_by_key(|(id, _)| *id);
+            d
+        };
+        let wanted = decisions(writes);
+        Ok(self
+            .store
+            .list_change_sets(Some(tenant.id), Some(ChangeSetStatus::Pending))
+            .await?
+            .into_iter()
+            .find(|held| decisions(&held.writes) == wanted))
     }
 
     /// Writes planned changes in batches. A write whose individual changed since it was

@@ -73,6 +73,10 @@ pub struct ScimWrite {
     /// rewrite of the body).
     pub body_changed: bool,
     pub members: Vec<MemberChange>,
+    /// The source change this write is part of: one SCIM request (every operation of a
+    /// Bulk request shares it). Its intents are taken by the worker together, so the
+    /// mass-deprovision guard judges the whole request.
+    pub change: Uuid,
     pub audit: AuditRecord,
 }
 

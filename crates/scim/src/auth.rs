@@ -20,6 +20,9 @@ use crate::error::ScimError;
 pub struct ScimCaller {
     pub tenant: Tenant,
     pub ctx: AuditContext,
+    /// This request as one source change (`ScimWrite::change`), made here rather than
+    /// taken from the client's `X-Request-Id`, which a client may repeat.
+    pub change: uuid::Uuid,
 }
 
 impl FromRequestParts<ScimState> for ScimCaller {
@@ -54,7 +57,11 @@ impl FromRequestParts<ScimState> for ScimCaller {
             }
         };
         let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok(Self { tenant, ctx: AuditContext { actor: Actor::new(ActorKind::ScimToken, token_id), request_id } })
+        Ok(Self {
+            tenant,
+            ctx: AuditContext { actor: Actor::new(ActorKind::ScimToken, token_id), request_id },
+            change: uuid::Uuid::new_v4(),
+        })
     }
 }
 

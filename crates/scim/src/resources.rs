@@ -367,6 +367,7 @@ pub(crate) async fn create(
         expected_version: None,
         body_changed: true,
         members,
+        change: caller.change,
         audit: audit(caller, kind, id, action, None, Some(body)),
     };
     let ScimWritten { record: stored, owed } = state.records.write_scim(&write).await?;
@@ -457,6 +458,7 @@ async fn replace_once(
         expected_version: Some(current.version),
         body_changed: true,
         members,
+        change: caller.change,
         audit: audit(caller, kind, current.id, action, Some(current.data.clone()), Some(body)),
     };
     let ScimWritten { record: stored, owed } = state.records.write_scim(&write).await?;
@@ -517,6 +519,7 @@ async fn patch_once(
         expected_version: Some(current.version),
         body_changed: outcome.body_changed,
         members,
+        change: caller.change,
         audit: audit(
             caller,
             kind,
@@ -567,7 +570,9 @@ pub(crate) async fn delete(
         ResourceKind::Group => "scim_group.deleted",
     };
     let record = audit(caller, kind, current.id, action, Some(current.data.clone()), None);
-    let Some(owed) = state.records.delete_scim(caller.tenant.id, store_kind(kind), current.id, &record).await? else {
+    let Some(owed) =
+        state.records.delete_scim(caller.tenant.id, store_kind(kind), current.id, caller.change, &record).await?
+    else {
         return Err(ScimError::not_found(format!("{} {id:?} not found", kind.as_str())));
     };
     // A deleted user is in `owed.users` like a changed one: reconciliation finds no record

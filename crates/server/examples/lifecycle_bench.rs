@@ -86,7 +86,14 @@ async fn main() -> anyhow::Result<()> {
         ids.push(user.id);
         let audit = ctx().record(Some(tenant.id), "scim_user", user.id.to_string(), "scim.user.created", None, None);
         records
-            .write_scim(&ScimWrite { record: user, expected_version: None, body_changed: true, members: vec![], audit })
+            .write_scim(&ScimWrite {
+                record: user,
+                expected_version: None,
+                body_changed: true,
+                members: vec![],
+                change: Uuid::new_v4(),
+                audit,
+            })
             .await?;
     }
     let group = |name: &str, members: Vec<Uuid>| {
@@ -97,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             expected_version: None,
             body_changed: true,
             members: vec![MemberChange::Add(members)],
+            change: Uuid::new_v4(),
             audit,
         }
     };

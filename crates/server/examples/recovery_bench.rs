@@ -68,7 +68,14 @@ async fn main() -> anyhow::Result<()> {
         ids.push(user.id);
         let audit = ctx().record(Some(tenant.id), "scim_user", user.id.to_string(), "scim_user.created", None, None);
         records
-            .write_scim(&ScimWrite { record: user, expected_version: None, body_changed: true, members: vec![], audit })
+            .write_scim(&ScimWrite {
+                record: user,
+                expected_version: None,
+                body_changed: true,
+                members: vec![],
+                change: Uuid::new_v4(),
+                audit,
+            })
             .await?;
     }
     let group = record(ScimKind::Group, "pbx-admins".into(), json!({"displayName": "pbx-admins"}));
@@ -79,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             expected_version: None,
             body_changed: true,
             members: vec![MemberChange::Add(ids.clone())],
+            change: Uuid::new_v4(),
             audit,
         })
         .await?;

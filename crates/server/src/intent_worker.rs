@@ -15,7 +15,7 @@ use idbridge_core::tenant::{Tenant, TenantId};
 
 use crate::reconciliation::{Reconciled, SourceReconciliation};
 
-/// Intents taken per pass.
+/// Source changes started per pass (each is taken whole, however many people it names).
 const BATCH: u32 = 500;
 /// How often an idle worker looks for due intents (it is also woken when a request's
 /// fast path leaves intents behind).
@@ -118,7 +118,16 @@ async fn settle(reconciliation: &SourceReconciliation, batch: Vec<Intent>, ctx: 
         };
         let people: Vec<SourceLink> = intents.iter().map(|i| i.person.clone()).collect();
         match reconciliation.redecide(tenant, &people, "reconciliation owed", ctx).await {
-            Ok(Reconciled { unsettled, .. }) => {
+            Ok(Reconciled { unsettled, submitted }) => {
+                if let idbridge_core::reconcile::Submitted::AwaitingApproval { id, summary } = &submitted {
+                    tracing::warn!(
+                        tenant = %tenant.slug,
+                        change_set = %id,
+                        takes_access = summary.takes_access,
+                        holding_access = summary.holding_access,
+                        "mass deprovision held for approval: idbridge changes show {id}"
+                    );
+                }
                 let (retry, done): (Vec<Intent>, Vec<Intent>) =
                     intents.into_iter().partition(|i| unsettled.contains(&i.person));
                 clear(reconciliation, &done).await;

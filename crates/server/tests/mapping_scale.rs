@@ -53,7 +53,7 @@ async fn preview_and_diff_on_a_tenant_with_10000_individuals() {
     };
     let write = |record: ScimRecord, members: Vec<MemberChange>| {
         let audit = ctx().record(Some(tenant.id), "scim", record.id.to_string(), "scim.created", None, None);
-        ScimWrite { record, expected_version: None, body_changed: true, members, audit }
+        ScimWrite { record, expected_version: None, body_changed: true, members, change: uuid::Uuid::new_v4(), audit }
     };
     let mut ids = Vec::new();
     for n in 0..PEOPLE {

@@ -23,20 +23,21 @@ pub(crate) async fn scim_users(
     conn: &mut AnyConnection,
     tenant: &str,
     ids: &[Uuid],
+    change: Uuid,
     now: Timestamp,
     out: &mut idbridge_core::intent::Owed,
 ) -> DomainResult<()> {
     let due = micros(now + intent::FAST_PATH_GRACE);
     for chunk in ids.chunks(CHUNK) {
-        let list: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 5)).collect();
+        let list: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 6)).collect();
         let sql = format!(
-            "INSERT INTO reconcile_intents (tenant_id, source, connection, external_id, created_at, due_at)
-             SELECT tenant_id, $2, $2, id, $3, $4 FROM scim_resources
+            "INSERT INTO reconcile_intents (tenant_id, source, connection, external_id, created_at, due_at, change_id)
+             SELECT tenant_id, $2, $2, id, $3, $4, $5 FROM scim_resources
              WHERE tenant_id = $1 AND kind = 'User' AND id IN ({})
              RETURNING id, external_id",
             list.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(tenant).bind(SCIM).bind(micros(now)).bind(due);
+        let mut query = sqlx::query(&sql).bind(tenant).bind(SCIM).bind(micros(now)).bind(due).bind(change.to_string());
         for id in chunk {
             query = query.bind(id.to_string());
         }
@@ -50,12 +51,13 @@ pub(crate) async fn scim_members_of(
     conn: &mut AnyConnection,
     tenant: &str,
     group: &str,
+    change: Uuid,
     now: Timestamp,
     out: &mut idbridge_core::intent::Owed,
 ) -> DomainResult<()> {
     let rows = sqlx::query(
-        "INSERT INTO reconcile_intents (tenant_id, source, connection, external_id, created_at, due_at)
-         SELECT tenant_id, $3, $3, member_id, $4, $5 FROM scim_members
+        "INSERT INTO reconcile_intents (tenant_id, source, connection, external_id, created_at, due_at, change_id)
+         SELECT tenant_id, $3, $3, member_id, $4, $5, $6 FROM scim_members
          WHERE tenant_id = $1 AND group_id = $2 AND member_kind = 'User'
          RETURNING id, external_id",
     )
@@ -64,6 +66,7 @@ pub(crate) async fn scim_members_of(
     .bind(SCIM)
     .bind(micros(now))
     .bind(micros(now + intent::FAST_PATH_GRACE))
+    .bind(change.to_string())
     .fetch_all(&mut *conn)
     .await
     .map_err(storage)?;
@@ -130,26 +133,79 @@ impl SqlStore {
         Ok(ids)
     }
 
+    /// Takes due intents by whole source changes: the oldest due intents name the changes
+    /// to take, and a change is taken — every one of its intents — only when none of
+    /// them is still to come (a Bulk request in flight keeps recording intents due a
+    /// grace after each operation) or held by another claim. So a request's people are
+    /// always planned together, and the mass-deprovision guard sees the whole request.
     pub(crate) async fn intents_claim(&self, now: Timestamp, limit: u32) -> DomainResult<Vec<Intent>> {
         // PostgreSQL: concurrent claimers skip each other's rows instead of taking the same
-        // ones. SQLite has one writer at a time, so the sub-select is already exclusive.
+        // ones. SQLite has one writer at a time, so the transaction is already exclusive.
         let lock = match self.backend {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let sql = format!(
-            "UPDATE reconcile_intents SET due_at = $1, attempts = attempts + 1
-             WHERE id IN (SELECT id FROM reconcile_intents WHERE due_at <= $2 ORDER BY due_at, id LIMIT $3 {lock})
-             RETURNING {COLUMNS}"
-        );
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(&sql)
-            .bind(micros(now + intent::CLAIM_LEASE))
-            .bind(micros(now))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(storage)?;
+        let seeds = sqlx::query(&format!(
+            "SELECT id, change_id FROM reconcile_intents WHERE due_at <= $1 ORDER BY due_at, id LIMIT $2 {lock}"
+        ))
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage)?;
+        let mut single: Vec<i64> = Vec::new();
+        let mut changes: Vec<String> = Vec::new();
+        for row in &seeds {
+            match row.try_get::<Option<String>, _>("change_id").map_err(storage)? {
+                Some(change) => changes.push(change),
+                None => single.push(row.try_get("id").map_err(storage)?),
+            }
+        }
+        changes.sort_unstable();
+        changes.dedup();
+        let mut whole: Vec<String> = Vec::with_capacity(changes.len());
+        for chunk in changes.chunks(CHUNK) {
+            let list: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
+            let sql = format!(
+                "SELECT DISTINCT change_id FROM reconcile_intents WHERE change_id IN ({}) AND due_at > $1",
+                list.join(", ")
+            );
+            let mut query = sqlx::query_as::<_, (String,)>(&sql).bind(micros(now));
+            for change in chunk {
+                query = query.bind(change);
+            }
+            let pending: std::collections::HashSet<String> =
+                query.fetch_all(&mut *tx).await.map_err(storage)?.into_iter().map(|(c,)| c).collect();
+            whole.extend(chunk.iter().filter(|c| !pending.contains(*c)).cloned());
+        }
+        let lease = micros(now + intent::CLAIM_LEASE);
+        let mut rows = Vec::new();
+        for chunk in single.chunks(CHUNK) {
+            let list: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
+            let sql = format!(
+                "UPDATE reconcile_intents SET due_at = $1, attempts = attempts + 1 WHERE id IN ({}) RETURNING {COLUMNS}",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(lease);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            rows.extend(query.fetch_all(&mut *tx).await.map_err(storage)?);
+        }
+        for chunk in whole.chunks(CHUNK) {
+            let list: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
+            let sql = format!(
+                "UPDATE reconcile_intents SET due_at = $1, attempts = attempts + 1 WHERE change_id IN ({})
+                 RETURNING {COLUMNS}",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(lease);
+            for change in chunk {
+                query = query.bind(change);
+            }
+            rows.extend(query.fetch_all(&mut *tx).await.map_err(storage)?);
+        }
         tx.commit().await.map_err(storage)?;
         let mut out = rows.iter().map(intent_from_row).collect::<DomainResult<Vec<_>>>()?;
         out.sort_by_key(|i| i.id);

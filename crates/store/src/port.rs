@@ -247,9 +247,10 @@ impl ScimRecordStore for SqlStore {
         tenant: TenantId,
         kind: ScimKind,
         id: Uuid,
+        change: Uuid,
         audit: &AuditRecord,
     ) -> DomainResult<Option<Owed>> {
-        self.scim_delete(tenant, kind, id, audit).await
+        self.scim_delete(tenant, kind, id, change, audit).await
     }
 
     async fn list_scim(

@@ -125,7 +125,7 @@ impl SqlStore {
             && write.expected_version.is_some()
             && (write.body_changed || write.members.contains(&MemberChange::RemoveAll));
         if every_member {
-            intents::scim_members_of(&mut tx, &tenant, &id, instant, &mut owed).await?;
+            intents::scim_members_of(&mut tx, &tenant, &id, write.change, instant, &mut owed).await?;
         }
         let inserted = match write.expected_version {
             None => {
@@ -199,7 +199,7 @@ impl SqlStore {
             change_members(&mut tx, &tenant, &id, change).await?;
         }
         match r.kind {
-            ScimKind::User => intents::scim_users(&mut tx, &tenant, &[r.id], instant, &mut owed).await?,
+            ScimKind::User => intents::scim_users(&mut tx, &tenant, &[r.id], write.change, instant, &mut owed).await?,
             ScimKind::Group => {
                 let mut listed: Vec<Uuid> = write
                     .members
@@ -216,7 +216,7 @@ impl SqlStore {
                     // The old members are owed already; the new ones are the listed adds.
                     listed.retain(|u| !owed.users.contains(u));
                 }
-                intents::scim_users(&mut tx, &tenant, &listed, instant, &mut owed).await?;
+                intents::scim_users(&mut tx, &tenant, &listed, write.change, instant, &mut owed).await?;
             }
         }
         append_audit(&mut tx, &write.audit).await?;
@@ -245,6 +245,7 @@ impl SqlStore {
         tenant: TenantId,
         kind: ScimKind,
         id: Uuid,
+        change: Uuid,
         audit: &AuditRecord,
     ) -> DomainResult<Option<Owed>> {
         let uid = id;
@@ -255,8 +256,8 @@ impl SqlStore {
         let mut tx = self.begin().await?;
         // Taken while the record and its memberships still exist.
         match kind {
-            ScimKind::User => intents::scim_users(&mut tx, &tenant, &[uid], now, &mut owed).await?,
-            ScimKind::Group => intents::scim_members_of(&mut tx, &tenant, &id, now, &mut owed).await?,
+            ScimKind::User => intents::scim_users(&mut tx, &tenant, &[uid], change, now, &mut owed).await?,
+            ScimKind::Group => intents::scim_members_of(&mut tx, &tenant, &id, change, now, &mut owed).await?,
         }
         let gone = sqlx::query("DELETE FROM scim_resources WHERE tenant_id = $1 AND id = $2 AND kind = $3")
             .bind(&tenant)

@@ -36,8 +36,18 @@ fn record(tenant: &Tenant, kind: ScimKind, name: &str) -> ScimRecord {
 }
 
 fn write(tenant: &Tenant, record: ScimRecord, expected: Option<i64>, members: Vec<MemberChange>) -> ScimWrite {
+    in_change(tenant, record, expected, members, Uuid::new_v4())
+}
+
+fn in_change(
+    tenant: &Tenant,
+    record: ScimRecord,
+    expected: Option<i64>,
+    members: Vec<MemberChange>,
+    change: Uuid,
+) -> ScimWrite {
     let audit = ctx("scim").record(Some(tenant.id), "scim", record.id.to_string(), "scim.written", None, None);
-    ScimWrite { record, expected_version: expected, body_changed: true, members, audit }
+    ScimWrite { record, expected_version: expected, body_changed: true, members, change, audit }
 }
 
 fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
@@ -86,11 +96,11 @@ async fn scim_writes_owe_exactly_whom_they_affect(store: Arc<SqlStore>) {
     assert_eq!(sorted(written.owed.users), sorted(users.clone()));
     // Deleting the group owes its members; deleting a user owes the user.
     let audit = ctx("scim").record(Some(acme.id), "scim", group.id.to_string(), "scim.deleted", None, None);
-    let owed = store.delete_scim(acme.id, ScimKind::Group, group.id, &audit).await.unwrap().unwrap();
+    let owed = store.delete_scim(acme.id, ScimKind::Group, group.id, Uuid::new_v4(), &audit).await.unwrap().unwrap();
     assert_eq!(owed.users, vec![users[0]]);
-    let owed = store.delete_scim(acme.id, ScimKind::User, users[1], &audit).await.unwrap().unwrap();
+    let owed = store.delete_scim(acme.id, ScimKind::User, users[1], Uuid::new_v4(), &audit).await.unwrap().unwrap();
     assert_eq!(owed.users, vec![users[1]]);
-    assert!(store.delete_scim(acme.id, ScimKind::User, users[1], &audit).await.unwrap().is_none());
+    assert!(store.delete_scim(acme.id, ScimKind::User, users[1], Uuid::new_v4(), &audit).await.unwrap().is_none());
 
     // Every owed person is queued until settled; the person's own intents are listed.
     let stats = store.intent_stats(Timestamp::now()).await.unwrap();
@@ -142,7 +152,50 @@ async fn claims_are_leased_retried_and_released(store: Arc<SqlStore>) {
     assert_eq!(store.intent_stats(expired).await.unwrap().queued, 0);
 }
 
+/// The intents of one source change (a Bulk request's operations) are taken together,
+/// and not before the last of them is due: a worker never plans a slice of a request,
+/// which the mass-deprovision guard would judge on its own.
+async fn a_change_is_claimed_whole_once_all_of_it_is_due(store: Arc<SqlStore>) {
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let acme = tenant(&dyn_store, "acme").await;
+    let (bulk, single) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut users = Vec::new();
+    for n in 0..3 {
+        let user = record(&acme, ScimKind::User, &format!("b{n}"));
+        users.push(store.write_scim(&in_change(&acme, user, None, vec![], bulk)).await.unwrap().record.id);
+    }
+    store.write_scim(&in_change(&acme, record(&acme, ScimKind::User, "alone"), None, vec![], single)).await.unwrap();
+    let first_part = Timestamp::now() + FAST_PATH_GRACE;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // The Bulk request goes on: one more operation, a deletion.
+    let audit = ctx("scim").record(Some(acme.id), "scim", users[0].to_string(), "scim.deleted", None, None);
+    store.delete_scim(acme.id, ScimKind::User, users[0], bulk, &audit).await.unwrap().unwrap();
+    let user = record(&acme, ScimKind::User, "b3");
+    store.write_scim(&in_change(&acme, user, None, vec![], bulk)).await.unwrap();
+
+    let taken = store.claim_intents(first_part, 100).await.unwrap();
+    assert_eq!(taken.len(), 1, "only the complete change; the Bulk request is still recording: {taken:?}");
+    store.clear_intents(&[taken[0].id]).await.unwrap();
+    let all_due = Timestamp::now() + FAST_PATH_GRACE;
+    let taken = store.claim_intents(all_due, 1).await.unwrap();
+    assert_eq!(taken.len(), 5, "the whole request at once, whatever the limit: {taken:?}");
+    assert!(store.claim_intents(all_due, 100).await.unwrap().is_empty(), "taken once");
+    // Part of a change retried later holds nothing else back, and comes back whole.
+    let ids: Vec<i64> = taken.iter().map(|i| i.id).collect();
+    store.clear_intents(&ids[..3]).await.unwrap();
+    let retry: Vec<(i64, Timestamp)> = ids[3..].iter().map(|id| (*id, all_due + CLAIM_LEASE)).collect();
+    store.retry_intents(&retry, "the individual changed meanwhile").await.unwrap();
+    assert_eq!(store.claim_intents(all_due + CLAIM_LEASE, 100).await.unwrap().len(), 2);
+}
+
 mod sqlite {
+    #[tokio::test]
+    async fn a_change_is_claimed_whole_once_all_of_it_is_due() {
+        let f = super::Fixture::sqlite().await;
+        super::a_change_is_claimed_whole_once_all_of_it_is_due(f.store.clone()).await;
+        f.finish().await;
+    }
+
     #[tokio::test]
     async fn scim_writes_owe_exactly_whom_they_affect() {
         let f = super::Fixture::sqlite().await;
@@ -159,6 +212,13 @@ mod sqlite {
 }
 
 mod postgres {
+    #[tokio::test]
+    async fn a_change_is_claimed_whole_once_all_of_it_is_due() {
+        let Some(f) = super::Fixture::postgres().await else { return };
+        super::a_change_is_claimed_whole_once_all_of_it_is_due(f.store.clone()).await;
+        f.finish().await;
+    }
+
     #[tokio::test]
     async fn scim_writes_owe_exactly_whom_they_affect() {
         let Some(f) = super::Fixture::postgres().await else { return };
