@@ -129,6 +129,16 @@ impl ChangeSetStatus {
     }
 }
 
+/// An operator's (or a later run's) decision on a held change set, and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSetDecision {
+    pub status: ChangeSetStatus,
+    /// `kind:id` of the actor.
+    pub by: String,
+    pub at: Timestamp,
+    pub result: String,
+}
+
 /// A change set the guard held, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldChangeSet {

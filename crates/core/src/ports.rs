@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::DomainResult;
 use crate::audit::{AuditContext, AuditEntry, AuditQuery, AuditRecord, ChangeEvent};
 use crate::catalog::CatalogEntry;
-use crate::changeset::{ChangeSetStatus, HeldChangeSet};
+use crate::changeset::{ChangeSetDecision, ChangeSetStatus, HeldChangeSet};
 use crate::config_plan::ConfigChange;
 use crate::individual::{Individual, IndividualId, IndividualQuery, SourceKind, SourceLink};
 use crate::intent::{Intent, IntentStats, Owed};
@@ -126,18 +126,16 @@ pub trait Store: Send + Sync + 'static {
         tenant: Option<TenantId>,
         status: Option<ChangeSetStatus>,
     ) -> DomainResult<Vec<HeldChangeSet>>;
-    /// Moves a pending change set to `status`; `Rejected` error when it is no longer
-    /// pending (somebody decided first).
+    /// Records the decision on a pending change set and what came of it, in one
+    /// transaction with its audit record; `Rejected` error when it is no longer pending
+    /// (somebody decided first).
     async fn decide_change_set(
         &self,
         tenant: TenantId,
         id: Uuid,
-        status: ChangeSetStatus,
-        decided_by: &str,
-        at: jiff::Timestamp,
+        decision: &ChangeSetDecision,
         audit: &AuditRecord,
     ) -> DomainResult<()>;
-    async fn record_change_set_result(&self, tenant: TenantId, id: Uuid, result: &str) -> DomainResult<()>;
 
     // --- leases (one holder of a job across instances) --------------------------------
     /// Takes or renews the lease `name` for `holder` until `until`; `false` when another

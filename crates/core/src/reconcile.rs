@@ -14,8 +14,10 @@ use jiff::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{AuditContext, ChangeEvent, ChangeKind};
-use crate::changeset::{ChangeSet, ChangeSetStatus, ChangeSummary, HeldChangeSet, HeldDecision, PlannedWrite};
+use crate::audit::{AuditContext, AuditRecord, ChangeEvent, ChangeKind};
+use crate::changeset::{
+    ChangeSet, ChangeSetDecision, ChangeSetStatus, ChangeSummary, HeldChangeSet, HeldDecision, PlannedWrite,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::individual::{DateOrigin, Individual, IndividualId, IndividualStatus, SourceKind, SourceLink};
 use crate::mapping::{self, CurrentAssignment, Decision, ExternalGroup, MappingInput, UserFacts};
@@ -432,8 +434,11 @@ impl Reconciler {
     /// Approves a held change set. Its own writes were planned when it was held, and the
     /// sources may have changed while it waited, so they are never applied as they are:
     /// `replan` says what its people need *now*, and that is applied (without the guard:
-    /// the operator approved taking access from them). Deciding first makes a second
-    /// approval fail instead of applying twice.
+    /// the operator approved taking access from them). The decision is recorded after the
+    /// writes, with their result, so an approval the database interrupts leaves the set
+    /// pending and can simply be repeated: the re-plan then leaves out what was applied.
+    /// Of two approvals at once, both writes are version-checked (each individual is
+    /// written once) and the second decision fails.
     pub async fn approve(
         &self,
         tenant: &Tenant,
@@ -442,10 +447,7 @@ impl Reconciler {
         ctx: &AuditContext,
     ) -> DomainResult<CommitReport> {
         let set = self.pending(tenant, id).await?;
-        let decided_by = format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id);
-        let audit = ctx.record(Some(tenant.id), "change_set", id.to_string(), "change_set.approved", None, None);
         let writes = replan.replan(tenant, &set).await?;
-        self.store.decide_change_set(tenant.id, id, ChangeSetStatus::Approved, &decided_by, self.now(), &audit).await?;
         let still = writes.len();
         let report = self.commit(tenant, writes, ctx).await?;
         let result = format!(
@@ -457,8 +459,40 @@ impl Reconciler {
             report.skipped.len(),
             report.failed.len()
         );
-        self.store.record_change_set_result(tenant.id, id, &result).await?;
+        let audit = ctx.record(
+            Some(tenant.id),
+            "change_set",
+            id.to_string(),
+            "change_set.approved",
+            None,
+            Some(json!({ "result": result })),
+        );
+        self.decide(tenant, id, ChangeSetStatus::Approved, result, ctx, &audit).await.map_err(|e| match e {
+            DomainError::Rejected(_) => DomainError::Rejected(format!(
+                "change set {id} was decided by somebody else while this approval applied it ({} written)",
+                report.written.len()
+            )),
+            e => e,
+        })?;
         Ok(report)
+    }
+
+    async fn decide(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        status: ChangeSetStatus,
+        result: String,
+        ctx: &AuditContext,
+        audit: &AuditRecord,
+    ) -> DomainResult<()> {
+        let decision = ChangeSetDecision {
+            status,
+            by: format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id),
+            at: self.now(),
+            result,
+        };
+        self.store.decide_change_set(tenant.id, id, &decision, audit).await
     }
 
     /// Marks pending change sets superseded: a later complete run of the same source
@@ -477,16 +511,11 @@ impl Reconciler {
                 None,
                 Some(json!({ "by": by })),
             );
-            let decided_by = format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id);
             match self
-                .store
-                .decide_change_set(tenant.id, set.id, ChangeSetStatus::Rejected, &decided_by, self.now(), &audit)
+                .decide(tenant, set.id, ChangeSetStatus::Rejected, format!("{SUPERSEDED} {by}"), ctx, &audit)
                 .await
             {
-                Ok(()) => {
-                    self.store.record_change_set_result(tenant.id, set.id, &format!("{SUPERSEDED} {by}")).await?;
-                    n += 1;
-                }
+                Ok(()) => n += 1,
                 // An operator decided it meanwhile.
                 Err(DomainError::Rejected(_)) => {}
                 Err(e) => return Err(e),
@@ -498,10 +527,8 @@ impl Reconciler {
     /// Rejects a held change set: nothing in it is applied.
     pub async fn reject(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<()> {
         self.pending(tenant, id).await?;
-        let decided_by = format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id);
         let audit = ctx.record(Some(tenant.id), "change_set", id.to_string(), "change_set.rejected", None, None);
-        self.store.decide_change_set(tenant.id, id, ChangeSetStatus::Rejected, &decided_by, self.now(), &audit).await?;
-        self.store.record_change_set_result(tenant.id, id, "nothing applied").await
+        self.decide(tenant, id, ChangeSetStatus::Rejected, "nothing applied".to_owned(), ctx, &audit).await
     }
 
     async fn pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<HeldChangeSet> {

@@ -2,7 +2,7 @@
 //! instances).
 
 use idbridge_core::audit::AuditRecord;
-use idbridge_core::changeset::{ChangeSetStatus, HeldChangeSet};
+use idbridge_core::changeset::{ChangeSetDecision, ChangeSetStatus, HeldChangeSet};
 use idbridge_core::tenant::TenantId;
 use idbridge_core::{DomainError, DomainResult};
 use sqlx::Row;
@@ -98,19 +98,18 @@ impl SqlStore {
         &self,
         tenant: TenantId,
         id: Uuid,
-        status: ChangeSetStatus,
-        decided_by: &str,
-        at: jiff::Timestamp,
+        decision: &ChangeSetDecision,
         audit: &AuditRecord,
     ) -> DomainResult<()> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE change_sets SET status = $1, decided_by = $2, decided_at = $3
-             WHERE tenant_id = $4 AND id = $5 AND status = 'pending'",
+            "UPDATE change_sets SET status = $1, decided_by = $2, decided_at = $3, result = $4
+             WHERE tenant_id = $5 AND id = $6 AND status = 'pending'",
         )
-        .bind(status.as_str())
-        .bind(decided_by)
-        .bind(micros(at))
+        .bind(decision.status.as_str())
+        .bind(&decision.by)
+        .bind(micros(decision.at))
+        .bind(&decision.result)
         .bind(tenant.0.to_string())
         .bind(id.to_string())
         .execute(&mut *tx)
@@ -120,18 +119,6 @@ impl SqlStore {
             return Err(DomainError::Rejected(format!("change set {id} is no longer pending")));
         }
         append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(storage)
-    }
-
-    pub(crate) async fn change_set_result(&self, tenant: TenantId, id: Uuid, result: &str) -> DomainResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE change_sets SET result = $1 WHERE tenant_id = $2 AND id = $3")
-            .bind(result)
-            .bind(tenant.0.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
         tx.commit().await.map_err(storage)
     }
 

@@ -5,7 +5,7 @@ use idbridge_core::DomainResult;
 use idbridge_core::audit::AuditRecord;
 use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use idbridge_core::catalog::CatalogEntry;
-use idbridge_core::changeset::{ChangeSetStatus, HeldChangeSet};
+use idbridge_core::changeset::{ChangeSetDecision, ChangeSetStatus, HeldChangeSet};
 use idbridge_core::config_plan::ConfigChange;
 use idbridge_core::individual::SourceLink;
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
@@ -127,16 +127,10 @@ impl Store for SqlStore {
         &self,
         tenant: TenantId,
         id: Uuid,
-        status: ChangeSetStatus,
-        decided_by: &str,
-        at: jiff::Timestamp,
+        decision: &ChangeSetDecision,
         audit: &AuditRecord,
     ) -> DomainResult<()> {
-        self.change_set_decide(tenant, id, status, decided_by, at, audit).await
-    }
-
-    async fn record_change_set_result(&self, tenant: TenantId, id: Uuid, result: &str) -> DomainResult<()> {
-        self.change_set_result(tenant, id, result).await
+        self.change_set_decide(tenant, id, decision, audit).await
     }
 
     async fn try_lease(

@@ -436,3 +436,53 @@ async fn a_past_expiry_date_leaves_the_whole_retention_period(store: Arc<dyn Sto
     lifecycle::tick(&reconciler, &scheduler()).await.unwrap();
     assert_eq!(status(&store, &dan).await, IndividualStatus::Deleted);
 }
+
+/// The database refuses the writes of an approved change set (a full disk, a lost
+/// connection). On 0d34fa8 the set was marked approved before its writes, so the failed
+/// commit left it "approved" with nothing applied, and every later approval was refused
+/// ("no longer pending"). Now the decision is recorded with the result, after the
+/// writes: a failed approval leaves the set pending, and approving it again applies it.
+#[tokio::test]
+async fn an_approval_whose_writes_fail_can_be_approved_again() {
+    const REFUSE: &str =
+        "CREATE TRIGGER refuse BEFORE UPDATE ON individuals BEGIN SELECT RAISE(ABORT, 'disk full'); END";
+    struct DiskFills(sqlx::SqlitePool, Vec<PlannedWrite>);
+    #[async_trait::async_trait]
+    impl idbridge_core::reconcile::Replan for DiskFills {
+        async fn replan(
+            &self,
+            _: &Tenant,
+            _: &idbridge_core::changeset::HeldChangeSet,
+        ) -> idbridge_core::DomainResult<Vec<PlannedWrite>> {
+            sqlx::query(REFUSE).execute(&self.0).await.unwrap();
+            Ok(self.1.clone())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("approve.db");
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::connect(&StoreOptions::new(format!("sqlite://{}", path.display()))).await.unwrap());
+    let acme = tenant(&store, "acme").await;
+    let reconciler = Reconciler::new(store.clone());
+    let staff = seed_active(&reconciler, &acme, 40).await;
+    let Submitted::AwaitingApproval { id, .. } =
+        reconciler.submit(&acme, removal_set(&reconciler, &acme, &staff[..30]), &ctx("scim")).await.unwrap()
+    else {
+        panic!("30 of 40 must be held");
+    };
+    let writes = store.get_change_set(acme.id, id).await.unwrap().unwrap().writes;
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let failed = reconciler.approve(&acme, id, &DiskFills(raw.clone(), writes.clone()), &ctx("ops")).await;
+    assert!(failed.is_err(), "the writes cannot have been applied: {failed:?}");
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 40);
+    let set = store.get_change_set(acme.id, id).await.unwrap().unwrap();
+    assert_eq!(set.status, ChangeSetStatus::Pending, "nothing was applied, so nothing was decided");
+
+    sqlx::query("DROP TRIGGER refuse").execute(&raw).await.unwrap();
+    let report = reconciler.approve(&acme, id, &Planned(writes), &ctx("ops")).await.unwrap();
+    assert_eq!(report.written.len(), 30);
+    let decided = store.get_change_set(acme.id, id).await.unwrap().unwrap();
+    assert_eq!(decided.status, ChangeSetStatus::Approved);
+    assert!(decided.result.unwrap().contains("30 applied"));
+    assert_eq!(actions(&store, &acme, "change_set.approved").await, 1, "recorded once, with the writes");
+}
