@@ -217,6 +217,22 @@ impl Daemon {
         response.json().await.expect("SCIM JSON")
     }
 
+    /// Waits until no reconciliation is owed (`/readyz` shows an empty intent queue in a
+    /// measurement taken after this call: the daemon measures every 2 s).
+    pub async fn wait_settled(&self) {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
+        loop {
+            let ready: serde_json::Value =
+                self.client.get(self.url("/readyz")).send().await.expect("readyz").json().await.expect("JSON");
+            if started.elapsed() > Duration::from_millis(2500) && ready["reconciliation"]["queued"] == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "reconciliation did not settle: {ready}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Creates users `u00@acme.example`… (`width` digits) with one SCIM Bulk request,
     /// returning their ids in order.
     pub async fn scim_bulk_users(&self, token: &str, tenant: &str, count: usize, width: usize) -> Vec<String> {

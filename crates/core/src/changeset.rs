@@ -86,16 +86,23 @@ pub struct ChangeSummary {
     pub takes_access: u64,
     /// Individuals of the tenant holding access when the change set was planned.
     pub holding_access: u64,
+    /// Individuals whose access was taken without an approval within the tenant's
+    /// `mass_deprovision_window_minutes` before this change set (they count towards it).
+    #[serde(default)]
+    pub taken_recently: u64,
 }
 
 impl ChangeSummary {
     /// The guard: more than `mass_deprovision_percent` of the tenant and at least
     /// `mass_deprovision_min` individuals. Both must hold, so that a small tenant can still
-    /// lose a few people and a big one is protected from losing many.
+    /// lose a few people and a big one is protected from losing many. What the window
+    /// before took without approval counts as part of this change (and of the tenant as
+    /// it was before it).
     pub fn exceeds(&self, policy: &TenantPolicy) -> bool {
-        let share =
-            self.takes_access.saturating_mul(100) > self.holding_access * u64::from(policy.mass_deprovision_percent);
-        share && self.takes_access >= u64::from(policy.mass_deprovision_min)
+        let taken = self.takes_access.saturating_add(self.taken_recently);
+        let tenant = self.holding_access.saturating_add(self.taken_recently);
+        let share = taken.saturating_mul(100) > tenant.saturating_mul(u64::from(policy.mass_deprovision_percent));
+        share && taken >= u64::from(policy.mass_deprovision_min)
     }
 }
 
@@ -171,5 +178,22 @@ mod tests {
         assert!(s(101, 1000).exceeds(&policy));
         assert!(!s(0, 0).exceeds(&policy));
         assert!(s(30, 0).exceeds(&policy), "an unknown tenant size cannot excuse 30 deprovisions");
+    }
+
+    #[test]
+    fn access_taken_in_the_window_counts_towards_the_next_change_set() {
+        let policy = TenantPolicy::default();
+        let s = |takes, holding, recently| ChangeSummary {
+            takes_access: takes,
+            holding_access: holding,
+            taken_recently: recently,
+            ..Default::default()
+        };
+        // One leaver at a time from a tenant of 1,000: the 101st within the window is held.
+        assert!(!s(1, 901, 99).exceeds(&policy), "100 of 1,000");
+        assert!(s(1, 900, 100).exceeds(&policy), "101 of 1,000");
+        // Below the minimum, however large the share.
+        assert!(!s(1, 10, 23).exceeds(&policy));
+        assert!(s(1, 10, 24).exceeds(&policy));
     }
 }

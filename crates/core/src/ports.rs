@@ -86,6 +86,11 @@ pub trait Store: Send + Sync + 'static {
     async fn write_individuals(&self, writes: &[IndividualWrite]) -> DomainResult<Vec<bool>>;
     /// Pending and active individuals of a tenant (the mass-deprovision guard's base).
     async fn count_individuals_holding_access(&self, tenant: TenantId) -> DomainResult<u64>;
+    /// Records that a change set applied without approval took access from `taken`
+    /// individuals at `at` (the guard's window, `TenantPolicy::mass_deprovision_window_minutes`).
+    async fn record_access_taken(&self, tenant: TenantId, at: jiff::Timestamp, taken: u64) -> DomainResult<()>;
+    /// How many individuals lost access without approval since `since`.
+    async fn access_taken_since(&self, tenant: TenantId, since: jiff::Timestamp) -> DomainResult<u64>;
     async fn get_individual(&self, tenant: TenantId, id: IndividualId) -> DomainResult<Option<Individual>>;
     async fn find_individual_by_login(&self, tenant: TenantId, login: &str) -> DomainResult<Option<Individual>>;
     async fn find_individual_by_link(

@@ -332,9 +332,13 @@ impl Reconciler {
             self.store.append_audit(&record).await?;
         }
         let takes_access = set.writes.iter().filter(|w| w.takes_access()).count() as u64;
+        let window = jiff::SignedDuration::from_mins(i64::from(tenant.policy.mass_deprovision_window_minutes));
         if takes_access > 0 {
             let holding = self.store.count_individuals_holding_access(tenant.id).await?;
-            let summary = set.summary(holding);
+            let mut summary = set.summary(holding);
+            if !window.is_zero() {
+                summary.taken_recently = self.store.access_taken_since(tenant.id, self.now() - window).await?;
+            }
             if summary.exceeds(&tenant.policy) {
                 // A big request's own reconciliation and the intent worker (which takes it
                 // when that is slow, or after a crash) may both plan it: the same
@@ -368,7 +372,13 @@ impl Reconciler {
                 return Ok(Submitted::AwaitingApproval { id, summary });
             }
         }
-        Ok(Submitted::Applied(self.commit(tenant, set.writes, ctx).await?))
+        // Recorded before the writes: a failure here applies nothing, and writes that then
+        // fail or are skipped only make the window count more — the safe direction.
+        if takes_access > 0 && !window.is_zero() {
+            self.store.record_access_taken(tenant.id, self.now(), takes_access).await?;
+        }
+        let report = self.commit(tenant, set.writes, ctx).await?;
+        Ok(Submitted::Applied(report))
     }
 
     /// The pending change set that holds exactly these decisions (the same individuals

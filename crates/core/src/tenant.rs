@@ -88,6 +88,11 @@ pub struct TenantPolicy {
     pub mass_deprovision_percent: u8,
     /// ... and from at least this many individuals.
     pub mass_deprovision_min: u32,
+    /// Access taken without an approval within this many minutes before a change set
+    /// counts towards it: a mass deprovision that arrives as many small requests (Entra
+    /// ID and Okta send one request per user) or is re-decided in slices is judged as a
+    /// whole. 0: each change set on its own.
+    pub mass_deprovision_window_minutes: u32,
     /// Create individuals at first SSO login from the IdP's claims.
     pub jit_provisioning: bool,
     /// Role given when every mapper abstains; `None` means no access.
@@ -121,6 +126,7 @@ impl Default for TenantPolicy {
             retention_days: 90,
             mass_deprovision_percent: 10,
             mass_deprovision_min: 25,
+            mass_deprovision_window_minutes: 60,
             jit_provisioning: false,
             default_role: None,
             scim_create_missing_filtered_value: true,
@@ -137,6 +143,12 @@ impl TenantPolicy {
     pub fn validate(&self) -> DomainResult<()> {
         if self.mass_deprovision_percent > 100 {
             return Err(DomainError::invalid("policy.mass_deprovision_percent", "must be 0-100"));
+        }
+        if self.mass_deprovision_window_minutes > 7 * 24 * 60 {
+            return Err(DomainError::invalid(
+                "policy.mass_deprovision_window_minutes",
+                "must be at most 10080 (a week)",
+            ));
         }
         if self.retention_days > 36_500 || self.suspend_grace_days > 3_650 {
             return Err(DomainError::invalid("policy", "retention_days or suspend_grace_days is unreasonably large"));

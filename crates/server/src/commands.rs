@@ -828,12 +828,13 @@ async fn changes(
             } else {
                 for set in &sets {
                     out!(
-                        "{}  {:<10} {:<8} takes access from {} of {}  {} ({}, by {})",
+                        "{}  {:<10} {:<8} takes access from {} of {}{}  {} ({}, by {})",
                         set.id,
                         slug_of(set.tenant_id),
                         set.status.as_str(),
                         set.summary.takes_access,
                         set.summary.holding_access,
+                        recently(&set.summary),
                         set.origin,
                         set.created_at,
                         set.created_by
@@ -850,9 +851,10 @@ async fn changes(
                 out!("origin:   {} (by {} at {})", set.origin, set.created_by, set.created_at);
                 let s = &set.summary;
                 out!(
-                    "summary:  takes access from {} of {} individuals holding access; {} creates, {} other updates",
+                    "summary:  takes access from {} of {} individuals holding access{}; {} creates, {} other updates",
                     s.takes_access,
                     s.holding_access,
+                    recently(s),
                     s.creates,
                     s.updates
                 );
@@ -888,6 +890,14 @@ async fn changes(
         }
     }
     Ok(())
+}
+
+/// What the guard's window added to a held change set, for the listing.
+fn recently(summary: &idbridge_core::changeset::ChangeSummary) -> String {
+    match summary.taken_recently {
+        0 => String::new(),
+        n => format!(" (after {n} taken without approval within the guard's window)"),
+    }
 }
 
 async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, command: SyncCommand) -> anyhow::Result<()> {

@@ -122,6 +122,43 @@ impl SqlStore {
         tx.commit().await.map_err(storage)
     }
 
+    pub(crate) async fn access_taken_record(
+        &self,
+        tenant: TenantId,
+        at: jiff::Timestamp,
+        taken: u64,
+    ) -> DomainResult<()> {
+        let tenant = tenant.0.to_string();
+        let mut tx = self.begin().await?;
+        // Nothing older than the longest window is ever asked for.
+        sqlx::query("DELETE FROM access_taken WHERE tenant_id = $1 AND at < $2")
+            .bind(&tenant)
+            .bind(micros(at - jiff::SignedDuration::from_hours(7 * 24)))
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        sqlx::query("INSERT INTO access_taken (tenant_id, at, taken) VALUES ($1, $2, $3)")
+            .bind(&tenant)
+            .bind(micros(at))
+            .bind(i64::try_from(taken).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        tx.commit().await.map_err(storage)
+    }
+
+    pub(crate) async fn access_taken_count(&self, tenant: TenantId, since: jiff::Timestamp) -> DomainResult<u64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(taken), 0) AS BIGINT) FROM access_taken WHERE tenant_id = $1 AND at >= $2",
+        )
+        .bind(tenant.0.to_string())
+        .bind(micros(since))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Insert the lease if absent, else take it over when it expired or is ours: one
     /// statement, so two instances cannot both win.
     pub(crate) async fn lease_try(

@@ -107,6 +107,14 @@ impl Store for SqlStore {
         self.individual_count_holding_access(tenant).await
     }
 
+    async fn record_access_taken(&self, tenant: TenantId, at: jiff::Timestamp, taken: u64) -> DomainResult<()> {
+        self.access_taken_record(tenant, at, taken).await
+    }
+
+    async fn access_taken_since(&self, tenant: TenantId, since: jiff::Timestamp) -> DomainResult<u64> {
+        self.access_taken_count(tenant, since).await
+    }
+
     async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
         self.change_set_put(set, audit).await
     }

@@ -29,6 +29,7 @@ contract!(
     a_time_zone_change_moves_the_instant_not_the_local_time,
     a_restart_applies_pending_transitions_exactly_once,
     the_guard_holds_a_mass_deprovision_until_approved,
+    the_guard_holds_a_mass_deprovision_that_arrives_one_person_at_a_time,
     a_rejected_change_set_changes_nobody,
     batches_skip_writes_another_writer_got_to_first,
     a_lease_has_one_holder_until_it_expires,
@@ -248,6 +249,39 @@ async fn the_guard_holds_a_mass_deprovision_until_approved(store: Arc<dyn Store>
     assert!(matches!(again, DomainError::Rejected(_)), "{again:?}");
     assert_eq!(actions(&store, &acme, "change_set.held").await, 1);
     assert_eq!(actions(&store, &acme, "change_set.approved").await, 1);
+}
+
+/// Entra ID and Okta deprovision one user per request: thirty requests of one person each
+/// are a mass deprovision too. On 92d5c47 every one was applied (each change set alone
+/// was under the minimum of 25); now what the window took without approval counts.
+async fn the_guard_holds_a_mass_deprovision_that_arrives_one_person_at_a_time(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let reconciler = Reconciler::new(store.clone());
+    let staff = seed_active(&reconciler, &acme, 100).await;
+    let mut held = Vec::new();
+    for person in &staff[..30] {
+        let one = removal_set(&reconciler, &acme, std::slice::from_ref(person));
+        if let Submitted::AwaitingApproval { id, summary } = reconciler.submit(&acme, one, &ctx("scim")).await.unwrap()
+        {
+            held.push((id, summary));
+        }
+    }
+    assert_eq!(held.len(), 6, "24 applied; the 25th within the window is held, and each after it");
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 76);
+    let (_, first) = &held[0];
+    assert_eq!((first.takes_access, first.holding_access, first.taken_recently), (1, 76, 24));
+
+    // A tenant that judges each change set on its own.
+    let mut settings = idbridge_core::tenant::TenantSettings::new("Other");
+    settings.policy.mass_deprovision_window_minutes = 0;
+    let other = tenant(&store, "other").await;
+    let other = store.update_tenant(other.id, other.version, &settings, &ctx("setup")).await.unwrap();
+    let staff = seed_active(&reconciler, &other, 100).await;
+    for person in &staff[..30] {
+        let one = removal_set(&reconciler, &other, std::slice::from_ref(person));
+        assert!(matches!(reconciler.submit(&other, one, &ctx("scim")).await.unwrap(), Submitted::Applied(_)));
+    }
+    assert_eq!(store.count_individuals_holding_access(other.id).await.unwrap(), 70);
 }
 
 async fn a_rejected_change_set_changes_nobody(store: Arc<dyn Store>) {
