@@ -130,9 +130,28 @@ impl Slapd {
     /// The server goes away.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused server must be able to die.
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The server hangs: the process is stopped (SIGSTOP), so connections are accepted
+    /// by the kernel and nothing is ever answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// The hung server goes on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("slapd is running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     /// The server comes back on the same port with the same data.

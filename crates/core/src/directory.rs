@@ -346,6 +346,8 @@ pub enum RunStatus {
     DryRun,
     /// The read or the apply failed; nobody's access changed.
     Failed,
+    /// The process was asked to stop during the run; the next run does what it did not.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -355,6 +357,7 @@ impl RunStatus {
             Self::Held => "held",
             Self::DryRun => "dry_run",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -364,6 +367,7 @@ impl RunStatus {
             "held" => Self::Held,
             "dry_run" => Self::DryRun,
             "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
             other => return Err(DomainError::Storage(format!("unknown sync run status {other:?}"))),
         })
     }

@@ -24,16 +24,48 @@ use crate::entry::{Expiry, first, values};
 pub enum ReadError {
     #[error("ca_file {path}: {message}")]
     CaFile { path: String, message: String },
-    #[error("cannot connect to any of {urls:?}: {message}")]
-    Connect { urls: Vec<String>, message: String },
-    #[error("bind as {dn:?} failed: {message}")]
-    Bind { dn: String, message: String },
-    #[error("search under {base:?} failed: {message}")]
-    Search { base: String, message: String },
+    /// Every URL was tried, in order; each with why it did not serve.
+    #[error("no directory server could be used: {}", describe(.tried))]
+    Unreachable { tried: Vec<(String, String)> },
+    #[error("bind as {dn:?} at {url} failed: {message}")]
+    Bind { url: String, dn: String, message: String },
+    /// The server did not answer one step within the source's `timeout_seconds`, or the
+    /// connection broke: the next URL may serve.
+    #[error("{step} at {url} got no answer within {seconds} s (timeout_seconds)")]
+    TimedOut { url: String, step: String, seconds: u64 },
+    #[error("{step} at {url} failed: connection lost: {message}")]
+    ConnectionLost { url: String, step: String, message: String },
+    #[error("{step} at {url} failed: {message}")]
+    Search { url: String, step: String, message: String },
     #[error(
-        "the directory returned a referral to {0}, which idbridge does not follow; point the source at the server that holds the entries"
+        "{url} answered with a referral to {to}, which idbridge does not follow: the entries under the base live on \
+         another server (point the source at it, or at a Global Catalog)"
     )]
-    Referral(String),
+    Referral { url: String, to: String },
+}
+
+impl ReadError {
+    /// Whether another URL of the source might serve where this one did not (a hung or
+    /// lost server, not a refused bind or a bad search).
+    pub fn fails_over(&self) -> bool {
+        matches!(self, Self::TimedOut { .. } | Self::ConnectionLost { .. })
+    }
+
+    /// The URL the error happened at, when one did.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Self::Bind { url, .. }
+            | Self::TimedOut { url, .. }
+            | Self::ConnectionLost { url, .. }
+            | Self::Search { url, .. }
+            | Self::Referral { url, .. } => Some(url),
+            Self::CaFile { .. } | Self::Unreachable { .. } => None,
+        }
+    }
+}
+
+fn describe(tried: &[(String, String)]) -> String {
+    tried.iter().map(|(url, why)| format!("{url}: {why}")).collect::<Vec<_>>().join("; ")
 }
 
 /// Everything read in one run.
@@ -77,12 +109,35 @@ pub fn tls_config(path: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, Re
     Ok(std::sync::Arc::new(config))
 }
 
-/// Connects to the first URL that answers and binds.
-async fn connect(source: &LdapSource, password: Option<&str>) -> Result<(Ldap, String), ReadError> {
-    let timeout = Duration::from_secs(source.timeout_seconds);
+/// What went wrong in one step at one URL, as a `ReadError`.
+fn step_error(url: &str, step: impl Into<String>, seconds: u64, e: ldap3::LdapError) -> ReadError {
+    let (url, step) = (url.to_owned(), step.into());
+    match e {
+        ldap3::LdapError::Timeout { .. } => ReadError::TimedOut { url, step, seconds },
+        e @ (ldap3::LdapError::Io { .. }
+        | ldap3::LdapError::EndOfStream
+        | ldap3::LdapError::OpSend { .. }
+        | ldap3::LdapError::ResultRecv { .. }
+        | ldap3::LdapError::IdScrubSend { .. }) => ReadError::ConnectionLost { url, step, message: e.to_string() },
+        e => ReadError::Search { url, step, message: e.to_string() },
+    }
+}
+
+/// Connects to the first URL, from the `from`th on, that answers and accepts the bind.
+/// A server that is down, refuses the connection or does not answer within
+/// `timeout_seconds` is passed over for the next; a bind the server refuses (wrong
+/// password, locked account) ends the attempt — another replica would refuse it too, and
+/// every try counts towards Active Directory's lockout.
+async fn connect(
+    source: &LdapSource,
+    password: Option<&str>,
+    from: usize,
+) -> Result<(Ldap, usize, Vec<(String, String)>), ReadError> {
+    let seconds = source.timeout_seconds;
+    let timeout = Duration::from_secs(seconds);
     let tls = source.ca_file.as_deref().map(tls_config).transpose()?;
-    let mut last = String::new();
-    for url in &source.urls {
+    let mut tried = Vec::new();
+    for (index, url) in source.urls.iter().enumerate().skip(from) {
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(timeout)
             .set_starttls(source.start_tls && url.starts_with("ldap://"))
@@ -90,32 +145,52 @@ async fn connect(source: &LdapSource, password: Option<&str>) -> Result<(Ldap, S
         if let Some(config) = &tls {
             settings = settings.set_config(config.clone());
         }
-        match LdapConnAsync::with_settings(settings, url).await {
-            Ok((conn, mut ldap)) => {
-                ldap3::drive!(conn);
-                ldap.with_timeout(timeout);
-                if let Some(dn) = &source.bind_dn {
-                    let bound = ldap.simple_bind(dn, password.unwrap_or("")).await.and_then(|r| r.success());
-                    if let Err(e) = bound {
-                        // The password never appears in the message: ldap3 reports the
-                        // result code and the server's text only.
-                        return Err(ReadError::Bind { dn: dn.clone(), message: e.to_string() });
+        // The connection (and StartTLS) under one deadline: a server that accepts TCP and
+        // then says nothing must not hold the run.
+        let connected = match tokio::time::timeout(timeout, LdapConnAsync::with_settings(settings, url)).await {
+            Ok(Ok(connected)) => Ok(connected),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {seconds} s")),
+        };
+        let (conn, mut ldap) = match connected {
+            Ok(connected) => connected,
+            Err(why) => {
+                tracing::warn!(url, error = why, "directory server unusable; trying the next URL");
+                tried.push((url.clone(), why));
+                continue;
+            }
+        };
+        ldap3::drive!(conn);
+        if let Some(dn) = &source.bind_dn {
+            ldap.with_timeout(timeout);
+            match ldap.simple_bind(dn, password.unwrap_or("")).await {
+                // The password never appears in the message: ldap3 reports the result
+                // code and the server's text only.
+                Ok(result) => {
+                    if let Err(e) = result.success() {
+                        return Err(ReadError::Bind { url: url.clone(), dn: dn.clone(), message: e.to_string() });
                     }
                 }
-                return Ok((ldap, url.clone()));
-            }
-            Err(e) => {
-                tracing::warn!(url, error = %e, "directory unreachable; trying the next URL");
-                last = e.to_string();
+                Err(e) => {
+                    let e = step_error(url, format!("bind as {dn:?}"), seconds, e);
+                    if !e.fails_over() {
+                        return Err(e);
+                    }
+                    tracing::warn!(url, error = %e, "directory server unusable; trying the next URL");
+                    tried.push((url.clone(), e.to_string()));
+                    continue;
+                }
             }
         }
+        return Ok((ldap, index, tried));
     }
-    Err(ReadError::Connect { urls: source.urls.clone(), message: last })
+    Err(ReadError::Unreachable { tried })
 }
 
-/// A paged search, handing each entry to `each` as it arrives; an error ends it.
+/// A paged search, handing each entry to `each` as it arrives; an error ends it. Every
+/// answer — each entry, each page, the final result — must come within the timeout.
 async fn search_each(
-    ldap: &mut Ldap,
+    conn: &mut Conn,
     base: &str,
     scope: Scope,
     filter: &str,
@@ -123,25 +198,39 @@ async fn search_each(
     page_size: u32,
     mut each: impl FnMut(SearchEntry),
 ) -> Result<(), ReadError> {
-    let fail = |e: ldap3::LdapError| ReadError::Search { base: base.to_owned(), message: e.to_string() };
+    let (url, seconds) = (conn.url.clone(), conn.seconds);
+    let fail = |e: ldap3::LdapError| step_error(&url, format!("search under {base:?}"), seconds, e);
     let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(PagedResults::new(page_size as i32))];
-    let mut stream = ldap.streaming_search_with(adapters, base, scope, filter, attrs.to_vec()).await.map_err(fail)?;
+    conn.ldap.with_timeout(Duration::from_secs(seconds));
+    let mut stream =
+        conn.ldap.streaming_search_with(adapters, base, scope, filter, attrs.to_vec()).await.map_err(fail)?;
     while let Some(entry) = stream.next().await.map_err(fail)? {
         if entry.is_ref() {
-            return Err(ReadError::Referral(ldap3::parse_refs(entry.0).join(", ")));
+            // A continuation reference (RFC 4511 §4.5.3): part of the tree under the base
+            // lives elsewhere — Active Directory answers a search at the domain root with
+            // references to its application partitions (DomainDnsZones, Configuration).
+            // The entries this server holds are all returned; the rest is not this
+            // source's to read.
+            tracing::debug!(url, refs = ?ldap3::parse_refs(entry.0), "continuation reference skipped");
+            continue;
         }
         if entry.is_intermediate() {
             continue;
         }
         each(SearchEntry::construct(entry));
     }
-    stream.finish().await.success().map_err(fail)?;
+    let result = stream.finish().await;
+    if result.rc == 10 {
+        // A referral as the result: the base itself is held by another server.
+        return Err(ReadError::Referral { url, to: result.refs.join(", ") });
+    }
+    result.success().map_err(fail)?;
     Ok(())
 }
 
 /// A paged search, every entry or an error.
 async fn search(
-    ldap: &mut Ldap,
+    conn: &mut Conn,
     base: &str,
     scope: Scope,
     filter: &str,
@@ -149,22 +238,39 @@ async fn search(
     page_size: u32,
 ) -> Result<Vec<SearchEntry>, ReadError> {
     let mut out = Vec::new();
-    search_each(ldap, base, scope, filter, attrs, page_size, |e| out.push(e)).await?;
+    search_each(conn, base, scope, filter, attrs, page_size, |e| out.push(e)).await?;
     Ok(out)
+}
+
+/// A bound connection, the URL it is to, and the source's deadline per answer.
+struct Conn {
+    ldap: Ldap,
+    url: String,
+    seconds: u64,
 }
 
 /// A connection to a directory, read groups first (people need them) and then users as
 /// a stream, so a run never holds every user entry at once.
 pub struct Reader {
-    ldap: Ldap,
+    conn: Conn,
     /// Which URL answered (after failover).
     pub url: String,
+    /// Its place in the source's `urls`: a read that fails over starts after it.
+    pub index: usize,
+    /// The URLs before it that could not be used, and why.
+    pub passed_over: Vec<(String, String)>,
 }
 
 impl Reader {
     pub async fn connect(source: &LdapSource, password: Option<&str>) -> Result<Self, ReadError> {
-        let (ldap, url) = connect(source, password).await?;
-        Ok(Self { ldap, url })
+        Self::connect_from(source, password, 0).await
+    }
+
+    /// Connects to the first usable URL from the `from`th on.
+    pub async fn connect_from(source: &LdapSource, password: Option<&str>, from: usize) -> Result<Self, ReadError> {
+        let (ldap, index, passed_over) = connect(source, password, from).await?;
+        let url = source.urls[index].clone();
+        Ok(Self { conn: Conn { ldap, url: url.clone(), seconds: source.timeout_seconds }, url, index, passed_over })
     }
 
     /// Every group; Active Directory's ranged `member` values are fetched to the end.
@@ -174,11 +280,11 @@ impl Reader {
         let member_attr = member_attribute(source.membership).to_owned();
         let group_attrs = vec![a.group_name.clone(), a.id.clone(), member_attr.clone()];
         let mut groups =
-            search(&mut self.ldap, base, Scope::Subtree, &source.group_filter(), &group_attrs, source.page_size)
+            search(&mut self.conn, base, Scope::Subtree, &source.group_filter(), &group_attrs, source.page_size)
                 .await?;
         if source.flavour == Flavour::ActiveDirectory {
             for group in &mut groups {
-                fetch_ranges(&mut self.ldap, group, &member_attr).await?;
+                fetch_ranges(&mut self.conn, group, &member_attr).await?;
             }
         }
         Ok(groups)
@@ -219,7 +325,7 @@ impl Reader {
         let mut count = 0;
         let mut high_water: Option<String> = None;
         search_each(
-            &mut self.ldap,
+            &mut self.conn,
             &source.user_base,
             scope(source.user_scope),
             &filter,
@@ -245,7 +351,8 @@ impl Reader {
     }
 
     pub async fn close(mut self) {
-        let _ = self.ldap.unbind().await;
+        self.conn.ldap.with_timeout(Duration::from_secs(self.conn.seconds));
+        let _ = self.conn.ldap.unbind().await;
     }
 }
 
@@ -263,12 +370,12 @@ pub async fn read(source: &LdapSource, password: Option<&str>, since: Option<&st
 
 /// AD returns at most 1,500 values of `member` per read, as `member;range=0-1499`; the
 /// rest is asked for range by range on the group itself.
-async fn fetch_ranges(ldap: &mut Ldap, group: &mut SearchEntry, member: &str) -> Result<(), ReadError> {
+async fn fetch_ranges(conn: &mut Conn, group: &mut SearchEntry, member: &str) -> Result<(), ReadError> {
     let mut next = entry::ranged(group, member).first().and_then(|(name, _)| entry::next_range(name));
     let mut collected: Vec<String> =
         entry::ranged(group, member).into_iter().flat_map(|(_, v)| v.iter().cloned()).collect();
     while let Some(range) = next.take() {
-        let found = search(ldap, &group.dn, Scope::Base, "(objectClass=*)", std::slice::from_ref(&range), 1000).await?;
+        let found = search(conn, &group.dn, Scope::Base, "(objectClass=*)", std::slice::from_ref(&range), 1000).await?;
         let Some(part) = found.first() else { break };
         for (name, vals) in entry::ranged(part, member) {
             collected.extend(vals.iter().cloned());

@@ -917,12 +917,21 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
                     None => anyhow::bail!("tenant {raw} has no LDAP sources ([[tenants.ldap]] in the apply file)"),
                 }
             }
-            let rec = reconciliation(operator, store, settings)?;
+            let mut rec = reconciliation(operator, store, settings)?;
+            // Ctrl-C or SIGTERM ends the run cleanly: recorded as cancelled, its lease
+            // released, so the next run can start at once.
+            let (stop, stopping) = crate::stopping::Stopping::new();
+            crate::stopping::on_signals(stop);
+            rec.stopping = stopping.clone();
             let ctx = AuditContext::new(Actor::new(ActorKind::SyncRun, cli_context().actor.id));
             let mut failed = false;
             for source in &sources {
+                if stopping.is_requested() {
+                    anyhow::bail!("interrupted: the remaining sources were not run");
+                }
                 let outcome = rec.sync_ldap(&tenant, source, dry_run, full, &ctx).await?;
-                failed |= outcome.run.status == idbridge_core::directory::RunStatus::Failed;
+                use idbridge_core::directory::RunStatus;
+                failed |= matches!(outcome.run.status, RunStatus::Failed | RunStatus::Cancelled);
                 if json {
                     print_json(&outcome)?;
                     continue;
@@ -968,6 +977,9 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
                     }
                 }
             }
+            if stopping.is_requested() {
+                anyhow::bail!("interrupted: the run was recorded as cancelled");
+            }
             if failed {
                 anyhow::bail!("a sync run failed; nobody's access changed");
             }
@@ -988,15 +1000,20 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
             }
             if !json {
                 for r in &runs {
+                    let s = &r.summary;
                     out!(
-                        "{}  {:<10} {:<9} users={} changed={} gone={} written={}{}",
+                        "{}  {:<10} {:<9} {:<11} {:>7.1} s  users={} changed={} gone={} written={}  {}{}{}",
                         r.started_at,
                         r.source,
                         r.status.as_str(),
-                        r.summary.users,
-                        r.summary.changed,
-                        r.summary.removed,
-                        r.summary.written,
+                        s.mode,
+                        r.finished_at.duration_since(r.started_at).as_secs_f64(),
+                        s.users,
+                        s.changed,
+                        s.removed,
+                        s.written,
+                        if s.url.is_empty() { "-" } else { s.url.as_str() },
+                        s.change_set.map(|id| format!("  held: idbridge changes show {id}")).unwrap_or_default(),
                         r.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
                     );
                 }

@@ -75,6 +75,18 @@ fn hash(person: &SourcePerson) -> (String, String) {
     (hex::encode(Sha256::digest(json.as_bytes())), json)
 }
 
+/// What one complete read of a source found.
+struct Read {
+    index: idbridge_ldap::GroupIndex,
+    found: Found,
+    users: u64,
+    high_water: Option<String>,
+    /// The URL that served it.
+    url: String,
+    groups: u64,
+    warnings: Vec<String>,
+}
+
 /// What a run does with what it planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunMode {
@@ -96,6 +108,18 @@ pub fn source_of_origin(origin: &str) -> Option<&str> {
 }
 
 const RUN_ORIGIN: &str = "LDAP run of ";
+
+/// How long a run's lease lasts without renewal: a crashed runner's source is free again
+/// within this.
+const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+/// How often a running run renews its lease.
+const LEASE_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The lease that makes a run the source's only one.
+struct RunLease {
+    name: String,
+    holder: Uuid,
+}
 
 impl SourceReconciliation {
     /// Approves a held change set of a directory run: the directory is read again, in
@@ -137,21 +161,42 @@ impl SourceReconciliation {
         let started_at = jiff::Timestamp::now();
         let clock = Instant::now();
         // One runner per source, whichever instance or command started it.
-        let lease = format!("ldap:{}:{}", tenant.slug, source.name);
-        let holder = Uuid::new_v4().to_string();
-        let hold = jiff::SignedDuration::from_secs((source.timeout_seconds * 4 + 300) as i64);
+        let lease = RunLease { name: format!("ldap:{}:{}", tenant.slug, source.name), holder: Uuid::new_v4() };
         let store = self.reconciler.store().clone();
-        if !store.try_lease(&lease, &holder, started_at, started_at + hold).await? {
+        if !store.try_lease(&lease.name, &lease.holder.to_string(), started_at, started_at + LEASE).await? {
             return Err(DomainError::Rejected(format!(
                 "another run of {} for tenant {} is in progress",
                 source.name, tenant.slug
             )));
         }
-        let outcome = self.sync_held(tenant, source, mode, full, ctx, started_at, clock).await;
-        // Released by letting it expire now.
+        let outcome = self.sync_held(tenant, source, mode, full, ctx, started_at, clock, &lease).await;
+        // Released by letting it expire now, however the run ended.
         let now = jiff::Timestamp::now();
-        store.try_lease(&lease, &holder, now, now).await?;
+        if let Err(e) = store.try_lease(&lease.name, &lease.holder.to_string(), now, now).await {
+            tracing::warn!(lease = lease.name, error = %e, "run lease not released; it expires within a minute");
+        }
         outcome
+    }
+
+    /// Keeps the run's lease while the run goes on; returns only when it was lost (another
+    /// instance took it after it expired: this run must not go on beside that one).
+    async fn keep_lease(&self, lease: &RunLease) -> DomainError {
+        let store = self.reconciler.store().clone();
+        loop {
+            tokio::time::sleep(LEASE_RENEWAL).await;
+            let now = jiff::Timestamp::now();
+            match store.try_lease(&lease.name, &lease.holder.to_string(), now, now + LEASE).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return DomainError::Rejected(format!(
+                        "the run's lease {} was taken over by another runner; this run stopped",
+                        lease.name
+                    ));
+                }
+                // A database that does not answer for a moment: the lease lasts a minute.
+                Err(e) => tracing::warn!(lease = lease.name, error = %e, "run lease not renewed; retrying"),
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -164,13 +209,24 @@ impl SourceReconciliation {
         ctx: &AuditContext,
         started_at: jiff::Timestamp,
         clock: Instant,
+        lease: &RunLease,
     ) -> DomainResult<SyncOutcome> {
         let mut summary = RunSummary::default();
         let mark = if full { None } else { self.incremental_mark(tenant, source).await? };
         summary.mode = if mark.is_some() { "incremental" } else { "full" }.to_owned();
-        let result = self.sync_inner(tenant, source, mode, mark, ctx, &mut summary).await;
+        let result = tokio::select! {
+            result = self.sync_inner(tenant, source, mode, mark, ctx, &mut summary) => result.map(Some),
+            lost = self.keep_lease(lease) => Err(lost),
+            () = self.stopping.requested() => Ok(None),
+        };
         let (status, error, plan, approved) = match result {
-            Ok((status, plan, approved)) => (status, None, plan, approved),
+            Ok(Some((status, plan, approved))) => (status, None, plan, approved),
+            Ok(None) => (
+                RunStatus::Cancelled,
+                Some("the process was asked to stop before the run finished; the next run does the rest".to_owned()),
+                Vec::new(),
+                None,
+            ),
             Err(e) => (RunStatus::Failed, Some(e.to_string()), Vec::new(), None),
         };
         let run = SyncRun {
@@ -192,6 +248,9 @@ impl SourceReconciliation {
         metrics::counter!("idbridge_ldap_sync_runs_total", &labels).increment(1);
         metrics::histogram!("idbridge_ldap_sync_seconds", &labels[..2]).record(clock.elapsed().as_secs_f64());
         match &run.error {
+            Some(error) if status == RunStatus::Cancelled => {
+                tracing::warn!(tenant = %tenant.slug, source = source.name, error, "LDAP sync cancelled")
+            }
             Some(error) => {
                 tracing::error!(tenant = %tenant.slug, source = source.name, error, "LDAP sync failed; nobody's access changed")
             }
@@ -202,6 +261,69 @@ impl SourceReconciliation {
             ),
         }
         Ok(SyncOutcome { run, plan, approved })
+    }
+
+    /// One attempt at reading the source, from its `from`th URL on: every group, then the
+    /// users a page at a time, keeping only the people whose facts changed since the last
+    /// complete run (with their new records), the rest only as seen.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_directory(
+        &self,
+        tenant: &Tenant,
+        source: &LdapSource,
+        password: Option<&str>,
+        from: usize,
+        since: &mut Option<String>,
+        mark: &Option<(String, String)>,
+        stored: &HashMap<String, String>,
+    ) -> Result<Read, idbridge_ldap::ReadError> {
+        let mut reader = idbridge_ldap::Reader::connect_from(source, password, from).await?;
+        let mut warnings: Vec<String> =
+            reader.passed_over.iter().map(|(url, why)| format!("passed over {url}: {why}")).collect();
+        if let Some((_, url)) = mark
+            && source.flavour == idbridge_core::directory::Flavour::ActiveDirectory
+            && &reader.url != url
+        {
+            // Failed over to another domain controller: its USNs are not comparable.
+            tracing::info!(tenant = %tenant.slug, source = source.name, "another domain controller answered; reading everyone");
+            *since = None;
+        }
+        let groups = reader.groups(source).await?;
+        let group_count = groups.len() as u64;
+        let index = idbridge_ldap::GroupIndex::new(source, &groups, &mut warnings);
+        drop(groups);
+        let mut found = Found { seen: HashSet::with_capacity(stored.len()), changed: Vec::new(), upserts: Vec::new() };
+        let mut page = Vec::with_capacity(source.page_size as usize);
+        let mut user_warnings = Vec::new();
+        // On a terminal (`idbridge sync ldap`), a progress line; logs get the phases.
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut read_so_far = 0u64;
+        let (users, high_water) = reader
+            .users(source, since.as_deref(), |entry| {
+                page.push(entry);
+                read_so_far += 1;
+                if terminal && read_so_far.is_multiple_of(1000) {
+                    eprint!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
+                }
+                if page.len() >= source.page_size as usize {
+                    for person in index.people(source, &page, &mut user_warnings) {
+                        found.consider(stored, person);
+                    }
+                    page.clear();
+                }
+            })
+            .await?;
+        for person in index.people(source, &page, &mut user_warnings) {
+            found.consider(stored, person);
+        }
+        drop(page);
+        if terminal && read_so_far >= 1000 {
+            eprintln!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
+        }
+        let url = reader.url.clone();
+        reader.close().await;
+        warnings.extend(user_warnings);
+        Ok(Read { index, found, users, high_water, url, groups: group_count, warnings })
     }
 
     /// Where an incremental run would start, if one may run now, and the URL of the server
@@ -238,58 +360,45 @@ impl SourceReconciliation {
         let password = bind_password(tenant, source)?;
         tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
         let stored = self.directory.directory_hashes(tenant.id, &source.name).await?;
-        let fail = |e: idbridge_ldap::ReadError| DomainError::Rejected(format!("reading {}: {e}", source.name));
-        let mut reader = idbridge_ldap::Reader::connect(source, password.as_deref()).await.map_err(fail)?;
         let mut since = mark.as_ref().map(|(m, _)| m.clone());
-        if let Some((_, url)) = &mark
-            && source.flavour == idbridge_core::directory::Flavour::ActiveDirectory
-            && &reader.url != url
-        {
-            // Failed over to another domain controller: its USNs are not comparable.
-            tracing::info!(tenant = %tenant.slug, source = source.name, "another domain controller answered; reading everyone");
-            since = None;
+        // Read from the first URL that serves; one that hangs or drops the connection part
+        // way through is left for the next, and the read starts over there.
+        let mut from = 0;
+        let mut passed_over: Vec<String> = Vec::new();
+        let read = loop {
+            match self.read_directory(tenant, source, password.as_deref(), from, &mut since, &mark, &stored).await {
+                Ok(read) => break read,
+                Err(e) => {
+                    let next = e.url().and_then(|u| source.urls.iter().position(|x| x == u)).map(|i| i + 1);
+                    match next {
+                        Some(next) if e.fails_over() && next < source.urls.len() => {
+                            tracing::warn!(tenant = %tenant.slug, source = source.name, error = %e, "directory server failed; reading from the next URL");
+                            passed_over.push(e.to_string());
+                            from = next;
+                        }
+                        _ => {
+                            passed_over.push(e.to_string());
+                            return Err(DomainError::Rejected(format!(
+                                "reading {}: {}",
+                                source.name,
+                                passed_over.join("; then ")
+                            )));
+                        }
+                    }
+                }
+            }
+        };
+        if !passed_over.is_empty() {
+            summary.warnings.extend(passed_over.iter().map(|e| format!("passed over: {e}")));
+        }
+        let Read { index, mut found, users, high_water, url, groups, warnings: mut read_warnings } = read;
+        if since.is_none() && mark.is_some() {
             summary.mode = "full".into();
         }
-        summary.url.clone_from(&reader.url);
-        let groups = reader.groups(source).await.map_err(fail)?;
-        summary.groups = groups.len() as u64;
-        let mut warnings = Vec::new();
-        let index = idbridge_ldap::GroupIndex::new(source, &groups, &mut warnings);
-        drop(groups);
-
-        // Users stream in a page at a time; only the people whose facts changed since the
-        // last complete run are kept (with their new records), the rest only as seen.
-        let mut found = Found { seen: HashSet::with_capacity(stored.len()), changed: Vec::new(), upserts: Vec::new() };
-        let mut page = Vec::with_capacity(source.page_size as usize);
-        let mut user_warnings = Vec::new();
-        // On a terminal (`idbridge sync ldap`), a progress line; logs get the phases.
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let mut read_so_far = 0u64;
-        let (users, high_water) = reader
-            .users(source, since.as_deref(), |entry| {
-                page.push(entry);
-                read_so_far += 1;
-                if terminal && read_so_far.is_multiple_of(1000) {
-                    eprint!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
-                }
-                if page.len() >= source.page_size as usize {
-                    for person in index.people(source, &page, &mut user_warnings) {
-                        found.consider(&stored, person);
-                    }
-                    page.clear();
-                }
-            })
-            .await
-            .map_err(fail)?;
-        for person in index.people(source, &page, &mut user_warnings) {
-            found.consider(&stored, person);
-        }
-        drop(page);
-        if terminal && read_so_far >= 1000 {
-            eprintln!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
-        }
-        reader.close().await;
-        warnings.extend(user_warnings);
+        summary.url = url;
+        summary.groups = groups;
+        let mut warnings = std::mem::take(&mut summary.warnings);
+        warnings.append(&mut read_warnings);
         summary.users = users;
         summary.high_water = high_water.or_else(|| since.clone());
         if since.is_some() {
@@ -486,39 +595,102 @@ fn plan_lines(set: &ChangeSet) -> Vec<PlanLine> {
         .collect()
 }
 
-/// Runs every tenant's directory sources on their schedules, until the process ends. With
-/// several instances on one database, the lease `sync_ldap` takes lets one of them run it.
-pub async fn run_schedules(reconciliation: SourceReconciliation) {
+/// The scheduled runs this process has going, by lease name.
+#[derive(Clone, Default)]
+pub struct RunsInFlight(Arc<std::sync::Mutex<HashSet<String>>>);
+
+impl RunsInFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks a run started; `false` when it already runs here.
+    fn start(&self, key: &str) -> bool {
+        self.lock().insert(key.to_owned())
+    }
+
+    fn finish(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// Waits (at most `limit`) until no scheduled run is going on.
+    pub async fn wait_until_none(&self, limit: std::time::Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.lock().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A scheduled run going on.
+struct Running(RunsInFlight, String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.finish(&self.1);
+    }
+}
+
+/// How often the schedules are looked at.
+const SCHEDULE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs every tenant's directory sources on their schedules, until the process ends. Each
+/// run is a task of its own: a source whose server hangs, or a big tenant's long run,
+/// never delays another source's schedule. With several instances on one database, the
+/// lease `sync_ldap` takes lets one of them run it.
+pub async fn run_schedules(reconciliation: SourceReconciliation, runs: RunsInFlight) {
     let ctx = AuditContext::new(idbridge_core::audit::Actor::new(idbridge_core::audit::ActorKind::SyncRun, "schedule"));
-    let mut interval = tokio::time::interval(std::time::Duration::from_secs(15));
+    let mut interval = tokio::time::interval(SCHEDULE_CHECK);
     loop {
-        interval.tick().await;
-        if let Err(e) = due_runs(&reconciliation, &ctx).await {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = reconciliation.stopping.requested() => return,
+        }
+        if let Err(e) = start_due_runs(&reconciliation, &runs, &ctx).await {
             tracing::error!(error = %e, "LDAP schedule check failed");
         }
     }
 }
 
-async fn due_runs(reconciliation: &SourceReconciliation, ctx: &AuditContext) -> DomainResult<()> {
+async fn start_due_runs(
+    reconciliation: &SourceReconciliation,
+    runs: &RunsInFlight,
+    ctx: &AuditContext,
+) -> DomainResult<()> {
     let store = reconciliation.reconciler.store().clone();
     for tenant in store.list_tenants().await? {
         if !tenant.enabled || tenant.policy.ldap.is_empty() {
             continue;
         }
-        let runs = reconciliation.directory.list_sync_runs(Some(tenant.id), 1000).await?;
+        let recorded = reconciliation.directory.list_sync_runs(Some(tenant.id), 1000).await?;
         for source in tenant.policy.ldap.iter().filter(|s| s.schedule_seconds > 0) {
-            let last = runs.iter().find(|r| r.source == source.name).map(|r| r.started_at);
+            let last = recorded.iter().find(|r| r.source == source.name).map(|r| r.started_at);
             let now = jiff::Timestamp::now();
             let every = jiff::SignedDuration::from_secs(source.schedule_seconds as i64);
-            if last.is_some_and(|at| at.checked_add(every).is_ok_and(|next| next > now)) {
+            // Due when its time falls nearer this check than the next one.
+            let horizon = now + jiff::SignedDuration::try_from(SCHEDULE_CHECK / 2).unwrap_or_default();
+            if last.is_some_and(|at| at.checked_add(every).is_ok_and(|next| next > horizon)) {
                 continue;
             }
-            match reconciliation.sync_ldap(&tenant, source, false, false, ctx).await {
-                Ok(_) => {}
-                // Another instance runs it.
-                Err(DomainError::Rejected(reason)) => tracing::debug!(reason, "scheduled LDAP run skipped"),
-                Err(e) => return Err(e),
+            let key = format!("{}:{}", tenant.slug, source.name);
+            if !runs.start(&key) {
+                continue;
             }
+            let (reconciliation, runs, ctx) = (reconciliation.clone(), runs.clone(), ctx.clone());
+            let (tenant, source) = (tenant.clone(), source.clone());
+            tokio::spawn(async move {
+                // Finished however the task ends (a panic included), or the source would never
+                // run again here.
+                let _running = Running(runs, key);
+                match reconciliation.sync_ldap(&tenant, &source, false, false, &ctx).await {
+                    Ok(_) => {}
+                    // Another instance runs it.
+                    Err(DomainError::Rejected(reason)) => tracing::debug!(reason, "scheduled LDAP run skipped"),
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant.slug, source = source.name, error = %e, "scheduled LDAP run not recorded")
+                    }
+                }
+            });
         }
     }
     Ok(())

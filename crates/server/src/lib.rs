@@ -20,6 +20,7 @@ pub mod reconciliation;
 pub mod scheduler;
 pub mod serve;
 pub mod sso;
+pub mod stopping;
 pub mod strict;
 pub mod sweep;
 pub mod telemetry;

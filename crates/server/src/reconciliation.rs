@@ -47,6 +47,8 @@ pub struct SourceReconciliation {
     pub logins: Arc<dyn LoginRecordStore>,
     /// Deletes settled intents in batches, off the request path.
     pub clearer: crate::intent_worker::Clearer,
+    /// Directory runs end (recorded as cancelled, lease released) when this fires.
+    pub stopping: crate::stopping::Stopping,
 }
 
 /// What reconciling some people did, and who of them is not settled yet (their write was
@@ -87,6 +89,7 @@ impl SourceReconciliation {
             wake: Arc::new(tokio::sync::Notify::new()),
             logins: Arc::new(store.clone()),
             clearer: crate::intent_worker::Clearer::start(Arc::new(store.clone())),
+            stopping: crate::stopping::Stopping::never(),
         }
     }
 

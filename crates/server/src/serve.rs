@@ -106,7 +106,10 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     if admin_token_hashes.is_empty() {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
-    let reconciliation = crate::reconciliation::SourceReconciliation::new(&store, mapping.clone());
+    let mut reconciliation = crate::reconciliation::SourceReconciliation::new(&store, mapping.clone());
+    // Shutdown reaches directory runs too: they end as cancelled, releasing their leases.
+    let (stop_runs, stopping) = crate::stopping::Stopping::new();
+    reconciliation.stopping = stopping;
     let state = AppState {
         reconciliation: reconciliation.clone(),
         operator,
@@ -142,7 +145,8 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     }
     tokio::spawn(crate::intent_worker::run(reconciliation.clone()));
     tokio::spawn(crate::intent_worker::publish_stats(reconciliation.clone(), state.intent_queue.clone()));
-    tokio::spawn(crate::directory_sync::run_schedules(reconciliation.clone()));
+    let runs = crate::directory_sync::RunsInFlight::default();
+    tokio::spawn(crate::directory_sync::run_schedules(reconciliation.clone(), runs.clone()));
     tokio::spawn(crate::sweep::run(
         reconciliation.clone(),
         Duration::from_secs(settings.lifecycle.sweep_seconds),
@@ -188,6 +192,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     let server = crate::listener::serve(listener, app, settings.server.limits(), async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
+        stop_runs.stop();
         let _ = stop_tx.send(true);
     });
     let mut stop_rx = stop_rx;
@@ -199,28 +204,13 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         result = server => result.context("HTTP server failed")?,
         () = forced => tracing::warn!("shutdown grace period over; dropping remaining connections"),
     }
+    // Scheduled directory runs record themselves as cancelled and release their leases.
+    runs.wait_until_none(grace).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    crate::stopping::signal().await;
 }
