@@ -114,6 +114,19 @@ impl Idp {
         Self { child, issuer, port, config, _dir: dir }
     }
 
+    /// An IdP with one fresh key and idbridge (at `idbridge`) as its client `idbridge`.
+    pub fn for_idbridge(idbridge: &str, client_secret: &str, users: Value) -> Self {
+        Self::start(json!({
+            "keys": [generate_key("k1")],
+            "clients": [{
+                "client_id": "idbridge",
+                "client_secret": client_secret,
+                "redirect_uris": [format!("{idbridge}/login/callback")],
+            }],
+            "users": users,
+        }))
+    }
+
     /// Stops and starts again with other keys (same port and issuer): a key rotation.
     pub fn restart_with_keys(mut self, keys: Vec<Value>) -> Self {
         let _ = self.child.kill();
@@ -197,8 +210,37 @@ impl Agent {
         Stop { status, url, location, body }
     }
 
+    /// Submits the page's form as it is (its hidden fields; POST to its action) and
+    /// follows on, as a person pressing its button does.
+    pub async fn submit(&self, page: &Stop, stop_at: &str) -> Stop {
+        let unescape = |v: &str| {
+            v.replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+        };
+        let fields: Vec<(String, String)> = page
+            .body
+            .split("<input type=\"hidden\" ")
+            .skip(1)
+            .filter_map(|input| {
+                let name = input.split("name=\"").nth(1)?.split('"').next()?;
+                let value = input.split("value=\"").nth(1)?.split('"').next()?;
+                Some((unescape(name), unescape(value)))
+            })
+            .collect();
+        self.post_form(page, &fields, stop_at).await
+    }
+
     /// Signs in at the IdP's login page (`stop` is that page) and follows on.
     pub async fn idp_login(&self, page: &Stop, login: &str, stop_at: &str) -> Stop {
+        let fields = [("login".to_owned(), login.to_owned()), ("password".to_owned(), "pw".to_owned())];
+        self.post_form(page, &fields, stop_at).await
+    }
+
+    /// POSTs `fields` to the action of the page's form and follows on.
+    async fn post_form(&self, page: &Stop, fields: &[(String, String)], stop_at: &str) -> Stop {
         let action = page
             .body
             .split("action=\"")
@@ -206,7 +248,7 @@ impl Agent {
             .and_then(|s| s.split('"').next())
             .unwrap_or_else(|| panic!("no form on {}: {}", page.url, page.body));
         let post = absolute(&page.url, action);
-        let response = self.http.post(&post).form(&[("login", login), ("password", "pw")]).send().await.expect("POST");
+        let response = self.http.post(&post).form(fields).send().await.expect("POST");
         let stop = self.read(post, response).await;
         match &stop.location {
             Some(next) if !next.starts_with(stop_at) => self.walk(next, stop_at).await,

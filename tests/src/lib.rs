@@ -3,6 +3,7 @@
 
 pub mod idp;
 pub mod pg;
+pub mod portal;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader};

@@ -4,18 +4,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
 use idbridge_e2e::Workdir;
-use idbridge_e2e::idp::{Agent, Idp, Stop, free_port, generate_key, query_param};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
-};
+use idbridge_e2e::idp::{Agent, Idp, free_port, generate_key, query_param};
+use idbridge_e2e::portal::{PORTAL_SECRET, Portal, payload};
+use openidconnect::{OAuth2TokenResponse, TokenResponse};
 use serde_json::{Value, json};
 
 const UPSTREAM_SECRET: &str = "upstream-secret-upstream-secret-0123456789";
-const PORTAL_SECRET: &str = "portal-secret-portal-secret-portal-secret-01";
 
 fn users() -> Value {
     json!({
@@ -27,97 +22,6 @@ fn users() -> Value {
         "hank":  { "sub": "u-hank", "email": "hank@acme.example", "preferred_username": "hank@acme.example", "groups": ["helpdesk"] },
         "mallory": { "sub": "u-mallory", "email": "mallory@evil.example", "preferred_username": "mallory@evil.example", "groups": ["Portal-Admins"] },
     })
-}
-
-/// The portal: a registered client using the `openidconnect` crate.
-struct Portal {
-    client: openidconnect::core::CoreClient<
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    >,
-    http: reqwest::Client,
-    redirect: String,
-}
-
-struct Started {
-    url: String,
-    verifier: PkceCodeVerifier,
-    nonce: Nonce,
-    state: CsrfToken,
-}
-
-impl Portal {
-    async fn new(issuer: &str, redirect: &str) -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.to_owned()).unwrap(), &http)
-            .await
-            .expect("idbridge's discovery document");
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new("portal".into()),
-            Some(ClientSecret::new(PORTAL_SECRET.into())),
-        )
-        .set_redirect_uri(RedirectUrl::new(redirect.to_owned()).unwrap());
-        Self { client, http, redirect: redirect.to_owned() }
-    }
-
-    fn start(&self, extra: &[(&str, &str)]) -> Started {
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut request = self
-            .client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-            .add_scope(Scope::new("email".into()))
-            .add_scope(Scope::new("profile".into()))
-            .set_pkce_challenge(challenge);
-        for (k, v) in extra {
-            request = request.add_extra_param(*k, *v);
-        }
-        let (url, state, nonce) = request.url();
-        Started { url: url.to_string(), verifier, nonce, state }
-    }
-
-    /// Exchanges the code and verifies the ID token as a portal does; returns the
-    /// verified claims (all of them) and the token response.
-    async fn finish(
-        &self,
-        started: Started,
-        landing: &Stop,
-    ) -> Result<(Value, openidconnect::core::CoreTokenResponse), String> {
-        let location = landing
-            .location
-            .clone()
-            .ok_or_else(|| format!("no redirect to the portal: {} {}", landing.status, landing.body))?;
-        assert!(location.starts_with(&self.redirect), "{location}");
-        if let Some(error) = query_param(&location, "error") {
-            return Err(error);
-        }
-        assert_eq!(query_param(&location, "state").as_deref(), Some(started.state.secret().as_str()));
-        let code = query_param(&location, "code").expect("code");
-        let response = self
-            .client
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(started.verifier)
-            .request_async(&self.http)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let id_token = response.id_token().expect("an ID token");
-        let verifier = self.client.id_token_verifier().set_allowed_algs(vec![
-            openidconnect::core::CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-            openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-        ]);
-        id_token.claims(&verifier, &started.nonce).map_err(|e| e.to_string())?;
-        Ok((payload(&id_token.to_string()), response))
-    }
-}
-
-fn payload(jwt: &str) -> Value {
-    let part = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
 /// What the test's back-channel logout receiver got.
@@ -602,7 +506,11 @@ async fn sso_scenario(database_url: Option<String>) {
         "{idbridge}/oauth2/logout?client_id=portal&state=bye1&post_logout_redirect_uri={}",
         url::form_urlencoded::byte_serialize(format!("{portal_redirect}/bye").as_bytes()).collect::<String>()
     );
-    let stop = bob_agent.walk(&logout, &portal_redirect).await;
+    // Without an ID token as hint, the person is asked first (logout CSRF); confirming
+    // the page's form signs out.
+    let page = bob_agent.walk(&logout, &portal_redirect).await;
+    assert!(page.status == 200 && page.body.contains("Sign out?"), "{page:?}");
+    let stop = bob_agent.submit(&page, &portal_redirect).await;
     assert_eq!(stop.location.as_deref(), Some(format!("{portal_redirect}/bye?state=bye1").as_str()), "{stop:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !received.lock().unwrap().iter().any(|t| payload(t)["sid"] == bob_sid.as_str()) {
@@ -978,15 +886,7 @@ async fn signing_keys_are_sealed_with_the_key_encryption_key() {
 async fn a_person_made_just_in_time_follows_rule_changes_and_is_logged_out() {
     let idbridge_port = free_port();
     let idbridge = format!("http://127.0.0.1:{idbridge_port}");
-    let idp = Idp::start(json!({
-        "keys": [generate_key("k1")],
-        "clients": [{
-            "client_id": "idbridge",
-            "client_secret": UPSTREAM_SECRET,
-            "redirect_uris": [format!("{idbridge}/login/callback")],
-        }],
-        "users": users(),
-    }));
+    let idp = Idp::for_idbridge(&idbridge, UPSTREAM_SECRET, users());
     let (logout_url, received) = logout_receiver().await;
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
     let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);

@@ -106,9 +106,17 @@ pub struct IdpConnection {
     /// Call the userinfo endpoint and merge its claims (the ID token's win).
     #[serde(default)]
     pub use_userinfo: bool,
-    /// Email domains a login may carry; empty: any.
+    /// Email domains a login may carry; empty: any. With domains listed, a login must
+    /// carry a trusted email (`email_verified`).
     #[serde(default)]
     pub allowed_email_domains: Vec<String>,
+    /// Which emails the IdP sends are believed. An email the IdP itself marks
+    /// `email_verified: false` is never used — not for the domain check, not as a login,
+    /// not in idbridge's tokens — unless this is `trust`. `verified_only` also refuses an
+    /// email that comes without `email_verified` (Entra ID sends none; Okta, Google and
+    /// Keycloak do).
+    #[serde(default)]
+    pub email_verification: EmailVerification,
     /// Entra tenant ids (`tid`) accepted when the issuer holds `{tenantid}`; for a fixed
     /// issuer, the token's `tid` must be one of these when the list is not empty.
     #[serde(default)]
@@ -121,6 +129,30 @@ pub struct IdpConnection {
     pub clock_skew_seconds: u64,
     #[serde(default)]
     pub link_by: Option<LinkBy>,
+}
+
+/// How an IdP's `email_verified` claim is read (`IdpConnection::email_verification`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailVerification {
+    /// `email_verified: false` makes the email unusable; without the claim it is believed.
+    #[default]
+    UnlessUnverified,
+    /// Only an email with `email_verified: true` is believed.
+    VerifiedOnly,
+    /// Every email is believed, whatever the IdP says of it.
+    Trust,
+}
+
+impl EmailVerification {
+    /// Whether an email the IdP sent with this `email_verified` value may be used.
+    pub fn believes(self, email_verified: Option<bool>) -> bool {
+        match (self, email_verified) {
+            (Self::Trust, _) | (_, Some(true)) => true,
+            (Self::UnlessUnverified, None) => true,
+            (_, Some(false)) | (Self::VerifiedOnly, None) => false,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -458,6 +490,18 @@ mod tests {
             "entra_tenant_ids": ["72f988bf-86f1-41af-91ab-2d7cd011db47"],
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn an_unverified_email_is_believed_only_where_the_connection_says_so() {
+        use EmailVerification::*;
+        assert!(UnlessUnverified.believes(Some(true)) && UnlessUnverified.believes(None));
+        assert!(!UnlessUnverified.believes(Some(false)));
+        assert!(VerifiedOnly.believes(Some(true)));
+        assert!(!VerifiedOnly.believes(None) && !VerifiedOnly.believes(Some(false)));
+        assert!(Trust.believes(Some(false)) && Trust.believes(None));
+        let c = connection();
+        assert_eq!(c.email_verification, UnlessUnverified, "the default");
     }
 
     #[test]

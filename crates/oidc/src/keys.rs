@@ -327,6 +327,18 @@ impl KeyRing {
         key.signer.jws(Some(&key.record.kid), typ, claims).map_err(key_error)
     }
 
+    /// The claims of a JWS that one of this ring's keys signed (any key not yet removed,
+    /// so a token signed before a rotation still verifies); `None` for anything else —
+    /// an unknown kid, another algorithm, `alg: none`, a bad signature. Expiry is the
+    /// caller's to judge.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Option<Value> {
+        let (header, claims, signing_input, signature) = jose::parse_jws(token)?;
+        let (alg, kid) = (header["alg"].as_str()?, header["kid"].as_str()?);
+        let keys = self.snapshot();
+        let key = keys.iter().find(|k| k.record.kid == kid && k.record.removed_at.is_none_or(|r| r > now))?;
+        key.signer.verifies(alg, signing_input.as_bytes(), &signature).then_some(claims)
+    }
+
     /// Kids with their state, for `idbridge keys list`.
     pub fn describe(&self, now: Timestamp) -> Vec<Value> {
         self.snapshot()

@@ -80,18 +80,55 @@ pub fn login_form(branding: &Branding, request: &str, email: &str, error: Option
         email = escape(email),
     );
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    (status, no_store(), Html(layout(branding, "Sign in", &body))).into_response()
+    (status, no_store(), page_security(), Html(layout(branding, "Sign in", &body))).into_response()
 }
 
 /// A page that explains why signing in stopped.
 pub fn problem(branding: &Branding, status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(r#"<p class="error" role="alert">{}</p>"#, escape(message));
-    (status, no_store(), Html(layout(branding, title, &body))).into_response()
+    (status, no_store(), page_security(), Html(layout(branding, title, &body))).into_response()
+}
+
+/// "Sign out?" — asked when a sign-out request does not prove it comes from the
+/// person's own portal. The form carries the request on, with the session's
+/// confirmation value.
+pub fn confirm_logout(branding: &Branding, fields: &[(&str, &str)]) -> Response {
+    let hidden: String = fields
+        .iter()
+        .map(|(name, value)| format!(r#"<input type="hidden" name="{}" value="{}">"#, escape(name), escape(value)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = format!(
+        r#"<p>Do you want to sign out of every portal you are signed in to?</p>
+<form method="post" action="/oauth2/logout">
+{hidden}
+<button type="submit">Sign out</button>
+</form>
+<p>If you did not ask to sign out, close this page: you stay signed in.</p>"#
+    );
+    (StatusCode::OK, no_store(), page_security(), Html(layout(branding, "Sign out?", &body))).into_response()
 }
 
 pub fn signed_out(branding: &Branding) -> Response {
     let body = "<p>You are signed out.</p>";
-    (StatusCode::OK, no_store(), Html(layout(branding, "Signed out", body))).into_response()
+    (StatusCode::OK, no_store(), page_security(), Html(layout(branding, "Signed out", body))).into_response()
+}
+
+/// What every page sends so that it cannot be framed (clickjacking a sign-in or a
+/// logout), run scripts, or leak its URL — which can carry a state or a code — to
+/// another site. No `form-action`: the login form's answer redirects to the IdP, which
+/// browsers would count against it.
+pub fn page_security() -> [(axum::http::HeaderName, &'static str); 4] {
+    use axum::http::header;
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src * data:; base-uri 'none'; frame-ancestors 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ]
 }
 
 pub fn no_store() -> [(axum::http::HeaderName, &'static str); 2] {

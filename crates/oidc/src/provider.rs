@@ -159,9 +159,9 @@ async fn discovery(State(s): State<SsoState>) -> Response {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "email", "name",
-                "preferred_username", "given_name", "family_name", "tenant", "role", "permissions", "access_profile",
-                "access_profile_name", "scopes"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "email",
+                "email_verified", "name", "preferred_username", "given_name", "family_name", "zoneinfo", "tenant",
+                "role", "permissions", "access_profile", "access_profile_name", "scopes"],
             "backchannel_logout_supported": true,
             "backchannel_logout_session_supported": true,
             "authorization_response_iss_parameter_supported": true,
@@ -218,6 +218,7 @@ struct AuthorizeParams {
     login_hint: Option<String>,
     tenant: Option<String>,
     prompt: Option<String>,
+    max_age: Option<String>,
 }
 
 fn problem(s: &SsoState, status: StatusCode, title: &str, message: &str) -> Response {
@@ -306,14 +307,35 @@ async fn authorize(
     {
         return to_portal_error(&s, &request, "invalid_request", "a parameter is too long");
     }
+    // OpenID Connect Core §3.1.2.1: max_age is the most seconds since the person last
+    // authenticated at the IdP; an older session authenticates again (0: always).
+    let max_age = match p.max_age.as_deref().map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(seconds)) => Some(SignedDuration::from_secs(i64::from(seconds))),
+        Some(Err(_)) => {
+            return to_portal_error(&s, &request, "invalid_request", "max_age must be a non-negative integer");
+        }
+    };
     let prompt = p.prompt.as_deref().unwrap_or_default();
-    // 3. A live session signs in without the IdP (single sign-on across portals).
+    // 3. A live session signs in without the IdP (single sign-on across portals), unless
+    // it is older than max_age allows.
     if !request.reauthenticate
         && let Some(session) = session_from_cookie(&s, &headers).await
         && let Some(tenant) = snapshot.tenants.get(&session.tenant_id)
         && request.tenant.as_deref().is_none_or(|t| t == tenant.slug.as_str())
     {
-        return finish(&s, &client, &request, tenant, &session, None).await;
+        let fresh = max_age.is_none_or(|age| session.auth_time + age > Timestamp::now());
+        if fresh {
+            return finish(&s, &client, &request, tenant, &session, None).await;
+        }
+        if prompt == "none" {
+            return to_portal_error(&s, &request, "login_required", "the session is older than max_age");
+        }
+        request.reauthenticate = true;
+        if request.tenant.is_none() {
+            // The same organisation's IdP, asked to authenticate the person again.
+            request.tenant = Some(tenant.slug.to_string());
+        }
     }
     if prompt == "none" {
         return to_portal_error(&s, &request, "login_required", "no session");
@@ -539,6 +561,7 @@ async fn session_from_cookie(s: &SsoState, headers: &HeaderMap) -> Option<SsoSes
 struct CallbackParams {
     code: Option<String>,
     state: Option<String>,
+    iss: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
 }
@@ -609,6 +632,26 @@ async fn callback_inner(
             "This sign-in was started in another browser. Start again from your portal.",
         );
     }
+    let tenant = match TenantSlug::parse(&login.tenant) {
+        Ok(slug) => match s.operator.tenant(&slug).await {
+            Ok(t) => t,
+            Err(e) => return unavailable(&s, &e),
+        },
+        Err(e) => return unavailable(&s, &e),
+    };
+    let Some(connection) = tenant.policy.oidc.iter().find(|c| c.name == login.connection) else {
+        return problem(
+            &s,
+            StatusCode::FORBIDDEN,
+            "Sign-in failed",
+            "The organisation's sign-in was changed meanwhile. Start again.",
+        );
+    };
+    // Who answered, before anything in the answer is acted on (errors included).
+    if let Err(e) = s.upstreams.check_response_issuer(tenant.slug.as_str(), connection, p.iss.as_deref()).await {
+        tracing::warn!(tenant = %tenant.slug, connection = connection.name, error = %e, "IdP answer refused (mix-up defence)");
+        return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", &e.to_string());
+    }
     if let Some(error) = &p.error {
         let description = p.error_description.as_deref().unwrap_or_default();
         tracing::info!(tenant = login.tenant, error, description, "the IdP refused the login");
@@ -625,21 +668,6 @@ async fn callback_inner(
             StatusCode::BAD_REQUEST,
             "Sign-in failed",
             "The identity provider's answer carries no code.",
-        );
-    };
-    let tenant = match TenantSlug::parse(&login.tenant) {
-        Ok(slug) => match s.operator.tenant(&slug).await {
-            Ok(t) => t,
-            Err(e) => return unavailable(&s, &e),
-        },
-        Err(e) => return unavailable(&s, &e),
-    };
-    let Some(connection) = tenant.policy.oidc.iter().find(|c| c.name == login.connection) else {
-        return problem(
-            &s,
-            StatusCode::FORBIDDEN,
-            "Sign-in failed",
-            "The organisation's sign-in was changed meanwhile. Start again.",
         );
     };
     let upstream_started = std::time::Instant::now();
@@ -660,15 +688,25 @@ async fn callback_inner(
             return problem(&s, status, "Sign-in failed", &e.to_string());
         }
     };
-    if let Some(email) = &claimed.email
-        && !connection.accepts_email(email)
-    {
-        return problem(
-            &s,
-            StatusCode::FORBIDDEN,
-            "Sign-in refused",
-            "Your email domain is not allowed for this organisation.",
-        );
+    match (&claimed.email, &claimed.unverified_email) {
+        (Some(email), _) if !connection.accepts_email(email) => {
+            return problem(
+                &s,
+                StatusCode::FORBIDDEN,
+                "Sign-in refused",
+                "Your email domain is not allowed for this organisation.",
+            );
+        }
+        // The domain check needs an email the IdP vouches for.
+        (None, unverified) if !connection.allowed_email_domains.is_empty() => {
+            tracing::info!(tenant = %tenant.slug, subject = claimed.subject, unverified = unverified.is_some(), "login refused: no verified email");
+            let why = match unverified {
+                Some(_) => "Your identity provider has not verified your email address.",
+                None => "Your identity provider sent no email address.",
+            };
+            return problem(&s, StatusCode::FORBIDDEN, "Sign-in refused", why);
+        }
+        _ => {}
     }
     let client = match s.config.get().await.map(|c| c.clients.get(&login.request.client_id).cloned()) {
         Ok(Some(c)) => c,
@@ -1097,6 +1135,11 @@ pub fn person_claims(
             claims.insert(claim.into(), json!(v));
         }
     }
+    if view.email.is_some() {
+        // An individual's email comes from a directory, or from an IdP that vouched for
+        // it: one it did not vouch for is never stored (`IdpConnection::email_verification`).
+        claims.insert("email_verified".into(), json!(true));
+    }
     claims.insert("role".into(), json!(view.role));
     claims.insert("permissions".into(), json!(permissions));
     claims.insert("access_profile".into(), json!(view.access_profile_flags));
@@ -1178,6 +1221,9 @@ struct LogoutParams {
     post_logout_redirect_uri: Option<String>,
     client_id: Option<String>,
     state: Option<String>,
+    /// From idbridge's own confirmation form: proves the request comes from the browser
+    /// that holds the session (a value derived from its session cookie).
+    confirm: Option<String>,
 }
 
 /// RP-initiated logout by POST (the parameters in a form body).
@@ -1192,11 +1238,48 @@ async fn logout_form(
     }
 }
 
-/// RP-initiated logout: ends the browser's session (its tokens stop working, and the
-/// other portals of the session are told by back-channel logout).
+/// The confirmation value of a session: only the browser holding the cookie can know it.
+fn logout_confirmation(cookie: &str) -> String {
+    hash_token(&format!("logout:{cookie}"))
+}
+
+/// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): ends the browser's
+/// session (its tokens stop working, and the other portals of the session are told by
+/// back-channel logout). A request that does not prove it comes from the session's own
+/// portal — an ID token idbridge signed for this session as `id_token_hint` — is asked
+/// to confirm first (§2: logout without it is a CSRF that signs people out of every
+/// portal). A hint is believed only when idbridge's own keys verify it; `alg: none` or
+/// a foreign signature never chooses where the browser goes next.
 async fn logout(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<LogoutParams>) -> Response {
     let now = Timestamp::now();
-    if let Some(session) = session_from_cookie(&s, &headers).await {
+    let hint = p
+        .id_token_hint
+        .as_deref()
+        .and_then(|t| s.keys.verify(t, now))
+        .filter(|claims| claims["iss"].as_str() == Some(s.settings.issuer.as_str()));
+    let cookie_value = cookie(&headers, SESSION_COOKIE).map(str::to_owned);
+    if let (Some(session), Some(cookie_value)) = (session_from_cookie(&s, &headers).await, cookie_value) {
+        let session_id = session.id.to_string();
+        let hinted = hint.as_ref().is_some_and(|c| c["sid"].as_str() == Some(session_id.as_str()));
+        let confirmed = p
+            .confirm
+            .as_deref()
+            .is_some_and(|c| bool::from(c.as_bytes().ct_eq(logout_confirmation(&cookie_value).as_bytes())));
+        if !(hinted || confirmed) {
+            let confirmation = logout_confirmation(&cookie_value);
+            let mut fields: Vec<(&str, &str)> = vec![("confirm", &confirmation)];
+            for (name, value) in [
+                ("post_logout_redirect_uri", &p.post_logout_redirect_uri),
+                ("client_id", &p.client_id),
+                ("state", &p.state),
+                ("id_token_hint", &p.id_token_hint),
+            ] {
+                if let Some(value) = value {
+                    fields.push((name, value));
+                }
+            }
+            return pages::confirm_logout(&s.settings.branding, &fields);
+        }
         match s.store.end_session(session.id, now).await {
             Ok(clients) => s.logout.notify(session.tenant_id, session.individual_id, vec![(session.id, clients)]),
             Err(e) => return unavailable(&s, &e),
@@ -1204,12 +1287,13 @@ async fn logout(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<L
     }
     let mut response = match p.post_logout_redirect_uri {
         Some(uri) => {
-            // Which portal asks: client_id, or the audience of the ID token we issued.
+            // Which portal asks: client_id, or the audience of an ID token idbridge issued.
             let client_id = p.client_id.or_else(|| {
-                p.id_token_hint
-                    .as_deref()
-                    .and_then(jose::unverified_claims)
-                    .and_then(|c| c["aud"].as_str().map(str::to_owned))
+                hint.as_ref().and_then(|c| match &c["aud"] {
+                    Value::String(aud) => Some(aud.clone()),
+                    Value::Array(list) => list.first().and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                })
             });
             let client = match client_id {
                 Some(id) => s.config.get().await.ok().and_then(|c| c.clients.get(&id).cloned()),

@@ -84,7 +84,10 @@ pub struct Claimed {
     pub issuer: String,
     pub subject: String,
     pub login: Option<String>,
+    /// The email, when the connection believes it (`IdpConnection::email_verification`).
     pub email: Option<String>,
+    /// An email the IdP sent that is not believed: for messages only, never for a check.
+    pub unverified_email: Option<String>,
     pub name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
@@ -110,6 +113,9 @@ pub struct Endpoints {
     pub token: String,
     pub jwks: String,
     pub userinfo: Option<String>,
+    /// The IdP puts `iss` in its authorization responses (RFC 9207, from discovery's
+    /// `authorization_response_iss_parameter_supported`): one without it is refused.
+    pub iss_parameter: bool,
 }
 
 /// Discovered endpoints and cached key sets, shared by every login.
@@ -249,9 +255,39 @@ impl Upstreams {
             token: pick(&connection.token_endpoint, "token_endpoint").ok_or_else(|| missing("token_endpoint"))?,
             jwks: pick(&connection.jwks_uri, "jwks_uri").ok_or_else(|| missing("jwks_uri"))?,
             userinfo: pick(&connection.userinfo_endpoint, "userinfo_endpoint"),
+            iss_parameter: discovered.get("authorization_response_iss_parameter_supported") == Some(&Value::Bool(true)),
         };
         self.endpoints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, endpoints.clone());
         Ok(endpoints)
+    }
+
+    /// RFC 9207 §2.4: the `iss` of an authorization response must be the issuer the
+    /// request went to — the defence against an IdP mix-up, where one tenant's IdP is made
+    /// to answer a login that was sent to another's. When the IdP advertises the
+    /// parameter, an answer without it is refused too.
+    pub async fn check_response_issuer(
+        &self,
+        tenant: &str,
+        connection: &IdpConnection,
+        iss: Option<&str>,
+    ) -> Result<(), LoginError> {
+        let expected: Vec<String> = if connection.issuer.contains("{tenantid}") {
+            connection.entra_tenant_ids.iter().map(|tid| connection.issuer.replace("{tenantid}", tid)).collect()
+        } else {
+            vec![connection.issuer.clone()]
+        };
+        match iss {
+            Some(iss) if expected.iter().any(|e| e == iss) => Ok(()),
+            Some(iss) => Err(LoginError::Refused(format!(
+                "the answer names the issuer {iss:?}, not {:?} this sign-in was sent to",
+                connection.issuer
+            ))),
+            None if self.endpoints(tenant, connection).await?.iss_parameter => Err(LoginError::Refused(format!(
+                "the answer carries no iss, which {:?} always sends (RFC 9207)",
+                connection.issuer
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Where to send the browser.
@@ -507,11 +543,25 @@ impl Upstreams {
         let subject = claim_string(&raw, &paths.subject)
             .ok_or_else(|| LoginError::InvalidToken(format!("no {} claim to identify the person by", paths.subject)))?;
         let issuer = raw.get("iss").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let email = claim_string(&raw, &paths.email);
+        // OpenID Connect Core §5.1: a boolean; some IdPs send "true"/"false" strings.
+        let email_verified = match raw.get("email_verified") {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) => s.parse::<bool>().ok(),
+            _ => None,
+        };
+        let (email, unverified_email) = match email {
+            Some(email) if !connection.email_verification.believes(email_verified) => (None, Some(email)),
+            email => (email, None),
+        };
+        // A login claim that is the unverified email is no better than the email.
+        let login = claim_string(&raw, &paths.login).filter(|l| unverified_email.as_ref() != Some(l));
         Ok(Claimed {
             issuer,
             subject,
-            login: claim_string(&raw, &paths.login),
-            email: claim_string(&raw, &paths.email),
+            login,
+            email,
+            unverified_email,
             name: claim_string(&raw, &paths.name),
             given_name: claim_string(&raw, &paths.given_name),
             family_name: claim_string(&raw, &paths.family_name),

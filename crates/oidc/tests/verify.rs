@@ -79,6 +79,7 @@ async fn verify(
         token: format!("{}/token", jwks.base),
         jwks: format!("{}/keys", jwks.base),
         userinfo: None,
+        iss_parameter: false,
     };
     let token = jwks.signer.jws(Some(kid), Some("JWT"), claims).unwrap();
     upstreams.verify("acme", &connection, &endpoints, &token, "n1").await.map_err(|e| e.to_string())

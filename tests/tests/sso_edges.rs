@@ -1,0 +1,239 @@
+//! Single sign-on at its edges, with the npm `oidc-provider` as the customer's IdP (it
+//! sends RFC 9207's `iss` on every answer and advertises it) and the `openidconnect`
+//! crate as the portal. On 253756d: a callback naming another issuer was accepted (no
+//! mix-up defence); `max_age=0` reused the session; an email the IdP marked unverified
+//! passed the domain check and was put in the ID token; a bare GET of the logout
+//! endpoint signed the person out of every portal, and an unsigned `id_token_hint` chose
+//! where the browser went; sign-in pages could be framed.
+
+use idbridge_e2e::Workdir;
+use idbridge_e2e::idp::{Agent, Idp, Stop, acme_with_domain, free_port, query_param};
+use idbridge_e2e::portal::{PORTAL_SECRET, Portal, payload};
+use openidconnect::TokenResponse;
+use serde_json::json;
+
+const UPSTREAM_SECRET: &str = "upstream-secret-upstream-secret-0123456789";
+
+struct Setup {
+    _work: Workdir,
+    _daemon: idbridge_e2e::Daemon,
+    _idp: Idp,
+    idbridge: String,
+    portal: Portal,
+    portal_redirect: String,
+}
+
+async fn setup() -> Setup {
+    let idbridge_port = free_port();
+    let idbridge = format!("http://127.0.0.1:{idbridge_port}");
+    let idp = Idp::for_idbridge(
+        &idbridge,
+        UPSTREAM_SECRET,
+        json!({
+            "alice": { "sub": "u-alice", "email": "alice@acme.example", "email_verified": true,
+                       "preferred_username": "alice@acme.example", "groups": ["Portal-Admins"] },
+            "ursula": { "sub": "u-ursula", "email": "ursula@acme.example", "email_verified": false,
+                        "groups": ["Portal-Admins"] },
+        }),
+    );
+    let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
+    let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
+    let file = work.path().join("sso.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n[[tenants.oidc]]\nname = \"acme-idp\"\nissuer = \"{}\"\nclient_id = \"idbridge\"\n\
+             client_secret_env = \"ACME_IDP_SECRET\"\nallowed_email_domains = [\"acme.example\"]\n\n\
+             [[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
+             post_logout_redirect_uris = [\"{portal_redirect}/bye\"]\nsecret_env = \"PORTAL_SECRET\"\n",
+            acme_with_domain(true),
+            idp.issuer
+        ),
+    )
+    .unwrap();
+    work.ok(&["apply", file.to_str().unwrap()]);
+    let daemon = work.serve_at(&format!("127.0.0.1:{idbridge_port}"), Some(idbridge.clone()));
+    let portal = Portal::new(&idbridge, &portal_redirect).await;
+    Setup { _work: work, _daemon: daemon, _idp: idp, idbridge, portal, portal_redirect }
+}
+
+/// Walks a login for `user` up to the IdP's answer to idbridge's callback (not followed).
+async fn answer_from_idp(setup: &Setup, agent: &Agent, user: &str, extra: &[(&str, &str)]) -> (Stop, String) {
+    let hint = format!("{user}@acme.example");
+    let mut params = vec![("login_hint", hint.as_str())];
+    params.extend_from_slice(extra);
+    let started = setup.portal.start(&params);
+    let callback = format!("{}/login/callback", setup.idbridge);
+    let at_idp = agent.walk(&started.url, &callback).await;
+    let answer = agent.idp_login(&at_idp, user, &callback).await;
+    let location = answer.location.clone().unwrap_or_else(|| panic!("no answer to the callback: {answer:?}"));
+    assert!(location.starts_with(&callback), "{location}");
+    (answer, location)
+}
+
+/// Alice signs in through the portal in `agent`: the ID token's claims and the tokens.
+async fn alice_signs_in(setup: &Setup, agent: &Agent) -> (serde_json::Value, openidconnect::core::CoreTokenResponse) {
+    let started = setup.portal.start(&[("login_hint", "alice@acme.example")]);
+    let at_idp = agent.walk(&started.url, &setup.portal_redirect).await;
+    let landing = agent.idp_login(&at_idp, "alice", &setup.portal_redirect).await;
+    setup.portal.finish(started, &landing).await.expect("alice signs in")
+}
+
+/// `url` with its query parameter `name` set to `value` (removed for `None`).
+fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> =
+        parsed.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    {
+        let mut q = parsed.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        if let Some(value) = value {
+            q.append_pair(name, value);
+        }
+    }
+    parsed.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_from_another_issuer_is_refused() {
+    let setup = setup().await;
+    // The IdP says who answered: it is the issuer the login went to.
+    let agent = Agent::new();
+    let (_, location) = answer_from_idp(&setup, &agent, "alice", &[]).await;
+    assert_eq!(query_param(&location, "iss").as_deref(), Some(setup._idp.issuer.as_str()));
+
+    // Another issuer's name on the answer (a mix-up): refused before the code is used.
+    let agent = Agent::new();
+    let (_, location) = answer_from_idp(&setup, &agent, "alice", &[]).await;
+    let forged = with_param(&location, "iss", Some("https://evil.example"));
+    let stop = agent.walk(&forged, &setup.portal_redirect).await;
+    assert_eq!(stop.status, 400, "{stop:?}");
+    assert!(stop.body.contains("evil.example") && stop.body.contains("not"), "{}", stop.body);
+
+    // No iss from an IdP that always sends it: refused too.
+    let agent = Agent::new();
+    let (_, location) = answer_from_idp(&setup, &agent, "alice", &[]).await;
+    let stop = agent.walk(&with_param(&location, "iss", None), &setup.portal_redirect).await;
+    assert_eq!(stop.status, 400, "{stop:?}");
+    assert!(stop.body.contains("RFC 9207"), "{}", stop.body);
+
+    // The genuine answer signs in.
+    let (claims, _) = alice_signs_in(&setup, &Agent::new()).await;
+    assert_eq!(claims["email"], "alice@acme.example");
+    assert_eq!(claims["email_verified"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_makes_the_person_authenticate_again() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    let (first, _) = alice_signs_in(&setup, &agent).await;
+    assert!(first["auth_time"].is_i64(), "{first}");
+
+    // Within the session: straight back to the portal.
+    let started = setup.portal.start(&[("max_age", "3600")]);
+    let again = agent.walk(&started.url, &setup.portal_redirect).await;
+    assert!(again.location.as_deref().is_some_and(|l| l.starts_with(&setup.portal_redirect)), "{again:?}");
+    // max_age=0: to the IdP, which is asked to authenticate again (prompt=login).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let started = setup.portal.start(&[("max_age", "0")]);
+    let at_idp = agent.walk(&started.url, &setup.portal_redirect).await;
+    assert!(at_idp.url.starts_with(&setup._idp.issuer), "authenticated again at the IdP: {at_idp:?}");
+    let landing = agent.idp_login(&at_idp, "alice", &setup.portal_redirect).await;
+    let (second, _) = setup.portal.finish(started, &landing).await.expect("alice signs in again");
+    assert!(second["auth_time"].as_i64() > first["auth_time"].as_i64(), "{first} {second}");
+    // With prompt=none, a session too old for max_age is login_required, never a page.
+    let started = setup.portal.start(&[("max_age", "0"), ("prompt", "none")]);
+    let stop = agent.walk(&started.url, &setup.portal_redirect).await;
+    let location = stop.location.unwrap_or_default();
+    assert_eq!(query_param(&location, "error").as_deref(), Some("login_required"), "{location}");
+    let started = setup.portal.start(&[("max_age", "soon")]);
+    let stop = agent.walk(&started.url, &setup.portal_redirect).await;
+    assert_eq!(query_param(&stop.location.unwrap_or_default(), "error").as_deref(), Some("invalid_request"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_the_idp_did_not_verify_is_not_trusted() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    let started = setup.portal.start(&[("login_hint", "ursula@acme.example")]);
+    let at_idp = agent.walk(&started.url, &setup.portal_redirect).await;
+    let stop = agent.idp_login(&at_idp, "ursula", &setup.portal_redirect).await;
+    assert_eq!(stop.status, 403, "the domain check needs a verified email: {stop:?}");
+    assert!(stop.body.contains("not verified your email"), "{}", stop.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_needs_the_portal_s_id_token_or_the_person_s_confirmation() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    let (claims, tokens) = alice_signs_in(&setup, &agent).await;
+    let id_token = tokens.id_token().unwrap().to_string();
+    let bye = format!("{}/bye", setup.portal_redirect);
+    let encoded = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let signed_in = || async {
+        let started = setup.portal.start(&[]);
+        let stop = agent.walk(&started.url, &setup.portal_redirect).await;
+        stop.location.as_deref().is_some_and(|l| l.starts_with(&setup.portal_redirect) && l.contains("code="))
+    };
+
+    // A bare GET (an image tag on any site): a question, and the session lives on.
+    let page = agent.walk(&format!("{}/oauth2/logout", setup.idbridge), &setup.portal_redirect).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Sign out?"), "{}", page.body);
+    assert!(signed_in().await, "nobody was signed out by a bare GET");
+
+    // An unsigned ID token as hint (alg none, same claims): not believed — a question, and
+    // it does not choose where the browser goes.
+    let (_, body, _) = {
+        let mut parts = id_token.split('.');
+        (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned(), ())
+    };
+    let unsigned = format!("{}.{body}.", base64_url(br#"{"alg":"none","typ":"JWT"}"#));
+    let forged = format!(
+        "{}/oauth2/logout?id_token_hint={}&post_logout_redirect_uri={}",
+        setup.idbridge,
+        encoded(&unsigned),
+        encoded(&bye)
+    );
+    let page = agent.walk(&forged, &setup.portal_redirect).await;
+    assert!(page.status == 200 && page.body.contains("Sign out?"), "{page:?}");
+    assert!(signed_in().await);
+
+    // The portal's own ID token signs out at once, and returns to the portal.
+    let logout = format!(
+        "{}/oauth2/logout?id_token_hint={}&post_logout_redirect_uri={}&state=s1",
+        setup.idbridge,
+        encoded(&id_token),
+        encoded(&bye)
+    );
+    let stop = agent.walk(&logout, &setup.portal_redirect).await;
+    assert_eq!(stop.location.as_deref(), Some(format!("{bye}?state=s1").as_str()), "{stop:?}");
+    assert!(!signed_in().await, "signed out");
+    assert_eq!(payload(&id_token)["sid"], claims["sid"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_pages_cannot_be_framed() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    let started = setup.portal.start(&[]);
+    let response = agent.http.get(&started.url).send().await.unwrap();
+    let headers = response.headers().clone();
+    assert!(response.text().await.unwrap().contains("Work email"));
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let problem = agent.http.get(format!("{}/login/callback?state=nope", setup.idbridge)).send().await.unwrap();
+    assert_eq!(problem.status(), 400);
+    assert!(problem.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
