@@ -125,6 +125,14 @@ const readForm = (req) => new Promise((resolve) => {
 });
 
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/_test/user' && ctx.method === 'POST') {
+    // The directory behind the IdP changes: a user's claims (JSON in `claims`) replace
+    // the ones given, from the next login on.
+    const body = await readForm(ctx.req);
+    users[body.login] = { ...users[body.login], ...JSON.parse(body.claims) };
+    ctx.body = users[body.login];
+    return;
+  }
   if (ctx.path === '/_test/tamper' && ctx.method === 'POST') {
     const body = await readForm(ctx.req);
     tamper = body.mode || 'none';

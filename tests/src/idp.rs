@@ -136,6 +136,17 @@ impl Idp {
         Self::start(config)
     }
 
+    /// Changes a user's claims at the IdP (their groups, say), from the next login on.
+    pub async fn set_user(&self, login: &str, claims: Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_test/user", self.issuer))
+            .form(&[("login", login), ("claims", &claims.to_string())])
+            .send()
+            .await
+            .expect("user change request");
+        assert!(r.status().is_success());
+    }
+
     /// Makes the IdP's token answers carry a tampered ID token (`none` for honest ones).
     pub async fn tamper(&self, mode: &str) {
         let r = reqwest::Client::new()

@@ -105,3 +105,30 @@ pub fn payload(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
+
+/// What the test's back-channel logout receiver got.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A portal's back-channel logout endpoint: its URL, and the logout tokens it got.
+pub async fn logout_receiver() -> (String, Received) {
+    let received: Received = std::sync::Arc::default();
+    let r = received.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let r = r.clone();
+            async move {
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "logout_token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                r.lock().unwrap().push(token);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}

@@ -2,11 +2,9 @@
 //! the npm `oidc-provider` as the customer's IdP, and the `openidconnect` crate playing
 //! the portal (discovery, PKCE, code exchange, ID token verification).
 
-use std::sync::{Arc, Mutex};
-
 use idbridge_e2e::Workdir;
 use idbridge_e2e::idp::{Agent, Idp, free_port, generate_key, query_param};
-use idbridge_e2e::portal::{PORTAL_SECRET, Portal, payload};
+use idbridge_e2e::portal::{PORTAL_SECRET, Portal, logout_receiver, payload};
 use openidconnect::{OAuth2TokenResponse, TokenResponse};
 use serde_json::{Value, json};
 
@@ -22,32 +20,6 @@ fn users() -> Value {
         "hank":  { "sub": "u-hank", "email": "hank@acme.example", "preferred_username": "hank@acme.example", "groups": ["helpdesk"] },
         "mallory": { "sub": "u-mallory", "email": "mallory@evil.example", "preferred_username": "mallory@evil.example", "groups": ["Portal-Admins"] },
     })
-}
-
-/// What the test's back-channel logout receiver got.
-type Received = Arc<Mutex<Vec<String>>>;
-
-async fn logout_receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let r = received.clone();
-    let app = axum::Router::new().route(
-        "/backchannel",
-        axum::routing::post(move |body: String| {
-            let r = r.clone();
-            async move {
-                let token = url::form_urlencoded::parse(body.as_bytes())
-                    .find(|(k, _)| k == "logout_token")
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                r.lock().unwrap().push(token);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
 }
 
 fn apply_file(idp: &Idp) -> String {

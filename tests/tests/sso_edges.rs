@@ -8,19 +8,21 @@
 
 use idbridge_e2e::Workdir;
 use idbridge_e2e::idp::{Agent, Idp, Stop, acme_with_domain, free_port, query_param};
-use idbridge_e2e::portal::{PORTAL_SECRET, Portal, payload};
+use idbridge_e2e::portal::{PORTAL_SECRET, Portal, Received, logout_receiver, payload};
 use openidconnect::TokenResponse;
 use serde_json::json;
 
 const UPSTREAM_SECRET: &str = "upstream-secret-upstream-secret-0123456789";
 
 struct Setup {
-    _work: Workdir,
+    work: Workdir,
     _daemon: idbridge_e2e::Daemon,
     _idp: Idp,
     idbridge: String,
     portal: Portal,
     portal_redirect: String,
+    /// The logout tokens the portal's back-channel endpoint got.
+    received: Received,
 }
 
 async fn setup() -> Setup {
@@ -37,6 +39,7 @@ async fn setup() -> Setup {
         }),
     );
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
+    let (backchannel, received) = logout_receiver().await;
     let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
     let file = work.path().join("sso.toml");
     std::fs::write(
@@ -45,7 +48,8 @@ async fn setup() -> Setup {
             "{}\n[[tenants.oidc]]\nname = \"acme-idp\"\nissuer = \"{}\"\nclient_id = \"idbridge\"\n\
              client_secret_env = \"ACME_IDP_SECRET\"\nallowed_email_domains = [\"acme.example\"]\n\n\
              [[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
-             post_logout_redirect_uris = [\"{portal_redirect}/bye\"]\nsecret_env = \"PORTAL_SECRET\"\n",
+             post_logout_redirect_uris = [\"{portal_redirect}/bye\"]\nsecret_env = \"PORTAL_SECRET\"\n\
+             backchannel_logout_uri = \"{backchannel}\"\n",
             acme_with_domain(true),
             idp.issuer
         ),
@@ -54,7 +58,7 @@ async fn setup() -> Setup {
     work.ok(&["apply", file.to_str().unwrap()]);
     let daemon = work.serve_at(&format!("127.0.0.1:{idbridge_port}"), Some(idbridge.clone()));
     let portal = Portal::new(&idbridge, &portal_redirect).await;
-    Setup { _work: work, _daemon: daemon, _idp: idp, idbridge, portal, portal_redirect }
+    Setup { work, _daemon: daemon, _idp: idp, idbridge, portal, portal_redirect, received }
 }
 
 /// Walks a login for `user` up to the IdP's answer to idbridge's callback (not followed).
@@ -124,6 +128,75 @@ async fn an_answer_from_another_issuer_is_refused() {
     let (claims, _) = alice_signs_in(&setup, &Agent::new()).await;
     assert_eq!(claims["email"], "alice@acme.example");
     assert_eq!(claims["email_verified"], true);
+}
+
+/// Alice's groups shrink at her IdP; her next sign-in narrows her role. On 253756d that
+/// login's own tokens were revoked ~2.5 s later and the portal got a logout token for the
+/// new session. Now the change ends her *other* sessions only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_narrows_access_keeps_its_own_session() {
+    let setup = setup().await;
+    let http = reqwest::Client::new();
+    let userinfo = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/oauth2/userinfo", setup.idbridge);
+        async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    let (old, old_tokens) = alice_signs_in(&setup, &Agent::new()).await;
+    assert_eq!(old["role"], "Customer admin");
+    let old_access = openidconnect::OAuth2TokenResponse::access_token(&old_tokens).secret().clone();
+
+    setup._idp.set_user("alice", json!({ "groups": ["pbx-admins"] })).await;
+    let agent = Agent::new();
+    let (new, new_tokens) = alice_signs_in(&setup, &agent).await;
+    assert_eq!(new["role"], "PBX admin", "the login decided on the groups it brought");
+    let new_access = openidconnect::OAuth2TokenResponse::access_token(&new_tokens).secret().clone();
+
+    // The older session ends (its portal is told); the new one lives on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !setup.received.lock().unwrap().iter().any(|t| payload(t)["sid"] == old["sid"]) {
+        assert!(std::time::Instant::now() < deadline, "the older session was not logged out");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(userinfo(old_access).await, 401, "the older session's tokens are revoked");
+    assert_eq!(userinfo(new_access).await, 200, "the narrowing login's own tokens work");
+    assert!(
+        !setup.received.lock().unwrap().iter().any(|t| payload(t)["sid"] == new["sid"]),
+        "no logout token for the new session"
+    );
+    let started = setup.portal.start(&[("prompt", "none")]);
+    let stop = agent.walk(&started.url, &setup.portal_redirect).await;
+    let location = stop.location.unwrap_or_default();
+    assert!(query_param(&location, "code").is_some(), "the new session still signs in silently: {location}");
+}
+
+/// Disabling a tenant signs its people out everywhere, for good. On 253756d nothing
+/// ended: no logout token, and after `tenant enable` the old tokens worked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_tenant_ends_every_session_for_good() {
+    let setup = setup().await;
+    let (claims, tokens) = alice_signs_in(&setup, &Agent::new()).await;
+    let access = openidconnect::OAuth2TokenResponse::access_token(&tokens).secret().clone();
+    let refresh = openidconnect::OAuth2TokenResponse::refresh_token(&tokens).unwrap().secret().clone();
+    setup.work.ok(&["tenant", "disable", "acme"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !setup.received.lock().unwrap().iter().any(|t| payload(t)["sid"] == claims["sid"]) {
+        assert!(std::time::Instant::now() < deadline, "no back-channel logout after the tenant was disabled");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    setup.work.ok(&["tenant", "enable", "acme"]);
+    let http = reqwest::Client::new();
+    let userinfo = http.get(format!("{}/oauth2/userinfo", setup.idbridge)).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(userinfo.status(), 401, "re-enabling revives no token");
+    let refreshed = http
+        .post(format!("{}/oauth2/token", setup.idbridge))
+        .basic_auth("portal", Some(PORTAL_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 400, "nor a refresh token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -442,11 +442,23 @@ pub trait SsoStore: Send + Sync + 'static {
     async fn get_session(&self, id: Uuid) -> DomainResult<Option<crate::sso::SsoSession>>;
     /// Ends one session and revokes its tokens; the portals holding tokens of it.
     async fn end_session(&self, id: Uuid, now: jiff::Timestamp) -> DomainResult<Vec<String>>;
-    /// Ends every session of an individual and revokes every token.
+    /// Ends every live session of a tenant and revokes every token of it, for good (the
+    /// tenant was disabled: enabling it again revives none). Returns each individual's
+    /// ended sessions.
+    async fn end_tenant_sessions(
+        &self,
+        tenant: TenantId,
+        now: jiff::Timestamp,
+    ) -> DomainResult<Vec<(IndividualId, crate::sso::EndedSession)>>;
+    /// Ends every session of an individual that began before `started_before`, and
+    /// revokes their tokens. A change to the individual ends the sessions that were
+    /// decided before it — never one a sign-in opened after the change (the sign-in that
+    /// caused it, say).
     async fn end_individual_sessions(
         &self,
         tenant: TenantId,
         individual: IndividualId,
+        started_before: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> DomainResult<Vec<crate::sso::EndedSession>>;
 

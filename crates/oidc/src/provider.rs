@@ -722,13 +722,16 @@ async fn callback_inner(
             return problem(&s, StatusCode::FORBIDDEN, "Sign-in refused", &refusal.to_string());
         }
     };
+    // The session begins after the login was decided: a change that decision made ends
+    // the person's earlier sessions, never this one (`SsoStore::end_individual_sessions`).
+    let signed_in_at = Timestamp::now();
     let session = SsoSession {
         id: Uuid::new_v4(),
         tenant_id: tenant.id,
         individual_id: individual.id,
         connection: connection.name.clone(),
-        auth_time: now,
-        expires_at: now + s.settings.session_ttl,
+        auth_time: signed_in_at,
+        expires_at: signed_in_at + s.settings.session_ttl,
         ended_at: None,
     };
     if let Err(reason) = may_log_in(&tenant, &client, &individual, now) {

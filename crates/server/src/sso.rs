@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext, ChangeEvent, ChangeKind};
-use idbridge_core::individual::{Individual, SourceKind, SourceLink};
+use idbridge_core::individual::{Individual, IndividualId, SourceKind, SourceLink};
 use idbridge_core::mapping::{ExternalGroup, UserFacts};
 use idbridge_core::ports::SsoStore;
 use idbridge_core::reconcile::{SourcePerson, Submitted};
@@ -302,6 +302,9 @@ pub async fn run_logout_consumer(
                 if let Err(e) = logout_pass(&operator, sso.as_ref(), &notifier).await {
                     tracing::warn!(error = %e, "back-channel logout pass failed; retrying");
                 }
+                if let Err(e) = end_disabled_tenants(&operator, sso.as_ref(), &notifier).await {
+                    tracing::warn!(error = %e, "ending the sessions of disabled tenants failed; retrying");
+                }
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot take the sso-logout lease"),
@@ -328,8 +331,10 @@ async fn logout_pass(
         store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
     for (position, event) in &events[..ready] {
         if access_shrank(event, &roles, &profiles, &catalog) {
-            let ended =
-                sso.end_individual_sessions(event.tenant_id, event.individual_id, jiff::Timestamp::now()).await?;
+            // Sessions opened after the change were decided on it: they stay.
+            let ended = sso
+                .end_individual_sessions(event.tenant_id, event.individual_id, event.at, jiff::Timestamp::now())
+                .await?;
             if !ended.is_empty() {
                 tracing::info!(individual = %event.individual_id, sessions = ended.len(), kind = event.kind.as_str(), "access shrank: sessions ended");
                 let sessions = ended.into_iter().map(|e| (e.session_id, e.client_ids)).collect();
@@ -337,6 +342,31 @@ async fn logout_pass(
             }
         }
         store.advance_consumer(CONSUMER, *position, None).await?;
+    }
+    Ok(())
+}
+
+/// A disabled tenant's people are signed out everywhere, however it was disabled (the
+/// CLI, the admin API, an apply file): every session ends, every token is revoked for
+/// good, and the portals are told by back-channel logout.
+async fn end_disabled_tenants(
+    operator: &idbridge_core::operator::Operator,
+    sso: &dyn SsoStore,
+    notifier: &idbridge_oidc::backchannel::Notifier,
+) -> idbridge_core::DomainResult<()> {
+    for tenant in operator.store().list_tenants().await?.into_iter().filter(|t| !t.enabled) {
+        let ended = sso.end_tenant_sessions(tenant.id, jiff::Timestamp::now()).await?;
+        if ended.is_empty() {
+            continue;
+        }
+        tracing::info!(tenant = %tenant.slug, sessions = ended.len(), "tenant disabled: sessions ended");
+        let mut by_individual: BTreeMap<IndividualId, Vec<(uuid::Uuid, Vec<String>)>> = BTreeMap::new();
+        for (individual, session) in ended {
+            by_individual.entry(individual).or_default().push((session.session_id, session.client_ids));
+        }
+        for (individual, sessions) in by_individual {
+            notifier.deliver(tenant.id, individual, sessions).await;
+        }
     }
     Ok(())
 }

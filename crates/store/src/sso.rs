@@ -272,10 +272,59 @@ impl SsoStore for SqlStore {
         Ok(clients)
     }
 
+    async fn end_tenant_sessions(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+    ) -> DomainResult<Vec<(IndividualId, EndedSession)>> {
+        let t = tenant.0.to_string();
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT s.individual_id AS individual_id, s.id AS session_id, t.client_id AS client_id
+             FROM sso_sessions s LEFT JOIN oauth_tokens t ON t.session_id = s.id
+             WHERE s.tenant_id = $1 AND s.ended_at IS NULL
+             ORDER BY s.individual_id, s.id, t.client_id",
+        )
+        .bind(&t)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage)?;
+        let mut ended: Vec<(IndividualId, EndedSession)> = Vec::new();
+        for row in &rows {
+            let individual =
+                IndividualId(uuid("individual_id", &row.try_get::<String, _>("individual_id").map_err(storage)?)?);
+            let session_id = uuid("session_id", &row.try_get::<String, _>("session_id").map_err(storage)?)?;
+            if ended.last().is_none_or(|(_, e)| e.session_id != session_id) {
+                ended.push((individual, EndedSession { session_id, client_ids: Vec::new() }));
+            }
+            let client = row.try_get::<Option<String>, _>("client_id").map_err(storage)?;
+            if let (Some(client), Some((_, last))) = (client, ended.last_mut())
+                && last.client_ids.last() != Some(&client)
+            {
+                last.client_ids.push(client);
+            }
+        }
+        sqlx::query("UPDATE sso_sessions SET ended_at = $1 WHERE tenant_id = $2 AND ended_at IS NULL")
+            .bind(micros(now))
+            .bind(&t)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        sqlx::query("UPDATE oauth_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL")
+            .bind(micros(now))
+            .bind(&t)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(ended)
+    }
+
     async fn end_individual_sessions(
         &self,
         tenant: TenantId,
         individual: IndividualId,
+        started_before: Timestamp,
         now: Timestamp,
     ) -> DomainResult<Vec<EndedSession>> {
         let mut tx = self.begin().await?;
@@ -284,11 +333,12 @@ impl SsoStore for SqlStore {
         let rows = sqlx::query(
             "SELECT s.id AS session_id, t.client_id AS client_id
              FROM sso_sessions s LEFT JOIN oauth_tokens t ON t.session_id = s.id
-             WHERE s.tenant_id = $1 AND s.individual_id = $2 AND s.ended_at IS NULL
+             WHERE s.tenant_id = $1 AND s.individual_id = $2 AND s.ended_at IS NULL AND s.auth_time < $3
              ORDER BY s.id, t.client_id",
         )
         .bind(&t)
         .bind(&i)
+        .bind(micros(started_before))
         .fetch_all(&mut *tx)
         .await
         .map_err(storage)?;
@@ -306,20 +356,27 @@ impl SsoStore for SqlStore {
             }
         }
         sqlx::query(
-            "UPDATE sso_sessions SET ended_at = $1 WHERE tenant_id = $2 AND individual_id = $3 AND ended_at IS NULL",
+            "UPDATE sso_sessions SET ended_at = $1
+             WHERE tenant_id = $2 AND individual_id = $3 AND ended_at IS NULL AND auth_time < $4",
         )
         .bind(micros(now))
         .bind(&t)
         .bind(&i)
+        .bind(micros(started_before))
         .execute(&mut *tx)
         .await
         .map_err(storage)?;
+        // Every token of those sessions, also ones minted (refreshed) after the change.
         sqlx::query(
-            "UPDATE oauth_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND individual_id = $3 AND revoked_at IS NULL",
+            "UPDATE oauth_tokens SET revoked_at = $1
+             WHERE tenant_id = $2 AND individual_id = $3 AND revoked_at IS NULL
+               AND session_id IN (SELECT id FROM sso_sessions
+                                  WHERE tenant_id = $2 AND individual_id = $3 AND auth_time < $4)",
         )
         .bind(micros(now))
         .bind(&t)
         .bind(&i)
+        .bind(micros(started_before))
         .execute(&mut *tx)
         .await
         .map_err(storage)?;

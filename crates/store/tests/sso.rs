@@ -117,8 +117,13 @@ async fn sso_contract(store: Arc<idbridge_store::SqlStore>) {
     let other = SsoSession { id: Uuid::new_v4(), tenant_id: beta.id, individual_id: cookie_free(), ..session.clone() };
     s.create_session(&other, "beta-cookie").await.unwrap();
     s.put_tokens(&[token("at4", TokenKind::Access, Uuid::new_v4())]).await.unwrap();
-    let ended = s.end_individual_sessions(acme.id, alice, now).await.unwrap();
+    // A session alice opened after the change (the sign-in that caused it) stays.
+    let later = SsoSession { id: Uuid::new_v4(), auth_time: now + SignedDuration::from_secs(5), ..session.clone() };
+    s.create_session(&later, "later-cookie").await.unwrap();
+    let changed_at = now + SignedDuration::from_secs(1);
+    let ended = s.end_individual_sessions(acme.id, alice, changed_at, now).await.unwrap();
     assert_eq!(ended.len(), 1);
+    assert!(s.find_session("later-cookie", now).await.unwrap().is_some(), "opened after the change");
     assert_eq!(ended[0].session_id, session.id);
     assert_eq!(ended[0].client_ids, vec!["portal".to_owned()]);
     assert!(s.find_session("cookie-hash", now).await.unwrap().is_none());
