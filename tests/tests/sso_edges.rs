@@ -49,7 +49,10 @@ async fn setup() -> Setup {
              client_secret_env = \"ACME_IDP_SECRET\"\nallowed_email_domains = [\"acme.example\"]\n\n\
              [[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
              post_logout_redirect_uris = [\"{portal_redirect}/bye\"]\nsecret_env = \"PORTAL_SECRET\"\n\
-             backchannel_logout_uri = \"{backchannel}\"\n",
+             backchannel_logout_uri = \"{backchannel}\"\n\n\
+             [[tenants]]\nslug = \"beta\"\nname = \"Beta GmbH\"\nallowed_roles = [\"PBX admin\"]\n\
+             domains = [\"beta.example\"]\n[[tenants.oidc]]\nname = \"beta-idp\"\n\
+             issuer = \"http://127.0.0.1:9\"\nclient_id = \"idbridge\"\nclient_secret_env = \"ACME_IDP_SECRET\"\n",
             acme_with_domain(true),
             idp.issuer
         ),
@@ -197,6 +200,38 @@ async fn disabling_a_tenant_ends_every_session_for_good() {
         .await
         .unwrap();
     assert_eq!(refreshed.status(), 400, "nor a refresh token");
+    let error: serde_json::Value = refreshed.json().await.unwrap();
+    let description = error["error_description"].as_str().unwrap();
+    assert!(description.contains("revoked") && !description.contains("already used"), "{description}");
+}
+
+/// Two sign-ins in flight in one browser (two tabs, two portals): both complete. On
+/// 253756d the second overwrote the first's login cookie, and the first failed with
+/// "started in another browser".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sign_ins_in_flight_in_one_browser_both_complete() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    let first = setup.portal.start(&[("login_hint", "alice@acme.example")]);
+    let first_at_idp = agent.walk(&first.url, &setup.portal_redirect).await;
+    let second = setup.portal.start(&[("login_hint", "alice@acme.example")]);
+    let second_at_idp = agent.walk(&second.url, &setup.portal_redirect).await;
+    let landing = agent.idp_login(&second_at_idp, "alice", &setup.portal_redirect).await;
+    setup.portal.finish(second, &landing).await.expect("the second tab signs in");
+    let landing = agent.idp_login(&first_at_idp, "alice", &setup.portal_redirect).await;
+    setup.portal.finish(first, &landing).await.expect("the first tab signs in too");
+}
+
+/// An organisation whose IdP cannot be reached: the page says whose sign-in is down,
+/// never a URL or a library's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_idp_is_named_by_its_organisation() {
+    let setup = setup().await;
+    let started = setup.portal.start(&[("tenant", "beta")]);
+    let page = Agent::new().walk(&started.url, &setup.portal_redirect).await;
+    assert_eq!(page.status, 502, "{page:?}");
+    assert!(page.body.contains("Beta GmbH"), "{}", page.body);
+    assert!(!page.body.contains("127.0.0.1") && !page.body.contains("http://"), "{}", page.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

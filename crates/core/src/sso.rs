@@ -461,8 +461,11 @@ pub enum CodeRedemption {
 #[allow(clippy::large_enum_variant)]
 pub enum RefreshUse {
     Fresh(OAuthToken),
-    /// Used before (or revoked): the whole grant has been revoked.
+    /// Used before: stolen or leaked, so the whole grant has been revoked.
     Reused,
+    /// Revoked and never used: the session ended (sign-out, access ended or shrank, the
+    /// tenant disabled), or an earlier reuse revoked its grant.
+    Revoked,
     Unknown,
 }
 

@@ -38,6 +38,11 @@ use crate::upstream::{Claimed, LoginError, Upstreams};
 pub const SESSION_COOKIE: &str = "idbridge_session";
 pub const LOGIN_COOKIE: &str = "idbridge_login";
 
+/// The cookie of one login in flight, named after its state.
+fn login_cookie(state: &str) -> String {
+    format!("{LOGIN_COOKIE}_{}", &hash_token(state)[..16])
+}
+
 /// Lifetimes and names of the provider.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
@@ -367,6 +372,36 @@ async fn authorize(
     pages::login_form(&s.settings.branding, &handle, request.login_hint.as_deref().unwrap_or_default(), None)
 }
 
+/// The page for a login the organisation's IdP could not complete. It names the
+/// organisation and what the person can do — never URLs or library errors, which go to
+/// the log (where the caller has put them).
+fn login_failed(s: &SsoState, tenant: &Tenant, e: &LoginError) -> Response {
+    let (status, title, message) = match e {
+        LoginError::Unreachable(_) => (
+            StatusCode::BAD_GATEWAY,
+            "Sign-in unavailable",
+            format!(
+                "Signing in with {}'s identity provider is not possible right now. Please try again in a few \
+                 minutes; if it goes on, tell your administrator.",
+                tenant.name
+            ),
+        ),
+        LoginError::Config(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in unavailable",
+            format!(
+                "Sign-in for {} is not set up correctly. Your administrator can see why in idbridge's log.",
+                tenant.name
+            ),
+        ),
+        // Idbridge's own words: why the ID token was rejected, what the IdP refused.
+        LoginError::InvalidToken(_) | LoginError::Refused(_) => {
+            (StatusCode::UNAUTHORIZED, "Sign-in failed", e.to_string())
+        }
+    };
+    problem(s, status, title, &message)
+}
+
 fn unavailable(s: &SsoState, e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "sign-in failed on the server side");
     problem(
@@ -513,7 +548,7 @@ async fn start_upstream(s: &SsoState, tenant: &Tenant, request: AuthRequest) -> 
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(tenant = %tenant.slug, connection = connection.name, error = %e, "cannot start upstream login");
-            return problem(s, StatusCode::BAD_GATEWAY, "Sign-in unavailable", &e.to_string());
+            return login_failed(s, tenant, &e);
         }
     };
     let key = hash_token(&format!("login:{state}"));
@@ -524,7 +559,7 @@ async fn start_upstream(s: &SsoState, tenant: &Tenant, request: AuthRequest) -> 
     let mut response = Redirect::to(&url).into_response();
     set_cookie(
         &mut response,
-        LOGIN_COOKIE,
+        &login_cookie(&state),
         &browser,
         "/login/callback",
         s.settings.login_ttl,
@@ -621,16 +656,20 @@ async fn callback_inner(
         }
         Err(e) => return unavailable(&s, &e),
     };
-    // The state must come back to the browser that started the login (login CSRF).
-    let browser_ok = cookie(headers, LOGIN_COOKIE)
-        .is_some_and(|c| bool::from(hash_token(c).as_bytes().ct_eq(login.browser.as_bytes())));
+    // The state must come back to the browser that started the login (login CSRF). Each
+    // login has its own cookie, so two in flight in one browser (two tabs, two portals)
+    // both complete.
+    let presented = cookie(headers, &login_cookie(state));
+    let browser_ok = presented.is_some_and(|c| bool::from(hash_token(c).as_bytes().ct_eq(login.browser.as_bytes())));
     if !browser_ok {
-        return problem(
-            &s,
-            StatusCode::BAD_REQUEST,
-            "Sign-in failed",
-            "This sign-in was started in another browser. Start again from your portal.",
-        );
+        let message = match presented {
+            Some(_) => "This sign-in answer does not belong to this browser. Start again from your portal.",
+            None => {
+                "This browser did not start this sign-in (or no longer holds its cookie). Start again from your \
+                 portal."
+            }
+        };
+        return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", message);
     }
     let tenant = match TenantSlug::parse(&login.tenant) {
         Ok(slug) => match s.operator.tenant(&slug).await {
@@ -680,12 +719,7 @@ async fn callback_inner(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(tenant = %tenant.slug, connection = connection.name, error = %e, "upstream login rejected");
-            let status = match e {
-                LoginError::Unreachable(_) => StatusCode::BAD_GATEWAY,
-                LoginError::Config(_) => StatusCode::SERVICE_UNAVAILABLE,
-                LoginError::Refused(_) | LoginError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            };
-            return problem(&s, status, "Sign-in failed", &e.to_string());
+            return login_failed(&s, &tenant, &e);
         }
     };
     match (&claimed.email, &claimed.unverified_email) {
@@ -746,7 +780,14 @@ async fn callback_inner(
     let mut response = finish(&s, &client, &login.request, &tenant, &session, Some(individual)).await;
     set_cookie(&mut response, SESSION_COOKIE, &cookie_value, "/", s.settings.session_ttl, s.settings.secure_cookies());
     // The login cookie has done its job.
-    set_cookie(&mut response, LOGIN_COOKIE, "", "/login/callback", SignedDuration::ZERO, s.settings.secure_cookies());
+    set_cookie(
+        &mut response,
+        &login_cookie(state),
+        "",
+        "/login/callback",
+        SignedDuration::ZERO,
+        s.settings.secure_cookies(),
+    );
     response
 }
 
@@ -1003,7 +1044,13 @@ async fn token_inner(s: &SsoState, headers: &HeaderMap, form: TokenForm) -> Resu
                         "the refresh token was already used; every token of this sign-in is revoked",
                     ));
                 }
-                RefreshUse::Unknown => return Err(OAuthError::grant("unknown, expired or revoked refresh token")),
+                RefreshUse::Revoked => {
+                    tracing::info!(client = client.id, "revoked refresh token presented");
+                    return Err(OAuthError::grant(
+                        "the refresh token was revoked: the sign-in ended (signed out, or access ended or changed)",
+                    ));
+                }
+                RefreshUse::Unknown => return Err(OAuthError::grant("unknown or expired refresh token")),
             };
             if old.client_id != client.id {
                 return Err(OAuthError::grant("the refresh token was issued to another client"));

@@ -502,10 +502,12 @@ impl SsoStore for SqlStore {
                 .await
                 .map_err(storage)?;
         let Some(earlier) = earlier else { return Ok(RefreshUse::Unknown) };
-        let reused = opt_time(&earlier, "used_at")?.is_some() || opt_time(&earlier, "revoked_at")?.is_some();
-        if !reused {
-            // Merely expired.
-            return Ok(RefreshUse::Unknown);
+        if opt_time(&earlier, "used_at")?.is_none() {
+            return Ok(match opt_time(&earlier, "revoked_at")? {
+                Some(_) => RefreshUse::Revoked,
+                // Merely expired.
+                None => RefreshUse::Unknown,
+            });
         }
         // A refresh token presented twice was stolen or leaked: end the whole family.
         let grant: String = earlier.try_get("grant_id").map_err(storage)?;

@@ -109,7 +109,7 @@ async fn sso_contract(store: Arc<idbridge_store::SqlStore>) {
     assert!(matches!(s.use_refresh_token("rt2", now).await.unwrap(), RefreshUse::Fresh(t) if t.grant_id == family));
     s.put_tokens(&[token("rt3", TokenKind::Refresh, family), token("at3", TokenKind::Access, family)]).await.unwrap();
     assert_eq!(s.use_refresh_token("rt2", now).await.unwrap(), RefreshUse::Reused);
-    assert_eq!(s.use_refresh_token("rt3", now).await.unwrap(), RefreshUse::Reused, "the successor was revoked too");
+    assert_eq!(s.use_refresh_token("rt3", now).await.unwrap(), RefreshUse::Revoked, "the successor was revoked too");
     assert!(s.find_access_token("at3", now).await.unwrap().is_none());
     assert_eq!(s.use_refresh_token("unknown", now).await.unwrap(), RefreshUse::Unknown);
 
