@@ -50,6 +50,8 @@ async fn setup() -> Setup {
              [[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
              post_logout_redirect_uris = [\"{portal_redirect}/bye\"]\nsecret_env = \"PORTAL_SECRET\"\n\
              backchannel_logout_uri = \"{backchannel}\"\n\n\
+             [[clients]]\nid = \"beta-portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
+             secret_env = \"PORTAL_SECRET\"\ntenants = [\"beta\"]\n\n\
              [[tenants]]\nslug = \"beta\"\nname = \"Beta GmbH\"\nallowed_roles = [\"PBX admin\"]\n\
              domains = [\"beta.example\"]\n[[tenants.oidc]]\nname = \"beta-idp\"\n\
              issuer = \"http://127.0.0.1:9\"\nclient_id = \"idbridge\"\nclient_secret_env = \"ACME_IDP_SECRET\"\n",
@@ -344,4 +346,39 @@ async fn sign_in_pages_cannot_be_framed() {
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// After a valid authorization request, a person idbridge will not sign in is told so
+/// in a way that leads on: with `prompt=none` the portal gets `access_denied` (never a
+/// page), otherwise a page with another account and the way back to the portal. A
+/// portal that does not serve the person's organisation is found out before the IdP.
+/// On e2197da these were 403 dead ends, the last one only after the IdP login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_leads_back_to_the_portal() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    alice_signs_in(&setup, &agent).await;
+    // beta-portal serves only beta; alice (acme) has a session.
+    let as_beta_portal = |url: &str| url.replace("client_id=portal&", "client_id=beta-portal&");
+    let silent = setup.portal.start(&[("prompt", "none")]);
+    let stop = agent.walk(&as_beta_portal(&silent.url), &setup.portal_redirect).await;
+    let location = stop.location.clone().unwrap_or_else(|| panic!("prompt=none must redirect: {stop:?}"));
+    assert_eq!(query_param(&location, "error").as_deref(), Some("access_denied"), "{location}");
+    assert_eq!(query_param(&location, "state").as_deref(), Some(silent.state.secret().as_str()));
+
+    let started = setup.portal.start(&[]);
+    let page = agent.walk(&as_beta_portal(&started.url), &setup.portal_redirect).await;
+    assert_eq!(page.status, 403, "{page:?}");
+    assert!(page.body.contains("does not serve your organisation"), "{}", page.body);
+    assert!(page.body.contains("Sign in with another account") && page.body.contains("prompt=login"));
+    let back = page.body.split("<a href=\"").nth(2).and_then(|s| s.split('"').next()).expect("a way back");
+    let back = back.replace("&amp;", "&");
+    assert!(back.starts_with(&setup.portal_redirect) && back.contains("error=access_denied"), "{back}");
+
+    // Someone not yet signed in: refused before the IdP is asked.
+    let fresh = Agent::new();
+    let started = setup.portal.start(&[("login_hint", "alice@acme.example")]);
+    let stop = fresh.walk(&as_beta_portal(&started.url), &setup.portal_redirect).await;
+    assert_eq!(stop.status, 403, "{stop:?}");
+    assert!(stop.url.starts_with(&setup.idbridge) && stop.body.contains("This portal does not serve"), "{stop:?}");
 }

@@ -89,6 +89,22 @@ pub fn problem(branding: &Branding, status: StatusCode, title: &str, message: &s
     (status, no_store(), page_security(), Html(layout(branding, title, &body))).into_response()
 }
 
+/// Why the person cannot sign in, with the ways on: another account, or back to the
+/// portal (which then learns `access_denied`).
+pub fn refused(branding: &Branding, reason: &str, another_account: &str, back: Option<&str>) -> Response {
+    let back =
+        back.map(|url| format!(r#"<p><a href="{}">Back to the portal</a></p>"#, escape(url))).unwrap_or_default();
+    let body = format!(
+        r#"<p class="error" role="alert">{}</p>
+<p><a href="{}">Sign in with another account</a></p>
+{back}"#,
+        escape(reason),
+        escape(another_account)
+    );
+    (StatusCode::FORBIDDEN, no_store(), page_security(), Html(layout(branding, "Sign-in refused", &body)))
+        .into_response()
+}
+
 /// "Sign out?" — asked when a sign-out request does not prove it comes from the
 /// person's own portal. The form carries the request on, with the session's
 /// confirmation value.

@@ -208,6 +208,9 @@ struct AuthRequest {
     /// `prompt=login`: the person must authenticate again, at the IdP too.
     #[serde(default)]
     reauthenticate: bool,
+    /// `prompt=none`: no page may be shown; every answer goes back to the portal.
+    #[serde(default)]
+    silent: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,10 +235,15 @@ fn problem(s: &SsoState, status: StatusCode, title: &str, message: &str) -> Resp
 
 /// An OAuth error sent back to the portal's (verified) redirect URI.
 fn to_portal_error(s: &SsoState, request: &AuthRequest, error: &str, description: &str) -> Response {
-    let mut url = match url::Url::parse(&request.redirect_uri) {
-        Ok(u) => u,
-        Err(_) => return problem(s, StatusCode::BAD_REQUEST, "Sign-in failed", description),
-    };
+    match portal_error_url(s, request, error, description) {
+        Some(url) => Redirect::to(&url).into_response(),
+        None => problem(s, StatusCode::BAD_REQUEST, "Sign-in failed", description),
+    }
+}
+
+/// The portal's redirect URI with an OAuth error (RFC 6749 §4.1.2.1) and `iss`.
+fn portal_error_url(s: &SsoState, request: &AuthRequest, error: &str, description: &str) -> Option<String> {
+    let mut url = url::Url::parse(&request.redirect_uri).ok()?;
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("error", error).append_pair("error_description", description);
@@ -244,7 +252,36 @@ fn to_portal_error(s: &SsoState, request: &AuthRequest, error: &str, description
         }
         q.append_pair("iss", &s.settings.issuer);
     }
-    Redirect::to(url.as_str()).into_response()
+    Some(url.into())
+}
+
+/// A person idbridge will not sign in (no access, not now, not through this portal).
+/// Without UI allowed (`prompt=none`) the portal gets `access_denied`; otherwise a page
+/// says why, and offers another account (authenticating again, at the IdP too) and the
+/// way back to the portal — which then also learns `access_denied`.
+fn refused(s: &SsoState, request: &AuthRequest, reason: &str) -> Response {
+    if request.silent {
+        return to_portal_error(s, request, "access_denied", reason);
+    }
+    let mut again = url::Url::parse(&format!("{}/oauth2/authorize", s.settings.issuer.trim_end_matches('/')))
+        .expect("the issuer is a URL");
+    {
+        let mut q = again.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &request.client_id)
+            .append_pair("redirect_uri", &request.redirect_uri)
+            .append_pair("scope", &request.scope)
+            .append_pair("code_challenge", &request.code_challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("prompt", "login");
+        for (name, value) in [("state", &request.state), ("nonce", &request.nonce), ("tenant", &request.tenant)] {
+            if let Some(value) = value {
+                q.append_pair(name, value);
+            }
+        }
+    }
+    let back = portal_error_url(s, request, "access_denied", reason);
+    pages::refused(&s.settings.branding, reason, again.as_str(), back.as_deref())
 }
 
 async fn authorize(
@@ -293,6 +330,7 @@ async fn authorize(
         tenant: p.tenant.clone(),
         login_hint: p.login_hint.clone(),
         reauthenticate: p.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == "login")),
+        silent: p.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == "none")),
     };
     // 2. The rest of the request; errors go back to the portal.
     if p.response_type.as_deref() != Some("code") {
@@ -516,6 +554,15 @@ async fn start_upstream(s: &SsoState, tenant: &Tenant, request: AuthRequest) -> 
     if !tenant.enabled {
         return to_portal_error(s, &request, "access_denied", "the organisation's access is disabled");
     }
+    // Known before anyone signs in at the IdP: a portal that does not serve the
+    // organisation is told so at once, not after the person authenticated.
+    let serves = match s.config.get().await {
+        Ok(snapshot) => snapshot.clients.get(&request.client_id).is_some_and(|c| c.allows_tenant(tenant.slug.as_str())),
+        Err(e) => return unavailable(s, &e),
+    };
+    if !serves {
+        return refused(s, &request, &format!("This portal does not serve {}.", tenant.name));
+    }
     let Some(connection) = tenant.policy.oidc.first() else {
         return to_portal_error(s, &request, "access_denied", "the organisation has no sign-in configured");
     };
@@ -724,12 +771,7 @@ async fn callback_inner(
     };
     match (&claimed.email, &claimed.unverified_email) {
         (Some(email), _) if !connection.accepts_email(email) => {
-            return problem(
-                &s,
-                StatusCode::FORBIDDEN,
-                "Sign-in refused",
-                "Your email domain is not allowed for this organisation.",
-            );
+            return refused(&s, &login.request, "Your email domain is not allowed for this organisation.");
         }
         // The domain check needs an email the IdP vouches for.
         (None, unverified) if !connection.allowed_email_domains.is_empty() => {
@@ -738,7 +780,7 @@ async fn callback_inner(
                 Some(_) => "Your identity provider has not verified your email address.",
                 None => "Your identity provider sent no email address.",
             };
-            return problem(&s, StatusCode::FORBIDDEN, "Sign-in refused", why);
+            return refused(&s, &login.request, why);
         }
         _ => {}
     }
@@ -753,7 +795,7 @@ async fn callback_inner(
         Ok(i) => i,
         Err(refusal) => {
             tracing::info!(tenant = %tenant.slug, subject = claimed.subject, reason = %refusal, "login refused");
-            return problem(&s, StatusCode::FORBIDDEN, "Sign-in refused", &refusal.to_string());
+            return refused(&s, &login.request, &refusal.to_string());
         }
     };
     // The session begins after the login was decided: a change that decision made ends
@@ -770,7 +812,7 @@ async fn callback_inner(
     };
     if let Err(reason) = may_log_in(&tenant, &client, &individual, now) {
         tracing::info!(tenant = %tenant.slug, individual = %individual.id, reason, "login refused");
-        return problem(&s, StatusCode::FORBIDDEN, "Sign-in refused", &reason);
+        return refused(&s, &login.request, &reason);
     }
     let cookie_value = jose::random_token();
     if let Err(e) = s.store.create_session(&session, &hash_token(&cookie_value)).await {
@@ -844,7 +886,7 @@ async fn finish(
         },
     };
     if let Err(reason) = may_log_in(tenant, client, &individual, now) {
-        return problem(s, StatusCode::FORBIDDEN, "Sign-in refused", &reason);
+        return refused(s, request, &reason);
     }
     let code = jose::random_token();
     let record = AuthorizationCode {
