@@ -218,6 +218,13 @@ impl Daemon {
         response.json().await.expect("SCIM JSON")
     }
 
+    /// GETs `path` with a bearer token; the answer must be a success, in JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let response = self.client.get(self.url(path)).bearer_auth(token).send().await.expect("GET");
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.expect("JSON")
+    }
+
     /// Waits until no reconciliation is owed (`/readyz` shows an empty intent queue in a
     /// measurement taken after this call: the daemon measures every 2 s).
     pub async fn wait_settled(&self) {

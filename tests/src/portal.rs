@@ -111,6 +111,18 @@ pub type Received = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A portal's back-channel logout endpoint: its URL, and the logout tokens it got.
 pub async fn logout_receiver() -> (String, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    (url, receive_logouts(listener))
+}
+
+/// The back-channel logout endpoint on a port known in advance (a portal that comes up
+/// later), as `http://127.0.0.1:{port}/backchannel`.
+pub async fn logout_receiver_at(port: u16) -> Received {
+    receive_logouts(tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap())
+}
+
+fn receive_logouts(listener: tokio::net::TcpListener) -> Received {
     let received: Received = std::sync::Arc::default();
     let r = received.clone();
     let app = axum::Router::new().route(
@@ -127,8 +139,6 @@ pub async fn logout_receiver() -> (String, Received) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
+    received
 }

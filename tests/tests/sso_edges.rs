@@ -8,7 +8,7 @@
 
 use idbridge_e2e::Workdir;
 use idbridge_e2e::idp::{Agent, Idp, Stop, acme_with_domain, free_port, query_param};
-use idbridge_e2e::portal::{PORTAL_SECRET, Portal, Received, logout_receiver, payload};
+use idbridge_e2e::portal::{PORTAL_SECRET, Portal, Received, logout_receiver, logout_receiver_at, payload};
 use openidconnect::TokenResponse;
 use serde_json::json;
 
@@ -16,7 +16,11 @@ const UPSTREAM_SECRET: &str = "upstream-secret-upstream-secret-0123456789";
 
 struct Setup {
     work: Workdir,
-    _daemon: idbridge_e2e::Daemon,
+    daemon: idbridge_e2e::Daemon,
+    /// Where the daemon listens (a restart takes the same address).
+    listen: String,
+    /// An operator's bearer token for the admin API.
+    admin_token: String,
     _idp: Idp,
     idbridge: String,
     portal: Portal,
@@ -26,6 +30,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    let (backchannel, received) = logout_receiver().await;
+    setup_with(backchannel, received).await
+}
+
+/// The set-up with the portal's back-channel logout endpoint at `backchannel`.
+async fn setup_with(backchannel: String, received: Received) -> Setup {
     let idbridge_port = free_port();
     let idbridge = format!("http://127.0.0.1:{idbridge_port}");
     let idp = Idp::for_idbridge(
@@ -39,8 +49,11 @@ async fn setup() -> Setup {
         }),
     );
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
-    let (backchannel, received) = logout_receiver().await;
-    let work = Workdir::new().with_env("ACME_IDP_SECRET", UPSTREAM_SECRET).with_env("PORTAL_SECRET", PORTAL_SECRET);
+    let (admin_token, admin_hash) = idbridge_e2e::new_token();
+    let work = Workdir::new()
+        .with_env("ACME_IDP_SECRET", UPSTREAM_SECRET)
+        .with_env("PORTAL_SECRET", PORTAL_SECRET)
+        .with_env("IDBRIDGE_ADMIN__TOKEN_HASHES", &format!("[\"{admin_hash}\"]"));
     let file = work.path().join("sso.toml");
     std::fs::write(
         &file,
@@ -61,9 +74,10 @@ async fn setup() -> Setup {
     )
     .unwrap();
     work.ok(&["apply", file.to_str().unwrap()]);
-    let daemon = work.serve_at(&format!("127.0.0.1:{idbridge_port}"), Some(idbridge.clone()));
+    let listen = format!("127.0.0.1:{idbridge_port}");
+    let daemon = work.serve_at(&listen, Some(idbridge.clone()));
     let portal = Portal::new(&idbridge, &portal_redirect).await;
-    Setup { work, _daemon: daemon, _idp: idp, idbridge, portal, portal_redirect, received }
+    Setup { work, daemon, listen, admin_token, _idp: idp, idbridge, portal, portal_redirect, received }
 }
 
 /// Walks a login for `user` up to the IdP's answer to idbridge's callback (not followed).
@@ -381,4 +395,42 @@ async fn a_refusal_leads_back_to_the_portal() {
     let stop = fresh.walk(&as_beta_portal(&started.url), &setup.portal_redirect).await;
     assert_eq!(stop.status, 403, "{stop:?}");
     assert!(stop.url.starts_with(&setup.idbridge) && stop.body.contains("This portal does not serve"), "{stop:?}");
+}
+
+/// A portal whose back-channel endpoint is down — across a crash of idbridge — still
+/// learns of the logout once it is back. On 037a52f the logout token was tried three
+/// times within ~4 s and then only logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_channel_logout_survives_a_portal_outage_and_a_crash() {
+    let port = free_port();
+    let received: Received = Received::default();
+    let mut setup = setup_with(format!("http://127.0.0.1:{port}/backchannel"), received).await;
+    let agent = Agent::new();
+    let (claims, tokens) = alice_signs_in(&setup, &agent).await;
+    let id_token = tokens.id_token().unwrap().to_string();
+    let logout = format!(
+        "{}/oauth2/logout?id_token_hint={}",
+        setup.idbridge,
+        url::form_urlencoded::byte_serialize(id_token.as_bytes()).collect::<String>()
+    );
+    let stop = agent.walk(&logout, &setup.portal_redirect).await;
+    assert!(stop.status == 200 && stop.body.contains("signed out"), "{stop:?}");
+    // Attempts fail while the portal is down, as an operator sees; then idbridge dies and
+    // comes back.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let queue = setup.daemon.get_json("/admin/v1/backchannel-logouts", &setup.admin_token).await;
+    assert_eq!((queue["stats"]["queued"].as_u64(), queue["stats"]["failing"].as_u64()), (Some(1), Some(1)), "{queue}");
+    setup.daemon.child.kill().unwrap();
+    setup.daemon.child.wait().unwrap();
+    setup.daemon = setup.work.serve_at(&setup.listen, Some(setup.idbridge.clone()));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let received = logout_receiver_at(port).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !received.lock().unwrap().iter().any(|t| payload(t)["sid"] == claims["sid"]) {
+        assert!(std::time::Instant::now() < deadline, "the logout never reached the portal once it was back");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let token = received.lock().unwrap()[0].clone();
+    assert_eq!(payload(&token)["aud"], "portal");
+    assert_eq!(received.lock().unwrap().len(), 1, "delivered once");
 }

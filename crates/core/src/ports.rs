@@ -440,8 +440,31 @@ pub trait SsoStore: Send + Sync + 'static {
         now: jiff::Timestamp,
     ) -> DomainResult<Option<crate::sso::SsoSession>>;
     async fn get_session(&self, id: Uuid) -> DomainResult<Option<crate::sso::SsoSession>>;
-    /// Ends one session and revokes its tokens; the portals holding tokens of it.
+    /// Ends one session and revokes its tokens; the portals holding tokens of it. Like
+    /// every way of ending sessions, it records in the same transaction a back-channel
+    /// logout owed to each of those portals (`claim_backchannel_logouts`).
     async fn end_session(&self, id: Uuid, now: jiff::Timestamp) -> DomainResult<Vec<String>>;
+    /// Takes up to `limit` back-channel logouts due at `now` for `lease` (with several
+    /// instances each is taken by one of them), oldest first.
+    async fn claim_backchannel_logouts(
+        &self,
+        now: jiff::Timestamp,
+        lease: jiff::SignedDuration,
+        limit: u32,
+    ) -> DomainResult<Vec<crate::sso::BackchannelLogout>>;
+    /// The portal accepted it (or has no back-channel endpoint): it is owed no more.
+    async fn backchannel_logout_done(&self, id: i64) -> DomainResult<()>;
+    /// It failed: due again at `due`, or given up (`dead`) when `due` is `None`.
+    async fn backchannel_logout_failed(
+        &self,
+        id: i64,
+        due: Option<jiff::Timestamp>,
+        error: &str,
+        now: jiff::Timestamp,
+    ) -> DomainResult<()>;
+    async fn backchannel_logout_stats(&self, now: jiff::Timestamp) -> DomainResult<crate::sso::BackchannelStats>;
+    /// The back-channel logouts given up, newest first.
+    async fn list_dead_backchannel_logouts(&self, limit: u32) -> DomainResult<Vec<crate::sso::BackchannelLogout>>;
     /// Ends every live session of a tenant and revokes every token of it, for good (the
     /// tenant was disabled: enabling it again revives none). Returns each individual's
     /// ended sessions.

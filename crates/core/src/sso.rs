@@ -469,6 +469,37 @@ pub enum RefreshUse {
     Unknown,
 }
 
+/// A back-channel logout owed to one portal for one ended session. Rows are written with
+/// the session's end, in its transaction, and deleted once the portal accepted the
+/// logout token (`SsoStore::claim_backchannel_logouts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackchannelLogout {
+    pub id: i64,
+    pub tenant_id: TenantId,
+    pub individual_id: IndividualId,
+    pub session_id: Uuid,
+    pub client_id: String,
+    pub created_at: Timestamp,
+    /// Earlier attempts (including the current claim).
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// When it was given up (older than the retry period); `None` while it is retried.
+    pub dead_at: Option<Timestamp>,
+}
+
+/// The back-channel logout queue, for `/metrics` and the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackchannelStats {
+    /// Owed and still retried.
+    pub queued: u64,
+    /// Of those, the ones whose last attempt failed.
+    pub failing: u64,
+    /// Given up after the retry period.
+    pub dead: u64,
+    /// Age of the oldest owed one, in seconds.
+    pub oldest_seconds: u64,
+}
+
 /// The sessions ended because an individual's access ended or shrank, with the portals
 /// that hold tokens of each (for back-channel logout).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,25 +4,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use idbridge_core::individual::IndividualId;
 use idbridge_core::ports::SsoStore;
-use idbridge_core::tenant::TenantId;
-use jiff::Timestamp;
+use idbridge_core::sso::BackchannelLogout;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::jose;
 use crate::keys::KeyRing;
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
+/// Sends the back-channel logouts the store owes (`SsoStore::claim_backchannel_logouts`:
+/// rows written with the sessions' end). Each attempt signs a fresh logout token; a
+/// portal that is down is retried with back-off for `retry_for` (a day by default), then
+/// the logout is kept as dead, visible in `/metrics` and the admin API.
 #[derive(Clone)]
 pub struct Notifier {
     pub store: Arc<dyn SsoStore>,
     pub keys: KeyRing,
     pub issuer: String,
     pub http: reqwest::Client,
-    pub attempts: u32,
+    /// How long a logout is retried before it is given up.
+    pub retry_for: SignedDuration,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -31,101 +35,143 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
-/// What happened to one portal's logout token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub client_id: String,
-    pub session_id: Uuid,
-    pub result: Result<(), String>,
+/// How long a sender has a claimed logout to itself (a sender that died loses it).
+const LEASE: SignedDuration = SignedDuration::from_secs(60);
+/// Logouts taken per pass.
+const BATCH: u32 = 50;
+/// How often an idle sender looks for due logouts (it is also woken when sessions end).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The delay after `attempts` failed attempts: 1 s doubling, at most 10 minutes.
+pub fn backoff(attempts: i64) -> SignedDuration {
+    let exp = u32::try_from(attempts.clamp(1, 11) - 1).unwrap_or(0);
+    SignedDuration::from_secs((1_i64 << exp).min(600))
 }
 
 impl Notifier {
-    pub fn new(store: Arc<dyn SsoStore>, keys: KeyRing, issuer: &str) -> Self {
+    pub fn new(store: Arc<dyn SsoStore>, keys: KeyRing, issuer: &str, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a TLS client can be built");
-        Self { store, keys, issuer: issuer.trim_end_matches('/').to_owned(), http, attempts: 3 }
-    }
-
-    /// Fire and forget (RP-initiated logout: the user is waiting).
-    pub fn notify(&self, tenant: TenantId, individual: IndividualId, sessions: Vec<(Uuid, Vec<String>)>) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            this.deliver(tenant, individual, sessions).await;
-        });
-    }
-
-    /// Sends a logout token for each (session, portal) with a back-channel logout URI,
-    /// retrying with back-off; returns what happened to each.
-    pub async fn deliver(
-        &self,
-        _tenant: TenantId,
-        individual: IndividualId,
-        sessions: Vec<(Uuid, Vec<String>)>,
-    ) -> Vec<Delivery> {
-        let mut out = Vec::new();
-        for (session_id, clients) in sessions {
-            for client_id in clients {
-                let client = match self.store.get_portal_client(&client_id).await {
-                    Ok(Some(c)) => c,
-                    _ => continue,
-                };
-                let Some(uri) = client.backchannel_logout_uri.clone() else { continue };
-                let result = self.send(&client.id, &client.id_token_alg, &uri, individual, session_id).await;
-                match &result {
-                    Ok(()) => {
-                        tracing::info!(client = client.id, session = %session_id, "back-channel logout delivered")
-                    }
-                    Err(e) => {
-                        tracing::warn!(client = client.id, session = %session_id, error = e, "back-channel logout failed")
-                    }
-                }
-                out.push(Delivery { client_id: client.id, session_id, result });
-            }
+        Self {
+            store,
+            keys,
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            http,
+            retry_for: SignedDuration::from_hours(24),
+            wake: Arc::default(),
         }
-        out
     }
 
-    async fn send(
-        &self,
-        client_id: &str,
-        alg: &str,
-        uri: &str,
-        individual: IndividualId,
-        session: Uuid,
-    ) -> Result<(), String> {
-        let mut last = String::new();
-        for attempt in 0..self.attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt))).await;
-            }
+    /// Sessions ended: their logouts are owed (the store recorded them); send them now.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Sends what is owed, until the process ends.
+    pub async fn run(self) {
+        let mut delay = Duration::from_millis(250);
+        loop {
             let now = Timestamp::now();
-            let claims = json!({
-                "iss": self.issuer,
-                "aud": client_id,
-                "iat": now.as_second(),
-                "exp": now.as_second() + 120,
-                "jti": jose::random_token(),
-                "sub": individual.0,
-                "sid": session,
-                "events": { EVENT: {} },
-            });
-            if let Err(e) = self.keys.wait_until_signing(Duration::from_secs(10)).await {
-                last = e.to_string();
+            let batch = match self.store.claim_backchannel_logouts(now, LEASE, BATCH).await {
+                Ok(batch) => {
+                    delay = Duration::from_millis(250);
+                    batch
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "back-channel logout queue unavailable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
                 continue;
             }
-            let token = match self.keys.sign(alg, Some("logout+jwt"), &claims, now) {
-                Ok(t) => t,
-                Err(e) => return Err(e.to_string()),
-            };
-            match self.http.post(uri).form(&[("logout_token", token)]).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("answered {}", r.status()),
-                Err(e) => last = format!("request failed: {e}"),
+            for owed in batch {
+                self.settle(owed).await;
             }
         }
-        Err(last)
+    }
+
+    /// Publishes the queue to `/metrics`.
+    pub async fn publish_stats(self) {
+        let mut interval = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            interval.tick().await;
+            if let Ok(stats) = self.store.backchannel_logout_stats(Timestamp::now()).await {
+                metrics::gauge!("idbridge_backchannel_logouts_queued").set(stats.queued as f64);
+                metrics::gauge!("idbridge_backchannel_logouts_failing").set(stats.failing as f64);
+                metrics::gauge!("idbridge_backchannel_logouts_dead").set(stats.dead as f64);
+                metrics::gauge!("idbridge_backchannel_logouts_oldest_seconds").set(stats.oldest_seconds as f64);
+            }
+        }
+    }
+
+    async fn settle(&self, owed: BackchannelLogout) {
+        let now = Timestamp::now();
+        let outcome = match self.send(&owed).await {
+            Ok(()) => {
+                metrics::counter!("idbridge_backchannel_logouts_total", "result" => "delivered").increment(1);
+                tracing::info!(client = owed.client_id, session = %owed.session_id, "back-channel logout delivered");
+                self.store.backchannel_logout_done(owed.id).await
+            }
+            Err(error) if now.duration_since(owed.created_at) >= self.retry_for => {
+                metrics::counter!("idbridge_backchannel_logouts_total", "result" => "dead").increment(1);
+                tracing::error!(client = owed.client_id, session = %owed.session_id, error,
+                    attempts = owed.attempts, "back-channel logout given up after the retry period");
+                self.store.backchannel_logout_failed(owed.id, None, &error, now).await
+            }
+            Err(error) => {
+                metrics::counter!("idbridge_backchannel_logouts_total", "result" => "failed").increment(1);
+                tracing::warn!(client = owed.client_id, session = %owed.session_id, error,
+                    attempts = owed.attempts, "back-channel logout failed; retrying");
+                self.store.backchannel_logout_failed(owed.id, Some(now + backoff(owed.attempts)), &error, now).await
+            }
+        };
+        if let Err(e) = outcome {
+            // The claim runs out and the logout is taken again.
+            tracing::warn!(error = %e, "back-channel logout outcome not recorded");
+        }
+    }
+
+    /// One attempt: a fresh logout token POSTed to the portal's endpoint. A portal with no
+    /// endpoint (any more) is owed nothing.
+    async fn send(&self, owed: &BackchannelLogout) -> Result<(), String> {
+        let client = match self.store.get_portal_client(&owed.client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let Some(uri) = client.backchannel_logout_uri.clone() else { return Ok(()) };
+        self.keys.wait_until_signing(Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
+        let now = Timestamp::now();
+        let claims = json!({
+            "iss": self.issuer,
+            "aud": client.id,
+            "iat": now.as_second(),
+            "exp": now.as_second() + 120,
+            "jti": jose::random_token(),
+            "sub": owed.individual_id.0,
+            "sid": owed.session_id,
+            "events": { EVENT: {} },
+        });
+        let token =
+            self.keys.sign(&client.id_token_alg, Some("logout+jwt"), &claims, now).map_err(|e| e.to_string())?;
+        match self.http.post(&uri).form(&[("logout_token", token)]).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("{} answered {}", client.id, r.status())),
+            Err(e) => Err(format!(
+                "{} could not be reached ({})",
+                client.id,
+                if e.is_timeout() { "timeout" } else { "connection" }
+            )),
+        }
     }
 }

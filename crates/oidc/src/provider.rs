@@ -1373,7 +1373,8 @@ async fn logout(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<L
             return pages::confirm_logout(&s.settings.branding, &fields);
         }
         match s.store.end_session(session.id, now).await {
-            Ok(clients) => s.logout.notify(session.tenant_id, session.individual_id, vec![(session.id, clients)]),
+            // The store recorded the logouts owed to the session's portals.
+            Ok(_) => s.logout.notify(),
             Err(e) => return unavailable(&s, &e),
         }
     }

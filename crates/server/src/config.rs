@@ -101,6 +101,8 @@ pub struct SsoSettings {
     pub keep_hours: i64,
     pub http_timeout_seconds: u64,
     pub key_encryption_key_file: String,
+    /// How long a back-channel logout a portal does not accept is retried.
+    pub backchannel_retry_hours: i64,
 }
 
 impl SsoSettings {
@@ -308,6 +310,9 @@ impl Settings {
         }
         if self.webhook.max_attempts == 0 {
             return Err(invalid("webhook.max_attempts", "must be at least 1"));
+        }
+        if !(1..=720).contains(&self.sso.backchannel_retry_hours) {
+            return Err(invalid("sso.backchannel_retry_hours", "must be 1-720 (a month)"));
         }
         for (slug, tenant) in &self.webhook.tenants {
             idbridge_core::tenant::TenantSlug::parse(slug)

@@ -73,7 +73,13 @@ pub async fn sso_state(
     provider.access_token_ttl = jiff::SignedDuration::from_secs(s.access_token_seconds);
     provider.refresh_token_ttl = jiff::SignedDuration::from_secs(s.refresh_token_seconds);
     provider.session_ttl = jiff::SignedDuration::from_secs(s.session_seconds);
-    let notifier = idbridge_oidc::backchannel::Notifier::new(sso_store.clone(), keys.clone(), &provider.issuer);
+    let mut notifier = idbridge_oidc::backchannel::Notifier::new(
+        sso_store.clone(),
+        keys.clone(),
+        &provider.issuer,
+        Duration::from_secs(s.http_timeout_seconds.max(1)),
+    );
+    notifier.retry_for = jiff::SignedDuration::from_hours(s.backchannel_retry_hours);
     Ok(idbridge_oidc::SsoState {
         config: idbridge_oidc::cache::ConfigCache::new(
             state.operator.clone(),
@@ -171,6 +177,8 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     );
     let sso = sso_state(&settings, &state, &store).await?;
     tokio::spawn(crate::sso::run_maintenance(sso.keys.clone(), sso.store.clone()));
+    tokio::spawn(sso.logout.clone().run());
+    tokio::spawn(sso.logout.clone().publish_stats());
     tokio::spawn(crate::sso::run_logout_consumer(
         state.operator.clone(),
         sso.store.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext, ChangeEvent, ChangeKind};
-use idbridge_core::individual::{Individual, IndividualId, SourceKind, SourceLink};
+use idbridge_core::individual::{Individual, SourceKind, SourceLink};
 use idbridge_core::mapping::{ExternalGroup, UserFacts};
 use idbridge_core::ports::SsoStore;
 use idbridge_core::reconcile::{SourcePerson, Submitted};
@@ -337,8 +337,8 @@ async fn logout_pass(
                 .await?;
             if !ended.is_empty() {
                 tracing::info!(individual = %event.individual_id, sessions = ended.len(), kind = event.kind.as_str(), "access shrank: sessions ended");
-                let sessions = ended.into_iter().map(|e| (e.session_id, e.client_ids)).collect();
-                notifier.deliver(event.tenant_id, event.individual_id, sessions).await;
+                // The store recorded the logouts owed to their portals.
+                notifier.notify();
             }
         }
         store.advance_consumer(CONSUMER, *position, None).await?;
@@ -360,13 +360,7 @@ async fn end_disabled_tenants(
             continue;
         }
         tracing::info!(tenant = %tenant.slug, sessions = ended.len(), "tenant disabled: sessions ended");
-        let mut by_individual: BTreeMap<IndividualId, Vec<(uuid::Uuid, Vec<String>)>> = BTreeMap::new();
-        for (individual, session) in ended {
-            by_individual.entry(individual).or_default().push((session.session_id, session.client_ids));
-        }
-        for (individual, sessions) in by_individual {
-            notifier.deliver(tenant.id, individual, sessions).await;
-        }
+        notifier.notify();
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! This crate must never decide domain questions; it stores what core decided, checks
 //! versions and uniqueness, and scopes every query by tenant.
 
+mod backchannel;
 mod change_sets;
 mod config;
 mod convert;

@@ -247,12 +247,14 @@ impl SsoStore for SqlStore {
 
     async fn end_session(&self, id: Uuid, now: Timestamp) -> DomainResult<Vec<String>> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE sso_sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-            .bind(micros(now))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
+        let ended = sqlx::query(
+            "UPDATE sso_sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL RETURNING tenant_id, individual_id",
+        )
+        .bind(micros(now))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage)?;
         let clients =
             sqlx::query("SELECT DISTINCT client_id FROM oauth_tokens WHERE session_id = $1 ORDER BY client_id")
                 .bind(id.to_string())
@@ -268,8 +270,49 @@ impl SsoStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(storage)?;
+        if let Some(row) = ended {
+            // Only a session this call ended owes its portals a logout.
+            let tenant = TenantId(uuid("tenant_id", &row.try_get::<String, _>("tenant_id").map_err(storage)?)?);
+            let individual =
+                IndividualId(uuid("individual_id", &row.try_get::<String, _>("individual_id").map_err(storage)?)?);
+            crate::backchannel::owe(&mut tx, tenant, &[(individual, id, clients.clone())], now).await?;
+        }
         tx.commit().await.map_err(storage)?;
         Ok(clients)
+    }
+
+    async fn claim_backchannel_logouts(
+        &self,
+        now: Timestamp,
+        lease: jiff::SignedDuration,
+        limit: u32,
+    ) -> DomainResult<Vec<idbridge_core::sso::BackchannelLogout>> {
+        self.backchannel_claim(now, lease, limit).await
+    }
+
+    async fn backchannel_logout_done(&self, id: i64) -> DomainResult<()> {
+        self.backchannel_done(id).await
+    }
+
+    async fn backchannel_logout_failed(
+        &self,
+        id: i64,
+        due: Option<Timestamp>,
+        error: &str,
+        now: Timestamp,
+    ) -> DomainResult<()> {
+        self.backchannel_failed(id, due, error, now).await
+    }
+
+    async fn backchannel_logout_stats(&self, now: Timestamp) -> DomainResult<idbridge_core::sso::BackchannelStats> {
+        self.backchannel_stats(now).await
+    }
+
+    async fn list_dead_backchannel_logouts(
+        &self,
+        limit: u32,
+    ) -> DomainResult<Vec<idbridge_core::sso::BackchannelLogout>> {
+        self.backchannel_dead(limit).await
     }
 
     async fn end_tenant_sessions(
@@ -316,6 +359,8 @@ impl SsoStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(storage)?;
+        let owed: Vec<_> = ended.iter().map(|(i, e)| (*i, e.session_id, e.client_ids.clone())).collect();
+        crate::backchannel::owe(&mut tx, tenant, &owed, now).await?;
         tx.commit().await.map_err(storage)?;
         Ok(ended)
     }
@@ -380,6 +425,8 @@ impl SsoStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(storage)?;
+        let owed: Vec<_> = ended.iter().map(|e| (individual, e.session_id, e.client_ids.clone())).collect();
+        crate::backchannel::owe(&mut tx, tenant, &owed, now).await?;
         tx.commit().await.map_err(storage)?;
         Ok(ended)
     }

@@ -130,6 +130,38 @@ async fn sso_contract(store: Arc<idbridge_store::SqlStore>) {
     assert!(s.find_access_token("at4", now).await.unwrap().is_none());
     assert!(s.find_session("beta-cookie", now).await.unwrap().is_some(), "another tenant's session stays");
 
+    // Ending it recorded the logout owed to its portal, in the same transaction.
+    let lease = SignedDuration::from_secs(60);
+    let owed = s.claim_backchannel_logouts(now, lease, 10).await.unwrap();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!((owed[0].session_id, owed[0].client_id.as_str(), owed[0].attempts), (session.id, "portal", 1));
+    assert_eq!(owed[0].individual_id, alice);
+    assert!(s.claim_backchannel_logouts(now, lease, 10).await.unwrap().is_empty(), "claimed once");
+    let retry_at = now + SignedDuration::from_secs(1);
+    s.backchannel_logout_failed(owed[0].id, Some(retry_at), "portal answered 503", now).await.unwrap();
+    let stats = s.backchannel_logout_stats(now).await.unwrap();
+    assert_eq!((stats.queued, stats.failing, stats.dead), (1, 1, 0));
+    let again = s.claim_backchannel_logouts(retry_at, lease, 10).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 2));
+    assert_eq!(again[0].last_error.as_deref(), Some("portal answered 503"));
+    s.backchannel_logout_failed(again[0].id, None, "given up", retry_at).await.unwrap();
+    assert!(s.claim_backchannel_logouts(retry_at + lease + lease, lease, 10).await.unwrap().is_empty(), "dead");
+    let dead = s.list_dead_backchannel_logouts(10).await.unwrap();
+    assert_eq!((dead.len(), dead[0].dead_at), (1, Some(retry_at)));
+    assert_eq!(s.backchannel_logout_stats(now).await.unwrap().dead, 1);
+    // A session ended twice owes its portals once.
+    s.create_session(&SsoSession { id: Uuid::new_v4(), ..session.clone() }, "twice-cookie").await.unwrap();
+    let twice = s.find_session("twice-cookie", now).await.unwrap().unwrap();
+    s.put_tokens(&[OAuthToken { session_id: twice.id, ..token("at9", TokenKind::Access, Uuid::new_v4()) }])
+        .await
+        .unwrap();
+    s.end_session(twice.id, now).await.unwrap();
+    s.end_session(twice.id, now).await.unwrap();
+    let owed = s.claim_backchannel_logouts(now, lease, 10).await.unwrap();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    s.backchannel_logout_done(owed[0].id).await.unwrap();
+    assert_eq!(s.backchannel_logout_stats(now).await.unwrap().queued, 0);
+
     // Signing keys: a successor retires its predecessor at its activation.
     let key = |kid: &str, at: Timestamp| SigningKeyRecord {
         kid: kid.into(),

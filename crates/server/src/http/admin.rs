@@ -50,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/clients/{id}", axum::routing::delete(delete_client))
         .route("/tenants/{slug}/sign-in", get(show_sign_in).put(replace_sign_in))
         .route("/signing-keys", get(list_signing_keys))
+        .route("/backchannel-logouts", get(list_backchannel_logouts))
         .route("/signing-keys/rotate", post(rotate_signing_keys))
 }
 
@@ -126,6 +127,15 @@ async fn replace_sign_in(
         sso.config.invalidate();
     }
     show_sign_in(caller, State(state), Path(raw)).await
+}
+
+/// The back-channel logout queue: how many are owed, failing and dead, and the dead ones
+/// (newest first), for an operator whose portal missed logouts.
+async fn list_backchannel_logouts(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
+    let store = &sso(&state)?.store;
+    let stats = store.backchannel_logout_stats(jiff::Timestamp::now()).await?;
+    let dead = store.list_dead_backchannel_logouts(100).await?;
+    Ok(Json(json!({ "stats": stats, "dead": dead })).into_response())
 }
 
 /// How long key listing and rotation wait for the first keys of a fresh start.
