@@ -36,13 +36,18 @@ pub struct Started {
 
 impl Portal {
     pub async fn new(issuer: &str, redirect: &str) -> Self {
+        Self::for_client(issuer, redirect, "portal").await
+    }
+
+    /// A portal registered as `client_id` (with the same secret).
+    pub async fn for_client(issuer: &str, redirect: &str, client_id: &str) -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.to_owned()).unwrap(), &http)
             .await
             .expect("idbridge's discovery document");
         let client = CoreClient::from_provider_metadata(
             metadata,
-            ClientId::new("portal".into()),
+            ClientId::new(client_id.into()),
             Some(ClientSecret::new(PORTAL_SECRET.into())),
         )
         .set_redirect_uri(RedirectUrl::new(redirect.to_owned()).unwrap());

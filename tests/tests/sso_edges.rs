@@ -63,6 +63,8 @@ async fn setup_with(backchannel: String, received: Received) -> Setup {
              [[clients]]\nid = \"portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
              post_logout_redirect_uris = [\"{portal_redirect}/bye\"]\nsecret_env = \"PORTAL_SECRET\"\n\
              backchannel_logout_uri = \"{backchannel}\"\n\n\
+             [[clients]]\nid = \"compact-portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
+             secret_env = \"PORTAL_SECRET\"\ncompact_claims = true\n\n\
              [[clients]]\nid = \"beta-portal\"\nredirect_uris = [\"{portal_redirect}\"]\n\
              secret_env = \"PORTAL_SECRET\"\ntenants = [\"beta\"]\n\n\
              [[tenants]]\nslug = \"beta\"\nname = \"Beta GmbH\"\nallowed_roles = [\"PBX admin\"]\n\
@@ -433,4 +435,36 @@ async fn a_back_channel_logout_survives_a_portal_outage_and_a_crash() {
     let token = received.lock().unwrap()[0].clone();
     assert_eq!(payload(&token)["aud"], "portal");
     assert_eq!(received.lock().unwrap().len(), 1, "delivered once");
+}
+
+/// A portal that asks for compact claims gets only the sections that are not `restrict`
+/// and the flags that are on: the same access, in a token well under a cookie's 4 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_claims_keep_the_id_token_small() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    let (full, full_tokens) = alice_signs_in(&setup, &agent).await;
+    let compact_portal = Portal::for_client(&setup.idbridge, &setup.portal_redirect, "compact-portal").await;
+    let started = compact_portal.start(&[]);
+    let landing = agent.walk(&started.url, &setup.portal_redirect).await;
+    let (compact, compact_tokens) = compact_portal.finish(started, &landing).await.expect("alice, compact");
+    let sections = compact["permissions"].as_object().unwrap();
+    assert!(sections.values().all(|level| level != "restrict"), "{sections:?}");
+    let flags = compact["access_profile"].as_object().unwrap();
+    assert!(flags.values().all(|on| on == true), "{flags:?}");
+    // The same access: every section the full claims grant, every flag they turn on.
+    for (section, level) in full["permissions"].as_object().unwrap() {
+        if level != "restrict" {
+            assert_eq!(&sections[section], level, "{section}");
+        } else {
+            assert!(!sections.contains_key(section), "{section}");
+        }
+    }
+    for (flag, on) in full["access_profile"].as_object().unwrap() {
+        assert_eq!(flags.get(flag).unwrap_or(&json!(false)), on, "{flag}");
+    }
+    let size = |t: &openidconnect::core::CoreTokenResponse| t.id_token().unwrap().to_string().len();
+    assert!(size(&compact_tokens) < size(&full_tokens), "{} vs {}", size(&compact_tokens), size(&full_tokens));
+    // The widest access there is (every section modify, every flag on) still fits.
+    assert!(size(&compact_tokens) < 3500, "{} bytes", size(&compact_tokens));
 }

@@ -307,6 +307,12 @@ pub struct PortalClient {
     /// Tenants (slugs) whose individuals may log in to this portal; empty: every tenant.
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Compact permission claims: `permissions` lists only the sections that are not
+    /// `restrict`, `access_profile` only the flags that are on — a portal reads a missing
+    /// section as `restrict` and a missing flag as off. Keeps ID tokens well under the
+    /// 4 KB a cookie can hold.
+    #[serde(default)]
+    pub compact_claims: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -578,6 +584,7 @@ mod tests {
             backchannel_logout_uri: None,
             id_token_alg: "RS256".into(),
             tenants: vec![],
+            compact_claims: false,
             created_at: now,
             updated_at: now,
         };

@@ -1042,7 +1042,12 @@ async fn token_inner(s: &SsoState, headers: &HeaderMap, form: TokenForm) -> Resu
                 CodeRedemption::Fresh(r) => r,
                 CodeRedemption::Replayed => {
                     tracing::warn!(client = client.id, "authorization code replayed; its tokens are revoked");
-                    return Err(OAuthError::grant("the authorization code was already used"));
+                    // A code is single use, also when its first exchange failed (a wrong
+                    // code_verifier, say): start the sign-in again.
+                    return Err(OAuthError::grant(
+                        "the authorization code was already presented (a code is spent by its first exchange, \
+                         also a failed one); start the sign-in again",
+                    ));
                 }
                 CodeRedemption::Unknown => return Err(OAuthError::grant("unknown or expired authorization code")),
             };
@@ -1148,6 +1153,9 @@ async fn issue(
         .ok_or_else(|| OAuthError::grant("the account is gone"))?;
     may_log_in(tenant, client, &individual, now).map_err(OAuthError::grant)?;
     let mut claims = person_claims(&snapshot, tenant, individual);
+    if client.compact_claims {
+        compact(&mut claims);
+    }
     let access = jose::random_token();
     let refresh = jose::random_token();
     let exp = now + s.settings.id_token_ttl;
@@ -1198,6 +1206,17 @@ async fn issue(
 
 /// What portals read about an individual: identity, tenant, role, permissions per
 /// section (every catalog section), access-profile flags (every catalog flag) and scopes.
+/// The compact form of the permission claims (`PortalClient::compact_claims`): sections
+/// that are `restrict` and flags that are off are left out.
+fn compact(claims: &mut serde_json::Map<String, Value>) {
+    if let Some(Value::Object(sections)) = claims.get_mut("permissions") {
+        sections.retain(|_, level| level != "restrict");
+    }
+    if let Some(Value::Object(flags)) = claims.get_mut("access_profile") {
+        flags.retain(|_, on| on == &Value::Bool(true));
+    }
+}
+
 pub fn person_claims(
     snapshot: &crate::cache::Snapshot,
     tenant: &Tenant,
@@ -1290,6 +1309,9 @@ async fn userinfo(State(s): State<SsoState>, headers: HeaderMap) -> Response {
         Ok((tenant, individual, token)) => match s.config.get().await {
             Ok(snapshot) => {
                 let mut claims = person_claims(&snapshot, &tenant, individual);
+                if snapshot.clients.get(&token.client_id).is_some_and(|c| c.compact_claims) {
+                    compact(&mut claims);
+                }
                 claims.insert("sid".into(), json!(token.session_id));
                 (pages::no_store(), Json(Value::Object(claims))).into_response()
             }

@@ -100,8 +100,22 @@ pub struct Claimed {
 struct Jwks {
     set: CoreJsonWebKeySet,
     fetched: Instant,
-    last_forced: Option<Instant>,
+    /// Fetches forced by an unknown key id, within `MIN_FORCED_REFRESH`: each kid forces
+    /// at most one per window (an IdP that rotates twice within it is followed), and all
+    /// of them together at most `MAX_FORCED_REFRESHES`.
+    forced: Vec<(String, Instant)>,
 }
+
+impl Jwks {
+    /// Whether a token signed with the unknown `kid` may fetch the key set again now.
+    fn may_force(&mut self, kid: &str) -> bool {
+        self.forced.retain(|(_, at)| at.elapsed() < MIN_FORCED_REFRESH);
+        self.forced.len() < MAX_FORCED_REFRESHES && !self.forced.iter().any(|(k, _)| k == kid)
+    }
+}
+
+/// Key-set fetches unknown key ids may force within `MIN_FORCED_REFRESH`.
+pub const MAX_FORCED_REFRESHES: usize = 4;
 
 /// One connection's cached key set, behind its own lock.
 type KeySetSlot = Arc<tokio::sync::Mutex<Option<Jwks>>>;
@@ -198,6 +212,17 @@ fn read_secret(connection: &IdpConnection) -> Result<Option<String>, LoginError>
         let (suffix, reason) = e.describe();
         LoginError::Config(format!("oidc.{}.client_secret{suffix}: {reason}", connection.name))
     })
+}
+
+/// The `kid` of a JWS header ("" when it has none).
+fn token_kid(token: &str) -> String {
+    token
+        .split('.')
+        .next()
+        .and_then(|h| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, h).ok())
+        .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
+        .and_then(|h| h["kid"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 impl Upstreams {
@@ -466,8 +491,8 @@ impl Upstreams {
         let stale = cache.as_ref().is_none_or(|j| j.fetched.elapsed() > PERIODIC_REFRESH);
         if stale {
             let set = self.fetch_jwks(&endpoints.jwks).await?;
-            let last_forced = cache.as_ref().and_then(|j| j.last_forced);
-            *cache = Some(Jwks { set, fetched: Instant::now(), last_forced });
+            let forced = cache.as_mut().map(|j| std::mem::take(&mut j.forced)).unwrap_or_default();
+            *cache = Some(Jwks { set, fetched: Instant::now(), forced });
         }
         let issuer_url =
             IssuerUrl::new(issuer.clone()).map_err(|e| LoginError::Config(format!("issuer {issuer}: {e}")))?;
@@ -497,14 +522,16 @@ impl Upstreams {
                 Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey))
                     if !refreshed =>
                 {
-                    // A key we have not seen: the IdP may have rotated. Refresh, unless we
-                    // just did.
-                    let recent = jwks.last_forced.is_some_and(|t| t.elapsed() < MIN_FORCED_REFRESH);
-                    if recent {
+                    // A key we have not seen: the IdP may have rotated. Refresh, unless this
+                    // kid just did (or too many others did).
+                    let kid = token_kid(id_token);
+                    if !cache.as_mut().is_some_and(|j| j.may_force(&kid)) {
                         return Err(invalid("signed with a key the IdP does not publish".into()));
                     }
+                    let mut forced = cache.as_mut().map(|j| std::mem::take(&mut j.forced)).unwrap_or_default();
+                    forced.push((kid, Instant::now()));
                     let set = self.fetch_jwks(&endpoints.jwks).await?;
-                    *cache = Some(Jwks { set, fetched: Instant::now(), last_forced: Some(Instant::now()) });
+                    *cache = Some(Jwks { set, fetched: Instant::now(), forced });
                     refreshed = true;
                 }
                 Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {

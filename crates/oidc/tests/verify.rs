@@ -18,29 +18,39 @@ struct Jwks {
     base: String,
     fetches: Arc<AtomicUsize>,
     signer: Signer,
+    /// The key ids the set publishes now (all for `signer`'s key: a rotation renames it).
+    kids: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn serve_jwks() -> Jwks {
     let signer = Signer::from_pkcs8(&jose::generate_pkcs8("ES256").unwrap()).unwrap();
-    let mut jwk = signer.public_jwk();
-    jwk["kid"] = json!("k1");
-    jwk["alg"] = json!("ES256");
-    jwk["use"] = json!("sig");
-    let set = json!({ "keys": [jwk] });
+    let public = signer.public_jwk();
+    let kids = Arc::new(std::sync::Mutex::new(vec!["k1".to_owned()]));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let counter = fetches.clone();
+    let (counter, published) = (fetches.clone(), kids.clone());
     let app = axum::Router::new().route(
         "/keys",
         axum::routing::get(move || {
             counter.fetch_add(1, Ordering::SeqCst);
-            let set = set.clone();
-            async move { axum::Json(set) }
+            let keys: Vec<Value> = published
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|kid| {
+                    let mut jwk = public.clone();
+                    jwk["kid"] = json!(kid);
+                    jwk["alg"] = json!("ES256");
+                    jwk["use"] = json!("sig");
+                    jwk
+                })
+                .collect();
+            async move { axum::Json(json!({ "keys": keys })) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Jwks { base, fetches, signer }
+    Jwks { base, fetches, signer, kids }
 }
 
 fn connection(base: &str) -> IdpConnection {
@@ -123,5 +133,19 @@ async fn entra_issuers_tids_azp_skew_and_refresh_limits() {
     assert!(verify(&jwks, &upstreams, &claims(&base, T1), "k9").await.unwrap_err().contains("does not publish"));
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), before + 1);
     assert!(verify(&jwks, &upstreams, &claims(&base, T1), "k9").await.unwrap_err().contains("does not publish"));
-    assert_eq!(jwks.fetches.load(Ordering::SeqCst), before + 1, "a second unknown kid within 10 s fetches nothing");
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), before + 1, "the same unknown kid within 10 s fetches nothing");
+
+    // The IdP rotates twice within 10 s: each new kid is followed (on 7cf90f3 the second
+    // login failed with "a key the IdP does not publish").
+    for kid in ["k2", "k3"] {
+        *jwks.kids.lock().unwrap() = vec![kid.to_owned()];
+        verify(&jwks, &upstreams, &claims(&base, T1), kid).await.unwrap_or_else(|e| panic!("{kid}: {e}"));
+    }
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), before + 3);
+    // Made-up kids cannot make idbridge hammer the IdP: a few fetches per 10 s, then none.
+    for n in 0..10 {
+        let _ = verify(&jwks, &upstreams, &claims(&base, T1), &format!("bogus{n}")).await;
+    }
+    let forced = jwks.fetches.load(Ordering::SeqCst) - (before + 3);
+    assert!(forced <= idbridge_oidc::upstream::MAX_FORCED_REFRESHES, "{forced} fetches");
 }

@@ -331,6 +331,10 @@ pub enum ClientCommand {
         /// Only these tenants' individuals may sign in (repeatable; default: all).
         #[arg(long = "tenant")]
         tenants: Vec<String>,
+        /// Compact permission claims: only sections that are not restrict, only flags
+        /// that are on (keeps ID tokens small).
+        #[arg(long)]
+        compact_claims: bool,
         /// Read the secret from this environment variable instead of generating one.
         #[arg(long)]
         secret_env: Option<String>,

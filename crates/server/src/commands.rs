@@ -309,6 +309,7 @@ async fn client(store: &SqlStore, command: crate::cli::ClientCommand, ctx: &Audi
             backchannel_logout_uri,
             alg,
             tenants,
+            compact_claims,
             secret_env,
         } => {
             let doc = crate::portal_clients::ClientDoc {
@@ -319,6 +320,7 @@ async fn client(store: &SqlStore, command: crate::cli::ClientCommand, ctx: &Audi
                 backchannel_logout_uri,
                 id_token_alg: alg,
                 tenants,
+                compact_claims,
                 secret_file: None,
                 secret_env,
             };

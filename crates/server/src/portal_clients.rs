@@ -28,6 +28,9 @@ pub struct ClientDoc {
     pub id_token_alg: String,
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Only sections that are not `restrict` and flags that are on in the tokens.
+    #[serde(default)]
+    pub compact_claims: bool,
     /// The secret is read from here (apply files never hold secrets); without either,
     /// a new client gets a generated secret (printed once) and an existing one keeps its.
     #[serde(default)]
@@ -103,6 +106,7 @@ pub async fn register(
         backchannel_logout_uri: doc.backchannel_logout_uri,
         id_token_alg: doc.id_token_alg,
         tenants: doc.tenants,
+        compact_claims: doc.compact_claims,
         created_at: existing.as_ref().map_or(now, |c| c.created_at),
         updated_at: now,
     };
@@ -116,6 +120,7 @@ pub async fn register(
         let view = |c: &PortalClient| {
             json!({ "name": c.name, "redirect_uris": c.redirect_uris, "post_logout_redirect_uris": c.post_logout_redirect_uris,
                     "backchannel_logout_uri": c.backchannel_logout_uri, "id_token_alg": c.id_token_alg, "tenants": c.tenants,
+                    "compact_claims": c.compact_claims,
                     "secret_changed": existing.as_ref().is_some_and(|e| e.secret_hash != c.secret_hash) })
         };
         let action = if existing.is_some() { "portal_client.updated" } else { "portal_client.created" };
@@ -132,7 +137,8 @@ pub fn client_view(c: &PortalClient) -> serde_json::Value {
         "id": c.id, "name": c.name, "redirect_uris": c.redirect_uris,
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
         "backchannel_logout_uri": c.backchannel_logout_uri, "id_token_alg": c.id_token_alg,
-        "tenants": c.tenants, "created_at": c.created_at, "updated_at": c.updated_at,
+        "tenants": c.tenants, "compact_claims": c.compact_claims, "created_at": c.created_at,
+        "updated_at": c.updated_at,
     })
 }
 

@@ -41,6 +41,7 @@ async fn sso_contract(store: Arc<idbridge_store::SqlStore>) {
         backchannel_logout_uri: Some("https://portal.example/bc".into()),
         id_token_alg: "RS256".into(),
         tenants: vec![],
+        compact_claims: false,
         created_at: now,
         updated_at: now,
     };
