@@ -72,6 +72,7 @@ const provider = new Provider(config.issuer, {
   clients: config.clients,
   jwks: { keys: config.keys },
   pkce: { required: () => true },
+  acrValues: config.acrValues || [],
   // Claims go into the ID token, as Entra and Okta put them there.
   conformIdTokenClaims: false,
   claims: {

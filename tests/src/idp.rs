@@ -118,6 +118,7 @@ impl Idp {
     pub fn for_idbridge(idbridge: &str, client_secret: &str, users: Value) -> Self {
         Self::start(json!({
             "keys": [generate_key("k1")],
+            "acrValues": ["urn:acme:mfa", "urn:acme:password"],
             "clients": [{
                 "client_id": "idbridge",
                 "client_secret": client_secret,

@@ -468,3 +468,20 @@ async fn compact_claims_keep_the_id_token_small() {
     // The widest access there is (every section modify, every flag on) still fits.
     assert!(size(&compact_tokens) < 3500, "{} bytes", size(&compact_tokens));
 }
+
+/// The portal's `acr_values` reach the IdP — those it supports (OpenID Connect Core
+/// §3.1.2.1; an IdP refuses values it does not know).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acr_values_are_passed_on_to_the_idp() {
+    let setup = setup().await;
+    let agent = Agent::new();
+    let started = setup.portal.start(&[("login_hint", "alice@acme.example"), ("acr_values", "urn:acme:mfa urn:other")]);
+    let response = agent.http.get(&started.url).send().await.unwrap();
+    let to_idp = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to_idp.starts_with(&setup._idp.issuer), "{to_idp}");
+    assert_eq!(query_param(&to_idp, "acr_values").as_deref(), Some("urn:acme:mfa"), "{to_idp}");
+    // And the login goes through with them.
+    let at_idp = agent.walk(&to_idp, &setup.portal_redirect).await;
+    let landing = agent.idp_login(&at_idp, "alice", &setup.portal_redirect).await;
+    setup.portal.finish(started, &landing).await.expect("alice signs in");
+}

@@ -130,6 +130,22 @@ pub struct Endpoints {
     /// The IdP puts `iss` in its authorization responses (RFC 9207, from discovery's
     /// `authorization_response_iss_parameter_supported`): one without it is refused.
     pub iss_parameter: bool,
+    /// The IdP's `acr_values_supported`, when discovery lists them.
+    pub acr_values: Option<Vec<String>>,
+}
+
+/// What a login asks of the IdP's authorization endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamRequest<'a> {
+    pub redirect_uri: &'a str,
+    pub state: &'a str,
+    pub nonce: &'a str,
+    pub pkce_challenge: &'a str,
+    pub login_hint: Option<&'a str>,
+    /// `prompt=login`: authenticate again.
+    pub reauthenticate: bool,
+    /// The portal's `acr_values`, passed on.
+    pub acr_values: Option<&'a str>,
 }
 
 /// Discovered endpoints and cached key sets, shared by every login.
@@ -281,6 +297,10 @@ impl Upstreams {
             jwks: pick(&connection.jwks_uri, "jwks_uri").ok_or_else(|| missing("jwks_uri"))?,
             userinfo: pick(&connection.userinfo_endpoint, "userinfo_endpoint"),
             iss_parameter: discovered.get("authorization_response_iss_parameter_supported") == Some(&Value::Bool(true)),
+            acr_values: discovered
+                .get("acr_values_supported")
+                .and_then(Value::as_array)
+                .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect()),
         };
         self.endpoints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, endpoints.clone());
         Ok(endpoints)
@@ -316,17 +336,11 @@ impl Upstreams {
     }
 
     /// Where to send the browser.
-    #[allow(clippy::too_many_arguments)]
     pub async fn authorization_url(
         &self,
         tenant: &str,
         connection: &IdpConnection,
-        redirect_uri: &str,
-        state: &str,
-        nonce: &str,
-        pkce_challenge: &str,
-        login_hint: Option<&str>,
-        reauthenticate: bool,
+        request: &UpstreamRequest<'_>,
     ) -> Result<String, LoginError> {
         let endpoints = self.endpoints(tenant, connection).await?;
         let mut url = url::Url::parse(&endpoints.authorization)
@@ -335,17 +349,29 @@ impl Upstreams {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code")
                 .append_pair("client_id", &connection.client_id)
-                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("redirect_uri", request.redirect_uri)
                 .append_pair("scope", &connection.scopes.join(" "))
-                .append_pair("state", state)
-                .append_pair("nonce", nonce)
-                .append_pair("code_challenge", pkce_challenge)
+                .append_pair("state", request.state)
+                .append_pair("nonce", request.nonce)
+                .append_pair("code_challenge", request.pkce_challenge)
                 .append_pair("code_challenge_method", "S256");
-            if let Some(hint) = login_hint {
+            if let Some(hint) = request.login_hint {
                 q.append_pair("login_hint", hint);
             }
-            if reauthenticate {
+            if request.reauthenticate {
                 q.append_pair("prompt", "login");
+            }
+            // The portal's acr_values, those the IdP says it supports (all of them when it
+            // does not say): an IdP that knows none of them would refuse the request.
+            if let Some(acr) = request.acr_values {
+                let wanted: Vec<&str> = acr
+                    .split(' ')
+                    .filter(|v| !v.is_empty())
+                    .filter(|v| endpoints.acr_values.as_ref().is_none_or(|known| known.iter().any(|k| k == v)))
+                    .collect();
+                if !wanted.is_empty() {
+                    q.append_pair("acr_values", &wanted.join(" "));
+                }
             }
         }
         Ok(url.into())

@@ -90,6 +90,7 @@ async fn verify(
         jwks: format!("{}/keys", jwks.base),
         userinfo: None,
         iss_parameter: false,
+        acr_values: None,
     };
     let token = jwks.signer.jws(Some(kid), Some("JWT"), claims).unwrap();
     upstreams.verify("acme", &connection, &endpoints, &token, "n1").await.map_err(|e| e.to_string())
