@@ -164,6 +164,22 @@ pub struct HeldChangeSet {
     pub result: Option<String>,
 }
 
+/// A held change set without its writes: what listings show. Reading the writes of a
+/// 100,000-person set takes hundreds of megabytes; a listing never needs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeSetHeader {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub origin: String,
+    pub status: ChangeSetStatus,
+    pub summary: ChangeSummary,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub decided_at: Option<Timestamp>,
+    pub decided_by: Option<String>,
+    pub result: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

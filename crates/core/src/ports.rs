@@ -126,11 +126,14 @@ pub trait Store: Send + Sync + 'static {
     async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()>;
     async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>>;
     /// Newest first; without a tenant, every tenant's.
+    /// Change sets newest first (at most 1,000), without their writes.
     async fn list_change_sets(
         &self,
         tenant: Option<TenantId>,
         status: Option<ChangeSetStatus>,
-    ) -> DomainResult<Vec<HeldChangeSet>>;
+    ) -> DomainResult<Vec<crate::changeset::ChangeSetHeader>>;
+    /// A change set of any tenant, by id (ids are UUIDs), with its writes.
+    async fn find_change_set(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>>;
     /// Records the decision on a pending change set and what came of it, in one
     /// transaction with its audit record; `Rejected` error when it is no longer pending
     /// (somebody decided first).

@@ -390,12 +390,19 @@ impl Reconciler {
             d
         };
         let wanted = decisions(writes);
-        Ok(self
-            .store
-            .list_change_sets(Some(tenant.id), Some(ChangeSetStatus::Pending))
-            .await?
-            .into_iter()
-            .find(|held| decisions(&held.writes) == wanted))
+        let takes = writes.iter().filter(|w| w.takes_access()).count() as u64;
+        // Only sets that take access from as many people are read with their writes.
+        for header in self.store.list_change_sets(Some(tenant.id), Some(ChangeSetStatus::Pending)).await? {
+            if header.summary.takes_access != takes {
+                continue;
+            }
+            if let Some(held) = self.store.get_change_set(tenant.id, header.id).await?
+                && decisions(&held.writes) == wanted
+            {
+                return Ok(Some(held));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes planned changes in batches. A write whose individual changed since it was

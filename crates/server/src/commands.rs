@@ -786,13 +786,7 @@ fn print_explanation(e: &crate::explain::Explanation) {
 /// Finds a held change set by id across tenants (ids are UUIDs).
 async fn find_change_set(operator: &Operator, raw: &str) -> anyhow::Result<idbridge_core::changeset::HeldChangeSet> {
     let id: uuid::Uuid = raw.parse().with_context(|| format!("change set id {raw:?} is not a UUID"))?;
-    operator
-        .store()
-        .list_change_sets(None, None)
-        .await?
-        .into_iter()
-        .find(|s| s.id == id)
-        .ok_or_else(|| anyhow::anyhow!("change set {id} not found"))
+    operator.store().find_change_set(id).await?.ok_or_else(|| anyhow::anyhow!("change set {id} not found"))
 }
 
 async fn changes(

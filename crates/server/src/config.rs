@@ -180,6 +180,8 @@ pub struct DatabaseSettings {
     pub url_file: String,
     pub max_connections: u32,
     pub connect_timeout_seconds: u64,
+    /// PostgreSQL: a statement running longer is cancelled (0: no limit).
+    pub statement_timeout_seconds: u64,
 }
 
 impl std::fmt::Debug for DatabaseSettings {
@@ -379,6 +381,7 @@ impl Settings {
             url: self.database_url()?,
             max_connections: self.database.max_connections,
             connect_timeout: Duration::from_secs(self.database.connect_timeout_seconds.max(1)),
+            statement_timeout: Duration::from_secs(self.database.statement_timeout_seconds),
         })
     }
 

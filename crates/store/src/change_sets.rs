@@ -2,7 +2,7 @@
 //! instances).
 
 use idbridge_core::audit::AuditRecord;
-use idbridge_core::changeset::{ChangeSetDecision, ChangeSetStatus, HeldChangeSet};
+use idbridge_core::changeset::{ChangeSetDecision, ChangeSetHeader, ChangeSetStatus, HeldChangeSet};
 use idbridge_core::tenant::TenantId;
 use idbridge_core::{DomainError, DomainResult};
 use sqlx::Row;
@@ -34,7 +34,38 @@ fn from_row(row: &AnyRow) -> DomainResult<HeldChangeSet> {
     })
 }
 
+const HEADER_COLUMNS: &str =
+    "tenant_id, id, origin, status, summary, created_at, created_by, decided_at, decided_by, result";
+
+fn header_from_row(row: &AnyRow) -> DomainResult<ChangeSetHeader> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(storage);
+    let get_o = |c: &str| row.try_get::<Option<String>, _>(c).map_err(storage);
+    Ok(ChangeSetHeader {
+        tenant_id: TenantId(uuid("tenant_id", &get_s("tenant_id")?)?),
+        id: uuid("change set id", &get_s("id")?)?,
+        origin: get_s("origin")?,
+        status: ChangeSetStatus::parse(&get_s("status")?)?,
+        summary: from_json("summary", &get_s("summary")?)?,
+        created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
+        created_by: get_s("created_by")?,
+        decided_at: row.try_get::<Option<i64>, _>("decided_at").map_err(storage)?.map(timestamp).transpose()?,
+        decided_by: get_o("decided_by")?,
+        result: get_o("result")?,
+    })
+}
+
 impl SqlStore {
+    pub(crate) async fn change_set_find(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM change_sets WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
     pub(crate) async fn change_set_put(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -72,8 +103,8 @@ impl SqlStore {
         &self,
         tenant: Option<TenantId>,
         status: Option<ChangeSetStatus>,
-    ) -> DomainResult<Vec<HeldChangeSet>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM change_sets WHERE 1 = 1");
+    ) -> DomainResult<Vec<ChangeSetHeader>> {
+        let mut sql = format!("SELECT {HEADER_COLUMNS} FROM change_sets WHERE 1 = 1");
         let mut n = 0;
         if tenant.is_some() {
             n += 1;
@@ -91,7 +122,7 @@ impl SqlStore {
         if let Some(status) = status {
             query = query.bind(status.as_str());
         }
-        query.fetch_all(&self.pool).await.map_err(storage)?.iter().map(from_row).collect()
+        query.fetch_all(&self.pool).await.map_err(storage)?.iter().map(header_from_row).collect()
     }
 
     pub(crate) async fn change_set_decide(

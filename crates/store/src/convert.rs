@@ -6,7 +6,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub(crate) fn storage(e: sqlx::Error) -> DomainError {
-    DomainError::Storage(e.to_string())
+    match e {
+        // Every connection is busy: a moment's overload, said as such (503, try again).
+        sqlx::Error::PoolTimedOut => DomainError::Unavailable(
+            "every database connection is busy (database.max_connections); try again shortly".into(),
+        ),
+        e if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("57014") => DomainError::Unavailable(
+            "a database statement ran past database.statement_timeout_seconds and was cancelled".into(),
+        ),
+        e => DomainError::Storage(e.to_string()),
+    }
 }
 
 /// A unique-constraint violation becomes `AlreadyExists` naming the thing; anything

@@ -67,12 +67,20 @@ impl Backend {
 pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
+    /// How long to wait for a free connection of the pool (and for a new one to open).
     pub connect_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` on every connection; zero: none.
+    pub statement_timeout: Duration,
 }
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 10, connect_timeout: Duration::from_secs(5) }
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -150,6 +158,17 @@ impl SqlStore {
                          PRAGMA temp_store = MEMORY;",
                     )
                     .await?;
+                    Ok(())
+                })
+            });
+        }
+        if backend == Backend::Postgres && !options.statement_timeout.is_zero() {
+            // A statement that runs away (a lock held by a stuck transaction, a plan gone
+            // wrong) is cancelled instead of holding a connection and its request forever.
+            let millis = options.statement_timeout.as_millis();
+            pool_options = pool_options.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(format!("SET statement_timeout = {millis}").as_str()).await?;
                     Ok(())
                 })
             });

@@ -127,8 +127,12 @@ impl Store for SqlStore {
         &self,
         tenant: Option<TenantId>,
         status: Option<ChangeSetStatus>,
-    ) -> DomainResult<Vec<HeldChangeSet>> {
+    ) -> DomainResult<Vec<idbridge_core::changeset::ChangeSetHeader>> {
         self.change_set_list(tenant, status).await
+    }
+
+    async fn find_change_set(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
+        self.change_set_find(id).await
     }
 
     async fn decide_change_set(

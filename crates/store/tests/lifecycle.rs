@@ -234,10 +234,13 @@ async fn the_guard_holds_a_mass_deprovision_until_approved(store: Arc<dyn Store>
     assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 80, "nobody lost access");
     let pending = store.list_change_sets(Some(acme.id), Some(ChangeSetStatus::Pending)).await.unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].writes.len(), 30);
+    assert_eq!((pending[0].id, pending[0].summary.takes_access), (id, 30), "listed without its writes");
+    let held = store.get_change_set(acme.id, id).await.unwrap().unwrap();
+    assert_eq!(held.writes.len(), 30);
+    assert_eq!(store.find_change_set(id).await.unwrap().unwrap().writes.len(), 30, "found by id alone");
 
     // No sources here: what they say now is what was held.
-    let now = Planned(pending[0].writes.clone());
+    let now = Planned(held.writes.clone());
     let report = reconciler.approve(&acme, id, &now, &ctx("ops")).await.unwrap();
     assert_eq!((report.written.len(), report.skipped.len()), (30, 0));
     assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 50);

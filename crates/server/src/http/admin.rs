@@ -589,7 +589,7 @@ struct ChangeSetParams {
 }
 
 /// A held change set without its planned writes (they can be many); `show` has them.
-fn change_set_summary(set: &idbridge_core::changeset::HeldChangeSet) -> serde_json::Value {
+fn change_set_summary(set: &idbridge_core::changeset::ChangeSetHeader) -> serde_json::Value {
     json!({
         "id": set.id,
         "tenant_id": set.tenant_id,
