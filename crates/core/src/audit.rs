@@ -99,7 +99,7 @@ impl AuditContext {
             before,
             after,
             request_id: self.request_id.clone(),
-            at: Timestamp::now(),
+            at: crate::clock::now(),
         }
     }
 }

@@ -394,7 +394,7 @@ mod tests {
         let changes = plan(&base, &CurrentConfig::default(), &desired()).unwrap();
         assert_eq!(changes.len(), 2);
         let ConfigChange::CreateTenant { id, slug, settings } = &changes[1] else { panic!("{changes:?}") };
-        let now = jiff::Timestamp::now();
+        let now = crate::clock::now();
         let current = CurrentConfig {
             roles: vec![role("PBX admin")],
             tenants: vec![Tenant {

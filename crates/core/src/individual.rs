@@ -253,7 +253,7 @@ mod tests {
     use super::*;
 
     fn individual() -> Individual {
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         Individual {
             id: IndividualId(Uuid::new_v4()),
             tenant_id: TenantId(Uuid::new_v4()),

@@ -223,7 +223,7 @@ impl Operator {
             tenant_id: tenant.id,
             name: name.to_owned(),
             hash: issued.hash,
-            created_at: jiff::Timestamp::now(),
+            created_at: crate::clock::now(),
             revoked_at: None,
         };
         self.store.create_scim_token(&record, ctx).await?;
@@ -351,7 +351,7 @@ impl Operator {
             self.store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
         let profiles: BTreeMap<String, AccessProfile> =
             self.store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
-        let now = jiff::Timestamp::now();
+        let now = crate::clock::now();
         Ok(individuals.into_iter().map(|i| PortalIndividual::of(i, &catalog, &roles, &profiles, now)).collect())
     }
 

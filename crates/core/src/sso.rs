@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn portal_clients_validate() {
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let mut c = PortalClient {
             id: "portal".into(),
             name: "Portal".into(),

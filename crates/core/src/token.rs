@@ -35,6 +35,14 @@ pub fn issue(kind: &str) -> IssuedToken {
     IssuedToken { id, secret_token, hash }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1; the
+/// scheme in any case), or `None` for any other scheme or an empty token.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Hex SHA-256 of a token, as stored.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -75,6 +83,16 @@ pub struct ScimTokenRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_in_any_case_of_the_scheme() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
 
     #[test]
     fn issued_tokens_verify_and_others_do_not() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use idbridge_core::ports::SsoStore;
 use idbridge_core::sso::BackchannelLogout;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde_json::json;
 
 use crate::jose;
@@ -74,7 +74,7 @@ impl Notifier {
     pub async fn run(self) {
         let mut delay = Duration::from_millis(250);
         loop {
-            let now = Timestamp::now();
+            let now = idbridge_core::clock::now();
             let batch = match self.store.claim_backchannel_logouts(now, LEASE, BATCH).await {
                 Ok(batch) => {
                     delay = Duration::from_millis(250);
@@ -105,7 +105,7 @@ impl Notifier {
         let mut interval = tokio::time::interval(Duration::from_secs(5));
         loop {
             interval.tick().await;
-            if let Ok(stats) = self.store.backchannel_logout_stats(Timestamp::now()).await {
+            if let Ok(stats) = self.store.backchannel_logout_stats(idbridge_core::clock::now()).await {
                 metrics::gauge!("idbridge_backchannel_logouts_queued").set(stats.queued as f64);
                 metrics::gauge!("idbridge_backchannel_logouts_failing").set(stats.failing as f64);
                 metrics::gauge!("idbridge_backchannel_logouts_dead").set(stats.dead as f64);
@@ -115,7 +115,7 @@ impl Notifier {
     }
 
     async fn settle(&self, owed: BackchannelLogout) {
-        let now = Timestamp::now();
+        let now = idbridge_core::clock::now();
         let outcome = match self.send(&owed).await {
             Ok(()) => {
                 metrics::counter!("idbridge_backchannel_logouts_total", "result" => "delivered").increment(1);
@@ -151,7 +151,7 @@ impl Notifier {
         };
         let Some(uri) = client.backchannel_logout_uri.clone() else { return Ok(()) };
         self.keys.wait_until_signing(Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
-        let now = Timestamp::now();
+        let now = idbridge_core::clock::now();
         let claims = json!({
             "iss": self.issuer,
             "aud": client.id,

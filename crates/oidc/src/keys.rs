@@ -175,7 +175,7 @@ impl KeyRing {
             let signer = Signer::from_pkcs8(&der).map_err(key_error)?;
             loaded.push(LoadedKey { record, signer });
         }
-        let now = Timestamp::now();
+        let now = idbridge_core::clock::now();
         let signs = ALGS.iter().all(|alg| loaded.iter().any(|k| k.signs(alg, now)));
         *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
         self.signing.send_replace(signs);
@@ -205,7 +205,7 @@ impl KeyRing {
         tokio::spawn(async move {
             let mut delay = std::time::Duration::from_millis(200);
             loop {
-                match ring.ensure(Timestamp::now(), &ctx).await {
+                match ring.ensure(idbridge_core::clock::now(), &ctx).await {
                     Ok(_) => return,
                     Err(e) => {
                         tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "generating signing keys failed");

@@ -465,7 +465,7 @@ impl Upstreams {
             .map_err(|reason| LoginError::Config(format!("oidc.{}.private_key_file: {reason}", connection.name)))?;
         let signer = jose::Signer::from_pem(&pem)
             .map_err(|e| LoginError::Config(format!("oidc.{}.private_key_file: {e}", connection.name)))?;
-        let now = jiff::Timestamp::now().as_second();
+        let now = idbridge_core::clock::now().as_second();
         let claims = json!({
             "iss": connection.client_id, "sub": connection.client_id, "aud": audience,
             "jti": jose::random_token(), "iat": now, "exp": now + 60,

@@ -70,7 +70,7 @@ fn connection(base: &str) -> IdpConnection {
 }
 
 fn claims(base: &str, tid: &str) -> Value {
-    let now = jiff::Timestamp::now().as_second();
+    let now = idbridge_core::clock::now().as_second();
     json!({
         "iss": format!("{base}/{tid}/v2.0"), "aud": "app", "sub": "pairwise", "oid": "object-1", "tid": tid,
         "iat": now, "exp": now + 600, "nonce": "n1",
@@ -119,7 +119,7 @@ async fn entra_issuers_tids_azp_skew_and_refresh_limits() {
     assert!(verify(&jwks, &upstreams, &azp, "k1").await.unwrap_err().contains("authorized party"));
 
     // exp within the 60 s skew passes; beyond it fails; iat in the future beyond it fails.
-    let now = jiff::Timestamp::now().as_second();
+    let now = idbridge_core::clock::now().as_second();
     let mut late = claims(&base, T1);
     late["exp"] = json!(now - 30);
     verify(&jwks, &upstreams, &late, "k1").await.expect("within the clock skew");

@@ -43,9 +43,8 @@ impl FromRequestParts<ScimState> for ScimCaller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned())
+            .and_then(idbridge_core::token::bearer)
+            .map(str::to_owned)
             .ok_or_else(ScimError::unauthorized)?;
         let (tenant, token_id) = match state.auth_cache.get(&slug, &presented) {
             Some(hit) => hit,

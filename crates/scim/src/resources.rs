@@ -339,7 +339,7 @@ pub(crate) async fn create(
     projection: &Projection,
 ) -> ScimResult<Outcome> {
     let normalized = resource::normalize(&state.schemas, kind, input)?;
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     let id = Uuid::new_v4();
     let members = match normalized.members {
         Some(ids) if !ids.is_empty() => member_changes(vec![MemberOp::Add(ids)])?,

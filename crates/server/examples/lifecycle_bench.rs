@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     // Seed SCIM: the users, everyone in pbx-admins, and 100 queue groups of users/100.
     let seeding = Instant::now();
     let records: Arc<dyn ScimRecordStore> = Arc::new(store.clone());
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     let record = |kind, name: String, data| ScimRecord {
         tenant_id: tenant.id,
         kind,
@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     // The seeding's writes recorded intents, which the daemon would have settled (the
     // request's fast path, or the intent worker); settle them the same way here — by
     // deleting them — so they do not sit in the database the measurements read.
-    let far = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let far = idbridge_core::clock::now() + jiff::SignedDuration::from_hours(1);
     loop {
         let batch = idbridge_core::ports::IntentQueue::claim_intents(&store, far, 10_000).await?;
         if batch.is_empty() {

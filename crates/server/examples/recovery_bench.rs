@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     // The state a crash leaves: source records written with their intents, nobody
     // reconciled.
     let records: Arc<dyn ScimRecordStore> = Arc::new(store.clone());
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     let record = |kind, name: String, data| ScimRecord {
         tenant_id: tenant.id,
         kind,
@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
             audit,
         })
         .await?;
-    let outstanding = store.intent_stats(jiff::Timestamp::now()).await?.queued;
+    let outstanding = store.intent_stats(idbridge_core::clock::now()).await?.queued;
 
     // The restart: the worker starts, releases every claim and drains the queue.
     let mapping = MappingService {
@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let worker = tokio::spawn(idbridge_server::intent_worker::run(reconciliation));
     loop {
-        if store.intent_stats(jiff::Timestamp::now()).await?.queued == 0 {
+        if store.intent_stats(idbridge_core::clock::now()).await?.queued == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -398,7 +398,7 @@ async fn keys(
     let s = &settings.sso;
     let ring =
         idbridge_oidc::keys::KeyRing::new(Arc::new(store.clone()), s.rotation()).with_encryption(s.key_encryption()?);
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     match command {
         KeysCommand::List { json } => {
             ring.reload().await?;

@@ -105,7 +105,7 @@ pub fn settled(
 /// Runs until the process ends. `instance` names this process for the lease.
 pub async fn run(operator: Operator, destination: Destination, instance: String) {
     loop {
-        let now = jiff::Timestamp::now();
+        let now = idbridge_core::clock::now();
         let held = operator.store().try_lease(&destination.consumer, &instance, now, now + LEASE).await;
         match held {
             Ok(true) => {}
@@ -145,7 +145,7 @@ async fn deliver_pending(
     // Every receiver reads the one outbox in position order and skips what is not for
     // it, so holes in the positions can be seen.
     let events = store.list_all_change_events(position, 100).await?;
-    let ready = settled(position, &events, jiff::Timestamp::now(), GAP_WAIT);
+    let ready = settled(position, &events, idbridge_core::clock::now(), GAP_WAIT);
     let events = &events[..ready];
     if events.is_empty() {
         return Ok(0);
@@ -188,7 +188,7 @@ async fn deliver_pending(
                         .min(Duration::from_secs(60));
                     tracing::warn!(event = %event.id, consumer, attempt, error, ?backoff, "webhook delivery failed; retrying");
                     tokio::time::sleep(backoff).await;
-                    let now = jiff::Timestamp::now();
+                    let now = idbridge_core::clock::now();
                     if !store.try_lease(consumer, instance, now, now + LEASE).await? {
                         // Lost the lease while waiting: the other instance carries on.
                         return Ok(0);
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn delivery_waits_at_a_young_hole_and_passes_an_old_one() {
-        let now = jiff::Timestamp::now();
+        let now = idbridge_core::clock::now();
         let wait = jiff::SignedDuration::from_secs(30);
         let contiguous = [event(11, 1, now), event(12, 1, now), event(13, 1, now)];
         assert_eq!(super::settled(10, &contiguous, now, wait), 3);

@@ -158,7 +158,7 @@ impl SourceReconciliation {
         full: bool,
         ctx: &AuditContext,
     ) -> DomainResult<SyncOutcome> {
-        let started_at = jiff::Timestamp::now();
+        let started_at = idbridge_core::clock::now();
         let clock = Instant::now();
         // One runner per source, whichever instance or command started it.
         let lease = RunLease { name: format!("ldap:{}:{}", tenant.slug, source.name), holder: Uuid::new_v4() };
@@ -171,7 +171,7 @@ impl SourceReconciliation {
         }
         let outcome = self.sync_held(tenant, source, mode, full, ctx, started_at, clock, &lease).await;
         // Released by letting it expire now, however the run ended.
-        let now = jiff::Timestamp::now();
+        let now = idbridge_core::clock::now();
         if let Err(e) = store.try_lease(&lease.name, &lease.holder.to_string(), now, now).await {
             tracing::warn!(lease = lease.name, error = %e, "run lease not released; it expires within a minute");
         }
@@ -184,7 +184,7 @@ impl SourceReconciliation {
         let store = self.reconciler.store().clone();
         loop {
             tokio::time::sleep(LEASE_RENEWAL).await;
-            let now = jiff::Timestamp::now();
+            let now = idbridge_core::clock::now();
             match store.try_lease(&lease.name, &lease.holder.to_string(), now, now + LEASE).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -234,7 +234,7 @@ impl SourceReconciliation {
             tenant_id: tenant.id,
             source: source.name.clone(),
             started_at,
-            finished_at: jiff::Timestamp::now(),
+            finished_at: idbridge_core::clock::now(),
             status,
             summary,
             error,
@@ -339,7 +339,7 @@ impl SourceReconciliation {
         let window = jiff::SignedDuration::from_secs(source.full_run_seconds as i64);
         let recent_full = succeeded.iter().any(|r| {
             r.summary.mode != "incremental"
-                && r.started_at.checked_add(window).is_ok_and(|end| end > jiff::Timestamp::now())
+                && r.started_at.checked_add(window).is_ok_and(|end| end > idbridge_core::clock::now())
         });
         Ok(if recent_full {
             last.summary.high_water.clone().map(|mark| (mark, last.summary.url.clone()))
@@ -437,18 +437,10 @@ impl SourceReconciliation {
 
         let mut wanted: Vec<String> = changed.iter().map(|p| p.link.external_id.clone()).collect();
         wanted.extend(removed.iter().cloned());
-        let mut existing: HashMap<String, Individual> = HashMap::new();
-        for individual in self
-            .reconciler
-            .store()
-            .find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &wanted)
-            .await?
-        {
-            for link in individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
-            {
-                existing.insert(link.external_id.clone(), individual.clone());
-            }
-        }
+        let store = self.reconciler.store().clone();
+        let mut existing =
+            crate::reconciliation::individuals_by_link(store.as_ref(), tenant, SourceKind::Ldap, &source.name, &wanted)
+                .await?;
         let pipeline = self.mapping.pipeline(tenant).await?;
         let known = Arc::new(self.reconciler.known().await?);
         let people: Vec<(SourcePerson, Option<Individual>)> = changed
@@ -566,7 +558,7 @@ impl SourceReconciliation {
                 if since.is_none() {
                     // What waited for an operator is stale now: this complete run applied
                     // what the directory says.
-                    let by = format!("the complete run at {}", jiff::Timestamp::now());
+                    let by = format!("the complete run at {}", idbridge_core::clock::now());
                     let n = self.reconciler.supersede(tenant, &origin, &by, ctx).await?;
                     if n > 0 {
                         summary.warnings.push(format!("{n} held change set(s) of this source superseded"));
@@ -665,7 +657,7 @@ async fn start_due_runs(
         let recorded = reconciliation.directory.list_sync_runs(Some(tenant.id), 1000).await?;
         for source in tenant.policy.ldap.iter().filter(|s| s.schedule_seconds > 0) {
             let last = recorded.iter().find(|r| r.source == source.name).map(|r| r.started_at);
-            let now = jiff::Timestamp::now();
+            let now = idbridge_core::clock::now();
             let every = jiff::SignedDuration::from_secs(source.schedule_seconds as i64);
             // Due when its time falls nearer this check than the next one.
             let horizon = now + jiff::SignedDuration::try_from(SCHEDULE_CHECK / 2).unwrap_or_default();

@@ -41,7 +41,7 @@ pub async fn run(reconciliation: SourceReconciliation) {
     // Claims of a process that died, and back-offs a restart may have cured, are due now.
     let mut delay = Duration::from_millis(250);
     loop {
-        match queue.release_intents(jiff::Timestamp::now()).await {
+        match queue.release_intents(idbridge_core::clock::now()).await {
             Ok(n) => {
                 if n > 0 {
                     tracing::info!(outstanding = n, "reconciling the people owed from before the start");
@@ -58,7 +58,7 @@ pub async fn run(reconciliation: SourceReconciliation) {
     let ctx = AuditContext::new(Actor::new(ActorKind::Scheduler, "reconciliation"));
     let mut delay = Duration::from_millis(250);
     loop {
-        let batch = match queue.claim_intents(jiff::Timestamp::now(), BATCH).await {
+        let batch = match queue.claim_intents(idbridge_core::clock::now(), BATCH).await {
             Ok(batch) => {
                 delay = Duration::from_millis(250);
                 batch
@@ -87,7 +87,7 @@ pub async fn publish_stats(reconciliation: SourceReconciliation, view: QueueView
     let mut interval = tokio::time::interval(Duration::from_secs(2));
     loop {
         interval.tick().await;
-        match reconciliation.intents.intent_stats(jiff::Timestamp::now()).await {
+        match reconciliation.intents.intent_stats(idbridge_core::clock::now()).await {
             Ok(stats) => {
                 metrics::gauge!("idbridge_reconcile_intents_queued").set(stats.queued as f64);
                 metrics::gauge!("idbridge_reconcile_intents_oldest_seconds").set(stats.oldest_seconds as f64);
@@ -154,7 +154,7 @@ async fn clear(reconciliation: &SourceReconciliation, intents: &[Intent]) {
 
 async fn retry_all(reconciliation: &SourceReconciliation, intents: &[Intent], error: &str) {
     metrics::counter!("idbridge_reconcile_intent_failures_total").increment(intents.len() as u64);
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     let retry: Vec<(i64, jiff::Timestamp)> =
         intents.iter().map(|i| (i.id, now + intent::backoff(i.attempts))).collect();
     if let Err(e) = reconciliation.intents.retry_intents(&retry, error).await {

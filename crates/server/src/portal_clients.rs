@@ -96,7 +96,7 @@ pub async fn register(
             }
         },
     };
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     let client = PortalClient {
         id: doc.id.clone(),
         name: doc.name.clone().unwrap_or_else(|| doc.id.clone()),

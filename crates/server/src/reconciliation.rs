@@ -263,15 +263,8 @@ impl SourceReconciliation {
             return Ok((Vec::new(), None));
         }
         let ids: Vec<String> = chunk.iter().map(|p| p.link.external_id.clone()).collect();
-        let mut existing: HashMap<String, Individual> = HashMap::new();
-        for individual in
-            self.reconciler.store().find_individuals_by_links(tenant.id, SourceKind::Ldap, &source.name, &ids).await?
-        {
-            for link in individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source.name)
-            {
-                existing.insert(link.external_id.clone(), individual.clone());
-            }
-        }
+        let mut existing =
+            individuals_by_link(self.reconciler.store().as_ref(), tenant, SourceKind::Ldap, &source.name, &ids).await?;
         let people: Vec<_> = chunk
             .into_iter()
             .filter_map(|p| {
@@ -533,12 +526,16 @@ impl People<'_> {
                     }
                     let mut existing: HashMap<SourceLink, Individual> = HashMap::new();
                     for (connection, subjects) in by_connection {
-                        for individual in
-                            store.find_individuals_by_links(tenant.id, SourceKind::Oidc, &connection, &subjects).await?
-                        {
-                            for link in individual.links.iter().filter(|l| l.connection == connection) {
-                                existing.insert(link.clone(), individual.clone());
-                            }
+                        let found =
+                            individuals_by_link(store.as_ref(), tenant, SourceKind::Oidc, &connection, &subjects)
+                                .await?;
+                        for (subject, individual) in found {
+                            let link = SourceLink {
+                                source: SourceKind::Oidc,
+                                connection: connection.clone(),
+                                external_id: subject,
+                            };
+                            existing.insert(link, individual);
                         }
                     }
                     // Only individuals made just in time follow their logins; nobody is
@@ -560,6 +557,24 @@ impl People<'_> {
 
 /// An individual only sign-ins vouch for (provisioned just in time): the last login's
 /// claims and groups decide it.
+/// The individuals linked to these ids at one source connection, by external id (one
+/// round trip; an individual linked twice is listed under each id).
+pub(crate) async fn individuals_by_link(
+    store: &dyn idbridge_core::ports::Store,
+    tenant: &Tenant,
+    source: SourceKind,
+    connection: &str,
+    ids: &[String],
+) -> DomainResult<HashMap<String, Individual>> {
+    let mut out = HashMap::new();
+    for individual in store.find_individuals_by_links(tenant.id, source, connection, ids).await? {
+        for link in individual.links.iter().filter(|l| l.source == source && l.connection == connection) {
+            out.insert(link.external_id.clone(), individual.clone());
+        }
+    }
+    Ok(out)
+}
+
 pub fn login_only(individual: &Individual) -> bool {
     individual.links.iter().all(|l| l.source == SourceKind::Oidc)
 }
@@ -623,12 +638,7 @@ pub async fn scim_people(
             .flat_map(|(p, _)| p.also.iter().map(|l| l.external_id.clone()))
             .collect();
         if !wanted.is_empty() {
-            let mut by_alias: HashMap<String, Individual> = HashMap::new();
-            for individual in store.find_individuals_by_links(tenant.id, SourceKind::Ldap, source, &wanted).await? {
-                for link in individual.links.iter().filter(|l| l.source == SourceKind::Ldap && l.connection == source) {
-                    by_alias.insert(link.external_id.clone(), individual.clone());
-                }
-            }
+            let by_alias = individuals_by_link(store, tenant, SourceKind::Ldap, source, &wanted).await?;
             for (person, current) in &mut people {
                 if current.is_none() {
                     *current = person.also.iter().find_map(|l| by_alias.get(&l.external_id).cloned());

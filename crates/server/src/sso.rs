@@ -159,7 +159,7 @@ impl Accounts for SsoAccounts {
             person.groups.clone_from(&before.groups);
         }
         let intent =
-            r.logins.put_login_record(tenant.id, &person, jiff::Timestamp::now()).await.map_err(unavailable)?;
+            r.logins.put_login_record(tenant.id, &person, idbridge_core::clock::now()).await.map_err(unavailable)?;
         let groups_known = groups_known || previous.is_some();
         let resolved = self.resolve_person(tenant, connection, claimed, person, groups_known).await;
         if !matches!(resolved, Err(Refusal::Unavailable(_))) {
@@ -296,7 +296,7 @@ pub async fn run_logout_consumer(
 ) {
     let store = operator.store().clone();
     loop {
-        let now = jiff::Timestamp::now();
+        let now = idbridge_core::clock::now();
         match store.try_lease(CONSUMER, &instance, now, now + LEASE).await {
             Ok(true) => {
                 if let Err(e) = logout_pass(&operator, sso.as_ref(), &notifier).await {
@@ -321,7 +321,7 @@ async fn logout_pass(
     let store = operator.store();
     let after = store.consumer_position(CONSUMER).await?;
     let events = store.list_all_change_events(after, 500).await?;
-    let ready = crate::delivery::settled(after, &events, jiff::Timestamp::now(), crate::delivery::GAP_WAIT);
+    let ready = crate::delivery::settled(after, &events, idbridge_core::clock::now(), crate::delivery::GAP_WAIT);
     if ready == 0 {
         return Ok(());
     }
@@ -333,7 +333,7 @@ async fn logout_pass(
         if access_shrank(event, &roles, &profiles, &catalog) {
             // Sessions opened after the change were decided on it: they stay.
             let ended = sso
-                .end_individual_sessions(event.tenant_id, event.individual_id, event.at, jiff::Timestamp::now())
+                .end_individual_sessions(event.tenant_id, event.individual_id, event.at, idbridge_core::clock::now())
                 .await?;
             if !ended.is_empty() {
                 tracing::info!(individual = %event.individual_id, sessions = ended.len(), kind = event.kind.as_str(), "access shrank: sessions ended");
@@ -355,7 +355,7 @@ async fn end_disabled_tenants(
     notifier: &idbridge_oidc::backchannel::Notifier,
 ) -> idbridge_core::DomainResult<()> {
     for tenant in operator.store().list_tenants().await?.into_iter().filter(|t| !t.enabled) {
-        let ended = sso.end_tenant_sessions(tenant.id, jiff::Timestamp::now()).await?;
+        let ended = sso.end_tenant_sessions(tenant.id, idbridge_core::clock::now()).await?;
         if ended.is_empty() {
             continue;
         }
@@ -373,11 +373,11 @@ pub async fn run_maintenance(keys: idbridge_oidc::keys::KeyRing, sso: Arc<dyn Ss
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
         tick += 1;
-        if let Err(e) = keys.ensure(jiff::Timestamp::now(), &ctx).await {
+        if let Err(e) = keys.ensure(idbridge_core::clock::now(), &ctx).await {
             tracing::warn!(error = %e, "signing key maintenance failed");
         }
         if tick.is_multiple_of(10) {
-            match sso.purge_sso(jiff::Timestamp::now()).await {
+            match sso.purge_sso(idbridge_core::clock::now()).await {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "expired sign-in records purged"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging sign-in records failed"),

@@ -44,7 +44,7 @@ pub async fn sweep_all(
         if !tenant.enabled {
             continue;
         }
-        let now = jiff::Timestamp::now();
+        let now = idbridge_core::clock::now();
         let hold = jiff::SignedDuration::try_from(every).unwrap_or(jiff::SignedDuration::from_secs(900))
             - jiff::SignedDuration::from_secs(1);
         if !store.try_lease(&format!("sweep:{}", tenant.slug), instance, now, now + hold).await? {

@@ -38,7 +38,7 @@ async fn preview_and_diff_on_a_tenant_with_10000_individuals() {
 
     // Everyone is a PBX admin; 100 queue groups of 100 people each.
     let records: Arc<dyn ScimRecordStore> = Arc::new(store.clone());
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     let record = |kind, name: String| ScimRecord {
         tenant_id: tenant.id,
         kind,

@@ -5,7 +5,6 @@ use idbridge_core::audit::AuditContext;
 use idbridge_core::catalog::{CatalogEntry, CatalogKind};
 use idbridge_core::config_plan::ConfigChange;
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
-use jiff::Timestamp;
 use sqlx::{AnyConnection, Row};
 
 use crate::SqlStore;
@@ -25,7 +24,7 @@ async fn put_role(conn: &mut AnyConnection, role: &Role) -> DomainResult<()> {
     .bind(&role.description)
     .bind(role.default_level.as_str())
     .bind(to_json(&role.levels))
-    .bind(micros(Timestamp::now()))
+    .bind(micros(idbridge_core::clock::now()))
     .execute(conn)
     .await
     .map_err(storage)?;
@@ -41,7 +40,7 @@ async fn put_access_profile(conn: &mut AnyConnection, profile: &AccessProfile) -
     .bind(&profile.name)
     .bind(&profile.description)
     .bind(to_json(&profile.flags))
-    .bind(micros(Timestamp::now()))
+    .bind(micros(idbridge_core::clock::now()))
     .execute(conn)
     .await
     .map_err(storage)?;
@@ -142,7 +141,7 @@ impl SqlStore {
                     )
                     .bind(id.0.to_string())
                     .bind(to_json(after))
-                    .bind(micros(Timestamp::now()))
+                    .bind(micros(idbridge_core::clock::now()))
                     .execute(&mut *tx)
                     .await
                     .map_err(storage)?;

@@ -415,7 +415,9 @@ impl SqlStore {
         let tenant = i.tenant_id.0.to_string();
         let id = i.id.0.to_string();
         let mut tx = self.begin().await?;
-        if !write_many(self.backend, &mut tx, std::slice::from_ref(write), micros(jiff::Timestamp::now())).await?[0] {
+        if !write_many(self.backend, &mut tx, std::slice::from_ref(write), micros(idbridge_core::clock::now())).await?
+            [0]
+        {
             let found: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM individuals WHERE tenant_id = $1 AND id = $2")
                     .bind(&tenant)
@@ -454,7 +456,7 @@ impl SqlStore {
             write.individual.validate()?;
         }
         let mut tx = self.begin().await?;
-        let written = write_many(self.backend, &mut tx, writes, micros(jiff::Timestamp::now())).await?;
+        let written = write_many(self.backend, &mut tx, writes, micros(idbridge_core::clock::now())).await?;
         tx.commit().await.map_err(storage)?;
         Ok(written)
     }

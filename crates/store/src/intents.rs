@@ -107,7 +107,7 @@ impl SqlStore {
         people: &[SourceLink],
         due: Timestamp,
     ) -> DomainResult<Vec<i64>> {
-        let now = micros(Timestamp::now());
+        let now = micros(idbridge_core::clock::now());
         let mut ids = Vec::with_capacity(people.len());
         let mut tx = self.begin().await?;
         for chunk in people.chunks(CHUNK / 4) {

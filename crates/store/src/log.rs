@@ -210,7 +210,7 @@ impl SqlStore {
             .bind(position)
             .bind(event.id.to_string())
             .bind(error)
-            .bind(micros(jiff::Timestamp::now()))
+            .bind(micros(idbridge_core::clock::now()))
             .execute(&mut *tx)
             .await
             .map_err(storage)?;

@@ -115,7 +115,7 @@ impl SqlStore {
         let r = &write.record;
         let tenant = r.tenant_id.0.to_string();
         let id = r.id.to_string();
-        let instant = jiff::Timestamp::now();
+        let instant = idbridge_core::clock::now();
         let now = micros(instant);
         let mut owed = Owed::default();
         let mut tx = self.begin().await?;
@@ -251,7 +251,7 @@ impl SqlStore {
         let uid = id;
         let tenant = tenant.0.to_string();
         let id = id.to_string();
-        let now = jiff::Timestamp::now();
+        let now = idbridge_core::clock::now();
         let mut owed = Owed::default();
         let mut tx = self.begin().await?;
         // Taken while the record and its memberships still exist.

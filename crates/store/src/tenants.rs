@@ -4,7 +4,6 @@ use idbridge_core::audit::AuditContext;
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use idbridge_core::token::ScimTokenRecord;
 use idbridge_core::{DomainError, DomainResult};
-use jiff::Timestamp;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -38,7 +37,7 @@ pub(crate) async fn insert_tenant(
     slug: &TenantSlug,
     settings: &TenantSettings,
 ) -> DomainResult<Tenant> {
-    let now = micros(Timestamp::now());
+    let now = micros(idbridge_core::clock::now());
     let row = sqlx::query(&format!(
         "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING {TENANT_COLUMNS}"
     ))
@@ -74,7 +73,7 @@ pub(crate) async fn update_tenant_row(
     .bind(to_json(&settings.allowed_roles))
     .bind(to_json(&settings.allowed_access_profiles))
     .bind(to_json(&settings.policy))
-    .bind(micros(Timestamp::now()))
+    .bind(micros(idbridge_core::clock::now()))
     .bind(id.0.to_string())
     .bind(expected_version)
     .fetch_optional(&mut *conn)
@@ -219,7 +218,7 @@ impl SqlStore {
         let done = sqlx::query(
             "UPDATE scim_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL",
         )
-        .bind(micros(Timestamp::now()))
+        .bind(micros(idbridge_core::clock::now()))
         .bind(tenant.0.to_string())
         .bind(id)
         .execute(&mut *tx)

@@ -138,7 +138,7 @@ async fn scim_tokens_belong_to_one_tenant(store: Arc<dyn Store>) {
         tenant_id: acme.id,
         name: "entra".into(),
         hash: issued.hash.clone(),
-        created_at: jiff::Timestamp::now(),
+        created_at: idbridge_core::clock::now(),
         revoked_at: None,
     };
     store.create_scim_token(&record, &ctx("ops")).await.unwrap();
@@ -158,7 +158,7 @@ async fn scim_tokens_belong_to_one_tenant(store: Arc<dyn Store>) {
 }
 
 fn individual(tenant: &Tenant, login: &str) -> Individual {
-    let now = jiff::Timestamp::now();
+    let now = idbridge_core::clock::now();
     Individual {
         id: IndividualId(Uuid::new_v4()),
         tenant_id: tenant.id,
@@ -202,7 +202,7 @@ fn write(i: &Individual, expected_version: Option<i64>, kind: ChangeKind) -> Ind
             kind,
             individual: serde_json::json!({ "login": i.login }),
             permission_diff: None,
-            at: jiff::Timestamp::now(),
+            at: idbridge_core::clock::now(),
         }),
     }
 }
@@ -281,7 +281,7 @@ async fn individuals_are_versioned_unique_and_tenant_scoped(store: Arc<dyn Store
 
 async fn audit_reads_filter_by_tenant_actor_subject_and_time(store: Arc<dyn Store>) {
     let acme = tenant(&store, "acme").await;
-    let before_disable = jiff::Timestamp::now();
+    let before_disable = idbridge_core::clock::now();
     let mut settings = acme.settings();
     settings.enabled = false;
     store.update_tenant(acme.id, 1, &settings, &ctx("alice")).await.unwrap();

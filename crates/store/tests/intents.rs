@@ -20,7 +20,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 fn record(tenant: &Tenant, kind: ScimKind, name: &str) -> ScimRecord {
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     ScimRecord {
         tenant_id: tenant.id,
         kind,
@@ -103,7 +103,7 @@ async fn scim_writes_owe_exactly_whom_they_affect(store: Arc<SqlStore>) {
     assert!(store.delete_scim(acme.id, ScimKind::User, users[1], Uuid::new_v4(), &audit).await.unwrap().is_none());
 
     // Every owed person is queued until settled; the person's own intents are listed.
-    let stats = store.intent_stats(Timestamp::now()).await.unwrap();
+    let stats = store.intent_stats(idbridge_core::clock::now()).await.unwrap();
     assert_eq!(stats.queued, 3 + 2 + 1 + 3 + 3 + 1 + 1);
     let link = SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: users[2].to_string() };
     assert_eq!(store.intents_of(acme.id, &[link]).await.unwrap().len(), 4);
@@ -115,7 +115,7 @@ async fn scim_writes_owe_exactly_whom_they_affect(store: Arc<SqlStore>) {
 async fn claims_are_leased_retried_and_released(store: Arc<SqlStore>) {
     let dyn_store: Arc<dyn Store> = store.clone();
     let acme = tenant(&dyn_store, "acme").await;
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     let people: Vec<SourceLink> = (0..10)
         .map(|n| SourceLink { source: SourceKind::Ldap, connection: "corp".into(), external_id: format!("p{n}") })
         .collect();
@@ -165,7 +165,7 @@ async fn a_change_is_claimed_whole_once_all_of_it_is_due(store: Arc<SqlStore>) {
         users.push(store.write_scim(&in_change(&acme, user, None, vec![], bulk)).await.unwrap().record.id);
     }
     store.write_scim(&in_change(&acme, record(&acme, ScimKind::User, "alone"), None, vec![], single)).await.unwrap();
-    let first_part = Timestamp::now() + FAST_PATH_GRACE;
+    let first_part = idbridge_core::clock::now() + FAST_PATH_GRACE;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     // The Bulk request goes on: one more operation, a deletion.
     let audit = ctx("scim").record(Some(acme.id), "scim", users[0].to_string(), "scim.deleted", None, None);
@@ -176,7 +176,7 @@ async fn a_change_is_claimed_whole_once_all_of_it_is_due(store: Arc<SqlStore>) {
     let taken = store.claim_intents(first_part, 100).await.unwrap();
     assert_eq!(taken.len(), 1, "only the complete change; the Bulk request is still recording: {taken:?}");
     store.clear_intents(&[taken[0].id]).await.unwrap();
-    let all_due = Timestamp::now() + FAST_PATH_GRACE;
+    let all_due = idbridge_core::clock::now() + FAST_PATH_GRACE;
     let taken = store.claim_intents(all_due, 1).await.unwrap();
     assert_eq!(taken.len(), 5, "the whole request at once, whatever the limit: {taken:?}");
     assert!(store.claim_intents(all_due, 100).await.unwrap().is_empty(), "taken once");
@@ -248,7 +248,7 @@ async fn two_instances_take_each_intent_once() {
     let people: Vec<SourceLink> = (0..2000)
         .map(|n| SourceLink { source: SourceKind::Ldap, connection: "corp".into(), external_id: format!("p{n}") })
         .collect();
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     let ids: HashSet<i64> = one.add_intents(acme.id, &people, now).await.unwrap().into_iter().collect();
     let drain = |store: Arc<SqlStore>| async move {
         let mut taken = Vec::new();

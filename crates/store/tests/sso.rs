@@ -21,7 +21,7 @@ async fn sso_contract(store: Arc<idbridge_store::SqlStore>) {
     let acme = tenant(&dyn_store, "acme").await;
     let beta = tenant(&dyn_store, "beta").await;
     // Stored instants have microsecond precision.
-    let now = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap();
+    let now = Timestamp::from_microsecond(idbridge_core::clock::now().as_microsecond()).unwrap();
     let s: &dyn SsoStore = store.as_ref();
 
     // Pending records are taken once, and not after they expire.

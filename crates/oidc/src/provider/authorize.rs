@@ -184,7 +184,7 @@ pub(super) async fn authorize(
         && let Some(tenant) = snapshot.tenants.get(&session.tenant_id)
         && request.tenant.as_deref().is_none_or(|t| t == tenant.slug.as_str())
     {
-        let fresh = max_age.is_none_or(|age| session.auth_time + age > Timestamp::now());
+        let fresh = max_age.is_none_or(|age| session.auth_time + age > idbridge_core::clock::now());
         if fresh {
             return finish(&s, &client, &request, tenant, &session, None).await;
         }
@@ -218,7 +218,7 @@ pub(super) async fn authorize(
         .put_pending(
             &hash_token(&format!("request:{handle}")),
             &json!(request).to_string(),
-            Timestamp::now() + s.settings.login_ttl,
+            idbridge_core::clock::now() + s.settings.login_ttl,
         )
         .await
     {
@@ -267,7 +267,7 @@ pub(super) async fn login_submit(
         );
     };
     let key = hash_token(&format!("request:{}", f.request));
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     let request: AuthRequest = match s.store.take_pending(&key, now).await {
         Ok(Some(data)) => match serde_json::from_str(&data) {
             Ok(r) => r,
@@ -379,7 +379,8 @@ pub(super) async fn start_upstream(s: &SsoState, tenant: &Tenant, request: AuthR
         }
     };
     let key = hash_token(&format!("login:{state}"));
-    if let Err(e) = s.store.put_pending(&key, &json!(login).to_string(), Timestamp::now() + s.settings.login_ttl).await
+    if let Err(e) =
+        s.store.put_pending(&key, &json!(login).to_string(), idbridge_core::clock::now() + s.settings.login_ttl).await
     {
         return unavailable(s, &e);
     }
@@ -404,7 +405,7 @@ pub(super) async fn finish(
     session: &SsoSession,
     individual: Option<Individual>,
 ) -> Response {
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     let individual = match individual {
         Some(i) => i,
         None => match s.operator.store().get_individual(tenant.id, session.individual_id).await {

@@ -128,7 +128,7 @@ async fn sign_in(
     p: CallbackParams,
     upstream: &mut std::time::Duration,
 ) -> Result<Response, Failure> {
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     let state =
         p.state.as_deref().filter(|v| !v.is_empty()).ok_or_else(|| {
             Failure::page(StatusCode::BAD_REQUEST, "The identity provider's answer carries no state.")
@@ -225,7 +225,7 @@ async fn sign_in(
     }
     // The session begins after the login was decided: a change that decision made ends
     // the person's earlier sessions, never this one (`SsoStore::end_individual_sessions`).
-    let signed_in_at = Timestamp::now();
+    let signed_in_at = idbridge_core::clock::now();
     let session = SsoSession {
         id: Uuid::new_v4(),
         tenant_id: tenant.id,

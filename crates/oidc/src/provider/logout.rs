@@ -38,7 +38,7 @@ pub(super) fn logout_confirmation(cookie: &str) -> String {
 /// portal). A hint is believed only when idbridge's own keys verify it; `alg: none` or
 /// a foreign signature never chooses where the browser goes next.
 pub(super) async fn logout(State(s): State<SsoState>, headers: HeaderMap, Query(p): Query<LogoutParams>) -> Response {
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     let hint = p
         .id_token_hint
         .as_deref()

@@ -197,7 +197,7 @@ async fn jwks(State(s): State<SsoState>) -> Response {
         )
             .into_response();
     }
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(s.keys.jwks(Timestamp::now()))).into_response()
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(s.keys.jwks(idbridge_core::clock::now()))).into_response()
 }
 
 // --- authorization -------------------------------------------------------------------
@@ -237,5 +237,5 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 async fn session_from_cookie(s: &SsoState, headers: &HeaderMap) -> Option<SsoSession> {
     let value = cookie(headers, SESSION_COOKIE)?;
-    s.store.find_session(&hash_token(value), Timestamp::now()).await.ok().flatten()
+    s.store.find_session(&hash_token(value), idbridge_core::clock::now()).await.ok().flatten()
 }

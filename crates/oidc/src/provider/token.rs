@@ -109,7 +109,7 @@ pub(super) async fn token(
 
 pub(super) async fn token_inner(s: &SsoState, headers: &HeaderMap, form: TokenForm) -> Result<Value, OAuthError> {
     let client = authenticate_client(s, headers, &form).await?;
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     match form.grant_type.as_deref() {
         Some("authorization_code") => {
             let code = form.code.as_deref().ok_or_else(|| OAuthError::request("code is required"))?;
@@ -312,7 +312,7 @@ pub fn person_claims(
         &snapshot.catalog,
         &snapshot.roles,
         &snapshot.profiles,
-        Timestamp::now(),
+        idbridge_core::clock::now(),
     );
     let name = view.display_name.clone().or_else(|| match (&view.given_name, &view.family_name) {
         (Some(g), Some(f)) => Some(format!("{g} {f}")),
@@ -354,11 +354,9 @@ pub async fn bearer_individual(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
+        .and_then(idbridge_core::token::bearer)
         .ok_or((StatusCode::UNAUTHORIZED, "a bearer access token is required"))?;
-    let now = Timestamp::now();
+    let now = idbridge_core::clock::now();
     let token = s
         .store
         .find_access_token(&hash_token(presented), now)

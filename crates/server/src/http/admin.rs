@@ -133,7 +133,7 @@ async fn replace_sign_in(
 /// (newest first), for an operator whose portal missed logouts.
 async fn list_backchannel_logouts(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
     let store = &sso(&state)?.store;
-    let stats = store.backchannel_logout_stats(jiff::Timestamp::now()).await?;
+    let stats = store.backchannel_logout_stats(idbridge_core::clock::now()).await?;
     let dead = store.list_dead_backchannel_logouts(100).await?;
     Ok(Json(json!({ "stats": stats, "dead": dead })).into_response())
 }
@@ -147,7 +147,7 @@ async fn list_signing_keys(_: OperatorCaller, State(state): State<AppState>) -> 
     // they exist (or, after the wait, whatever is there).
     let _ = keys.wait_until_signing(KEYS_WAIT).await;
     keys.reload().await?;
-    Ok(Json(json!({ "keys": keys.describe(jiff::Timestamp::now()) })).into_response())
+    Ok(Json(json!({ "keys": keys.describe(idbridge_core::clock::now()) })).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -166,8 +166,8 @@ async fn rotate_signing_keys(
     let keys = &sso(&state)?.keys;
     // Not beside the first generation of a fresh start (it would make extra keys).
     let _ = keys.wait_until_signing(KEYS_WAIT).await;
-    let created = keys.rotate(jiff::Timestamp::now(), p.now, &caller.ctx).await?;
-    Ok(Json(json!({ "created": created, "keys": keys.describe(jiff::Timestamp::now()) })).into_response())
+    let created = keys.rotate(idbridge_core::clock::now(), p.now, &caller.ctx).await?;
+    Ok(Json(json!({ "created": created, "keys": keys.describe(idbridge_core::clock::now()) })).into_response())
 }
 
 /// An authenticated operator. Being an extractor, no handler can forget the check.

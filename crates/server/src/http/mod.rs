@@ -94,9 +94,8 @@ pub fn bearer_match(headers: &axum::http::HeaderMap, hashes: &[String]) -> Optio
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| idbridge_core::token::hash_token(token.trim()))?;
+        .and_then(idbridge_core::token::bearer)
+        .map(idbridge_core::token::hash_token)?;
     let mut matched = None;
     for stored in hashes {
         if bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
@@ -117,7 +116,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.operator.store().clone();
     let probe = async move {
         store.ping().await?;
-        let now = jiff::Timestamp::now();
+        let now = idbridge_core::clock::now();
         match tokio::time::timeout(Duration::from_secs(3), store.try_lease("readyz-write-probe", "readyz", now, now))
             .await
         {

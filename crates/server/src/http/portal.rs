@@ -366,7 +366,7 @@ async fn changes(
     // Nothing past a young hole in the outbox positions: an event another instance has not
     // committed yet would otherwise be behind the cursor for good (see `delivery::settled`).
     let global = store.list_all_change_events(after, 1000).await?;
-    let ready = crate::delivery::settled(after, &global, jiff::Timestamp::now(), crate::delivery::GAP_WAIT);
+    let ready = crate::delivery::settled(after, &global, idbridge_core::clock::now(), crate::delivery::GAP_WAIT);
     let checked_up_to = match global.get(ready) {
         Some((hole, _)) => Some(*hole),
         // Only the first 1,000 positions were looked at.
