@@ -200,7 +200,9 @@ def run_target(target, users, duration):
         print(f"   {name} …", file=sys.stderr)
         results[name] = wrk(target, script, path, duration, env)
         # What a workload's writes left to reconcile is not the next workload's cost.
-        settle(target)
+        waited = settle(target)
+        results[name]["settle_seconds"] = waited
+        print(f"   {name}: settled {waited:.1f} s after the workload", file=sys.stderr)
     os.unlink(ids_file.name)
     return results
 
