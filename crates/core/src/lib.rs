@@ -21,6 +21,7 @@ pub mod intent;
 pub mod lifecycle;
 pub mod mapping;
 pub mod operator;
+pub mod permissions;
 pub mod ports;
 pub mod reconcile;
 pub mod role;

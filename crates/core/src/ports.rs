@@ -125,8 +125,14 @@ pub trait Store: Send + Sync + 'static {
     // --- change sets held by the mass-deprovision guard -------------------------------
     async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()>;
     async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>>;
-    /// Newest first; without a tenant, every tenant's.
-    /// Change sets newest first (at most 1,000), without their writes.
+    /// A change set without its writes (to decide it without reading them).
+    async fn get_change_set_header(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> DomainResult<Option<crate::changeset::ChangeSetHeader>>;
+    /// Change sets newest first (at most 1,000; without a tenant, every tenant's), without
+    /// their writes.
     async fn list_change_sets(
         &self,
         tenant: Option<TenantId>,

@@ -543,14 +543,25 @@ impl Reconciler {
 
     /// Rejects a held change set: nothing in it is applied.
     pub async fn reject(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<()> {
-        self.pending(tenant, id).await?;
+        self.still_pending(tenant, id).await?;
         let audit = ctx.record(Some(tenant.id), "change_set", id.to_string(), "change_set.rejected", None, None);
         self.decide(tenant, id, ChangeSetStatus::Rejected, "nothing applied".to_owned(), ctx, &audit).await
     }
 
+    /// A pending change set with its writes (to approve it).
     async fn pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<HeldChangeSet> {
-        let set =
-            self.store.get_change_set(tenant.id, id).await?.ok_or_else(|| DomainError::not_found("change set", id))?;
+        self.still_pending(tenant, id).await?;
+        self.store.get_change_set(tenant.id, id).await?.ok_or_else(|| DomainError::not_found("change set", id))
+    }
+
+    /// That a change set exists and waits for a decision — read without its writes, which
+    /// for a 100,000-person set are hundreds of megabytes.
+    async fn still_pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<()> {
+        let set = self
+            .store
+            .get_change_set_header(tenant.id, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("change set", id))?;
         if let Some(result) = set.result.as_deref().filter(|r| r.starts_with(SUPERSEDED)) {
             return Err(DomainError::Rejected(format!(
                 "change set {id} is superseded ({result}); nothing in it can be approved"
@@ -559,7 +570,7 @@ impl Reconciler {
         if set.status != ChangeSetStatus::Pending {
             return Err(DomainError::Rejected(format!("change set {id} is already {}", set.status.as_str())));
         }
-        Ok(set)
+        Ok(())
     }
 
     /// An operator's or delegated administrator's change: dates (kept across re-maps
@@ -824,14 +835,7 @@ impl Reconciler {
             _ => Some(now),
         };
         let kind = planned.kind();
-        let permission_diff = before.map(|b| {
-            json!({
-                "role": [b.role, next.role],
-                "access_profile": [b.access_profile, next.access_profile],
-                "scopes": [b.scopes, next.scopes],
-                "status": [b.status, next.status],
-            })
-        });
+        let permission_diff = before.map(|b| crate::permissions::PermissionDiff::between(b, &next).to_value());
         let snapshot = serde_json::to_value(&next).unwrap_or_default();
         // The audit trail records what changed (before and after of those fields only) —
         // a re-map of 100,000 individuals must not write 100,000 full copies twice.

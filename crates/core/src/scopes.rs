@@ -21,6 +21,15 @@ pub struct Scopes {
 }
 
 impl Scopes {
+    /// Whether these scopes grant nothing the `other` ones do not.
+    pub fn is_within(&self, other: &Scopes) -> bool {
+        self.extensions.is_subset(&other.extensions)
+            && self.queues.is_subset(&other.queues)
+            && self.phone_numbers.is_subset(&other.phone_numbers)
+            && self.billing_accounts.is_subset(&other.billing_accounts)
+            && (!self.full_call_reports || other.full_call_reports)
+    }
+
     /// Every value is a short printable token: scope values end up in tokens, URLs and
     /// portal queries.
     pub fn validate(&self) -> DomainResult<()> {

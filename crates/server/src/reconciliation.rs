@@ -727,10 +727,11 @@ impl SourceReconciliation {
     /// reading the directory again; any other by re-planning its people from their
     /// sources now (`Replan`).
     pub async fn approve(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<CommitReport> {
+        // Which kind of set it is, without reading its writes.
         let set = self
             .reconciler
             .store()
-            .get_change_set(tenant.id, id)
+            .get_change_set_header(tenant.id, id)
             .await?
             .ok_or_else(|| DomainError::not_found("change set", id))?;
         let source = crate::directory_sync::source_of_origin(&set.origin)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idbridge_core::audit::{Actor, ActorKind, AuditContext, ChangeEvent, ChangeKind};
+use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::individual::{Individual, SourceKind, SourceLink};
 use idbridge_core::mapping::{ExternalGroup, UserFacts};
 use idbridge_core::ports::SsoStore;
@@ -228,61 +228,6 @@ impl SsoAccounts {
     }
 }
 
-/// Whether a change takes anything away: access ended, or the role, access profile or
-/// scopes lost something. Such a change logs the individual out everywhere.
-pub fn access_shrank(
-    event: &ChangeEvent,
-    roles: &BTreeMap<String, Role>,
-    profiles: &BTreeMap<String, AccessProfile>,
-    catalog: &idbridge_core::catalog::Catalog,
-) -> bool {
-    match event.kind {
-        ChangeKind::IndividualSuspended | ChangeKind::IndividualExpired | ChangeKind::IndividualDeleted => return true,
-        ChangeKind::IndividualCreated | ChangeKind::IndividualActivated => return false,
-        ChangeKind::IndividualUpdated => {}
-    }
-    let Some(diff) = &event.permission_diff else { return false };
-    let pair = |field: &str| -> (Value, Value) {
-        let v = &diff[field];
-        (v[0].clone(), v[1].clone())
-    };
-    let (status_before, status_after) = pair("status");
-    if status_before != status_after && status_after.as_str() != Some("active") {
-        return true;
-    }
-    let (role_before, role_after) = pair("role");
-    if role_before != role_after {
-        let before = role_before.as_str().and_then(|r| roles.get(r));
-        let after = role_after.as_str().and_then(|r| roles.get(r));
-        match (before, after) {
-            (Some(b), Some(a)) if b.is_within(a, catalog) => {}
-            (None, _) => {}
-            _ => return true,
-        }
-    }
-    let (profile_before, profile_after) = pair("access_profile");
-    if profile_before != profile_after {
-        let flags = |v: &Value| v.as_str().and_then(|p| profiles.get(p)).map(|p| p.flags.clone()).unwrap_or_default();
-        if !flags(&profile_before).is_subset(&flags(&profile_after)) {
-            return true;
-        }
-    }
-    let (scopes_before, scopes_after) = pair("scopes");
-    if scopes_before != scopes_after {
-        let before: idbridge_core::scopes::Scopes = serde_json::from_value(scopes_before).unwrap_or_default();
-        let after: idbridge_core::scopes::Scopes = serde_json::from_value(scopes_after).unwrap_or_default();
-        let lost = !before.extensions.is_subset(&after.extensions)
-            || !before.queues.is_subset(&after.queues)
-            || !before.phone_numbers.is_subset(&after.phone_numbers)
-            || !before.billing_accounts.is_subset(&after.billing_accounts)
-            || (before.full_call_reports && !after.full_call_reports);
-        if lost {
-            return true;
-        }
-    }
-    false
-}
-
 const CONSUMER: &str = "sso-logout";
 const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 
@@ -330,7 +275,7 @@ async fn logout_pass(
     let profiles: BTreeMap<String, AccessProfile> =
         store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
     for (position, event) in &events[..ready] {
-        if access_shrank(event, &roles, &profiles, &catalog) {
+        if idbridge_core::permissions::access_shrank(event, &roles, &profiles, &catalog) {
             // Sessions opened after the change were decided on it: they stay.
             let ended = sso
                 .end_individual_sessions(event.tenant_id, event.individual_id, event.at, idbridge_core::clock::now())

@@ -55,15 +55,31 @@ fn header_from_row(row: &AnyRow) -> DomainResult<ChangeSetHeader> {
 }
 
 impl SqlStore {
+    /// One change set by id (of `tenant`, or of any tenant), read with `columns` into `T`.
+    async fn change_set_one<T>(
+        &self,
+        columns: &str,
+        tenant: Option<TenantId>,
+        id: Uuid,
+        read: fn(&AnyRow) -> DomainResult<T>,
+    ) -> DomainResult<Option<T>> {
+        let sql = match tenant {
+            Some(_) => format!("SELECT {columns} FROM change_sets WHERE id = $1 AND tenant_id = $2"),
+            None => format!("SELECT {columns} FROM change_sets WHERE id = $1"),
+        };
+        let mut query = sqlx::query(&sql).bind(id.to_string());
+        if let Some(tenant) = tenant {
+            query = query.bind(tenant.0.to_string());
+        }
+        query.fetch_optional(&self.pool).await.map_err(storage)?.as_ref().map(read).transpose()
+    }
+
+    pub(crate) async fn change_set_header(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<ChangeSetHeader>> {
+        self.change_set_one(HEADER_COLUMNS, Some(tenant), id, header_from_row).await
+    }
+
     pub(crate) async fn change_set_find(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
-        sqlx::query(&format!("SELECT {COLUMNS} FROM change_sets WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?
-            .as_ref()
-            .map(from_row)
-            .transpose()
+        self.change_set_one(COLUMNS, None, id, from_row).await
     }
 
     pub(crate) async fn change_set_put(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
@@ -88,15 +104,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn change_set_get(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
-        sqlx::query(&format!("SELECT {COLUMNS} FROM change_sets WHERE tenant_id = $1 AND id = $2"))
-            .bind(tenant.0.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?
-            .as_ref()
-            .map(from_row)
-            .transpose()
+        self.change_set_one(COLUMNS, Some(tenant), id, from_row).await
     }
 
     pub(crate) async fn change_set_list(

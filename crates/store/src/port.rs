@@ -131,6 +131,14 @@ impl Store for SqlStore {
         self.change_set_list(tenant, status).await
     }
 
+    async fn get_change_set_header(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> DomainResult<Option<idbridge_core::changeset::ChangeSetHeader>> {
+        self.change_set_header(tenant, id).await
+    }
+
     async fn find_change_set(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
         self.change_set_find(id).await
     }
