@@ -176,7 +176,76 @@ pub struct Individual {
     pub updated_at: Timestamp,
 }
 
+/// What an individual *is*, as one comparable value: every field but its identity and
+/// bookkeeping (id, tenant, version, when it was created and last written, when access
+/// ended — which follows from the status). Built by destructuring the whole individual,
+/// so a new field does not compile until it is named here — in the state, or as
+/// bookkeeping — and can never be silently left out of "did anything change" or of the
+/// audit trail's before and after.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct IndividualState<'a> {
+    pub login: &'a str,
+    pub email: &'a Option<String>,
+    pub given_name: &'a Option<String>,
+    pub family_name: &'a Option<String>,
+    pub display_name: &'a Option<String>,
+    pub role: &'a Option<String>,
+    pub access_profile: &'a Option<String>,
+    pub scopes: &'a Scopes,
+    pub time_zone: &'a str,
+    pub activation: &'a Option<LocalInstant>,
+    pub expiration: &'a Option<LocalInstant>,
+    pub status: IndividualStatus,
+    pub links: &'a [SourceLink],
+    pub deprovisioned_at: &'a Option<Timestamp>,
+    pub provenance: &'a Provenance,
+}
+
 impl Individual {
+    /// The comparable state (`a.state() == b.state()`: nothing to write).
+    pub fn state(&self) -> IndividualState<'_> {
+        let Individual {
+            id: _,
+            tenant_id: _,
+            version: _,
+            created_at: _,
+            updated_at: _,
+            access_ended_at: _,
+            login,
+            email,
+            given_name,
+            family_name,
+            display_name,
+            role,
+            access_profile,
+            scopes,
+            time_zone,
+            activation,
+            expiration,
+            status,
+            links,
+            deprovisioned_at,
+            provenance,
+        } = self;
+        IndividualState {
+            login,
+            email,
+            given_name,
+            family_name,
+            display_name,
+            role,
+            access_profile,
+            scopes,
+            time_zone,
+            activation,
+            expiration,
+            status: *status,
+            links,
+            deprovisioned_at,
+            provenance,
+        }
+    }
+
     /// Checks everything that does not need other records.
     pub fn validate(&self) -> DomainResult<()> {
         validate_login(&self.login)?;

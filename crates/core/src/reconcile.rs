@@ -883,37 +883,15 @@ impl Reconciler {
 }
 
 /// The fields that differ, as two JSON objects: their values before and after.
+/// The audit trail's before and after: the fields of the individual's state that differ.
 fn changed_fields(before: &Individual, after: &Individual) -> (serde_json::Value, serde_json::Value) {
-    let mut old = serde_json::Map::new();
-    let mut new = serde_json::Map::new();
-    let mut field = |name: &str, a: serde_json::Result<serde_json::Value>, b: serde_json::Result<serde_json::Value>| {
-        old.insert(name.to_owned(), a.unwrap_or_default());
-        new.insert(name.to_owned(), b.unwrap_or_default());
+    let as_map = |i: &Individual| match serde_json::to_value(i.state()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
     };
-    macro_rules! diff {
-        ($($f:ident),*) => {
-            $(if before.$f != after.$f {
-                field(stringify!($f), serde_json::to_value(&before.$f), serde_json::to_value(&after.$f));
-            })*
-        };
-    }
-    diff!(
-        login,
-        email,
-        given_name,
-        family_name,
-        display_name,
-        role,
-        access_profile,
-        scopes,
-        time_zone,
-        activation,
-        expiration,
-        status,
-        links,
-        deprovisioned_at,
-        provenance
-    );
+    let (mut old, mut new) = (as_map(before), as_map(after));
+    old.retain(|field, value| new.get(field) != Some(value));
+    new.retain(|field, _| old.contains_key(field));
     (serde_json::Value::Object(old), serde_json::Value::Object(new))
 }
 
@@ -949,20 +927,7 @@ pub fn mapping_input(tenant: &Tenant, person: &SourcePerson, existing: Option<&I
 }
 
 fn same_state(a: &Individual, b: &Individual) -> bool {
-    a.login == b.login
-        && a.email == b.email
-        && a.given_name == b.given_name
-        && a.family_name == b.family_name
-        && a.display_name == b.display_name
-        && a.role == b.role
-        && a.access_profile == b.access_profile
-        && a.scopes == b.scopes
-        && a.time_zone == b.time_zone
-        && a.activation == b.activation
-        && a.expiration == b.expiration
-        && a.status == b.status
-        && a.links == b.links
-        && a.provenance == b.provenance
+    a.state() == b.state()
 }
 
 /// A date from the source, else from the mapping, else the one set by hand before.
