@@ -125,6 +125,17 @@ pub trait Store: Send + Sync + 'static {
     // --- change sets held by the mass-deprovision guard -------------------------------
     async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()>;
     async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>>;
+    /// Adds writes to a pending change set (a later request joining a mass deprovision
+    /// that already waits), recomputing its summary, with the audit record; `None` when
+    /// the set is no longer pending. A person already in the set keeps one write: the
+    /// later one.
+    async fn extend_change_set(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        writes: &[crate::changeset::PlannedWrite],
+        audit: &AuditRecord,
+    ) -> DomainResult<Option<crate::changeset::ChangeSummary>>;
     /// A change set without its writes (to decide it without reading them).
     async fn get_change_set_header(
         &self,

@@ -346,6 +346,26 @@ impl Reconciler {
                 if let Some(waiting) = self.held_already(tenant, &set.writes).await? {
                     return Ok(Submitted::AwaitingApproval { id: waiting.id, summary: waiting.summary });
                 }
+                // Held only because of what the window took before (one deletion of an IdP
+                // that sends one request per user): it joins the SCIM set already waiting,
+                // so that the operator decides the mass deprovision once, not per person.
+                let alone = ChangeSummary { taken_recently: 0, ..summary.clone() };
+                if !alone.exceeds(&tenant.policy)
+                    && ctx.actor.kind == crate::audit::ActorKind::ScimToken
+                    && let Some(open) = self.open_scim_set(tenant).await?
+                {
+                    let audit = ctx.record(
+                        Some(tenant.id),
+                        "change_set",
+                        open.to_string(),
+                        "change_set.extended",
+                        None,
+                        Some(json!({ "origin": set.origin, "takes_access": takes_access })),
+                    );
+                    if let Some(summary) = self.store.extend_change_set(tenant.id, open, &set.writes, &audit).await? {
+                        return Ok(Submitted::AwaitingApproval { id: open, summary });
+                    }
+                }
                 let id = Uuid::new_v4();
                 let held = HeldChangeSet {
                     id,
@@ -379,6 +399,18 @@ impl Reconciler {
         }
         let report = self.commit(tenant, set.writes, ctx).await?;
         Ok(Submitted::Applied(report))
+    }
+
+    /// The newest pending change set a SCIM client's requests were held in, if any.
+    async fn open_scim_set(&self, tenant: &Tenant) -> DomainResult<Option<Uuid>> {
+        let scim = format!("{}:", crate::audit::ActorKind::ScimToken.as_str());
+        Ok(self
+            .store
+            .list_change_sets(Some(tenant.id), Some(ChangeSetStatus::Pending))
+            .await?
+            .into_iter()
+            .find(|h| h.created_by.starts_with(&scim))
+            .map(|h| h.id))
     }
 
     /// The pending change set that holds exactly these decisions (the same individuals

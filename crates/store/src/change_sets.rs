@@ -2,7 +2,9 @@
 //! instances).
 
 use idbridge_core::audit::AuditRecord;
-use idbridge_core::changeset::{ChangeSetDecision, ChangeSetHeader, ChangeSetStatus, HeldChangeSet};
+use idbridge_core::changeset::{
+    ChangeSet, ChangeSetDecision, ChangeSetHeader, ChangeSetStatus, ChangeSummary, HeldChangeSet, PlannedWrite,
+};
 use idbridge_core::tenant::TenantId;
 use idbridge_core::{DomainError, DomainResult};
 use sqlx::Row;
@@ -80,6 +82,48 @@ impl SqlStore {
 
     pub(crate) async fn change_set_find(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
         self.change_set_one(COLUMNS, None, id, from_row).await
+    }
+
+    pub(crate) async fn change_set_extend(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        more: &[PlannedWrite],
+        audit: &AuditRecord,
+    ) -> DomainResult<Option<ChangeSummary>> {
+        // PostgreSQL: two requests joining the same set take turns (SQLite has one writer).
+        let lock = match self.backend {
+            crate::Backend::Postgres => "FOR UPDATE",
+            crate::Backend::Sqlite => "",
+        };
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT writes, summary FROM change_sets WHERE tenant_id = $1 AND id = $2 AND status = 'pending' {lock}"
+        ))
+        .bind(tenant.0.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut writes: Vec<PlannedWrite> = from_json("writes", &row.try_get::<String, _>("writes").map_err(storage)?)?;
+        let old: ChangeSummary = from_json("summary", &row.try_get::<String, _>("summary").map_err(storage)?)?;
+        let joining: std::collections::HashSet<_> = more.iter().map(|w| w.after.id).collect();
+        writes.retain(|w| !joining.contains(&w.after.id));
+        writes.extend(more.iter().cloned());
+        let set = ChangeSet { origin: String::new(), writes, held: Vec::new() };
+        let summary = ChangeSummary { taken_recently: old.taken_recently, ..set.summary(old.holding_access) };
+        sqlx::query("UPDATE change_sets SET writes = $1, summary = $2 WHERE tenant_id = $3 AND id = $4")
+            .bind(to_json(&set.writes))
+            .bind(to_json(&summary))
+            .bind(tenant.0.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(storage)?;
+        Ok(Some(summary))
     }
 
     pub(crate) async fn change_set_put(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {

@@ -131,6 +131,16 @@ impl Store for SqlStore {
         self.change_set_list(tenant, status).await
     }
 
+    async fn extend_change_set(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        writes: &[idbridge_core::changeset::PlannedWrite],
+        audit: &AuditRecord,
+    ) -> DomainResult<Option<idbridge_core::changeset::ChangeSummary>> {
+        self.change_set_extend(tenant, id, writes, audit).await
+    }
+
     async fn get_change_set_header(
         &self,
         tenant: TenantId,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::{Fixture, ctx, tenant};
 use idbridge_core::DomainError;
-use idbridge_core::audit::{AuditContext, AuditQuery};
+use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery};
 use idbridge_core::changeset::{ChangeSet, ChangeSetStatus, PlannedWrite};
 use idbridge_core::clock::ManualClock;
 use idbridge_core::individual::{Individual, IndividualId, IndividualStatus, SourceKind, SourceLink};
@@ -261,18 +261,35 @@ async fn the_guard_holds_a_mass_deprovision_that_arrives_one_person_at_a_time(st
     let acme = tenant(&store, "acme").await;
     let reconciler = Reconciler::new(store.clone());
     let staff = seed_active(&reconciler, &acme, 100).await;
+    let entra = AuditContext::new(Actor::new(ActorKind::ScimToken, "entra"));
     let mut held = Vec::new();
     for person in &staff[..30] {
         let one = removal_set(&reconciler, &acme, std::slice::from_ref(person));
-        if let Submitted::AwaitingApproval { id, summary } = reconciler.submit(&acme, one, &ctx("scim")).await.unwrap()
-        {
+        if let Submitted::AwaitingApproval { id, summary } = reconciler.submit(&acme, one, &entra).await.unwrap() {
             held.push((id, summary));
         }
     }
     assert_eq!(held.len(), 6, "24 applied; the 25th within the window is held, and each after it");
     assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 76);
-    let (_, first) = &held[0];
+    let (first_id, first) = &held[0];
     assert_eq!((first.takes_access, first.holding_access, first.taken_recently), (1, 76, 24));
+    // The later ones joined the first: one mass deprovision, decided once.
+    assert!(held.iter().all(|(id, _)| id == first_id), "{held:?}");
+    assert_eq!(held[5].1.takes_access, 6);
+    let pending = store.list_change_sets(Some(acme.id), Some(ChangeSetStatus::Pending)).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let writes = store.get_change_set(acme.id, *first_id).await.unwrap().unwrap().writes;
+    assert_eq!(writes.len(), 6);
+    assert_eq!(actions(&store, &acme, "change_set.extended").await, 5);
+    let report = reconciler.approve(&acme, *first_id, &Planned(writes), &ctx("ops")).await.unwrap();
+    assert_eq!(report.written.len(), 6);
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 70);
+    // A change that is mass on its own is its own set.
+    let big = removal_set(&reconciler, &acme, &staff[30..60]);
+    let Submitted::AwaitingApproval { id, .. } = reconciler.submit(&acme, big, &entra).await.unwrap() else {
+        panic!("30 of 70 must be held");
+    };
+    assert_ne!(&id, first_id);
 
     // A tenant that judges each change set on its own.
     let mut settings = idbridge_core::tenant::TenantSettings::new("Other");
