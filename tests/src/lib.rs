@@ -303,6 +303,17 @@ impl Drop for Daemon {
     }
 }
 
+/// The resident memory of a process, in KiB (Linux).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
 /// A fresh bearer token and its SHA-256, from `idbridge admin-token create` (used for
 /// operator and portal tokens alike).
 pub fn new_token() -> (String, String) {

@@ -127,16 +127,6 @@ fn past_the_connection_cap_new_connections_get_503_at_once() {
     drop(held);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 /// Each idle connection costs the HTTP machinery's buffers, not a copy of the application:
 /// 2,000 idle connections — half silent, half keep-alive after one request — stay within
 /// the goal of 64 KiB each (on 5162834 each cost ~2.9 MiB: 2,000 took 6 GB), and
@@ -157,7 +147,7 @@ fn two_thousand_idle_connections_stay_within_the_memory_goal() {
         healthz(&addr);
     }
     std::thread::sleep(Duration::from_millis(300));
-    let before = rss_kib(pid);
+    let before = idbridge_e2e::rss_kib(pid);
     let mut held = Vec::with_capacity(CONNECTIONS);
     for n in 0..CONNECTIONS {
         let mut stream = TcpStream::connect(&addr).unwrap();
@@ -170,7 +160,7 @@ fn two_thousand_idle_connections_stay_within_the_memory_goal() {
         held.push(stream);
     }
     std::thread::sleep(Duration::from_millis(500));
-    let after = rss_kib(pid);
+    let after = idbridge_e2e::rss_kib(pid);
     let per_connection = after.saturating_sub(before) as f64 / CONNECTIONS as f64;
     assert!(per_connection <= 64.0, "{per_connection:.1} KiB per idle connection ({before} KiB → {after} KiB)");
     let (answer, took) = healthz(&addr);

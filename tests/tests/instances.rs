@@ -133,6 +133,37 @@ async fn three_instances_on_one_database_do_everything_once() {
     assert!(twice.is_empty(), "expiry events delivered more than once: {twice:?}");
 }
 
+/// A thousand tenants in one PostgreSQL database (each with the example's rules): the
+/// daemon is ready at once, idles in bounded memory, and the listings answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tenants_start_at_once_in_bounded_memory() {
+    let Some(db) = idbridge_e2e::SharedPgDatabase::create("idbridge_tenants") else { return };
+    let work = Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &db.url);
+    let example = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
+    let (head, tenant) = example.split_at(example.find("[[tenants]]").unwrap());
+    let mut doc = head.to_owned();
+    for n in 0..1000 {
+        doc += &tenant
+            .replace("slug = \"acme\"", &format!("slug = \"t{n:04}\""))
+            .replace("name = \"ACME Corporation\"", &format!("name = \"Tenant {n}\""));
+    }
+    let file = work.path().join("tenants.toml");
+    std::fs::write(&file, doc).unwrap();
+    work.ok(&["apply", file.to_str().unwrap()]);
+
+    let started = Instant::now();
+    let daemon = work.serve();
+    let ready = daemon.client().get(daemon.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(10), "ready after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(6)).await; // every background loop has run
+    let rss = idbridge_e2e::rss_kib(daemon.child.id());
+    assert!(rss < 200 * 1024, "{rss} KiB idle with 1,000 tenants");
+    assert_eq!(work.ok(&["tenant", "list"]).lines().count(), 1000);
+    let listing = daemon.client().get(daemon.url("/scim/v2/t0999/Users")).send().await.unwrap();
+    assert_eq!(listing.status(), 401, "each tenant's SCIM endpoint is there (and closed without its token)");
+}
+
 /// The wall clock (the daemons under test read it too).
 #[allow(clippy::disallowed_methods)]
 fn wall_clock() -> jiff::Timestamp {
