@@ -143,6 +143,36 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+impl AuditQuery {
+    /// A query from filters as operators type them — instants in RFC 3339 — the same for
+    /// the CLI and the admin API. The error names the filter and what was given.
+    pub fn from_filters(
+        since: Option<&str>,
+        until: Option<&str>,
+        actor: Option<String>,
+        subject: Option<String>,
+        after_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Self, String> {
+        let instant = |field: &str, raw: Option<&str>| -> Result<Option<Timestamp>, String> {
+            raw.map(|t| {
+                t.parse::<Timestamp>()
+                    .map_err(|_| format!("{field}: {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z"))
+            })
+            .transpose()
+        };
+        Ok(Self {
+            tenant_id: None,
+            since: instant("since", since)?,
+            until: instant("until", until)?,
+            actor,
+            subject,
+            after_id,
+            limit,
+        })
+    }
+}
+
 /// What happened to an individual, for portals and connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

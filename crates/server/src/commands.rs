@@ -553,27 +553,20 @@ async fn individual(operator: &Operator, command: IndividualCommand) -> anyhow::
 }
 
 async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
-    let parse = |field: &str, raw: Option<String>| -> anyhow::Result<Option<jiff::Timestamp>> {
-        raw.map(|t| {
-            t.parse()
-                .with_context(|| format!("--{field} {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z"))
-        })
-        .transpose()
-    };
     let slug = match (&args.slug, args.operator) {
         (Some(raw), false) => Some(slug(raw)?),
         (None, true) => None,
         _ => bail!("name a tenant, or pass --operator for operator-wide entries"),
     };
-    let query = AuditQuery {
-        tenant_id: None,
-        since: parse("since", args.since)?,
-        until: parse("until", args.until)?,
-        actor: args.actor,
-        subject: args.subject,
-        after_id: None,
-        limit: args.limit,
-    };
+    let query = AuditQuery::from_filters(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        args.actor,
+        args.subject,
+        None,
+        args.limit,
+    )
+    .map_err(|e| anyhow::anyhow!("--{e}"))?;
     for entry in operator.audit(slug.as_ref(), query).await? {
         if args.json {
             out!("{}", serde_json::to_string(&entry)?);

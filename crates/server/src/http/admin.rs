@@ -382,30 +382,21 @@ struct AuditParams {
     format: Option<String>,
 }
 
-fn instant(field: &str, raw: Option<String>) -> ApiResult<Option<jiff::Timestamp>> {
-    raw.map(|t| {
-        t.parse::<jiff::Timestamp>().map_err(|_| {
-            ApiError::bad_request(format!("{field}: {t:?} is not an RFC 3339 instant such as 2026-11-24T10:00:00Z"))
-        })
-    })
-    .transpose()
-}
-
 async fn audit_response(
     state: &AppState,
     slug: Option<TenantSlug>,
     params: AuditParams,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let query = AuditQuery {
-        tenant_id: None,
-        since: instant("since", params.since)?,
-        until: instant("until", params.until)?,
-        actor: params.actor,
-        subject: params.subject,
-        after_id: params.after,
-        limit: params.limit.unwrap_or(1000).clamp(1, 10_000),
-    };
+    let query = AuditQuery::from_filters(
+        params.since.as_deref(),
+        params.until.as_deref(),
+        params.actor,
+        params.subject,
+        params.after,
+        params.limit.unwrap_or(1000).clamp(1, 10_000),
+    )
+    .map_err(ApiError::bad_request)?;
     let entries = state.operator.audit(slug.as_ref(), query).await?;
     let wants_lines = params.format.as_deref() == Some("jsonl")
         || headers
