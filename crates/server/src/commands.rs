@@ -47,11 +47,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => crate::serve::serve(settings, cli.config.clone()).await,
         command => {
-            let store = SqlStore::connect(&settings.store_options()?).await?;
-            let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
-            let records: Arc<dyn idbridge_core::ports::ScimRecordStore> = Arc::new(store.clone());
-            let result = admin(&operator, &records, &store, command, &settings).await;
-            store.close().await;
+            let services = crate::app::Services::connect(&settings).await?;
+            let records: Arc<dyn idbridge_core::ports::ScimRecordStore> = Arc::new(services.store.clone());
+            let result = admin(&services, &records, command, &settings).await;
+            services.store.close().await;
             result
         }
     }
@@ -83,44 +82,27 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reconciliation service as the daemon has it (plugins loaded), for commands that
-/// write individuals.
-fn reconciliation(
-    operator: &Operator,
-    store: &SqlStore,
-    settings: &Settings,
-) -> anyhow::Result<crate::reconciliation::SourceReconciliation> {
-    let mapping = crate::mapping::MappingService {
-        operator: operator.clone(),
-        plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
-        records: Arc::new(store.clone()),
-    };
-    Ok(crate::reconciliation::SourceReconciliation::new(store, mapping))
-}
-
 async fn remap_after(
-    operator: &Operator,
-    store: &SqlStore,
-    settings: &Settings,
+    services: &crate::app::Services,
     report: &idbridge_core::operator::ApplyReport,
     ctx: &AuditContext,
 ) -> anyhow::Result<()> {
     if report.dry_run || report.remap_tenants.is_empty() {
         return Ok(());
     }
-    for summary in reconciliation(operator, store, settings)?.remap_after(report, ctx).await? {
+    for summary in services.reconciliation()?.remap_after(report, ctx).await? {
         out!("{}", summary.describe());
     }
     Ok(())
 }
 
 async fn admin(
-    operator: &Operator,
+    services: &crate::app::Services,
     records: &Arc<dyn idbridge_core::ports::ScimRecordStore>,
-    store: &SqlStore,
     command: Command,
     settings: &Settings,
 ) -> anyhow::Result<()> {
+    let (operator, store) = (&services.operator, &services.store);
     let ctx = cli_context();
     match command {
         Command::Serve | Command::AdminToken(_) => unreachable!("handled by run"),
@@ -150,7 +132,7 @@ async fn admin(
                 let verb = if dry_run { "would apply" } else { "applied" };
                 out!("{verb} {} change(s)", report.changes.len());
             }
-            remap_after(operator, store, settings, &report, &ctx).await?;
+            remap_after(services, &report, &ctx).await?;
             for client in clients {
                 let registered = crate::portal_clients::register(store, client, dry_run, &ctx)
                     .await
@@ -170,9 +152,7 @@ async fn admin(
         Command::Tenant(command) => tenant(operator, command, &ctx).await?,
         Command::Mapping(MappingCommand::Remap { slug: raw }) => {
             let tenant = operator.tenant(&slug(&raw)?).await?;
-            let submitted = reconciliation(operator, store, settings)?
-                .remap(&tenant, "re-map requested by an operator", &ctx)
-                .await?;
+            let submitted = services.reconciliation()?.remap(&tenant, "re-map requested by an operator", &ctx).await?;
             out!("{}", crate::reconciliation::RemapSummary::of(&tenant, submitted).describe());
         }
         Command::Mapping(MappingCommand::SetRules { slug: raw, file, dry_run }) => {
@@ -184,15 +164,13 @@ async fn admin(
             for line in &report.changes {
                 out!("{line}");
             }
-            remap_after(operator, store, settings, &report, &ctx).await?;
+            remap_after(services, &report, &ctx).await?;
         }
-        Command::Mapping(command) => mapping(operator, records, store, command, settings).await?,
-        Command::Changes(command) => changes(operator, store, settings, command, &ctx).await?,
-        Command::Sync(command) => sync(operator, store, settings, command).await?,
+        Command::Mapping(command) => mapping(services, records, command, settings).await?,
+        Command::Changes(command) => changes(services, command, &ctx).await?,
+        Command::Sync(command) => sync(services, command).await?,
         Command::Individual(IndividualCommand::Explain { slug: raw, id_or_login, json }) => {
-            let explanation =
-                crate::explain::explain(&reconciliation(operator, store, settings)?, &slug(&raw)?, &id_or_login)
-                    .await?;
+            let explanation = crate::explain::explain(services.reconciliation()?, &slug(&raw)?, &id_or_login).await?;
             if json {
                 print_json(&explanation)?;
             } else {
@@ -219,10 +197,7 @@ async fn admin(
                 add_scopes: scopes_arg("--add-scope", &add_scope)?,
                 remove_scopes: scopes_arg("--remove-scope", &remove_scope)?,
             };
-            let outcome = reconciliation(operator, store, settings)?
-                .reconciler
-                .manual(&tenant, &individual, &change, &ctx)
-                .await?;
+            let outcome = services.reconciliation()?.reconciler.manual(&tenant, &individual, &change, &ctx).await?;
             match outcome {
                 idbridge_core::reconcile::Outcome::Unchanged => out!("no changes"),
                 idbridge_core::reconcile::Outcome::Held(reason) => anyhow::bail!("{reason}"),
@@ -587,12 +562,12 @@ async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Result<()> {
 }
 
 async fn mapping(
-    operator: &Operator,
+    services: &crate::app::Services,
     records: &Arc<dyn idbridge_core::ports::ScimRecordStore>,
-    store: &SqlStore,
     command: MappingCommand,
     settings: &Settings,
 ) -> anyhow::Result<()> {
+    let operator = &services.operator;
     match command {
         MappingCommand::Preview { slug: raw, user, json } => {
             let text = std::fs::read_to_string(&user).with_context(|| format!("cannot read {}", user.display()))?;
@@ -642,7 +617,7 @@ async fn mapping(
         MappingCommand::SetRules { .. } | MappingCommand::Remap { .. } => unreachable!("handled by admin"),
         MappingCommand::Diff { slug: raw, rules, json } => {
             let rules = crate::apply_file::read_rules(&rules)?;
-            let report = reconciliation(operator, store, settings)?.diff(&slug(&raw)?, &rules).await?;
+            let report = services.reconciliation()?.diff(&slug(&raw)?, &rules).await?;
             if json {
                 print_json(&report)?;
             } else {
@@ -782,13 +757,8 @@ async fn find_change_set(operator: &Operator, raw: &str) -> anyhow::Result<idbri
     operator.store().find_change_set(id).await?.ok_or_else(|| anyhow::anyhow!("change set {id} not found"))
 }
 
-async fn changes(
-    operator: &Operator,
-    store: &SqlStore,
-    settings: &Settings,
-    command: ChangesCommand,
-    ctx: &AuditContext,
-) -> anyhow::Result<()> {
+async fn changes(services: &crate::app::Services, command: ChangesCommand, ctx: &AuditContext) -> anyhow::Result<()> {
+    let operator = &services.operator;
     let tenants: std::collections::HashMap<_, _> =
         operator.store().list_tenants().await?.into_iter().map(|t| (t.id, t)).collect();
     let slug_of =
@@ -859,7 +829,7 @@ async fn changes(
         ChangesCommand::Approve { id } => {
             let set = find_change_set(operator, &id).await?;
             let tenant = &tenants[&set.tenant_id];
-            let report = reconciliation(operator, store, settings)?.approve(tenant, set.id, ctx).await?;
+            let report = services.reconciliation()?.approve(tenant, set.id, ctx).await?;
             out!(
                 "approved {}: {} applied, {} skipped (changed since), {} failed",
                 set.id,
@@ -874,7 +844,7 @@ async fn changes(
         ChangesCommand::Reject { id } => {
             let set = find_change_set(operator, &id).await?;
             let tenant = &tenants[&set.tenant_id];
-            reconciliation(operator, store, settings)?.reconciler.reject(tenant, set.id, ctx).await?;
+            services.reconciliation()?.reconciler.reject(tenant, set.id, ctx).await?;
             out!("rejected {}: nothing applied", set.id);
         }
     }
@@ -889,7 +859,8 @@ fn recently(summary: &idbridge_core::changeset::ChangeSummary) -> String {
     }
 }
 
-async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, command: SyncCommand) -> anyhow::Result<()> {
+async fn sync(services: &crate::app::Services, command: SyncCommand) -> anyhow::Result<()> {
+    let (operator, store) = (&services.operator, &services.store);
     match command {
         SyncCommand::Ldap { slug: raw, source, dry_run, full, json } => {
             let tenant = operator.tenant(&slug(&raw)?).await?;
@@ -906,7 +877,7 @@ async fn sync(operator: &Operator, store: &SqlStore, settings: &Settings, comman
                     None => anyhow::bail!("tenant {raw} has no LDAP sources ([[tenants.ldap]] in the apply file)"),
                 }
             }
-            let mut rec = reconciliation(operator, store, settings)?;
+            let mut rec = services.reconciliation()?.clone();
             // Ctrl-C or SIGTERM ends the run cleanly: recorded as cancelled, its lease
             // released, so the next run can start at once.
             let (stop, stopping) = crate::stopping::Stopping::new();

@@ -4,6 +4,7 @@
 //! This crate wires; it does not decide. Domain rules live in `idbridge-core`, storage in
 //! `idbridge-store`; handlers and commands convert between the outside world and those.
 
+pub mod app;
 pub mod apply_file;
 pub mod cli;
 pub mod commands;

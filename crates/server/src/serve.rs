@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use idbridge_core::operator::Operator;
 use idbridge_store::SqlStore;
 
 use crate::config::Settings;
@@ -100,19 +99,16 @@ pub async fn sso_state(
 pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Everything that can fail on configuration fails before the port is bound.
     let admin_token_hashes = settings.admin_token_hashes()?;
-    let store = SqlStore::connect(&settings.store_options()?).await?;
+    let services = crate::app::Services::connect(&settings).await?;
     let metrics = crate::telemetry::install_metrics();
-    let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
-    let plugins = Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?);
-    let mapping = crate::mapping::MappingService {
-        operator: operator.clone(),
-        plugins: plugins.clone(),
-        records: Arc::new(store.clone()),
-    };
+    // The daemon loads its plugins at start: a broken one stops it before the port is bound.
+    let mut reconciliation = services.reconciliation()?.clone();
+    let (store, operator) = (services.store.clone(), services.operator.clone());
+    let mapping = reconciliation.mapping.clone();
+    let plugins = mapping.plugins.clone();
     if admin_token_hashes.is_empty() {
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
-    let mut reconciliation = crate::reconciliation::SourceReconciliation::new(&store, mapping.clone());
     // Shutdown reaches directory runs too: they end as cancelled, releasing their leases.
     let (stop_runs, stopping) = crate::stopping::Stopping::new();
     reconciliation.stopping = stopping;

@@ -1,0 +1,49 @@
+//! The application's services, built once from the configuration — by the daemon and by
+//! every command alike: the store, the operator's actions, the plugins, the mapping
+//! service and the reconciliation service over them.
+
+use std::sync::{Arc, OnceLock};
+
+use idbridge_core::operator::Operator;
+use idbridge_plugin_host::PluginHost;
+use idbridge_store::SqlStore;
+
+use crate::config::Settings;
+use crate::mapping::MappingService;
+use crate::reconciliation::SourceReconciliation;
+
+pub struct Services {
+    pub store: SqlStore,
+    pub operator: Operator,
+    plugins: Vec<idbridge_plugin_host::PluginSpec>,
+    reconciliation: OnceLock<SourceReconciliation>,
+}
+
+impl Services {
+    /// Connects to the configured database (migrating it) and builds the operator's side.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let store = SqlStore::connect(&settings.store_options()?).await?;
+        let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
+        Ok(Self { store, operator, plugins: settings.plugins.clone(), reconciliation: OnceLock::new() })
+    }
+
+    /// The reconciliation service with the configured mapping plugins, loaded on first
+    /// use: a command that writes no individual never loads a plugin (a broken plugin
+    /// must not stop `tenant list`), and `check-config` says what is wrong with one.
+    pub fn reconciliation(&self) -> anyhow::Result<&SourceReconciliation> {
+        if let Some(built) = self.reconciliation.get() {
+            return Ok(built);
+        }
+        let mapping = MappingService {
+            operator: self.operator.clone(),
+            plugins: Arc::new(PluginHost::load(&self.plugins)?),
+            records: Arc::new(self.store.clone()),
+        };
+        Ok(self.reconciliation.get_or_init(|| SourceReconciliation::new(&self.store, mapping)))
+    }
+
+    /// The loaded plugins (after `reconciliation`, the same ones).
+    pub fn plugins(&self) -> anyhow::Result<Arc<PluginHost>> {
+        Ok(self.reconciliation()?.mapping.plugins.clone())
+    }
+}
