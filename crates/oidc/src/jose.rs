@@ -223,6 +223,28 @@ mod tests {
     }
 
     #[test]
+    fn only_the_key_s_own_signature_verifies() {
+        for alg in ["ES256", "RS256"] {
+            let signer = Signer::from_pkcs8(&generate_pkcs8(alg).unwrap()).unwrap();
+            let other = Signer::from_pkcs8(&generate_pkcs8(alg).unwrap()).unwrap();
+            let jwt = signer.jws(Some("k1"), Some("JWT"), &json!({"sub": "x"})).unwrap();
+            let (header, claims, input, signature) = parse_jws(&jwt).unwrap();
+            assert_eq!((header["alg"].as_str(), claims["sub"].as_str()), (Some(alg), Some("x")));
+            assert!(signer.verifies(alg, input.as_bytes(), &signature), "{alg}");
+            assert!(!other.verifies(alg, input.as_bytes(), &signature), "{alg}: another key");
+            assert!(!signer.verifies("none", input.as_bytes(), &signature), "alg none never verifies");
+            let tampered =
+                jwt.replacen(&jwt[jwt.find('.').unwrap() + 1..jwt.rfind('.').unwrap()], &b64(br#"{"sub":"y"}"#), 1);
+            let (_, _, input, signature) = parse_jws(&tampered).unwrap();
+            assert!(!signer.verifies(alg, input.as_bytes(), &signature), "{alg}: changed claims");
+        }
+        for junk in ["", ".", "..", "a.b.c", "a.b.c.d", "e30.e30.", "e30.e30.!!"] {
+            let parsed = parse_jws(junk);
+            assert!(parsed.is_none() || parsed.unwrap().3.is_empty(), "{junk:?}");
+        }
+    }
+
+    #[test]
     fn garbage_keys_are_refused_with_a_reason() {
         assert!(Signer::from_pkcs8(b"nope").unwrap_err().to_string().contains("PKCS#8"));
         assert!(Signer::from_pem("hello").unwrap_err().to_string().contains("PRIVATE KEY"));
