@@ -150,63 +150,9 @@ async fn admin(
         Command::SignIn(command) => sign_in(operator, command, &ctx).await?,
         Command::Keys(command) => keys(store, settings, command, &ctx).await?,
         Command::Tenant(command) => tenant(operator, command, &ctx).await?,
-        Command::Mapping(MappingCommand::Remap { slug: raw }) => {
-            let tenant = operator.tenant(&slug(&raw)?).await?;
-            let submitted = services.reconciliation()?.remap(&tenant, "re-map requested by an operator", &ctx).await?;
-            out!("{}", crate::reconciliation::RemapSummary::of(&tenant, submitted).describe());
-        }
-        Command::Mapping(MappingCommand::SetRules { slug: raw, file, dry_run }) => {
-            let rules = crate::apply_file::read_rules(&file)?;
-            let report = operator.replace_rules(&slug(&raw)?, rules, settings.known_mappers(), dry_run, &ctx).await?;
-            if report.changes.is_empty() {
-                out!("no changes");
-            }
-            for line in &report.changes {
-                out!("{line}");
-            }
-            remap_after(services, &report, &ctx).await?;
-        }
-        Command::Mapping(command) => mapping(services, records, command, settings).await?,
+        Command::Mapping(command) => mapping(services, records, command, settings, &ctx).await?,
         Command::Changes(command) => changes(services, command, &ctx).await?,
         Command::Sync(command) => sync(services, command).await?,
-        Command::Individual(IndividualCommand::Explain { slug: raw, id_or_login, json }) => {
-            let explanation = crate::explain::explain(services.reconciliation()?, &slug(&raw)?, &id_or_login).await?;
-            if json {
-                print_json(&explanation)?;
-            } else {
-                print_explanation(&explanation);
-            }
-        }
-        Command::Individual(IndividualCommand::Set {
-            slug: raw,
-            id_or_login,
-            activation,
-            expiration,
-            time_zone,
-            add_scope,
-            remove_scope,
-        }) => {
-            let slug = slug(&raw)?;
-            let tenant = operator.tenant(&slug).await?;
-            let individual = operator.individual(&slug, &id_or_login).await?;
-            let date = |d: Option<String>| d.map(|d| if d == "none" { None } else { Some(d) });
-            let change = idbridge_core::reconcile::ManualChange {
-                activation: date(activation),
-                expiration: date(expiration),
-                time_zone,
-                add_scopes: scopes_arg("--add-scope", &add_scope)?,
-                remove_scopes: scopes_arg("--remove-scope", &remove_scope)?,
-            };
-            let outcome = services.reconciliation()?.reconciler.manual(&tenant, &individual, &change, &ctx).await?;
-            match outcome {
-                idbridge_core::reconcile::Outcome::Unchanged => out!("no changes"),
-                idbridge_core::reconcile::Outcome::Held(reason) => anyhow::bail!("{reason}"),
-                _ => {
-                    let after = operator.individual(&slug, &individual.id.to_string()).await?;
-                    out!("{} is {} (version {})", after.login, after.status.as_str(), after.version);
-                }
-            }
-        }
         Command::Plugin(PluginCommand::List { json }) => {
             let host = idbridge_plugin_host::PluginHost::load(&settings.plugins)?;
             let statuses = host.statuses();
@@ -229,7 +175,7 @@ async fn admin(
             }
         }
         Command::ScimToken(command) => scim_token(operator, command, &ctx).await?,
-        Command::Individual(command) => individual(operator, command).await?,
+        Command::Individual(command) => individual(services, command, &ctx).await?,
         Command::Audit(args) => audit(operator, args).await?,
         Command::Catalog { json } => {
             let catalog = operator.catalog().await?;
@@ -482,7 +428,12 @@ async fn scim_token(operator: &Operator, command: ScimTokenCommand, ctx: &AuditC
     Ok(())
 }
 
-async fn individual(operator: &Operator, command: IndividualCommand) -> anyhow::Result<()> {
+async fn individual(
+    services: &crate::app::Services,
+    command: IndividualCommand,
+    ctx: &AuditContext,
+) -> anyhow::Result<()> {
+    let operator = &services.operator;
     match command {
         IndividualCommand::List { slug: raw, status, limit, json } => {
             let query = IndividualQuery {
@@ -522,7 +473,44 @@ async fn individual(operator: &Operator, command: IndividualCommand) -> anyhow::
                 }
             }
         }
-        IndividualCommand::Explain { .. } | IndividualCommand::Set { .. } => unreachable!("handled by admin"),
+        IndividualCommand::Explain { slug: raw, id_or_login, json } => {
+            let explanation = crate::explain::explain(services.reconciliation()?, &slug(&raw)?, &id_or_login).await?;
+            if json {
+                print_json(&explanation)?;
+            } else {
+                print_explanation(&explanation);
+            }
+        }
+        IndividualCommand::Set {
+            slug: raw,
+            id_or_login,
+            activation,
+            expiration,
+            time_zone,
+            add_scope,
+            remove_scope,
+        } => {
+            let slug = slug(&raw)?;
+            let tenant = operator.tenant(&slug).await?;
+            let individual = operator.individual(&slug, &id_or_login).await?;
+            let date = |d: Option<String>| d.map(|d| if d == "none" { None } else { Some(d) });
+            let change = idbridge_core::reconcile::ManualChange {
+                activation: date(activation),
+                expiration: date(expiration),
+                time_zone,
+                add_scopes: scopes_arg("--add-scope", &add_scope)?,
+                remove_scopes: scopes_arg("--remove-scope", &remove_scope)?,
+            };
+            let outcome = services.reconciliation()?.reconciler.manual(&tenant, &individual, &change, ctx).await?;
+            match outcome {
+                idbridge_core::reconcile::Outcome::Unchanged => out!("no changes"),
+                idbridge_core::reconcile::Outcome::Held(reason) => anyhow::bail!("{reason}"),
+                _ => {
+                    let after = operator.individual(&slug, &individual.id.to_string()).await?;
+                    out!("{} is {} (version {})", after.login, after.status.as_str(), after.version);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -566,6 +554,7 @@ async fn mapping(
     records: &Arc<dyn idbridge_core::ports::ScimRecordStore>,
     command: MappingCommand,
     settings: &Settings,
+    ctx: &AuditContext,
 ) -> anyhow::Result<()> {
     let operator = &services.operator;
     match command {
@@ -614,7 +603,22 @@ async fn mapping(
                 }
             }
         }
-        MappingCommand::SetRules { .. } | MappingCommand::Remap { .. } => unreachable!("handled by admin"),
+        MappingCommand::Remap { slug: raw } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let submitted = services.reconciliation()?.remap(&tenant, "re-map requested by an operator", ctx).await?;
+            out!("{}", crate::reconciliation::RemapSummary::of(&tenant, submitted).describe());
+        }
+        MappingCommand::SetRules { slug: raw, file, dry_run } => {
+            let rules = crate::apply_file::read_rules(&file)?;
+            let report = operator.replace_rules(&slug(&raw)?, rules, settings.known_mappers(), dry_run, ctx).await?;
+            if report.changes.is_empty() {
+                out!("no changes");
+            }
+            for line in &report.changes {
+                out!("{line}");
+            }
+            remap_after(services, &report, ctx).await?;
+        }
         MappingCommand::Diff { slug: raw, rules, json } => {
             let rules = crate::apply_file::read_rules(&rules)?;
             let report = services.reconciliation()?.diff(&slug(&raw)?, &rules).await?;
