@@ -228,3 +228,32 @@ async fn one_hung_source_does_not_hold_back_another_tenants_schedule() {
     let text = String::from_utf8_lossy(&run.stdout).to_string() + &String::from_utf8_lossy(&run.stderr);
     assert!(!text.contains("in progress"), "{text}");
 }
+
+/// Three instances on one PostgreSQL database, one directory source due every 5 s: each
+/// run is made by one of them (the lease), so runs never overlap and there is one per
+/// schedule, not three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_run_a_scheduled_source_once_per_schedule() {
+    let Some(db) = idbridge_e2e::SharedPgDatabase::create("idbridge_sync_once") else { return };
+    let slapd = Slapd::start();
+    slapd.ldif(&directory(3));
+    let work = Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &db.url);
+    apply(&work, &[("acme", vec![slapd.url()], 5)]);
+    let daemons = [work.serve(), work.serve(), work.serve()];
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    drop(daemons);
+    let out = work.ok(&["sync", "status", "acme", "--json"]);
+    let mut runs: Vec<(jiff::Timestamp, jiff::Timestamp)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["status"] == "succeeded")
+        .map(|r| {
+            (r["started_at"].as_str().unwrap().parse().unwrap(), r["finished_at"].as_str().unwrap().parse().unwrap())
+        })
+        .collect();
+    runs.sort();
+    assert!((3..=5).contains(&runs.len()), "one run per 5 s schedule over 17 s, not one per instance: {out}");
+    for pair in runs.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two runs at once: {pair:?}");
+    }
+}
