@@ -133,6 +133,13 @@ const SUPERSEDED: &str = "superseded by";
 #[async_trait::async_trait]
 pub trait Replan: Send + Sync {
     async fn replan(&self, tenant: &Tenant, set: &HeldChangeSet) -> DomainResult<Vec<PlannedWrite>>;
+
+    /// Whether `replan` reads the held writes (to know whose decisions to re-make). One
+    /// that plans from the sources alone (a directory read again) says no, and a held set
+    /// of 100,000 writes is then approved without reading them.
+    fn needs_held_writes(&self) -> bool {
+        true
+    }
 }
 
 /// Writes planned from the current sources a moment ago (a directory read just now).
@@ -140,6 +147,10 @@ pub struct Planned(pub Vec<PlannedWrite>);
 
 #[async_trait::async_trait]
 impl Replan for Planned {
+    fn needs_held_writes(&self) -> bool {
+        false
+    }
+
     async fn replan(&self, _: &Tenant, _: &HeldChangeSet) -> DomainResult<Vec<PlannedWrite>> {
         Ok(self.0.clone())
     }
@@ -495,7 +506,25 @@ impl Reconciler {
         replan: &dyn Replan,
         ctx: &AuditContext,
     ) -> DomainResult<CommitReport> {
-        let set = self.pending(tenant, id).await?;
+        let header = self.still_pending(tenant, id).await?;
+        let set = if replan.needs_held_writes() {
+            self.pending(tenant, id).await?
+        } else {
+            HeldChangeSet {
+                id: header.id,
+                tenant_id: header.tenant_id,
+                origin: header.origin.clone(),
+                status: header.status,
+                summary: header.summary.clone(),
+                writes: Vec::new(),
+                created_at: header.created_at,
+                created_by: header.created_by.clone(),
+                decided_at: header.decided_at,
+                decided_by: header.decided_by.clone(),
+                result: header.result.clone(),
+            }
+        };
+        let held = header.summary.creates + header.summary.updates + header.summary.takes_access;
         let writes = replan.replan(tenant, &set).await?;
         let still = writes.len();
         let report = self.commit(tenant, writes, ctx).await?;
@@ -503,7 +532,7 @@ impl Reconciler {
             "re-planned against the sources now: {} of {} held write(s) still wanted; {} applied, {} skipped \
              (changed since), {} failed",
             still,
-            set.writes.len(),
+            held,
             report.written.len(),
             report.skipped.len(),
             report.failed.len()
@@ -582,13 +611,12 @@ impl Reconciler {
 
     /// A pending change set with its writes (to approve it).
     async fn pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<HeldChangeSet> {
-        self.still_pending(tenant, id).await?;
         self.store.get_change_set(tenant.id, id).await?.ok_or_else(|| DomainError::not_found("change set", id))
     }
 
     /// That a change set exists and waits for a decision — read without its writes, which
     /// for a 100,000-person set are hundreds of megabytes.
-    async fn still_pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<()> {
+    async fn still_pending(&self, tenant: &Tenant, id: Uuid) -> DomainResult<crate::changeset::ChangeSetHeader> {
         let set = self
             .store
             .get_change_set_header(tenant.id, id)
@@ -602,7 +630,7 @@ impl Reconciler {
         if set.status != ChangeSetStatus::Pending {
             return Err(DomainError::Rejected(format!("change set {id} is already {}", set.status.as_str())));
         }
-        Ok(())
+        Ok(set)
     }
 
     /// An operator's or delegated administrator's change: dates (kept across re-maps
