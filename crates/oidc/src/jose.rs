@@ -143,8 +143,9 @@ pub fn parse_jws(token: &str) -> Option<(Value, Value, String, Vec<u8>)> {
         return None;
     }
     let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
-    let header: Value = serde_json::from_slice(&decode(header)?).ok()?;
-    let body: Value = serde_json::from_slice(&decode(claims)?).ok()?;
+    // Both must be JSON objects (RFC 7515 §4, RFC 7519 §7.2).
+    let header: Value = serde_json::from_slice(&decode(header)?).ok().filter(Value::is_object)?;
+    let body: Value = serde_json::from_slice(&decode(claims)?).ok().filter(Value::is_object)?;
     Some((header, body, token[..token.len() - signature.len() - 1].to_owned(), decode(signature)?))
 }
 
@@ -238,6 +239,7 @@ mod tests {
             let (_, _, input, signature) = parse_jws(&tampered).unwrap();
             assert!(!signer.verifies(alg, input.as_bytes(), &signature), "{alg}: changed claims");
         }
+        assert!(parse_jws("NzM.NzM.").is_none(), "a header that is not an object");
         for junk in ["", ".", "..", "a.b.c", "a.b.c.d", "e30.e30.", "e30.e30.!!"] {
             let parsed = parse_jws(junk);
             assert!(parsed.is_none() || parsed.unwrap().3.is_empty(), "{junk:?}");
