@@ -180,6 +180,25 @@ pub struct ChangeSetHeader {
     pub result: Option<String>,
 }
 
+impl HeldChangeSet {
+    /// The set of this header with these writes.
+    pub fn from_header(header: ChangeSetHeader, writes: Vec<PlannedWrite>) -> Self {
+        let ChangeSetHeader {
+            id,
+            tenant_id,
+            origin,
+            status,
+            summary,
+            created_at,
+            created_by,
+            decided_at,
+            decided_by,
+            result,
+        } = header;
+        Self { id, tenant_id, origin, status, summary, writes, created_at, created_by, decided_at, decided_by, result }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -507,24 +507,12 @@ impl Reconciler {
         ctx: &AuditContext,
     ) -> DomainResult<CommitReport> {
         let header = self.still_pending(tenant, id).await?;
+        let held = header.summary.creates + header.summary.updates + header.summary.takes_access;
         let set = if replan.needs_held_writes() {
             self.pending(tenant, id).await?
         } else {
-            HeldChangeSet {
-                id: header.id,
-                tenant_id: header.tenant_id,
-                origin: header.origin.clone(),
-                status: header.status,
-                summary: header.summary.clone(),
-                writes: Vec::new(),
-                created_at: header.created_at,
-                created_by: header.created_by.clone(),
-                decided_at: header.decided_at,
-                decided_by: header.decided_by.clone(),
-                result: header.result.clone(),
-            }
+            HeldChangeSet::from_header(header, Vec::new())
         };
-        let held = header.summary.creates + header.summary.updates + header.summary.takes_access;
         let writes = replan.replan(tenant, &set).await?;
         let still = writes.len();
         let report = self.commit(tenant, writes, ctx).await?;

@@ -41,9 +41,4 @@ impl Services {
         };
         Ok(self.reconciliation.get_or_init(|| SourceReconciliation::new(&self.store, mapping)))
     }
-
-    /// The loaded plugins (after `reconciliation`, the same ones).
-    pub fn plugins(&self) -> anyhow::Result<Arc<PluginHost>> {
-        Ok(self.reconciliation()?.mapping.plugins.clone())
-    }
 }

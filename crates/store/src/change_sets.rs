@@ -19,21 +19,8 @@ const COLUMNS: &str =
     "tenant_id, id, origin, status, summary, writes, created_at, created_by, decided_at, decided_by, result";
 
 fn from_row(row: &AnyRow) -> DomainResult<HeldChangeSet> {
-    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(storage);
-    let get_o = |c: &str| row.try_get::<Option<String>, _>(c).map_err(storage);
-    Ok(HeldChangeSet {
-        tenant_id: TenantId(uuid("tenant_id", &get_s("tenant_id")?)?),
-        id: uuid("change set id", &get_s("id")?)?,
-        origin: get_s("origin")?,
-        status: ChangeSetStatus::parse(&get_s("status")?)?,
-        summary: from_json("summary", &get_s("summary")?)?,
-        writes: from_json("writes", &get_s("writes")?)?,
-        created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
-        created_by: get_s("created_by")?,
-        decided_at: row.try_get::<Option<i64>, _>("decided_at").map_err(storage)?.map(timestamp).transpose()?,
-        decided_by: get_o("decided_by")?,
-        result: get_o("result")?,
-    })
+    let writes = from_json("writes", &row.try_get::<String, _>("writes").map_err(storage)?)?;
+    Ok(HeldChangeSet::from_header(header_from_row(row)?, writes))
 }
 
 const HEADER_COLUMNS: &str =
