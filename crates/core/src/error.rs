@@ -16,6 +16,10 @@ pub enum DomainError {
     /// Optimistic concurrency: somebody else changed the record first.
     #[error("{kind} {key:?} was changed concurrently (expected version {expected}, found {found})")]
     VersionConflict { kind: &'static str, key: String, expected: i64, found: i64 },
+    /// The caller is known but may not do this (a delegated administrator handing out more
+    /// than it holds); the text says which limit.
+    #[error("{0}")]
+    Forbidden(String),
     /// The operation is not allowed in the record's current state.
     #[error("{0}")]
     Rejected(String),

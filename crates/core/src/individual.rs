@@ -125,7 +125,7 @@ pub struct Provenance {
     /// The mapping's reasons for each granted part (`role`, `access_profile`,
     /// `scope:queues=101`): mapper, rule and external groups. A re-map replaces them, so
     /// what is no longer justified goes.
-    pub mapping: Vec<crate::mapping::Reason>,
+    pub mapping: Vec<crate::mapping::reason::Reason>,
     /// The scopes the mapping granted (the individual's scopes are these and the manual
     /// ones).
     pub mapped_scopes: Scopes,

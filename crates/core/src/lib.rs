@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config_plan;
 pub mod directory;
 pub mod error;
+pub mod idp;
 pub mod individual;
 pub mod intent;
 pub mod lifecycle;

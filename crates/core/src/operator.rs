@@ -7,8 +7,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::audit::{AuditContext, AuditEntry, AuditQuery};
+use crate::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use crate::catalog::{Catalog, CatalogEntry};
+use crate::changeset::{ChangeSetHeader, ChangeSetStatus, HeldChangeSet};
 use crate::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
 use crate::individual::{Individual, IndividualId, IndividualQuery};
 use crate::ports::Store;
@@ -141,8 +142,75 @@ impl Operator {
         Self { store, configured_catalog }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Cheap round trip to the database (`/readyz`, `check-config`).
+    pub async fn ping(&self) -> DomainResult<()> {
+        self.store.ping().await
+    }
+
+    /// Whether the database takes writes, not only reads (a full disk answers reads): a
+    /// one-row write — a lease that expires at once.
+    pub async fn probe_writable(&self) -> DomainResult<()> {
+        self.store.ping().await?;
+        let now = crate::clock::now();
+        self.store.try_lease("readyz-write-probe", "readyz", now, now).await.map(|_| ())
+    }
+
+    pub async fn tenants(&self) -> DomainResult<Vec<Tenant>> {
+        self.store.list_tenants().await
+    }
+
+    /// A tenant's settings written back (sign-in settings, by `portal_clients`), with its
+    /// audit record; `version` is the one read.
+    pub async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        settings: &crate::tenant::TenantSettings,
+        ctx: &AuditContext,
+    ) -> DomainResult<Tenant> {
+        self.store.update_tenant(tenant.id, tenant.version, settings, ctx).await
+    }
+
+    /// An individual of a tenant by id, if it still exists (sign-in, token use).
+    pub async fn individual_by_id(&self, tenant: TenantId, id: IndividualId) -> DomainResult<Option<Individual>> {
+        self.store.get_individual(tenant, id).await
+    }
+
+    pub async fn mapping_rules(&self, tenant: TenantId) -> DomainResult<Vec<crate::mapping::rules::Rule>> {
+        self.store.get_mapping_rules(tenant).await
+    }
+
+    /// Held change sets, newest first, of one tenant or all, by status.
+    pub async fn change_sets(
+        &self,
+        tenant: Option<TenantId>,
+        status: Option<ChangeSetStatus>,
+    ) -> DomainResult<Vec<ChangeSetHeader>> {
+        self.store.list_change_sets(tenant, status).await
+    }
+
+    /// A held change set of a tenant, with its writes.
+    pub async fn change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<HeldChangeSet> {
+        self.store.get_change_set(tenant, id).await?.ok_or_else(|| DomainError::not_found("change set", id.to_string()))
+    }
+
+    /// A held change set by id across tenants (ids are UUIDs), with its writes.
+    pub async fn find_change_set(&self, id: Uuid) -> DomainResult<HeldChangeSet> {
+        self.store.find_change_set(id).await?.ok_or_else(|| DomainError::not_found("change set", id.to_string()))
+    }
+
+    /// A tenant's change events after outbox position `after`.
+    pub async fn change_events(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        limit: u32,
+    ) -> DomainResult<Vec<(i64, ChangeEvent)>> {
+        self.store.list_change_events(tenant, after, limit).await
+    }
+
+    /// Every tenant's change events after outbox position `after`.
+    pub async fn all_change_events(&self, after: i64, limit: u32) -> DomainResult<Vec<(i64, ChangeEvent)>> {
+        self.store.list_all_change_events(after, limit).await
     }
 
     /// Built-in, config and stored entries together.

@@ -290,21 +290,21 @@ pub trait LoginRecordStore: Send + Sync + 'static {
     async fn put_login_record(
         &self,
         tenant: TenantId,
-        person: &crate::reconcile::SourcePerson,
+        person: &crate::reconcile::input::SourcePerson,
         at: jiff::Timestamp,
     ) -> DomainResult<i64>;
     async fn login_record(
         &self,
         tenant: TenantId,
         link: &SourceLink,
-    ) -> DomainResult<Option<(crate::reconcile::SourcePerson, jiff::Timestamp)>>;
+    ) -> DomainResult<Option<(crate::reconcile::input::SourcePerson, jiff::Timestamp)>>;
     /// A page of a tenant's login records after a (connection, subject) position.
     async fn login_records_after(
         &self,
         tenant: TenantId,
         after: Option<&(String, String)>,
         limit: u32,
-    ) -> DomainResult<Vec<(crate::reconcile::SourcePerson, jiff::Timestamp)>>;
+    ) -> DomainResult<Vec<(crate::reconcile::input::SourcePerson, jiff::Timestamp)>>;
 }
 
 /// What directory sources said at their last complete run, and the runs themselves.
@@ -322,7 +322,7 @@ pub trait DirectoryStore: Send + Sync + 'static {
         tenant: TenantId,
         source: &str,
         external_id: &str,
-    ) -> DomainResult<Option<crate::reconcile::SourcePerson>>;
+    ) -> DomainResult<Option<crate::reconcile::input::SourcePerson>>;
     /// A page of the people a source had at its last complete run, by external id after
     /// `after`.
     async fn directory_persons_after(
@@ -331,7 +331,7 @@ pub trait DirectoryStore: Send + Sync + 'static {
         source: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> DomainResult<Vec<crate::reconcile::SourcePerson>>;
+    ) -> DomainResult<Vec<crate::reconcile::input::SourcePerson>>;
     /// Upserts (external id, hash, person JSON) and deletes, in one transaction.
     async fn update_directory_records(
         &self,

@@ -115,7 +115,7 @@ pub struct TenantPolicy {
     pub domains: Vec<String>,
     /// Upstream OpenID providers the tenant's people log in with; the first is used
     /// unless the login names another.
-    pub oidc: Vec<crate::sso::IdpConnection>,
+    pub oidc: Vec<crate::idp::IdpConnection>,
 }
 
 impl Default for TenantPolicy {
@@ -185,7 +185,7 @@ impl TenantPolicy {
             }
         }
         for domain in &self.domains {
-            if crate::sso::normalize_domain(domain)? != *domain {
+            if crate::idp::normalize_domain(domain)? != *domain {
                 return Err(DomainError::invalid("domains", format!("{domain:?} must be written in lower case")));
             }
         }

@@ -73,13 +73,12 @@ impl ConfigCache {
         if let Some(s) = self.fresh() {
             return Ok(s);
         }
-        let store = self.operator.store();
         let snapshot = Arc::new(Snapshot {
-            tenants: store.list_tenants().await?.into_iter().map(|t| (t.id, t)).collect(),
+            tenants: self.operator.tenants().await?.into_iter().map(|t| (t.id, t)).collect(),
             clients: self.store.list_portal_clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect(),
             catalog: self.operator.catalog().await?,
-            roles: store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect(),
-            profiles: store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            roles: self.operator.roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            profiles: self.operator.access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect(),
         });
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((Instant::now(), snapshot.clone()));

@@ -92,6 +92,7 @@ impl From<DomainError> for ScimError {
                 Self::status(StatusCode::PRECONDITION_FAILED, "the resource was changed concurrently; read it again")
             }
             DomainError::Rejected(reason) => Self::status(StatusCode::CONFLICT, reason),
+            DomainError::Forbidden(reason) => Self::status(StatusCode::FORBIDDEN, reason),
             DomainError::Storage(detail) => {
                 tracing::error!(error = %detail, "storage failure in SCIM request");
                 Self::status(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable")

@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use idbridge_app::mapping::MappingService;
+use idbridge_app::reconciliation::SourceReconciliation;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::changeset::PlannedWrite;
 use idbridge_core::clock::ManualClock;
@@ -25,8 +27,6 @@ use idbridge_core::schedule::LocalInstant;
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite};
 use idbridge_core::tenant::TenantSlug;
 use idbridge_server::apply_file::ApplyDocument;
-use idbridge_server::mapping::MappingService;
-use idbridge_server::reconciliation::SourceReconciliation;
 use idbridge_store::{SqlStore, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = SourceReconciliation::new(&store, mapping);
+    let reconciliation = SourceReconciliation::new(&idbridge_app::Ports::of(&store), mapping);
 
     let started = Instant::now();
     let created = applied(reconciliation.remap(&tenant, "bench: first reconciliation", &ctx()).await?);

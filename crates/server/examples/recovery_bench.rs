@@ -10,14 +10,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use idbridge_app::mapping::MappingService;
+use idbridge_app::reconciliation::SourceReconciliation;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::operator::Operator;
 use idbridge_core::ports::{IntentQueue, ScimRecordStore, Store};
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite};
 use idbridge_core::tenant::TenantSlug;
 use idbridge_server::apply_file::ApplyDocument;
-use idbridge_server::mapping::MappingService;
-use idbridge_server::reconciliation::SourceReconciliation;
 use idbridge_store::{SqlStore, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
@@ -98,9 +98,9 @@ async fn main() -> anyhow::Result<()> {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = SourceReconciliation::new(&store, mapping);
+    let reconciliation = SourceReconciliation::new(&idbridge_app::Ports::of(&store), mapping);
     let started = Instant::now();
-    let worker = tokio::spawn(idbridge_server::intent_worker::run(reconciliation));
+    let worker = tokio::spawn(idbridge_app::intent_worker::run(reconciliation));
     loop {
         if store.intent_stats(idbridge_core::clock::now()).await?.queued == 0 {
             break;

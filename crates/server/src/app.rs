@@ -9,11 +9,13 @@ use idbridge_plugin_host::PluginHost;
 use idbridge_store::SqlStore;
 
 use crate::config::Settings;
-use crate::mapping::MappingService;
-use crate::reconciliation::SourceReconciliation;
+use idbridge_app::mapping::MappingService;
+use idbridge_app::reconciliation::SourceReconciliation;
 
 pub struct Services {
     pub store: SqlStore,
+    /// The same store behind each port the application layer uses.
+    pub ports: idbridge_app::Ports,
     pub operator: Operator,
     plugins: Vec<idbridge_plugin_host::PluginSpec>,
     reconciliation: OnceLock<SourceReconciliation>,
@@ -23,8 +25,9 @@ impl Services {
     /// Connects to the configured database (migrating it) and builds the operator's side.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let store = SqlStore::connect(&settings.store_options()?).await?;
-        let operator = Operator::new(Arc::new(store.clone()), settings.catalog());
-        Ok(Self { store, operator, plugins: settings.plugins.clone(), reconciliation: OnceLock::new() })
+        let ports = idbridge_app::Ports::of(&store);
+        let operator = Operator::new(ports.store.clone(), settings.catalog());
+        Ok(Self { store, ports, operator, plugins: settings.plugins.clone(), reconciliation: OnceLock::new() })
     }
 
     /// The reconciliation service with the configured mapping plugins, loaded on first
@@ -39,6 +42,6 @@ impl Services {
             plugins: Arc::new(PluginHost::load(&self.plugins)?),
             records: Arc::new(self.store.clone()),
         };
-        Ok(self.reconciliation.get_or_init(|| SourceReconciliation::new(&self.store, mapping)))
+        Ok(self.reconciliation.get_or_init(|| SourceReconciliation::new(&self.ports, mapping)))
     }
 }

@@ -24,7 +24,7 @@ pub struct ApplyDocument {
     pub tenants: Vec<TenantDoc>,
     /// Portals registered with idbridge's OpenID provider.
     #[serde(default)]
-    pub clients: Vec<crate::portal_clients::ClientDoc>,
+    pub clients: Vec<idbridge_app::portal_clients::ClientDoc>,
 }
 
 #[derive(Debug, Deserialize, Default)]

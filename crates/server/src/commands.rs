@@ -107,7 +107,7 @@ async fn admin(
     match command {
         Command::Serve | Command::AdminToken(_) => unreachable!("handled by run"),
         Command::CheckConfig => {
-            operator.store().ping().await?;
+            operator.ping().await?;
             // Plugins are checked exactly as `serve` loads them: path, sha256 pin, ABI,
             // entry symbol, and an instance created with its config.
             let plugins = idbridge_plugin_host::PluginHost::load(&settings.plugins)?;
@@ -134,7 +134,7 @@ async fn admin(
             }
             remap_after(services, &report, &ctx).await?;
             for client in clients {
-                let registered = crate::portal_clients::register(store, client, dry_run, &ctx)
+                let registered = idbridge_app::portal_clients::register(store, client, dry_run, &ctx)
                     .await
                     .with_context(|| format!("{}", file.display()))?;
                 if registered.changed {
@@ -233,7 +233,7 @@ async fn client(store: &SqlStore, command: crate::cli::ClientCommand, ctx: &Audi
             compact_claims,
             secret_env,
         } => {
-            let doc = crate::portal_clients::ClientDoc {
+            let doc = idbridge_app::portal_clients::ClientDoc {
                 id,
                 name,
                 redirect_uris,
@@ -245,7 +245,7 @@ async fn client(store: &SqlStore, command: crate::cli::ClientCommand, ctx: &Audi
                 secret_file: None,
                 secret_env,
             };
-            let registered = crate::portal_clients::register(store, doc, false, ctx).await?;
+            let registered = idbridge_app::portal_clients::register(store, doc, false, ctx).await?;
             out!("client_id: {}", registered.client.id);
             if let Some(secret) = registered.generated_secret {
                 out!("client_secret: {secret}");
@@ -257,7 +257,7 @@ async fn client(store: &SqlStore, command: crate::cli::ClientCommand, ctx: &Audi
         ClientCommand::List { json } => {
             let clients = store.list_portal_clients().await?;
             if json {
-                let views: Vec<_> = clients.iter().map(crate::portal_clients::client_view).collect();
+                let views: Vec<_> = clients.iter().map(idbridge_app::portal_clients::client_view).collect();
                 out!("{}", serde_json::to_string_pretty(&views)?);
             } else {
                 for c in clients {
@@ -287,9 +287,9 @@ async fn sign_in(operator: &Operator, command: crate::cli::SignInCommand, ctx: &
     match command {
         SignInCommand::Set { slug: raw, file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let doc: crate::portal_clients::SignInDoc =
+            let doc: idbridge_app::portal_clients::SignInDoc =
                 crate::strict::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            crate::portal_clients::set_sign_in(operator, &slug(&raw)?, doc, ctx).await?;
+            idbridge_app::portal_clients::set_sign_in(operator, &slug(&raw)?, doc, ctx).await?;
             out!("sign-in settings of {raw} replaced");
         }
         SignInCommand::Show { slug: raw, json } => {
@@ -357,7 +357,7 @@ async fn tenant(operator: &Operator, command: TenantCommand, ctx: &AuditContext)
             out!("created tenant {} ({})", tenant.slug, tenant.name);
         }
         TenantCommand::List { json } => {
-            let tenants = operator.store().list_tenants().await?;
+            let tenants = operator.tenants().await?;
             if json {
                 print_json(&tenants)?;
             } else {
@@ -474,7 +474,8 @@ async fn individual(
             }
         }
         IndividualCommand::Explain { slug: raw, id_or_login, json } => {
-            let explanation = crate::explain::explain(services.reconciliation()?, &slug(&raw)?, &id_or_login).await?;
+            let explanation =
+                idbridge_app::explain::explain(services.reconciliation()?, &slug(&raw)?, &id_or_login).await?;
             if json {
                 print_json(&explanation)?;
             } else {
@@ -560,9 +561,9 @@ async fn mapping(
     match command {
         MappingCommand::Preview { slug: raw, user, json } => {
             let text = std::fs::read_to_string(&user).with_context(|| format!("cannot read {}", user.display()))?;
-            let person: crate::mapping::PreviewPerson =
+            let person: idbridge_app::mapping::PreviewPerson =
                 serde_json::from_str(&text).with_context(|| format!("{}: not a person description", user.display()))?;
-            let service = crate::mapping::MappingService {
+            let service = idbridge_app::mapping::MappingService {
                 operator: operator.clone(),
                 plugins: Arc::new(idbridge_plugin_host::PluginHost::load(&settings.plugins)?),
                 records: records.clone(),
@@ -606,7 +607,7 @@ async fn mapping(
         MappingCommand::Remap { slug: raw } => {
             let tenant = operator.tenant(&slug(&raw)?).await?;
             let submitted = services.reconciliation()?.remap(&tenant, "re-map requested by an operator", ctx).await?;
-            out!("{}", crate::reconciliation::RemapSummary::of(&tenant, submitted).describe());
+            out!("{}", idbridge_app::reconciliation::RemapSummary::of(&tenant, submitted).describe());
         }
         MappingCommand::SetRules { slug: raw, file, dry_run } => {
             let rules = crate::apply_file::read_rules(&file)?;
@@ -627,7 +628,7 @@ async fn mapping(
             } else {
                 out!("{} of {} individuals would change", report.changes.len(), report.individuals);
                 for c in &report.changes {
-                    let show = |a: &crate::mapping::Assignment| {
+                    let show = |a: &idbridge_app::diff::Assignment| {
                         if a.access {
                             format!(
                                 "{} / {} queues={:?}",
@@ -645,7 +646,7 @@ async fn mapping(
         }
         MappingCommand::Rules { slug: raw, json } => {
             let tenant = operator.tenant(&slug(&raw)?).await?;
-            let mut rules = operator.store().get_mapping_rules(tenant.id).await?;
+            let mut rules = operator.mapping_rules(tenant.id).await?;
             rules.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
             if json {
                 print_json(&rules)?;
@@ -689,7 +690,7 @@ fn scopes_arg(flag: &str, values: &[String]) -> anyhow::Result<idbridge_core::sc
     Ok(scopes)
 }
 
-fn print_explanation(e: &crate::explain::Explanation) {
+fn print_explanation(e: &idbridge_app::explain::Explanation) {
     out!("{} ({}) in {}", e.login, e.id, e.tenant);
     out!("status:          {} — {}", e.status.as_str(), e.status_because);
     let because = |reasons: &[idbridge_core::mapping::Reason]| -> String {
@@ -758,13 +759,12 @@ fn print_explanation(e: &crate::explain::Explanation) {
 /// Finds a held change set by id across tenants (ids are UUIDs).
 async fn find_change_set(operator: &Operator, raw: &str) -> anyhow::Result<idbridge_core::changeset::HeldChangeSet> {
     let id: uuid::Uuid = raw.parse().with_context(|| format!("change set id {raw:?} is not a UUID"))?;
-    operator.store().find_change_set(id).await?.ok_or_else(|| anyhow::anyhow!("change set {id} not found"))
+    Ok(operator.find_change_set(id).await?)
 }
 
 async fn changes(services: &crate::app::Services, command: ChangesCommand, ctx: &AuditContext) -> anyhow::Result<()> {
     let operator = &services.operator;
-    let tenants: std::collections::HashMap<_, _> =
-        operator.store().list_tenants().await?.into_iter().map(|t| (t.id, t)).collect();
+    let tenants: std::collections::HashMap<_, _> = operator.tenants().await?.into_iter().map(|t| (t.id, t)).collect();
     let slug_of =
         |id| tenants.get(&id).map_or_else(|| "?".to_owned(), |t: &idbridge_core::tenant::Tenant| t.slug.to_string());
     match command {
@@ -774,7 +774,7 @@ async fn changes(services: &crate::app::Services, command: ChangesCommand, ctx: 
                 None => None,
             };
             let status = status.as_deref().map(idbridge_core::changeset::ChangeSetStatus::parse).transpose()?;
-            let sets = operator.store().list_change_sets(tenant, status).await?;
+            let sets = operator.change_sets(tenant, status).await?;
             if json {
                 for set in &sets {
                     out!(
@@ -884,8 +884,8 @@ async fn sync(services: &crate::app::Services, command: SyncCommand) -> anyhow::
             let mut rec = services.reconciliation()?.clone();
             // Ctrl-C or SIGTERM ends the run cleanly: recorded as cancelled, its lease
             // released, so the next run can start at once.
-            let (stop, stopping) = crate::stopping::Stopping::new();
-            crate::stopping::on_signals(stop);
+            let (stop, stopping) = idbridge_app::stopping::Stopping::new();
+            idbridge_app::stopping::on_signals(stop);
             rec.stopping = stopping.clone();
             let ctx = AuditContext::new(Actor::new(ActorKind::SyncRun, cli_context().actor.id));
             let mut failed = false;

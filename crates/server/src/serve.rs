@@ -19,10 +19,10 @@ pub fn reload_plugins(host: &idbridge_plugin_host::PluginHost, config: Option<&s
 }
 
 /// The global receiver (every tenant without one of its own) and each tenant's receiver.
-fn webhook_destinations(settings: &Settings) -> anyhow::Result<Vec<crate::delivery::Destination>> {
+fn webhook_destinations(settings: &Settings) -> anyhow::Result<Vec<idbridge_app::delivery::Destination>> {
     let w = &settings.webhook;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(w.timeout_seconds.max(1))).build()?;
-    let webhook = |url: &str, secret: String| crate::delivery::Webhook {
+    let webhook = |url: &str, secret: String| idbridge_app::delivery::Webhook {
         url: url.to_owned(),
         secret,
         max_attempts: w.max_attempts,
@@ -30,16 +30,16 @@ fn webhook_destinations(settings: &Settings) -> anyhow::Result<Vec<crate::delive
     };
     let mut out = Vec::new();
     if !w.url.is_empty() {
-        out.push(crate::delivery::Destination {
+        out.push(idbridge_app::delivery::Destination {
             consumer: "webhook".into(),
-            audience: crate::delivery::Audience::AllExcept(w.tenants.keys().cloned().collect()),
+            audience: idbridge_app::delivery::Audience::AllExcept(w.tenants.keys().cloned().collect()),
             webhook: webhook(&w.url, w.secret()?),
         });
     }
     for (slug, tenant) in &w.tenants {
-        out.push(crate::delivery::Destination {
+        out.push(idbridge_app::delivery::Destination {
             consumer: format!("webhook:{slug}"),
-            audience: crate::delivery::Audience::Tenant(idbridge_core::tenant::TenantSlug::parse(slug)?),
+            audience: idbridge_app::delivery::Audience::Tenant(idbridge_core::tenant::TenantSlug::parse(slug)?),
             webhook: webhook(&tenant.url, tenant.secret(slug)?),
         });
     }
@@ -90,7 +90,7 @@ pub async fn sso_state(
         operator: state.operator.clone(),
         keys,
         upstreams: idbridge_oidc::upstream::Upstreams::new(Duration::from_secs(s.http_timeout_seconds.max(1))),
-        accounts: Arc::new(crate::sso::SsoAccounts { reconciliation: state.reconciliation.clone() }),
+        accounts: Arc::new(idbridge_app::sign_in::SsoAccounts { reconciliation: state.reconciliation.clone() }),
         settings: Arc::new(provider),
         logout: notifier,
     })
@@ -110,7 +110,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         tracing::info!("no operator tokens configured: the admin API answers 401 to everyone");
     }
     // Shutdown reaches directory runs too: they end as cancelled, releasing their leases.
-    let (stop_runs, stopping) = crate::stopping::Stopping::new();
+    let (stop_runs, stopping) = idbridge_app::stopping::Stopping::new();
     reconciliation.stopping = stopping;
     let state = AppState {
         reconciliation: reconciliation.clone(),
@@ -123,7 +123,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         known_mappers: Arc::new(settings.known_mappers()),
         config_path: config_path.clone(),
         sso: None,
-        intent_queue: crate::intent_worker::QueueView::default(),
+        intent_queue: idbridge_app::intent_worker::QueueView::default(),
     };
     #[cfg(unix)]
     {
@@ -143,18 +143,18 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
     let instance = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
     for destination in webhook_destinations(&settings)? {
         tracing::info!(consumer = destination.consumer, url = destination.webhook.url, "delivering change events");
-        tokio::spawn(crate::delivery::run(state.operator.clone(), destination, instance.clone()));
+        tokio::spawn(idbridge_app::delivery::run(services.ports.store.clone(), destination, instance.clone()));
     }
-    tokio::spawn(crate::intent_worker::run(reconciliation.clone()));
-    tokio::spawn(crate::intent_worker::publish_stats(reconciliation.clone(), state.intent_queue.clone()));
-    let runs = crate::directory_sync::RunsInFlight::default();
-    tokio::spawn(crate::directory_sync::run_schedules(reconciliation.clone(), runs.clone()));
-    tokio::spawn(crate::sweep::run(
+    tokio::spawn(idbridge_app::intent_worker::run(reconciliation.clone()));
+    tokio::spawn(idbridge_app::intent_worker::publish_stats(reconciliation.clone(), state.intent_queue.clone()));
+    let runs = idbridge_app::directory_sync::RunsInFlight::default();
+    tokio::spawn(idbridge_app::directory_sync::run_schedules(reconciliation.clone(), runs.clone()));
+    tokio::spawn(idbridge_app::sweep::run(
         reconciliation.clone(),
         Duration::from_secs(settings.lifecycle.sweep_seconds),
         instance.clone(),
     ));
-    tokio::spawn(crate::scheduler::run(
+    tokio::spawn(idbridge_app::scheduler::run(
         reconciliation.reconciler.clone(),
         Duration::from_secs(settings.lifecycle.tick_seconds),
     ));
@@ -172,11 +172,12 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         },
     );
     let sso = sso_state(&settings, &state, &store).await?;
-    tokio::spawn(crate::sso::run_maintenance(sso.keys.clone(), sso.store.clone()));
+    tokio::spawn(idbridge_app::sign_in::run_maintenance(sso.keys.clone(), sso.store.clone()));
     tokio::spawn(sso.logout.clone().run());
     tokio::spawn(sso.logout.clone().publish_stats());
-    tokio::spawn(crate::sso::run_logout_consumer(
+    tokio::spawn(idbridge_app::sign_in::run_logout_consumer(
         state.operator.clone(),
+        services.ports.store.clone(),
         sso.store.clone(),
         sso.logout.clone(),
         instance.clone(),
@@ -216,5 +217,5 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
 }
 
 async fn shutdown_signal() {
-    crate::stopping::signal().await;
+    idbridge_app::stopping::signal().await;
 }

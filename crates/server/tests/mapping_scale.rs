@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use idbridge_app::mapping::{MappingService, PreviewPerson};
+use idbridge_app::reconciliation::SourceReconciliation;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::mapping::rules::Rule;
 use idbridge_core::operator::Operator;
@@ -11,8 +13,6 @@ use idbridge_core::reconcile::Submitted;
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite};
 use idbridge_core::tenant::TenantSlug;
 use idbridge_server::apply_file::ApplyDocument;
-use idbridge_server::mapping::{MappingService, PreviewPerson};
-use idbridge_server::reconciliation::SourceReconciliation;
 use idbridge_store::{SqlStore, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
@@ -75,7 +75,7 @@ async fn preview_and_diff_on_a_tenant_with_10000_individuals() {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = SourceReconciliation::new(&store, mapping.clone());
+    let reconciliation = SourceReconciliation::new(&idbridge_app::Ports::of(&store), mapping.clone());
     let Submitted::Applied(report) = reconciliation.remap(&tenant, "test", &ctx()).await.unwrap() else {
         panic!("creating individuals is not a deprovision");
     };

@@ -9,7 +9,10 @@
 //! deterministic: the same input always gives the same output.
 
 pub mod glob;
+pub mod reason;
 pub mod rules;
+
+pub use reason::Reason;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,19 +75,6 @@ pub enum Verdict {
     Grant,
     Deny,
     Abstain,
-}
-
-/// Why a part of a decision is what it is.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Reason {
-    /// The mapper (`rules`, or a plugin id).
-    pub mapper: String,
-    /// The rule within the mapper, when it has rules.
-    pub rule: Option<String>,
-    /// What this reason justifies: `role`, `access_profile`, `deny`, `scope:queues=101`.
-    pub grants: String,
-    /// The external groups (ids) that caused it.
-    pub groups: Vec<String>,
 }
 
 /// One mapper's answer.

@@ -408,7 +408,7 @@ pub(super) async fn finish(
     let now = idbridge_core::clock::now();
     let individual = match individual {
         Some(i) => i,
-        None => match s.operator.store().get_individual(tenant.id, session.individual_id).await {
+        None => match s.operator.individual_by_id(tenant.id, session.individual_id).await {
             Ok(Some(i)) => i,
             Ok(None) => return to_portal_error(s, request, "login_required", "the session's account is gone"),
             Err(e) => return unavailable(s, &e),

@@ -231,8 +231,7 @@ pub(super) async fn issue(
     let tenant = snapshot.tenants.get(&tenant_id).ok_or_else(|| OAuthError::grant("the organisation is gone"))?;
     let individual = s
         .operator
-        .store()
-        .get_individual(tenant_id, individual_id)
+        .individual_by_id(tenant_id, individual_id)
         .await
         .map_err(|e| OAuthError::server(&e))?
         .ok_or_else(|| OAuthError::grant("the account is gone"))?;
@@ -371,8 +370,7 @@ pub async fn bearer_individual(
         .ok_or((StatusCode::UNAUTHORIZED, "the organisation is gone"))?;
     let individual = s
         .operator
-        .store()
-        .get_individual(token.tenant_id, token.individual_id)
+        .individual_by_id(token.tenant_id, token.individual_id)
         .await
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "try again shortly"))?
         .ok_or((StatusCode::UNAUTHORIZED, "the account is gone"))?;

@@ -63,7 +63,7 @@ fn sso(state: &AppState) -> ApiResult<&idbridge_oidc::SsoState> {
 
 async fn list_clients(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
     let clients = sso(&state)?.store.list_portal_clients().await?;
-    let views: Vec<_> = clients.iter().map(crate::portal_clients::client_view).collect();
+    let views: Vec<_> = clients.iter().map(idbridge_app::portal_clients::client_view).collect();
     Ok(Json(json!({ "clients": views })).into_response())
 }
 
@@ -71,16 +71,17 @@ async fn list_clients(_: OperatorCaller, State(state): State<AppState>) -> ApiRe
 async fn register_client(
     caller: OperatorCaller,
     State(state): State<AppState>,
-    AdminJson(doc): AdminJson<crate::portal_clients::ClientDoc>,
+    AdminJson(doc): AdminJson<idbridge_app::portal_clients::ClientDoc>,
 ) -> ApiResult<Response> {
     if doc.secret_file.is_some() || doc.secret_env.is_some() {
         return Err(ApiError::bad_request(
             "secret_file and secret_env name the daemon host's files and environment; over the API, omit them to get a generated secret",
         ));
     }
-    let registered = crate::portal_clients::register(sso(&state)?.store.as_ref(), doc, false, &caller.ctx).await?;
+    let registered =
+        idbridge_app::portal_clients::register(sso(&state)?.store.as_ref(), doc, false, &caller.ctx).await?;
     sso(&state)?.config.invalidate();
-    let mut view = crate::portal_clients::client_view(&registered.client);
+    let mut view = idbridge_app::portal_clients::client_view(&registered.client);
     if let Some(secret) = registered.generated_secret {
         view["client_secret"] = json!(secret);
     }
@@ -120,9 +121,9 @@ async fn replace_sign_in(
     caller: OperatorCaller,
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    AdminJson(doc): AdminJson<crate::portal_clients::SignInDoc>,
+    AdminJson(doc): AdminJson<idbridge_app::portal_clients::SignInDoc>,
 ) -> ApiResult<Response> {
-    crate::portal_clients::set_sign_in(&state.operator, &slug(&raw)?, doc, &caller.ctx).await?;
+    idbridge_app::portal_clients::set_sign_in(&state.operator, &slug(&raw)?, doc, &caller.ctx).await?;
     if let Some(sso) = &state.sso {
         sso.config.invalidate();
     }
@@ -248,7 +249,7 @@ fn slug(raw: &str) -> ApiResult<TenantSlug> {
 }
 
 async fn list_tenants(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.operator.store().list_tenants().await?).into_response())
+    Ok(Json(state.operator.tenants().await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -501,14 +502,14 @@ async fn mapping_rules(
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
-    Ok(Json(state.operator.store().get_mapping_rules(tenant.id).await?).into_response())
+    Ok(Json(state.operator.mapping_rules(tenant.id).await?).into_response())
 }
 
 async fn mapping_preview(
     _: OperatorCaller,
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    AdminJson(person): AdminJson<crate::mapping::PreviewPerson>,
+    AdminJson(person): AdminJson<idbridge_app::mapping::PreviewPerson>,
 ) -> ApiResult<Response> {
     Ok(Json(state.mapping.preview(&slug(&raw)?, person).await?).into_response())
 }
@@ -547,7 +548,7 @@ async fn mapping_remap(
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
     let submitted = state.reconciliation.remap(&tenant, "re-map requested by an operator", &caller.ctx).await?;
-    Ok(Json(crate::reconciliation::RemapSummary::of(&tenant, submitted)).into_response())
+    Ok(Json(idbridge_app::reconciliation::RemapSummary::of(&tenant, submitted)).into_response())
 }
 
 async fn explain_individual(
@@ -555,7 +556,7 @@ async fn explain_individual(
     State(state): State<AppState>,
     Path((raw, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    Ok(Json(crate::explain::explain(&state.reconciliation, &slug(&raw)?, &id).await?).into_response())
+    Ok(Json(idbridge_app::explain::explain(&state.reconciliation, &slug(&raw)?, &id).await?).into_response())
 }
 
 /// An operator's change by hand: dates, time zone, scopes added or removed.
@@ -605,7 +606,7 @@ async fn list_change_sets(
         None => None,
     };
     let status = params.status.as_deref().map(idbridge_core::changeset::ChangeSetStatus::parse).transpose()?;
-    let sets = state.operator.store().list_change_sets(tenant, status).await?;
+    let sets = state.operator.change_sets(tenant, status).await?;
     Ok(Json(sets.iter().map(change_set_summary).collect::<Vec<_>>()).into_response())
 }
 
@@ -620,12 +621,7 @@ async fn show_change_set(
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
     let id = change_set_id(&id)?;
-    let set = state
-        .operator
-        .store()
-        .get_change_set(tenant.id, id)
-        .await?
-        .ok_or_else(|| idbridge_core::DomainError::not_found("change set", id.to_string()))?;
+    let set = state.operator.change_set(tenant.id, id).await?;
     Ok(Json(set).into_response())
 }
 

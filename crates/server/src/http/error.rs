@@ -39,6 +39,7 @@ impl From<DomainError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "version_conflict", error.to_string())
             }
             DomainError::Rejected(_) => Self::new(StatusCode::CONFLICT, "rejected", error.to_string()),
+            DomainError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", error.to_string()),
             DomainError::Storage(detail) => {
                 // The detail may name tables or hosts: log it, never send it.
                 tracing::error!(error = %detail, "storage failure");

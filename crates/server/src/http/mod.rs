@@ -35,16 +35,16 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Cleared when an operator revokes a token or changes a tenant here.
     pub scim_auth_cache: Option<Arc<idbridge_scim::auth::AuthCache>>,
-    pub mapping: crate::mapping::MappingService,
+    pub mapping: idbridge_app::mapping::MappingService,
     /// Re-maps tenants after rule changes; applies or rejects held change sets.
-    pub reconciliation: crate::reconciliation::SourceReconciliation,
+    pub reconciliation: idbridge_app::reconciliation::SourceReconciliation,
     pub known_mappers: Arc<std::collections::BTreeSet<String>>,
     /// The config file, re-read for `POST /admin/v1/plugins/reload`.
     pub config_path: Option<std::path::PathBuf>,
     /// The OpenID provider (access tokens for delegated administration, key rotation).
     pub sso: Option<idbridge_oidc::SsoState>,
     /// The reconciliation intent queue as last measured (for `/readyz` detail).
-    pub intent_queue: crate::intent_worker::QueueView,
+    pub intent_queue: idbridge_app::intent_worker::QueueView,
 }
 
 impl AppState {
@@ -113,14 +113,10 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> Response {
     // A store that answers reads but cannot write (a full disk) is not ready: a one-row
     // write (a lease that expires at once) proves it can.
-    let store = state.operator.store().clone();
+    let operator = state.operator.clone();
     let probe = async move {
-        store.ping().await?;
-        let now = idbridge_core::clock::now();
-        match tokio::time::timeout(Duration::from_secs(3), store.try_lease("readyz-write-probe", "readyz", now, now))
-            .await
-        {
-            Ok(result) => result.map(|_| ()),
+        match tokio::time::timeout(Duration::from_secs(3), operator.probe_writable()).await {
+            Ok(result) => result,
             Err(_) => Err(idbridge_core::DomainError::Storage("a write did not finish within 3 s".into())),
         }
     };

@@ -12,6 +12,8 @@ use idbridge_core::tenant::TenantSlug;
 use serde::Deserialize;
 use serde_json::json;
 
+use idbridge_app::delegated::{DelegatedAdmin, DelegatedChange};
+
 use super::admin::AdminQuery;
 use super::{ApiError, ApiResult, AppState};
 
@@ -47,95 +49,10 @@ impl FromRequestParts<AppState> for IndividualCaller {
     }
 }
 
-/// What a delegated administrator may hand out: never more than it holds.
-struct Limits {
-    catalog: idbridge_core::catalog::Catalog,
-    own_role: idbridge_core::role::Role,
-    own_flags: std::collections::BTreeSet<String>,
-    roles: std::collections::BTreeMap<String, idbridge_core::role::Role>,
-    profiles: std::collections::BTreeMap<String, idbridge_core::role::AccessProfile>,
-    ctx: idbridge_core::audit::AuditContext,
-}
-
-fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", message)
-}
-
 impl IndividualCaller {
-    async fn limits(&self, state: &AppState) -> ApiResult<Limits> {
-        use idbridge_core::role::AccessLevel;
-        let store = state.operator.store();
-        let catalog = state.operator.catalog().await?;
-        let roles: std::collections::BTreeMap<_, _> =
-            store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
-        let profiles: std::collections::BTreeMap<_, _> =
-            store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
-        let own_role = self
-            .individual
-            .role
-            .as_ref()
-            .and_then(|r| roles.get(r))
-            .cloned()
-            .ok_or_else(|| forbidden("you have no role"))?;
-        if own_role.level("customer_individuals") != AccessLevel::Modify {
-            return Err(forbidden("your role does not give modify on customer_individuals"));
-        }
-        let own_flags = self
-            .individual
-            .access_profile
-            .as_ref()
-            .and_then(|p| profiles.get(p))
-            .map(|p| p.flags.clone())
-            .unwrap_or_default();
-        let ctx = idbridge_core::audit::AuditContext::new(idbridge_core::audit::Actor::new(
-            idbridge_core::audit::ActorKind::Individual,
-            self.individual.id.to_string(),
-        ));
-        Ok(Limits { catalog, own_role, own_flags, roles, profiles, ctx })
-    }
-
-    /// The target must be of the caller's tenant (the lookup is scoped by it) and not
-    /// hold more than the caller.
-    async fn target(
-        &self,
-        state: &AppState,
-        limits: &Limits,
-        id: &str,
-    ) -> ApiResult<idbridge_core::individual::Individual> {
-        let target = state.operator.individual(&self.tenant.slug, id).await?;
-        if let Some(role) = target.role.as_ref().and_then(|r| limits.roles.get(r))
-            && !role.is_within(&limits.own_role, &limits.catalog)
-        {
-            return Err(forbidden("that individual's role is above yours"));
-        }
-        Ok(target)
-    }
-}
-
-impl Limits {
-    fn check_role(&self, tenant: &idbridge_core::tenant::Tenant, role: &str) -> ApiResult<()> {
-        if !tenant.allowed_roles.contains(role) {
-            return Err(forbidden(format!("role {role:?} is not allowed for your organisation")));
-        }
-        let candidate = self.roles.get(role).ok_or_else(|| ApiError::bad_request(format!("no role {role:?}")))?;
-        if !candidate.is_within(&self.own_role, &self.catalog) {
-            return Err(forbidden(format!("role {role:?} gives more than your own role")));
-        }
-        Ok(())
-    }
-
-    fn check_profile(&self, tenant: &idbridge_core::tenant::Tenant, profile: &str) -> ApiResult<()> {
-        if !tenant.allowed_access_profiles.contains(profile) {
-            return Err(forbidden(format!("access profile {profile:?} is not allowed for your organisation")));
-        }
-        let candidate = self
-            .profiles
-            .get(profile)
-            .ok_or_else(|| ApiError::bad_request(format!("no access profile {profile:?}")))?;
-        if !candidate.flags.is_subset(&self.own_flags) {
-            return Err(forbidden(format!("access profile {profile:?} turns on flags you do not have")));
-        }
-        Ok(())
+    /// The caller as a delegated administrator, or why it is none (403).
+    async fn admin(&self, state: &AppState) -> ApiResult<DelegatedAdmin> {
+        Ok(DelegatedAdmin::of(&state.operator, self.tenant.clone(), self.individual.clone()).await?)
     }
 }
 
@@ -149,17 +66,10 @@ async fn delegated_list(
     State(state): State<AppState>,
     AdminQuery(p): AdminQuery<ListParams>,
 ) -> ApiResult<Response> {
-    caller.limits(&state).await?;
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    let query = IndividualQuery {
-        status: p.status.as_deref().map(IndividualStatus::parse).transpose()?,
-        after_login: p.after,
-        limit,
-    };
-    let individuals = state.operator.store().list_individuals(caller.tenant.id, &query).await?;
-    let next = (individuals.len() == limit as usize).then(|| individuals.last().map(|i| i.login.clone())).flatten();
-    let items = state.operator.portal_individuals(individuals).await?;
-    Ok(Json(json!({ "individuals": items, "next_after": next })).into_response())
+    let admin = caller.admin(&state).await?;
+    let query = p.query()?;
+    let individuals = admin.list(&state.operator, &query).await?;
+    page(&state, &query, individuals).await
 }
 
 async fn delegated_show(
@@ -167,18 +77,8 @@ async fn delegated_show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    caller.limits(&state).await?;
-    let individual = state.operator.individual(&caller.tenant.slug, &id).await?;
-    let mut items = state.operator.portal_individuals(vec![individual]).await?;
-    Ok(Json(items.remove(0)).into_response())
-}
-
-fn scopes_within(wanted: &idbridge_core::scopes::Scopes, own: &idbridge_core::scopes::Scopes) -> bool {
-    wanted.extensions.is_subset(&own.extensions)
-        && wanted.queues.is_subset(&own.queues)
-        && wanted.phone_numbers.is_subset(&own.phone_numbers)
-        && wanted.billing_accounts.is_subset(&own.billing_accounts)
-        && (!wanted.full_call_reports || own.full_call_reports)
+    let individual = caller.admin(&state).await?.show(&state.operator, &id).await?;
+    one(&state, individual).await
 }
 
 async fn delegated_create(
@@ -186,26 +86,19 @@ async fn delegated_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let limits = caller.limits(&state).await?;
+    let admin = caller.admin(&state).await?;
     let new: idbridge_core::reconcile::NewIndividual =
         crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid individual: {e}")))?;
-    limits.check_role(&caller.tenant, &new.role)?;
-    if let Some(p) = &new.access_profile {
-        limits.check_profile(&caller.tenant, p)?;
-    }
-    if !scopes_within(&new.scopes, &caller.individual.scopes) {
-        return Err(forbidden("the scopes include some you do not have"));
-    }
-    let created = state.reconciliation.reconciler.create_manual(&caller.tenant, new, &limits.ctx).await?;
+    let created = admin.create(&state.reconciliation.reconciler, new).await?;
     let mut items = state.operator.portal_individuals(vec![created]).await?;
     Ok((axum::http::StatusCode::CREATED, Json(items.remove(0))).into_response())
 }
 
-/// What a delegated administrator may change. (Not a flattened `ManualChange`: serde
-/// does not refuse unknown keys through `flatten`.)
+/// What a delegated administrator may change, as sent. (Not a flattened `ManualChange`:
+/// serde does not refuse unknown keys through `flatten`.)
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DelegatedChange {
+struct ChangeBody {
     role: Option<String>,
     #[serde(default, deserialize_with = "idbridge_core::reconcile::present")]
     access_profile: Option<Option<String>>,
@@ -220,14 +113,18 @@ struct DelegatedChange {
     remove_scopes: idbridge_core::scopes::Scopes,
 }
 
-impl DelegatedChange {
-    fn manual(&self) -> idbridge_core::reconcile::ManualChange {
-        idbridge_core::reconcile::ManualChange {
-            activation: self.activation.clone(),
-            expiration: self.expiration.clone(),
-            time_zone: self.time_zone.clone(),
-            add_scopes: self.add_scopes.clone(),
-            remove_scopes: self.remove_scopes.clone(),
+impl From<ChangeBody> for DelegatedChange {
+    fn from(body: ChangeBody) -> Self {
+        Self {
+            role: body.role,
+            access_profile: body.access_profile,
+            manual: idbridge_core::reconcile::ManualChange {
+                activation: body.activation,
+                expiration: body.expiration,
+                time_zone: body.time_zone,
+                add_scopes: body.add_scopes,
+                remove_scopes: body.remove_scopes,
+            },
         }
     }
 }
@@ -238,28 +135,12 @@ async fn delegated_update(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let limits = caller.limits(&state).await?;
-    let change: DelegatedChange =
+    let admin = caller.admin(&state).await?;
+    let change: ChangeBody =
         crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid change: {e}")))?;
-    let target = caller.target(&state, &limits, &id).await?;
-    if let Some(role) = &change.role {
-        limits.check_role(&caller.tenant, role)?;
-    }
-    if let Some(Some(p)) = &change.access_profile {
-        limits.check_profile(&caller.tenant, p)?;
-    }
-    if !scopes_within(&change.add_scopes, &caller.individual.scopes) {
-        return Err(forbidden("the scopes include some you do not have"));
-    }
-    let reconciler = &state.reconciliation.reconciler;
-    reconciler
-        .assign_manual(&caller.tenant, &target, change.role.clone(), change.access_profile.clone(), &limits.ctx)
-        .await?;
-    let target = state.operator.individual(&caller.tenant.slug, &id).await?;
-    reconciler.manual(&caller.tenant, &target, &change.manual(), &limits.ctx).await?;
-    let individual = state.operator.individual(&caller.tenant.slug, &id).await?;
-    let mut items = state.operator.portal_individuals(vec![individual]).await?;
-    Ok(Json(items.remove(0)).into_response())
+    let individual =
+        admin.change(&state.operator, &state.reconciliation.reconciler, &id, &DelegatedChange::from(change)).await?;
+    one(&state, individual).await
 }
 
 /// Ends an individual's access now (its expiration becomes this instant).
@@ -268,22 +149,27 @@ async fn delegated_expire(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let limits = caller.limits(&state).await?;
-    let target = caller.target(&state, &limits, &id).await?;
-    let reconciler = &state.reconciliation.reconciler;
-    let now = reconciler.now();
-    // An activation after now would make the expiration precede it; the access never
-    // starts then either.
-    let activation = target.activation.as_ref().filter(|a| a.at >= now).map(|_| None);
-    let change = idbridge_core::reconcile::ManualChange {
-        activation,
-        expiration: Some(Some(now.to_string())),
-        ..Default::default()
-    };
-    reconciler.manual(&caller.tenant, &target, &change, &limits.ctx).await?;
-    let individual = state.operator.individual(&caller.tenant.slug, &id).await?;
+    let admin = caller.admin(&state).await?;
+    let individual = admin.expire(&state.operator, &state.reconciliation.reconciler, &id).await?;
+    one(&state, individual).await
+}
+
+/// One individual as portals read it.
+async fn one(state: &AppState, individual: idbridge_core::individual::Individual) -> ApiResult<Response> {
     let mut items = state.operator.portal_individuals(vec![individual]).await?;
     Ok(Json(items.remove(0)).into_response())
+}
+
+/// A page of individuals and the login to continue after (keyset pagination).
+async fn page(
+    state: &AppState,
+    query: &IndividualQuery,
+    individuals: Vec<idbridge_core::individual::Individual>,
+) -> ApiResult<Response> {
+    let next =
+        (individuals.len() == query.limit as usize).then(|| individuals.last().map(|i| i.login.clone())).flatten();
+    let items = state.operator.portal_individuals(individuals).await?;
+    Ok(Json(json!({ "individuals": items, "next_after": next })).into_response())
 }
 
 /// A portal back-end holding a service token.
@@ -316,22 +202,25 @@ struct ListParams {
     limit: Option<u32>,
 }
 
+impl ListParams {
+    fn query(self) -> ApiResult<IndividualQuery> {
+        Ok(IndividualQuery {
+            status: self.status.as_deref().map(IndividualStatus::parse).transpose()?,
+            after_login: self.after,
+            limit: self.limit.unwrap_or(100).clamp(1, 1000),
+        })
+    }
+}
+
 async fn list(
     _: PortalCaller,
     State(state): State<AppState>,
     Path(raw): Path<String>,
     AdminQuery(p): AdminQuery<ListParams>,
 ) -> ApiResult<Response> {
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    let query = IndividualQuery {
-        status: p.status.as_deref().map(IndividualStatus::parse).transpose()?,
-        after_login: p.after,
-        limit,
-    };
+    let query = p.query()?;
     let individuals = state.operator.individuals(&slug(&raw)?, &query).await?;
-    let next = (individuals.len() == limit as usize).then(|| individuals.last().map(|i| i.login.clone())).flatten();
-    let items = state.operator.portal_individuals(individuals).await?;
-    Ok(Json(json!({ "individuals": items, "next_after": next })).into_response())
+    page(&state, &query, individuals).await
 }
 
 async fn show(
@@ -340,8 +229,7 @@ async fn show(
     Path((raw, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let individual = state.operator.individual(&slug(&raw)?, &id).await?;
-    let mut items = state.operator.portal_individuals(vec![individual]).await?;
-    Ok(Json(items.remove(0)).into_response())
+    one(&state, individual).await
 }
 
 #[derive(Deserialize)]
@@ -359,25 +247,15 @@ async fn changes(
     Path(raw): Path<String>,
     AdminQuery(p): AdminQuery<ChangeParams>,
 ) -> ApiResult<Response> {
-    let tenant = state.operator.tenant(&slug(&raw)?).await?;
-    let after = p.after.unwrap_or(0).max(0);
-    let store = state.operator.store();
-    let mut events = store.list_change_events(tenant.id, after, p.limit.unwrap_or(100).clamp(1, 1000)).await?;
-    // Nothing past a young hole in the outbox positions: an event another instance has not
-    // committed yet would otherwise be behind the cursor for good (see `delivery::settled`).
-    let global = store.list_all_change_events(after, 1000).await?;
-    let ready = crate::delivery::settled(after, &global, idbridge_core::clock::now(), crate::delivery::GAP_WAIT);
-    let checked_up_to = match global.get(ready) {
-        Some((hole, _)) => Some(*hole),
-        // Only the first 1,000 positions were looked at.
-        None if global.len() == 1000 => global.last().map(|(position, _)| position + 1),
-        None => None,
-    };
-    if let Some(limit) = checked_up_to {
-        events.retain(|(position, _)| *position < limit);
-    }
-    let next = events.last().map_or(after, |(position, _)| *position);
-    let changes: Vec<_> = events
+    let feed = idbridge_app::portal_feed::changes(
+        &state.operator,
+        &slug(&raw)?,
+        p.after.unwrap_or(0),
+        p.limit.unwrap_or(100).clamp(1, 1000),
+    )
+    .await?;
+    let changes: Vec<_> = feed
+        .changes
         .into_iter()
         .map(|(position, e)| {
             json!({
@@ -391,5 +269,5 @@ async fn changes(
             })
         })
         .collect();
-    Ok(Json(json!({ "changes": changes, "next": next })).into_response())
+    Ok(Json(json!({ "changes": changes, "next": feed.next })).into_response())
 }

@@ -8,11 +8,12 @@
 //! instance dies between sending and recording, and recognises it by the idempotency key.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use idbridge_core::audit::ChangeEvent;
-use idbridge_core::operator::Operator;
+use idbridge_core::ports::Store;
 use idbridge_core::tenant::TenantSlug;
 use sha2::Sha256;
 
@@ -103,10 +104,10 @@ pub fn settled(
 }
 
 /// Runs until the process ends. `instance` names this process for the lease.
-pub async fn run(operator: Operator, destination: Destination, instance: String) {
+pub async fn run(store: Arc<dyn Store>, destination: Destination, instance: String) {
     loop {
         let now = idbridge_core::clock::now();
-        let held = operator.store().try_lease(&destination.consumer, &instance, now, now + LEASE).await;
+        let held = store.try_lease(&destination.consumer, &instance, now, now + LEASE).await;
         match held {
             Ok(true) => {}
             Ok(false) => {
@@ -120,7 +121,7 @@ pub async fn run(operator: Operator, destination: Destination, instance: String)
                 continue;
             }
         }
-        match deliver_pending(&operator, &destination, &instance).await {
+        match deliver_pending(store.as_ref(), &destination, &instance).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(500)).await,
             Ok(_) => {}
             Err(e) => {
@@ -134,11 +135,10 @@ pub async fn run(operator: Operator, destination: Destination, instance: String)
 /// Delivers the events after the consumer's position, in order; returns how many it
 /// handled (delivered, skipped as another receiver's, or dead-lettered).
 async fn deliver_pending(
-    operator: &Operator,
+    store: &dyn Store,
     destination: &Destination,
     instance: &str,
 ) -> Result<usize, idbridge_core::DomainError> {
-    let store = operator.store();
     let consumer = destination.consumer.as_str();
     let position = store.consumer_position(consumer).await?;
     let tenants = store.list_tenants().await?;

@@ -20,40 +20,6 @@ pub struct MappingService {
     pub records: Arc<dyn idbridge_core::ports::ScimRecordStore>,
 }
 
-/// One individual whose access would change under other rules.
-#[derive(Debug, Clone, Serialize)]
-pub struct DiffEntry {
-    pub login: String,
-    pub before: Assignment,
-    pub after: Assignment,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Assignment {
-    pub access: bool,
-    pub role: Option<String>,
-    pub access_profile: Option<String>,
-    pub scopes: idbridge_core::scopes::Scopes,
-}
-
-impl Assignment {
-    fn of(decision: &Decision) -> Self {
-        Self {
-            access: decision.has_access(),
-            role: decision.role.clone(),
-            access_profile: decision.access_profile.clone(),
-            scopes: decision.scopes.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DiffReport {
-    pub tenant: String,
-    pub individuals: usize,
-    pub changes: Vec<DiffEntry>,
-}
-
 /// What `mapping preview --user FILE` reads: the person as a source would present it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +40,7 @@ pub struct Preview {
 
 impl MappingService {
     pub async fn pipeline(&self, tenant: &Tenant) -> DomainResult<Pipeline> {
-        let rules = self.operator.store().get_mapping_rules(tenant.id).await?;
+        let rules = self.operator.mapping_rules(tenant.id).await?;
         self.pipeline_with(tenant, &rules)
     }
 
@@ -109,48 +75,5 @@ impl MappingService {
         let profiles: BTreeSet<String> = self.operator.access_profiles().await?.into_iter().map(|p| p.name).collect();
         let held = mapping::check_against_tenant(&decision, &tenant, &roles, &profiles);
         Ok(Preview { tenant: slug.to_string(), mappers: tenant.policy.mappers.clone(), decision, held })
-    }
-}
-
-impl crate::reconciliation::SourceReconciliation {
-    /// What would change for every individual of the tenant if `rules` replaced the
-    /// stored rules. Nothing is written. Individuals are re-decided from everything their
-    /// sources say — the same people, merged the same way, as a re-map and the sweep
-    /// (`reconciliation::People`); the comparison is between today's decision and
-    /// tomorrow's.
-    pub async fn diff(
-        &self,
-        slug: &TenantSlug,
-        rules: &[idbridge_core::mapping::rules::Rule],
-    ) -> DomainResult<DiffReport> {
-        let tenant = self.mapping.operator.tenant(slug).await?;
-        let current = self.mapping.pipeline(&tenant).await?;
-        let proposed = self.mapping.pipeline_with(&tenant, rules)?;
-        let mut people = Vec::new();
-        let mut pages = self.people(&tenant);
-        while let Some(page) = pages.next_page().await? {
-            for (person, individual) in page {
-                if let Some(individual) = individual {
-                    people.push((individual.login, idbridge_core::reconcile::mapping_input(&tenant, &person, None)));
-                }
-            }
-        }
-        let individuals = people.len();
-        let changes = tokio::task::spawn_blocking(move || {
-            let inputs: Vec<MappingInput> = people.iter().map(|(_, input)| input.clone()).collect();
-            let before = current.decide_many(&inputs);
-            let after = proposed.decide_many(&inputs);
-            people
-                .into_iter()
-                .zip(before.iter().zip(&after))
-                .filter_map(|((login, _), (before, after))| {
-                    let (before, after) = (Assignment::of(before), Assignment::of(after));
-                    (before != after).then_some(DiffEntry { login, before, after })
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| DomainError::Internal(format!("mapping task failed: {e}")))?;
-        Ok(DiffReport { tenant: slug.to_string(), individuals, changes })
     }
 }

@@ -46,7 +46,7 @@ pub struct SourceReconciliation {
     /// What each person's last sign-in said.
     pub logins: Arc<dyn LoginRecordStore>,
     /// Deletes settled intents in batches, off the request path.
-    pub clearer: crate::intent_worker::Clearer,
+    pub clearer: crate::intent_clearer::Clearer,
     /// Directory runs end (recorded as cancelled, lease released) when this fires.
     pub stopping: crate::stopping::Stopping,
 }
@@ -78,17 +78,17 @@ impl Reconciled {
 }
 
 impl SourceReconciliation {
-    pub fn new(store: &idbridge_store::SqlStore, mapping: MappingService) -> Self {
+    pub fn new(ports: &crate::Ports, mapping: MappingService) -> Self {
         Self {
             mapping,
-            reconciler: Reconciler::new(Arc::new(store.clone())),
-            records: Arc::new(store.clone()),
-            directory: Arc::new(store.clone()),
+            reconciler: Reconciler::new(ports.store.clone()),
+            records: ports.records.clone(),
+            directory: ports.directory.clone(),
             background: Arc::new(tokio::sync::Semaphore::new(1)),
-            intents: Arc::new(store.clone()),
+            intents: ports.intents.clone(),
             wake: Arc::new(tokio::sync::Notify::new()),
-            logins: Arc::new(store.clone()),
-            clearer: crate::intent_worker::Clearer::start(Arc::new(store.clone())),
+            logins: ports.logins.clone(),
+            clearer: crate::intent_clearer::Clearer::start(ports.intents.clone()),
             stopping: crate::stopping::Stopping::never(),
         }
     }
@@ -734,7 +734,7 @@ impl SourceReconciliation {
             .get_change_set_header(tenant.id, id)
             .await?
             .ok_or_else(|| DomainError::not_found("change set", id))?;
-        let source = crate::directory_sync::source_of_origin(&set.origin)
+        let source = crate::origin::source_of_origin(&set.origin)
             .and_then(|name| tenant.policy.ldap.iter().find(|s| s.name == name));
         let Some(source) = source else {
             return self.reconciler.approve(tenant, id, self, ctx).await;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::individual::{Individual, SourceKind, SourceLink};
 use idbridge_core::mapping::{ExternalGroup, UserFacts};
-use idbridge_core::ports::SsoStore;
+use idbridge_core::ports::{SsoStore, Store};
 use idbridge_core::reconcile::{SourcePerson, Submitted};
 use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::source_record::{ScimKind, ScimQuery};
@@ -235,11 +235,11 @@ const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 /// individual's access ends or shrinks. One instance at a time holds it (lease).
 pub async fn run_logout_consumer(
     operator: idbridge_core::operator::Operator,
+    store: Arc<dyn Store>,
     sso: Arc<dyn SsoStore>,
     notifier: idbridge_oidc::backchannel::Notifier,
     instance: String,
 ) {
-    let store = operator.store().clone();
     // Tenants are looked at every tenth pass (~5 s): listing a thousand tenants twice a
     // second would be most of this task's work.
     let mut pass: u64 = 0;
@@ -248,7 +248,7 @@ pub async fn run_logout_consumer(
         let now = idbridge_core::clock::now();
         match store.try_lease(CONSUMER, &instance, now, now + LEASE).await {
             Ok(true) => {
-                if let Err(e) = logout_pass(&operator, sso.as_ref(), &notifier).await {
+                if let Err(e) = logout_pass(&operator, store.as_ref(), sso.as_ref(), &notifier).await {
                     tracing::warn!(error = %e, "back-channel logout pass failed; retrying");
                 }
                 if pass % 10 == 1
@@ -266,10 +266,10 @@ pub async fn run_logout_consumer(
 
 async fn logout_pass(
     operator: &idbridge_core::operator::Operator,
+    store: &dyn Store,
     sso: &dyn SsoStore,
     notifier: &idbridge_oidc::backchannel::Notifier,
 ) -> idbridge_core::DomainResult<()> {
-    let store = operator.store();
     let after = store.consumer_position(CONSUMER).await?;
     let events = store.list_all_change_events(after, 500).await?;
     let ready = crate::delivery::settled(after, &events, idbridge_core::clock::now(), crate::delivery::GAP_WAIT);
@@ -277,9 +277,9 @@ async fn logout_pass(
         return Ok(());
     }
     let catalog = operator.catalog().await?;
-    let roles: BTreeMap<String, Role> = store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+    let roles: BTreeMap<String, Role> = operator.roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
     let profiles: BTreeMap<String, AccessProfile> =
-        store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
+        operator.access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
     for (position, event) in &events[..ready] {
         if idbridge_core::permissions::access_shrank(event, &roles, &profiles, &catalog) {
             // Sessions opened after the change were decided on it: they stay.
@@ -305,7 +305,7 @@ async fn end_disabled_tenants(
     sso: &dyn SsoStore,
     notifier: &idbridge_oidc::backchannel::Notifier,
 ) -> idbridge_core::DomainResult<()> {
-    for tenant in operator.store().list_tenants().await?.into_iter().filter(|t| !t.enabled) {
+    for tenant in operator.tenants().await?.into_iter().filter(|t| !t.enabled) {
         let ended = sso.end_tenant_sessions(tenant.id, idbridge_core::clock::now()).await?;
         if ended.is_empty() {
             continue;

@@ -97,18 +97,6 @@ enum RunMode {
     Approve(Uuid),
 }
 
-/// The origin of a run's change set (and of a held one), which names its source.
-pub fn run_origin(source: &str) -> String {
-    format!("{RUN_ORIGIN}{source}")
-}
-
-/// The directory source a change set's origin names, if it is a directory run's.
-pub fn source_of_origin(origin: &str) -> Option<&str> {
-    origin.strip_prefix(RUN_ORIGIN)
-}
-
-const RUN_ORIGIN: &str = "LDAP run of ";
-
 /// How long a run's lease lasts without renewal: a crashed runner's source is free again
 /// within this.
 const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
@@ -453,7 +441,7 @@ impl SourceReconciliation {
         let people = self.with_linked_sources(tenant, people).await?;
         // Decided a page at a time: the mapping inputs and decisions of 100,000 people at
         // once would cost hundreds of megabytes.
-        let mut set = ChangeSet::new(run_origin(&source.name));
+        let mut set = ChangeSet::new(crate::origin::run_origin(&source.name));
         let mut people = people.into_iter().peekable();
         while people.peek().is_some() {
             let page: Vec<_> = people.by_ref().take(1000).collect();

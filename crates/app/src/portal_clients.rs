@@ -157,7 +157,7 @@ pub async fn set_sign_in(
     }
     domains.sort();
     domains.dedup();
-    for other in operator.store().list_tenants().await? {
+    for other in operator.tenants().await? {
         if other.id == tenant.id {
             continue;
         }
@@ -169,6 +169,6 @@ pub async fn set_sign_in(
     settings.policy.domains = domains;
     settings.policy.oidc = doc.oidc;
     settings.validate()?;
-    operator.store().update_tenant(tenant.id, tenant.version, &settings, ctx).await?;
+    operator.update_tenant(&tenant, &settings, ctx).await?;
     Ok(())
 }

@@ -1,0 +1,90 @@
+//! What reconciliation is given: a source's view of a person (`SourcePerson`), a change
+//! by hand (`ManualChange`) and an individual created by hand (`NewIndividual`), and the
+//! mapping input built from them. A leaf: the ports name these types.
+
+use crate::individual::{Individual, SourceLink};
+use crate::mapping::{CurrentAssignment, ExternalGroup, MappingInput, UserFacts};
+use crate::tenant::Tenant;
+
+/// A change an operator or delegated administrator makes by hand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManualChange {
+    /// Local date-time in the individual's zone; `null` clears it; absent keeps it.
+    #[serde(deserialize_with = "present")]
+    pub activation: Option<Option<String>>,
+    #[serde(deserialize_with = "present")]
+    pub expiration: Option<Option<String>>,
+    /// IANA zone; the dates keep their local times and move with it.
+    pub time_zone: Option<String>,
+    pub add_scopes: crate::scopes::Scopes,
+    pub remove_scopes: crate::scopes::Scopes,
+}
+
+/// An individual created by hand.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIndividual {
+    pub login: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub given_name: Option<String>,
+    #[serde(default)]
+    pub family_name: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub role: String,
+    #[serde(default)]
+    pub access_profile: Option<String>,
+    #[serde(default)]
+    pub scopes: crate::scopes::Scopes,
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Local date-times in the individual's zone (or instants with an offset).
+    #[serde(default)]
+    pub activation: Option<String>,
+    #[serde(default)]
+    pub expiration: Option<String>,
+}
+
+/// Tells a JSON `null` (clear) from an absent field (keep): use with
+/// `#[serde(default, deserialize_with = "present")]` on an `Option<Option<String>>`.
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// What one source currently says about one person.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourcePerson {
+    pub link: SourceLink,
+    /// Other immutable identities the source vouches for (a SCIM `externalId` that is the
+    /// person's directory id): the person is linked to an individual that has any of them.
+    #[serde(default)]
+    pub also: Vec<SourceLink>,
+    pub facts: UserFacts,
+    pub groups: Vec<ExternalGroup>,
+    /// The source's own active flag (SCIM `active`, LDAP disabled, …).
+    pub active: bool,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    /// Local date-times and their zone, when the source carries them.
+    pub activation: Option<String>,
+    pub expiration: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+pub fn mapping_input(tenant: &Tenant, person: &SourcePerson, existing: Option<&Individual>) -> MappingInput {
+    MappingInput {
+        tenant: tenant.slug.to_string(),
+        user: person.facts.clone(),
+        groups: person.groups.clone(),
+        current: existing.map(|i| CurrentAssignment {
+            role: i.role.clone(),
+            access_profile: i.access_profile.clone(),
+            scopes: i.scopes.clone(),
+        }),
+    }
+}
