@@ -15,13 +15,16 @@ use idbridge_core::ports::CollectSourceChanges;
 use serde_json::{Map, Value, json};
 
 use crate::auth::ScimCaller;
+use crate::body::ScimBody;
 use crate::error::{ERROR_SCHEMA, ScimError, ScimResult, ScimType};
 use crate::filter::get_ci;
 use crate::patch::PATCH_SCHEMA;
+use crate::render::{Outcome, etag};
 use crate::resource::Projection;
-use crate::resources::{self, Outcome, ScimBody};
+use crate::resources;
+use crate::response::scim_json;
 use crate::schema::ResourceKind;
-use crate::{ScimState, scim_json};
+use crate::state::ScimState;
 
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 
@@ -264,7 +267,7 @@ impl<'a> Job<'a> {
             match outcome {
                 Ok(outcome) => {
                     if let (Some(entry), Some(v)) = (self.results[deferred.index].as_mut(), outcome.version) {
-                        entry.insert("version".into(), json!(resources::etag(v)));
+                        entry.insert("version".into(), json!(etag(v)));
                     }
                 }
                 Err(e) => self.amend_failure(deferred.index, e),
@@ -311,7 +314,7 @@ impl<'a> Job<'a> {
                     self.resolved.insert(bulk_id.clone(), id.to_owned());
                 }
                 if let Some(v) = outcome.version {
-                    entry.insert("version".into(), json!(resources::etag(v)));
+                    entry.insert("version".into(), json!(etag(v)));
                 }
                 entry.insert("status".into(), json!(outcome.status.as_u16().to_string()));
                 self.results[index] = Some(entry);

@@ -6,8 +6,10 @@ use serde_json::{Value, json};
 
 use crate::auth::ScimCaller;
 use crate::error::{ScimError, ScimResult};
+use crate::response::LIST_RESPONSE;
+use crate::response::scim_json;
 use crate::schema::ResourceKind;
-use crate::{LIST_RESPONSE, ScimState, scim_json};
+use crate::state::ScimState;
 
 pub async fn service_provider_config(caller: ScimCaller, State(state): State<ScimState>) -> Response {
     let base = state.base_url(&caller.tenant);

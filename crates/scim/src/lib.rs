@@ -7,96 +7,34 @@
 //! becomes in the portal is the reconciliation service's decision.
 
 pub mod auth;
+pub mod auth_cache;
+mod body;
 mod bulk;
 mod discovery;
 pub mod error;
 pub mod filter;
+mod handlers;
 mod list;
 pub mod patch;
 pub mod person;
+mod render;
 pub mod resource;
 mod resources;
+pub mod response;
 pub mod schema;
-
-use std::sync::Arc;
+pub mod state;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use idbridge_core::operator::Operator;
-use idbridge_core::ports::ScimRecordStore;
-use idbridge_core::tenant::Tenant;
-use serde_json::Value;
 
 pub use error::{ScimError, ScimResult};
-use resources::{
+use handlers::{
     Groups, Users, create_handler, delete_handler, get_handler, list_handler, patch_handler, replace_handler,
     search_handler,
 };
-use schema::Schemas;
-
-pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-
-/// Sizes a deployment may tune.
-#[derive(Debug, Clone)]
-pub struct ScimLimits {
-    pub max_body_bytes: usize,
-    pub bulk_max_operations: usize,
-    pub default_page_size: u32,
-    pub max_page_size: u32,
-    /// How long a successful token check is remembered (0 turns the cache off).
-    pub auth_cache_ttl: std::time::Duration,
-}
-
-impl Default for ScimLimits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 1024 * 1024,
-            bulk_max_operations: 1000,
-            default_page_size: 100,
-            max_page_size: 1000,
-            auth_cache_ttl: std::time::Duration::from_secs(2),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct ScimState {
-    pub operator: Operator,
-    pub records: Arc<dyn ScimRecordStore>,
-    pub schemas: Arc<Schemas>,
-    /// `server.public_url`, without a trailing slash.
-    pub public_url: String,
-    pub limits: ScimLimits,
-    pub auth_cache: Arc<auth::AuthCache>,
-    /// Told about every successful write, so affected people are reconciled.
-    pub changes: Arc<dyn idbridge_core::ports::SourceChanges>,
-}
-
-impl ScimState {
-    pub fn new(
-        operator: Operator,
-        records: Arc<dyn ScimRecordStore>,
-        changes: Arc<dyn idbridge_core::ports::SourceChanges>,
-        public_url: &str,
-        limits: ScimLimits,
-    ) -> Self {
-        Self {
-            changes,
-            auth_cache: Arc::new(auth::AuthCache::new(limits.auth_cache_ttl)),
-            operator,
-            records,
-            schemas: Arc::new(Schemas::default()),
-            public_url: public_url.trim_end_matches('/').to_owned(),
-            limits,
-        }
-    }
-
-    pub fn base_url(&self, tenant: &Tenant) -> String {
-        format!("{}/scim/v2/{}", self.public_url, tenant.slug)
-    }
-}
+pub use response::{LIST_RESPONSE, scim_json, scim_response};
+pub use state::{ScimLimits, ScimState};
 
 /// The SCIM router, to be nested at `/scim/v2/{tenant}`.
 pub fn router(state: ScimState) -> Router {
@@ -125,7 +63,7 @@ pub fn router(state: ScimState) -> Router {
                 .patch(patch_handler::<Groups>)
                 .delete(delete_handler::<Groups>),
         )
-        .route("/.search", post(resources::search_all))
+        .route("/.search", post(handlers::search_all))
         .route("/Bulk", post(bulk::bulk))
         .route("/Me", axum::routing::any(me))
         .fallback(unknown_endpoint)
@@ -168,17 +106,6 @@ async fn me(_caller: auth::ScimCaller) -> ScimError {
 
 async fn unknown_endpoint() -> ScimError {
     ScimError::not_found("no such SCIM endpoint")
-}
-
-/// A 200 response with the SCIM media type.
-pub fn scim_json(body: Value) -> Response {
-    scim_response(StatusCode::OK, body)
-}
-
-pub fn scim_response(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(error::SCIM_CONTENT_TYPE));
-    response
 }
 
 #[cfg(test)]

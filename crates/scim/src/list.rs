@@ -16,10 +16,12 @@ use serde_json::{Map, Value, json};
 use crate::auth::ScimCaller;
 use crate::error::{ScimError, ScimResult, ScimType};
 use crate::filter::{self, EvalContext, Filter};
+use crate::render::{query_pairs, render, render_page, store_kind};
 use crate::resource::Projection;
-use crate::resources::{query_pairs, render, render_page, store_kind};
+use crate::response::LIST_RESPONSE;
+use crate::response::scim_json;
 use crate::schema::ResourceKind;
-use crate::{LIST_RESPONSE, ScimState, scim_json};
+use crate::state::ScimState;
 
 #[derive(Debug, Default)]
 pub struct ListParams {

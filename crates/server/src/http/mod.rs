@@ -34,7 +34,7 @@ pub struct AppState {
     pub portal_token_hashes: Arc<Vec<String>>,
     pub metrics: Option<PrometheusHandle>,
     /// Cleared when an operator revokes a token or changes a tenant here.
-    pub scim_auth_cache: Option<Arc<idbridge_scim::auth::AuthCache>>,
+    pub scim_auth_cache: Option<Arc<idbridge_scim::auth_cache::AuthCache>>,
     pub mapping: idbridge_app::mapping::MappingService,
     /// Re-maps tenants after rule changes; applies or rejects held change sets.
     pub reconciliation: idbridge_app::reconciliation::SourceReconciliation,
