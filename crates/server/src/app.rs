@@ -45,3 +45,12 @@ impl Services {
         Ok(self.reconciliation.get_or_init(|| SourceReconciliation::new(&self.ports, mapping)))
     }
 }
+
+/// Re-reads `[[plugins]]` from the config file (or the defaults) and re-creates the
+/// instances; on error the running plugins stay as they were.
+pub fn reload_plugins(host: &idbridge_plugin_host::PluginHost, config: Option<&std::path::Path>) -> Result<(), String> {
+    let settings = Settings::load(config).map_err(|e| e.to_string())?;
+    host.reload(&settings.plugins).map_err(|e| e.to_string())?;
+    tracing::info!(plugins = ?host.ids(), "plugins reloaded");
+    Ok(())
+}

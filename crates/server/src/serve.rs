@@ -9,15 +9,6 @@ use idbridge_store::SqlStore;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 
-/// Re-reads `[[plugins]]` from the config file (or the defaults) and re-creates the
-/// instances; on error the running plugins stay as they were.
-pub fn reload_plugins(host: &idbridge_plugin_host::PluginHost, config: Option<&std::path::Path>) -> Result<(), String> {
-    let settings = Settings::load(config).map_err(|e| e.to_string())?;
-    host.reload(&settings.plugins).map_err(|e| e.to_string())?;
-    tracing::info!(plugins = ?host.ids(), "plugins reloaded");
-    Ok(())
-}
-
 /// The global receiver (every tenant without one of its own) and each tenant's receiver.
 fn webhook_destinations(settings: &Settings) -> anyhow::Result<Vec<idbridge_app::delivery::Destination>> {
     let w = &settings.webhook;
@@ -133,7 +124,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         if let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
-                    if let Err(e) = reload_plugins(&plugins, config_path.as_deref()) {
+                    if let Err(e) = crate::app::reload_plugins(&plugins, config_path.as_deref()) {
                         tracing::error!(error = %e, "plugin reload on SIGHUP failed; the previous plugins stay");
                     }
                 }

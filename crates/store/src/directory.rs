@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
-use crate::individuals::value_rows;
+use crate::rows::value_rows;
 
 #[async_trait]
 impl DirectoryStore for SqlStore {

@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
+use crate::rows::value_rows;
 use crate::{Backend, SqlStore};
 
 const COLUMNS: &str = "tenant_id, id, login, email, given_name, family_name, display_name, role, access_profile, scopes,
@@ -151,34 +152,6 @@ fn login_of<'w>(writes: &[&'w IndividualWrite]) -> &'w str {
 /// Slices of at most `size`, with the offset of each.
 fn chunks_of<T>(items: &[T], size: usize) -> impl Iterator<Item = (usize, &[T])> {
     items.chunks(size).enumerate().map(move |(n, chunk)| (n * size, chunk))
-}
-
-/// `($k, $k+1, …)` groups for `rows` rows of `width` values, numbered from 1; the
-/// columns listed in `bigint` (0-based) are cast so PostgreSQL types them without a
-/// table to infer from. SQLite gets anonymous `?` placeholders: sqlx looks each numbered
-/// one up by name, a linear search in SQLite, which makes thousands of them quadratic.
-pub(crate) fn value_rows(backend: Backend, rows: usize, width: usize, bigint: &[usize]) -> String {
-    let mut sql = String::new();
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..width {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            let n = row * width + col + 1;
-            let placeholder = match backend {
-                Backend::Sqlite => "?".to_owned(),
-                Backend::Postgres => format!("${n}"),
-            };
-            if bigint.contains(&col) {
-                sql.push_str(&format!("CAST({placeholder} AS BIGINT)"));
-            } else {
-                sql.push_str(&placeholder);
-            }
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;

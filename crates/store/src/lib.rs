@@ -19,6 +19,7 @@ mod intents;
 mod log;
 mod logins;
 mod port;
+mod rows;
 mod scim;
 mod sso;
 mod tenants;

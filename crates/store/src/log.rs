@@ -42,7 +42,7 @@ pub(crate) async fn append_audit_many<'r>(
         let sql = format!(
             "INSERT INTO audit_log (tenant_id, at, actor_kind, actor_id, subject_kind, subject_id, action, before, after, request_id)
              VALUES {}",
-            crate::individuals::value_rows(backend, chunk.len(), 10, &[1])
+            crate::rows::value_rows(backend, chunk.len(), 10, &[1])
         );
         let mut query = sqlx::query(&sql);
         for record in chunk {
@@ -73,7 +73,7 @@ pub(crate) async fn append_change_events_many<'e>(
     for chunk in events.chunks(500) {
         let sql = format!(
             "INSERT INTO change_events (id, tenant_id, individual_id, kind, individual, permission_diff, at) VALUES {}",
-            crate::individuals::value_rows(backend, chunk.len(), 7, &[6])
+            crate::rows::value_rows(backend, chunk.len(), 7, &[6])
         );
         let mut query = sqlx::query(&sql);
         for event in chunk {

@@ -1,7 +1,6 @@
 //! The operator admin API, `/admin/v1`: JSON in and out, operator bearer tokens.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +13,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{ApiError, ApiResult, AppState, REQUEST_ID};
+use super::error::{ApiError, ApiResult};
+use super::query::{AdminQuery, slug};
+use super::state::{AppState, REQUEST_ID, bearer_match};
 use crate::apply_file::ApplyDocument;
 
 pub fn router() -> Router<AppState> {
@@ -180,8 +181,7 @@ impl FromRequestParts<AppState> for OperatorCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let stored =
-            super::bearer_match(&parts.headers, &state.admin_token_hashes).ok_or_else(ApiError::unauthorized)?;
+        let stored = bearer_match(&parts.headers, &state.admin_token_hashes).ok_or_else(ApiError::unauthorized)?;
         let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
         // The actor is named by a prefix of the token's hash: stable, not a secret.
         let actor = Actor::new(ActorKind::Operator, format!("admin-token:{}", &stored[..12]));
@@ -224,28 +224,6 @@ pub(crate) fn strict_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiErro
         let status = if e.is_syntax() { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
         ApiError::new(status, "invalid_body", e.to_string())
     })
-}
-
-/// `Query` whose rejections use the admin error format.
-pub struct AdminQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AdminQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(query_rejection(rejection)),
-        }
-    }
-}
-
-fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request(rejection.body_text())
-}
-
-fn slug(raw: &str) -> ApiResult<TenantSlug> {
-    TenantSlug::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 async fn list_tenants(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
@@ -491,7 +469,7 @@ async fn plugins(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<
 
 /// Re-reads the config file's `[[plugins]]` and re-creates every instance.
 async fn reload_plugins(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
-    crate::serve::reload_plugins(&state.mapping.plugins, state.config_path.as_deref())
+    crate::app::reload_plugins(&state.mapping.plugins, state.config_path.as_deref())
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_reload_failed", e))?;
     Ok(Json(state.mapping.plugins.statuses()).into_response())
 }

@@ -5,60 +5,22 @@
 mod admin;
 mod error;
 mod portal;
+mod query;
+mod state;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use idbridge_core::operator::Operator;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use error::{ApiError, ApiResult};
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub operator: Operator,
-    /// Hex SHA-256 of each accepted operator token.
-    pub admin_token_hashes: Arc<Vec<String>>,
-    /// Hex SHA-256 of each accepted portal service token.
-    pub portal_token_hashes: Arc<Vec<String>>,
-    pub metrics: Option<PrometheusHandle>,
-    /// Cleared when an operator revokes a token or changes a tenant here.
-    pub scim_auth_cache: Option<Arc<idbridge_scim::auth_cache::AuthCache>>,
-    pub mapping: idbridge_app::mapping::MappingService,
-    /// Re-maps tenants after rule changes; applies or rejects held change sets.
-    pub reconciliation: idbridge_app::reconciliation::SourceReconciliation,
-    pub known_mappers: Arc<std::collections::BTreeSet<String>>,
-    /// The config file, re-read for `POST /admin/v1/plugins/reload`.
-    pub config_path: Option<std::path::PathBuf>,
-    /// The OpenID provider (access tokens for delegated administration, key rotation).
-    pub sso: Option<idbridge_oidc::SsoState>,
-    /// The reconciliation intent queue as last measured (for `/readyz` detail).
-    pub intent_queue: idbridge_app::intent_worker::QueueView,
-}
-
-impl AppState {
-    /// After a tenant or configuration change: SCIM token checks and the sign-in
-    /// configuration cache read again.
-    pub fn forget_scim_logins(&self) {
-        if let Some(cache) = &self.scim_auth_cache {
-            cache.clear();
-        }
-        if let Some(sso) = &self.sso {
-            sso.config.invalidate();
-        }
-    }
-}
+pub use state::{AppState, REQUEST_ID, bearer_match};
 
 pub fn router(
     state: AppState,
@@ -85,24 +47,6 @@ pub fn router(
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-/// The stored hash a presented bearer token matches, compared in constant time against
-/// every hash without stopping early (timing reveals neither which nor whether).
-pub fn bearer_match(headers: &axum::http::HeaderMap, hashes: &[String]) -> Option<String> {
-    use subtle::ConstantTimeEq;
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(idbridge_core::token::bearer)
-        .map(idbridge_core::token::hash_token)?;
-    let mut matched = None;
-    for stored in hashes {
-        if bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
-            matched = Some(stored.clone());
-        }
-    }
-    matched
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use idbridge_core::individual::{IndividualQuery, IndividualStatus};
-use idbridge_core::tenant::TenantSlug;
 use serde::Deserialize;
 use serde_json::json;
 
 use idbridge_app::delegated::{DelegatedAdmin, DelegatedChange};
 
-use super::admin::AdminQuery;
-use super::{ApiError, ApiResult, AppState};
+use super::error::{ApiError, ApiResult};
+use super::query::{AdminQuery, slug};
+use super::state::{AppState, bearer_match};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -179,7 +179,7 @@ impl FromRequestParts<AppState> for PortalCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        super::bearer_match(&parts.headers, &state.portal_token_hashes).map(|_| Self).ok_or_else(|| {
+        bearer_match(&parts.headers, &state.portal_token_hashes).map(|_| Self).ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -187,10 +187,6 @@ impl FromRequestParts<AppState> for PortalCaller {
             )
         })
     }
-}
-
-fn slug(raw: &str) -> ApiResult<TenantSlug> {
-    TenantSlug::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 #[derive(Deserialize)]
