@@ -78,10 +78,12 @@ impl Reconciled {
 }
 
 impl SourceReconciliation {
-    pub fn new(ports: &crate::Ports, mapping: MappingService) -> Self {
+    /// `reconciler` is the one writer of individuals (built by the composition root from
+    /// the concrete store); everything else is read through `ports`.
+    pub fn new(ports: &crate::Ports, reconciler: Reconciler, mapping: MappingService) -> Self {
         Self {
             mapping,
-            reconciler: Reconciler::new(ports.store.clone()),
+            reconciler,
             records: ports.records.clone(),
             directory: ports.directory.clone(),
             background: Arc::new(tokio::sync::Semaphore::new(1)),

@@ -132,7 +132,11 @@ async fn main() -> anyhow::Result<()> {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = SourceReconciliation::new(&idbridge_app::Ports::of(&store), mapping);
+    let reconciliation = SourceReconciliation::new(
+        &idbridge_app::Ports::of(&store),
+        idbridge_core::reconcile::Reconciler::new(&store),
+        mapping,
+    );
 
     let started = Instant::now();
     let created = applied(reconciliation.remap(&tenant, "bench: first reconciliation", &ctx()).await?);
@@ -185,10 +189,10 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
     }
-    let plain = Reconciler::new(shared.clone());
+    let plain = Reconciler::new(&store);
     plain.commit(&tenant, writes, &ctx()).await?;
     let clock = Arc::new(ManualClock::new("2030-01-01T00:00:01Z".parse()?));
-    let scheduler = Reconciler::with_clock(shared.clone(), clock);
+    let scheduler = Reconciler::with_clock(&store, clock);
     if std::env::var("BENCH_PHASES").is_ok() {
         let t = Instant::now();
         let due = shared.list_due_individuals("2030-01-01T00:00:01Z".parse()?, 1000).await?;

@@ -98,7 +98,11 @@ async fn main() -> anyhow::Result<()> {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = SourceReconciliation::new(&idbridge_app::Ports::of(&store), mapping);
+    let reconciliation = SourceReconciliation::new(
+        &idbridge_app::Ports::of(&store),
+        idbridge_core::reconcile::Reconciler::new(&store),
+        mapping,
+    );
     let started = Instant::now();
     let worker = tokio::spawn(idbridge_app::intent_worker::run(reconciliation));
     loop {

@@ -42,7 +42,9 @@ impl Services {
             plugins: Arc::new(PluginHost::load(&self.plugins)?),
             records: Arc::new(self.store.clone()),
         };
-        Ok(self.reconciliation.get_or_init(|| SourceReconciliation::new(&self.ports, mapping)))
+        Ok(self.reconciliation.get_or_init(|| {
+            SourceReconciliation::new(&self.ports, idbridge_core::reconcile::Reconciler::new(&self.store), mapping)
+        }))
     }
 }
 

@@ -75,7 +75,11 @@ async fn preview_and_diff_on_a_tenant_with_10000_individuals() {
         plugins: Arc::new(idbridge_plugin_host::PluginHost::default()),
         records: records.clone(),
     };
-    let reconciliation = SourceReconciliation::new(&idbridge_app::Ports::of(&store), mapping.clone());
+    let reconciliation = SourceReconciliation::new(
+        &idbridge_app::Ports::of(&store),
+        idbridge_core::reconcile::Reconciler::new(&store),
+        mapping.clone(),
+    );
     let Submitted::Applied(report) = reconciliation.remap(&tenant, "test", &ctx()).await.unwrap() else {
         panic!("creating individuals is not a deprovision");
     };
@@ -110,5 +114,5 @@ async fn preview_and_diff_on_a_tenant_with_10000_individuals() {
 }
 
 async fn store_rules(store: &SqlStore, tenant: &idbridge_core::tenant::Tenant) -> Vec<Rule> {
-    idbridge_core::ports::Store::get_mapping_rules(store, tenant.id).await.unwrap()
+    idbridge_core::ports::ConfigStore::get_mapping_rules(store, tenant.id).await.unwrap()
 }

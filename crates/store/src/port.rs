@@ -1,4 +1,5 @@
-//! `Store` for `SqlStore`: the port's methods, each delegating to its module.
+//! The core ports for `SqlStore`, one impl per concern, each method delegating to the
+//! module of its tables.
 
 use async_trait::async_trait;
 use idbridge_core::DomainResult;
@@ -10,7 +11,10 @@ use idbridge_core::config_plan::ConfigChange;
 use idbridge_core::individual::SourceLink;
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, SourceKind};
 use idbridge_core::intent::{Intent, IntentStats, Owed};
-use idbridge_core::ports::{IndividualWrite, IntentQueue, ScimRecordStore, ScimWritten, Store};
+use idbridge_core::ports::{
+    AuditLog, ChangeSetStore, ConfigStore, IndividualStore, IndividualWrite, IndividualWriter, IntentQueue, Leases,
+    ScimRecordStore, ScimWritten, TenantStore,
+};
 use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
@@ -21,36 +25,7 @@ use crate::SqlStore;
 use crate::convert::storage;
 
 #[async_trait]
-impl Store for SqlStore {
-    async fn ping(&self) -> DomainResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(storage)?;
-        Ok(())
-    }
-
-    async fn list_catalog_entries(&self) -> DomainResult<Vec<CatalogEntry>> {
-        self.catalog_list().await
-    }
-
-    async fn list_roles(&self) -> DomainResult<Vec<Role>> {
-        self.role_list().await
-    }
-
-    async fn list_access_profiles(&self) -> DomainResult<Vec<AccessProfile>> {
-        self.access_profile_list().await
-    }
-
-    async fn list_mapping_rules(&self) -> DomainResult<Vec<(TenantId, Vec<idbridge_core::mapping::rules::Rule>)>> {
-        self.mapping_rules_list().await
-    }
-
-    async fn get_mapping_rules(&self, tenant: TenantId) -> DomainResult<Vec<idbridge_core::mapping::rules::Rule>> {
-        self.mapping_rules_get(tenant).await
-    }
-
-    async fn apply_config(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()> {
-        self.config_apply(changes, ctx).await
-    }
-
+impl TenantStore for SqlStore {
     async fn create_tenant(
         &self,
         id: TenantId,
@@ -94,93 +69,43 @@ impl Store for SqlStore {
     async fn revoke_scim_token(&self, tenant: TenantId, id: &str, ctx: &AuditContext) -> DomainResult<()> {
         self.scim_token_revoke(tenant, id, ctx).await
     }
+}
 
-    async fn write_individual(&self, write: &IndividualWrite) -> DomainResult<Individual> {
-        self.individual_write(write).await
+#[async_trait]
+impl ConfigStore for SqlStore {
+    async fn list_catalog_entries(&self) -> DomainResult<Vec<CatalogEntry>> {
+        self.catalog_list().await
     }
 
-    async fn write_individuals(&self, writes: &[IndividualWrite]) -> DomainResult<Vec<bool>> {
-        self.individual_write_batch(writes).await
+    async fn list_roles(&self) -> DomainResult<Vec<Role>> {
+        self.role_list().await
     }
 
+    async fn list_access_profiles(&self) -> DomainResult<Vec<AccessProfile>> {
+        self.access_profile_list().await
+    }
+
+    async fn list_mapping_rules(&self) -> DomainResult<Vec<(TenantId, Vec<idbridge_core::mapping::rules::Rule>)>> {
+        self.mapping_rules_list().await
+    }
+
+    async fn get_mapping_rules(&self, tenant: TenantId) -> DomainResult<Vec<idbridge_core::mapping::rules::Rule>> {
+        self.mapping_rules_get(tenant).await
+    }
+
+    async fn apply_config(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()> {
+        self.config_apply(changes, ctx).await
+    }
+}
+
+#[async_trait]
+impl IndividualStore for SqlStore {
     async fn count_individuals_holding_access(&self, tenant: TenantId) -> DomainResult<u64> {
         self.individual_count_holding_access(tenant).await
     }
 
-    async fn record_access_taken(&self, tenant: TenantId, at: jiff::Timestamp, taken: u64) -> DomainResult<()> {
-        self.access_taken_record(tenant, at, taken).await
-    }
-
     async fn access_taken_since(&self, tenant: TenantId, since: jiff::Timestamp) -> DomainResult<u64> {
         self.access_taken_count(tenant, since).await
-    }
-
-    async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
-        self.change_set_put(set, audit).await
-    }
-
-    async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
-        self.change_set_get(tenant, id).await
-    }
-
-    async fn list_change_sets(
-        &self,
-        tenant: Option<TenantId>,
-        status: Option<ChangeSetStatus>,
-    ) -> DomainResult<Vec<idbridge_core::changeset::ChangeSetHeader>> {
-        self.change_set_list(tenant, status).await
-    }
-
-    async fn extend_change_set(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        writes: &[idbridge_core::changeset::PlannedWrite],
-        audit: &AuditRecord,
-    ) -> DomainResult<Option<idbridge_core::changeset::ChangeSummary>> {
-        self.change_set_extend(tenant, id, writes, audit).await
-    }
-
-    async fn get_change_set_header(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-    ) -> DomainResult<Option<idbridge_core::changeset::ChangeSetHeader>> {
-        self.change_set_header(tenant, id).await
-    }
-
-    async fn find_change_set(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
-        self.change_set_find(id).await
-    }
-
-    async fn decide_change_set(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        decision: &ChangeSetDecision,
-        audit: &AuditRecord,
-    ) -> DomainResult<()> {
-        self.change_set_decide(tenant, id, decision, audit).await
-    }
-
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> DomainResult<bool> {
-        self.lease_try(name, holder, now, until).await
-    }
-
-    async fn find_individuals_by_links(
-        &self,
-        tenant: TenantId,
-        source: SourceKind,
-        connection: &str,
-        external_ids: &[String],
-    ) -> DomainResult<Vec<Individual>> {
-        self.individual_by_links(tenant, source, connection, external_ids).await
     }
 
     async fn get_individual(&self, tenant: TenantId, id: IndividualId) -> DomainResult<Option<Individual>> {
@@ -201,14 +126,18 @@ impl Store for SqlStore {
         self.individual_by_link(tenant, source, connection, external_id).await
     }
 
-    async fn list_individuals(&self, tenant: TenantId, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {
-        self.individual_list(tenant, query).await
+    async fn find_individuals_by_links(
+        &self,
+        tenant: TenantId,
+        source: SourceKind,
+        connection: &str,
+        external_ids: &[String],
+    ) -> DomainResult<Vec<Individual>> {
+        self.individual_by_links(tenant, source, connection, external_ids).await
     }
 
-    async fn append_audit(&self, record: &AuditRecord) -> DomainResult<()> {
-        let mut tx = self.begin().await?;
-        crate::log::append_audit(&mut tx, record).await?;
-        tx.commit().await.map_err(storage)
+    async fn list_individuals(&self, tenant: TenantId, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {
+        self.individual_list(tenant, query).await
     }
 
     async fn list_due_individuals(&self, now: jiff::Timestamp, limit: u32) -> DomainResult<Vec<Individual>> {
@@ -223,6 +152,99 @@ impl Store for SqlStore {
         limit: u32,
     ) -> DomainResult<Vec<Individual>> {
         self.individual_deprovision_due(tenant, grace_cutoff, retention_cutoff, limit).await
+    }
+}
+
+#[async_trait]
+impl IndividualWriter for SqlStore {
+    async fn write_individual(&self, write: &IndividualWrite) -> DomainResult<Individual> {
+        self.individual_write(write).await
+    }
+
+    async fn write_individuals(&self, writes: &[IndividualWrite]) -> DomainResult<Vec<bool>> {
+        self.individual_write_batch(writes).await
+    }
+
+    async fn record_access_taken(&self, tenant: TenantId, at: jiff::Timestamp, taken: u64) -> DomainResult<()> {
+        self.access_taken_record(tenant, at, taken).await
+    }
+}
+
+#[async_trait]
+impl ChangeSetStore for SqlStore {
+    async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
+        self.change_set_put(set, audit).await
+    }
+
+    async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
+        self.change_set_get(tenant, id).await
+    }
+
+    async fn extend_change_set(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        writes: &[idbridge_core::changeset::PlannedWrite],
+        audit: &AuditRecord,
+    ) -> DomainResult<Option<idbridge_core::changeset::ChangeSummary>> {
+        self.change_set_extend(tenant, id, writes, audit).await
+    }
+
+    async fn get_change_set_header(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> DomainResult<Option<idbridge_core::changeset::ChangeSetHeader>> {
+        self.change_set_header(tenant, id).await
+    }
+
+    async fn list_change_sets(
+        &self,
+        tenant: Option<TenantId>,
+        status: Option<ChangeSetStatus>,
+    ) -> DomainResult<Vec<idbridge_core::changeset::ChangeSetHeader>> {
+        self.change_set_list(tenant, status).await
+    }
+
+    async fn find_change_set(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
+        self.change_set_find(id).await
+    }
+
+    async fn decide_change_set(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        decision: &ChangeSetDecision,
+        audit: &AuditRecord,
+    ) -> DomainResult<()> {
+        self.change_set_decide(tenant, id, decision, audit).await
+    }
+}
+
+#[async_trait]
+impl Leases for SqlStore {
+    async fn ping(&self) -> DomainResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(storage)?;
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> DomainResult<bool> {
+        self.lease_try(name, holder, now, until).await
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqlStore {
+    async fn append_audit(&self, record: &AuditRecord) -> DomainResult<()> {
+        let mut tx = self.begin().await?;
+        crate::log::append_audit(&mut tx, record).await?;
+        tx.commit().await.map_err(storage)
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> DomainResult<Vec<AuditEntry>> {

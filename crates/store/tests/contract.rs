@@ -14,12 +14,14 @@ use idbridge_core::audit::{Actor, ActorKind, AuditQuery, ChangeEvent, ChangeKind
 use idbridge_core::catalog::{Catalog, CatalogEntry, CatalogKind};
 use idbridge_core::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, IndividualStatus, SourceKind, SourceLink};
+use idbridge_core::ports::IndividualWriter;
 use idbridge_core::ports::{IndividualWrite, Store};
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::schedule::LocalInstant;
 use idbridge_core::scopes::Scopes;
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings};
 use idbridge_core::token;
+use idbridge_store::SqlStore;
 use uuid::Uuid;
 
 contract!(
@@ -30,7 +32,8 @@ contract!(
     audit_reads_filter_by_tenant_actor_subject_and_time,
 );
 
-async fn tenants_are_unique_by_slug_and_versioned(store: Arc<dyn Store>) {
+async fn tenants_are_unique_by_slug_and_versioned(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     assert_eq!(acme.version, 1);
     assert_eq!(store.get_tenant(&slug("acme")).await.unwrap().unwrap(), acme);
@@ -68,7 +71,8 @@ fn pbx_rule() -> idbridge_core::mapping::rules::Rule {
     serde_json::from_value(serde_json::json!({"name": "pbx", "groups": ["pbx-admins"], "role": "PBX admin"})).unwrap()
 }
 
-async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
+async fn apply_writes_everything_or_nothing(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let mut settings = TenantSettings::new("ACME");
     settings.allowed_roles.insert("PBX admin".into());
     settings.allowed_access_profiles.insert("Billing".into());
@@ -129,7 +133,8 @@ async fn apply_writes_everything_or_nothing(store: Arc<dyn Store>) {
     assert_eq!(actions, ["catalog_entry.created", "role.created", "access_profile.created"]);
 }
 
-async fn scim_tokens_belong_to_one_tenant(store: Arc<dyn Store>) {
+async fn scim_tokens_belong_to_one_tenant(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let beta = tenant(&store, "beta").await;
     let issued = token::issue("scim");
@@ -207,11 +212,12 @@ fn write(i: &Individual, expected_version: Option<i64>, kind: ChangeKind) -> Ind
     }
 }
 
-async fn individuals_are_versioned_unique_and_tenant_scoped(store: Arc<dyn Store>) {
+async fn individuals_are_versioned_unique_and_tenant_scoped(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let beta = tenant(&store, "beta").await;
     let steve = individual(&acme, "Steve");
-    let stored = store.write_individual(&write(&steve, None, ChangeKind::IndividualCreated)).await.unwrap();
+    let stored = sql.write_individual(&write(&steve, None, ChangeKind::IndividualCreated)).await.unwrap();
     assert_eq!(stored.version, 1);
     assert_eq!(stored.login, "Steve");
     assert_eq!(stored.activation.as_ref().unwrap().at.to_string(), "2026-03-29T01:00:00Z");
@@ -219,23 +225,23 @@ async fn individuals_are_versioned_unique_and_tenant_scoped(store: Arc<dyn Store
     assert_eq!(stored.scopes, steve.scopes);
 
     // Logins are unique per tenant regardless of case, but another tenant may reuse one.
-    let dup = store.write_individual(&write(&individual(&acme, "steve"), None, ChangeKind::IndividualCreated)).await;
+    let dup = sql.write_individual(&write(&individual(&acme, "steve"), None, ChangeKind::IndividualCreated)).await;
     assert!(matches!(dup, Err(DomainError::AlreadyExists { .. })), "{dup:?}");
     let beta_steve = individual(&beta, "steve");
-    store.write_individual(&write(&beta_steve, None, ChangeKind::IndividualCreated)).await.unwrap();
+    sql.write_individual(&write(&beta_steve, None, ChangeKind::IndividualCreated)).await.unwrap();
 
     // One external identity belongs to one individual; a failed write leaves nothing.
     let mut adam = individual(&acme, "adam");
     adam.links = steve.links.clone();
-    assert!(store.write_individual(&write(&adam, None, ChangeKind::IndividualCreated)).await.is_err());
+    assert!(sql.write_individual(&write(&adam, None, ChangeKind::IndividualCreated)).await.is_err());
     assert!(store.find_individual_by_login(acme.id, "adam").await.unwrap().is_none());
 
     // Optimistic concurrency.
     let mut update = stored.clone();
     update.status = IndividualStatus::Active;
-    let updated = store.write_individual(&write(&update, Some(1), ChangeKind::IndividualActivated)).await.unwrap();
+    let updated = sql.write_individual(&write(&update, Some(1), ChangeKind::IndividualActivated)).await.unwrap();
     assert_eq!(updated.version, 2);
-    let stale = store.write_individual(&write(&update, Some(1), ChangeKind::IndividualUpdated)).await;
+    let stale = sql.write_individual(&write(&update, Some(1), ChangeKind::IndividualUpdated)).await;
     assert!(matches!(stale, Err(DomainError::VersionConflict { expected: 1, found: 2, .. })), "{stale:?}");
 
     // Reads never cross tenants.
@@ -250,7 +256,7 @@ async fn individuals_are_versioned_unique_and_tenant_scoped(store: Arc<dyn Store
 
     // Listing filters by status and pages by login.
     for login in ["bob", "carol", "dave"] {
-        store.write_individual(&write(&individual(&acme, login), None, ChangeKind::IndividualCreated)).await.unwrap();
+        sql.write_individual(&write(&individual(&acme, login), None, ChangeKind::IndividualCreated)).await.unwrap();
     }
     let page = |after: Option<&str>, status| {
         let store = store.clone();
@@ -279,7 +285,8 @@ async fn individuals_are_versioned_unique_and_tenant_scoped(store: Arc<dyn Store
     assert_eq!(store.list_change_events(beta.id, 0, 100).await.unwrap().len(), 1);
 }
 
-async fn audit_reads_filter_by_tenant_actor_subject_and_time(store: Arc<dyn Store>) {
+async fn audit_reads_filter_by_tenant_actor_subject_and_time(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let before_disable = idbridge_core::clock::now();
     let mut settings = acme.settings();

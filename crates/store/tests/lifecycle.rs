@@ -95,10 +95,11 @@ async fn actions(store: &Arc<dyn Store>, tenant: &Tenant, action: &str) -> usize
     store.list_audit(&query).await.unwrap().iter().filter(|e| e.record.action == action).count()
 }
 
-async fn expiry_happens_at_its_instant_and_once(store: Arc<dyn Store>) {
+async fn expiry_happens_at_its_instant_and_once(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let clock = Arc::new(ManualClock::new(at("2027-01-15T12:00:00Z")));
-    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let reconciler = Reconciler::with_clock(&sql, clock.clone());
     let mut bob = person(&acme, "bob", "Europe/Berlin", clock.now_ts());
     // 18:00 in Berlin in January is 17:00 UTC.
     bob.expiration = Some(LocalInstant::parse("2027-01-15T18:00", "Europe/Berlin").unwrap());
@@ -117,10 +118,11 @@ async fn expiry_happens_at_its_instant_and_once(store: Arc<dyn Store>) {
     assert_eq!(events.iter().filter(|(_, e)| e.kind.as_str() == "individual.expired").count(), 1);
 }
 
-async fn activation_at_local_midnight_on_dst_change_days(store: Arc<dyn Store>) {
+async fn activation_at_local_midnight_on_dst_change_days(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
-    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let reconciler = Reconciler::with_clock(&sql, clock.clone());
     // Local midnight on the four DST change days of 2026 and the UTC instant it is, in
     // the order they come.
     let cases = [
@@ -149,10 +151,11 @@ async fn activation_at_local_midnight_on_dst_change_days(store: Arc<dyn Store>) 
     }
 }
 
-async fn a_time_zone_change_moves_the_instant_not_the_local_time(store: Arc<dyn Store>) {
+async fn a_time_zone_change_moves_the_instant_not_the_local_time(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let clock = Arc::new(ManualClock::new(at("2026-11-30T00:00:00Z")));
-    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let reconciler = Reconciler::with_clock(&sql, clock.clone());
     let mut eve = person(&acme, "eve", "Europe/Berlin", clock.now_ts());
     eve.status = IndividualStatus::Pending;
     let eve = create(&reconciler, &acme, vec![eve]).await.remove(0);
@@ -177,10 +180,11 @@ async fn a_time_zone_change_moves_the_instant_not_the_local_time(store: Arc<dyn 
     assert_eq!(status(&store, &eve).await, IndividualStatus::Active);
 }
 
-async fn a_restart_applies_pending_transitions_exactly_once(store: Arc<dyn Store>) {
+async fn a_restart_applies_pending_transitions_exactly_once(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let clock = Arc::new(ManualClock::new(at("2026-06-01T00:00:00Z")));
-    let before_restart = Reconciler::with_clock(store.clone(), clock.clone());
+    let before_restart = Reconciler::with_clock(&sql, clock.clone());
     let people: Vec<_> = (0..1200)
         .map(|n| {
             let mut p = person(&acme, &format!("user{n:04}"), "UTC", clock.now_ts());
@@ -192,7 +196,7 @@ async fn a_restart_applies_pending_transitions_exactly_once(store: Arc<dyn Store
     drop(before_restart);
     // The instant passes while no scheduler runs; a new one (same database) starts.
     clock.set(at("2026-06-03T00:00:00Z"));
-    let after_restart = Reconciler::with_clock(store.clone(), clock.clone());
+    let after_restart = Reconciler::with_clock(&sql, clock.clone());
     let report = lifecycle::tick(&after_restart, &scheduler()).await.unwrap();
     assert_eq!(report.applied, 1200, "{report:?}");
     assert_eq!(lifecycle::tick(&after_restart, &scheduler()).await.unwrap().applied, 0);
@@ -215,9 +219,10 @@ fn removal_set(reconciler: &Reconciler, tenant: &Tenant, people: &[Individual]) 
     set
 }
 
-async fn the_guard_holds_a_mass_deprovision_until_approved(store: Arc<dyn Store>) {
+async fn the_guard_holds_a_mass_deprovision_until_approved(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
-    let reconciler = Reconciler::new(store.clone());
+    let reconciler = Reconciler::new(&sql);
     let staff = seed_active(&reconciler, &acme, 100).await;
 
     // 20 of 100: under the minimum of 25, applied at once.
@@ -257,9 +262,10 @@ async fn the_guard_holds_a_mass_deprovision_until_approved(store: Arc<dyn Store>
 /// Entra ID and Okta deprovision one user per request: thirty requests of one person each
 /// are a mass deprovision too. On 92d5c47 every one was applied (each change set alone
 /// was under the minimum of 25); now what the window took without approval counts.
-async fn the_guard_holds_a_mass_deprovision_that_arrives_one_person_at_a_time(store: Arc<dyn Store>) {
+async fn the_guard_holds_a_mass_deprovision_that_arrives_one_person_at_a_time(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
-    let reconciler = Reconciler::new(store.clone());
+    let reconciler = Reconciler::new(&sql);
     let staff = seed_active(&reconciler, &acme, 100).await;
     let entra = AuditContext::new(Actor::new(ActorKind::ScimToken, "entra"));
     let mut held = Vec::new();
@@ -304,9 +310,10 @@ async fn the_guard_holds_a_mass_deprovision_that_arrives_one_person_at_a_time(st
     assert_eq!(store.count_individuals_holding_access(other.id).await.unwrap(), 70);
 }
 
-async fn a_rejected_change_set_changes_nobody(store: Arc<dyn Store>) {
+async fn a_rejected_change_set_changes_nobody(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
-    let reconciler = Reconciler::new(store.clone());
+    let reconciler = Reconciler::new(&sql);
     let staff = seed_active(&reconciler, &acme, 40).await;
     let all = removal_set(&reconciler, &acme, &staff);
     let Submitted::AwaitingApproval { id, .. } = reconciler.submit(&acme, all, &ctx("ldap")).await.unwrap() else {
@@ -322,9 +329,10 @@ async fn a_rejected_change_set_changes_nobody(store: Arc<dyn Store>) {
     assert!(matches!(reconciler.approve(&other, id, &now, &ctx("ops")).await, Err(DomainError::NotFound { .. })));
 }
 
-async fn batches_skip_writes_another_writer_got_to_first(store: Arc<dyn Store>) {
+async fn batches_skip_writes_another_writer_got_to_first(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
-    let reconciler = Reconciler::new(store.clone());
+    let reconciler = Reconciler::new(&sql);
     let staff = seed_active(&reconciler, &acme, 5).await;
     let set = removal_set(&reconciler, &acme, &staff);
     // A concurrent writer updates staff[2] after the plan was made.
@@ -343,12 +351,11 @@ async fn two_instances_on_postgres_never_double_apply() {
     let store = fixture.store();
     let (admin_url, name) = fixture.drop_pg.clone().unwrap();
     let base = admin_url.rsplit_once('/').unwrap().0;
-    let second: Arc<dyn Store> =
-        Arc::new(SqlStore::connect(&StoreOptions::new(format!("{base}/{name}"))).await.unwrap());
+    let second_sql = SqlStore::connect(&StoreOptions::new(format!("{base}/{name}"))).await.unwrap();
     let acme = tenant(&store, "acme").await;
     let clock = Arc::new(ManualClock::new(at("2026-06-01T00:00:00Z")));
-    let one = Reconciler::with_clock(store.clone(), clock.clone());
-    let two = Reconciler::with_clock(second.clone(), clock.clone());
+    let one = Reconciler::with_clock(&fixture.sql(), clock.clone());
+    let two = Reconciler::with_clock(&second_sql, clock.clone());
     let people: Vec<_> = (0..1500)
         .map(|n| {
             let mut p = person(&acme, &format!("user{n:04}"), "Europe/Berlin", clock.now_ts());
@@ -378,7 +385,8 @@ impl NowTs for ManualClock {
     }
 }
 
-async fn a_lease_has_one_holder_until_it_expires(store: Arc<dyn Store>) {
+async fn a_lease_has_one_holder_until_it_expires(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let t0 = at("2026-06-01T00:00:00Z");
     let later = |s: i64| t0.checked_add(jiff::SignedDuration::from_secs(s)).unwrap();
     assert!(store.try_lease("ldap:acme:corp", "one", t0, later(30)).await.unwrap());
@@ -397,7 +405,8 @@ fn days(n: u32) -> jiff::SignedDuration {
 
 /// A person the source had suspended (inactive), then removed, is deprovisioned like
 /// everyone else: the grace period runs from the removal, then expiry, then purge.
-async fn removed_while_suspended_goes_on_to_expiry_and_purge(store: Arc<dyn Store>) {
+async fn removed_while_suspended_goes_on_to_expiry_and_purge(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     // This tenant suspends the deprovisioned for a grace period before they expire.
     let mut settings = idbridge_core::tenant::TenantSettings::new("ACME");
@@ -405,7 +414,7 @@ async fn removed_while_suspended_goes_on_to_expiry_and_purge(store: Arc<dyn Stor
     let acme = store.update_tenant(acme.id, acme.version, &settings, &ctx("setup")).await.unwrap();
     let t0 = at("2027-03-01T09:00:00Z");
     let clock = Arc::new(ManualClock::new(t0));
-    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let reconciler = Reconciler::with_clock(&sql, clock.clone());
     let carol = create(&reconciler, &acme, vec![person(&acme, "carol", "Europe/Berlin", t0)]).await.remove(0);
     // The source says inactive: suspended, not deprovisioned.
     let mut inactive = carol.clone();
@@ -446,11 +455,12 @@ async fn inactive_id(store: &Arc<dyn Store>, tenant: &Tenant, login: &str) -> In
 /// An expiry date the source reports in the past expires the individual at once, but the
 /// retention period counts from that moment — the history stays for retention_days, and
 /// the person comes back as the same individual if the date is cleared meanwhile.
-async fn a_past_expiry_date_leaves_the_whole_retention_period(store: Arc<dyn Store>) {
+async fn a_past_expiry_date_leaves_the_whole_retention_period(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
     let t0 = at("2027-05-10T08:00:00Z");
     let clock = Arc::new(ManualClock::new(t0));
-    let reconciler = Reconciler::with_clock(store.clone(), clock.clone());
+    let reconciler = Reconciler::with_clock(&sql, clock.clone());
     let dan = create(&reconciler, &acme, vec![person(&acme, "dan", "Europe/Berlin", t0)]).await.remove(0);
     let seen = t0 + days(3);
     clock.set(seen);
@@ -514,10 +524,10 @@ async fn an_approval_whose_writes_fail_can_be_approved_again() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("approve.db");
-    let store: Arc<dyn Store> =
-        Arc::new(SqlStore::connect(&StoreOptions::new(format!("sqlite://{}", path.display()))).await.unwrap());
+    let sql = SqlStore::connect(&StoreOptions::new(format!("sqlite://{}", path.display()))).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
     let acme = tenant(&store, "acme").await;
-    let reconciler = Reconciler::new(store.clone());
+    let reconciler = Reconciler::new(&sql);
     let staff = seed_active(&reconciler, &acme, 40).await;
     let Submitted::AwaitingApproval { id, .. } =
         reconciler.submit(&acme, removal_set(&reconciler, &acme, &staff[..30]), &ctx("scim")).await.unwrap()

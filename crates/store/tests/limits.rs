@@ -2,6 +2,7 @@
 //! cancelled and said as such, and a request that finds every connection busy gets a
 //! clear "try again" (503), not a hang or a generic storage error.
 
+use idbridge_core::ports::TenantStore;
 #[allow(unused_macros)]
 mod common;
 
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::Fixture;
 use idbridge_core::DomainError;
-use idbridge_core::ports::Store;
 use idbridge_store::{SqlStore, StoreOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

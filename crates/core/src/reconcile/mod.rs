@@ -19,7 +19,7 @@ use crate::changeset::{ChangeSummary, HeldChangeSet, PlannedWrite};
 use crate::clock::{Clock, SystemClock};
 use crate::individual::{Individual, IndividualId};
 use crate::mapping::MappingInput;
-use crate::ports::Store;
+use crate::ports::{IndividualWriter, Store};
 use crate::tenant::Tenant;
 
 pub mod input;
@@ -120,16 +120,22 @@ pub struct Known {
 #[derive(Clone)]
 pub struct Reconciler {
     store: Arc<dyn Store>,
+    /// The only handle on individual writes (`ports::IndividualWriter` is not part of
+    /// `Store`, and this field is never handed out).
+    writer: Arc<dyn IndividualWriter>,
     clock: Arc<dyn Clock>,
 }
 
 impl Reconciler {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// The reconciler over a store that can also write individuals. Only code holding the
+    /// concrete store (the composition root, tests) can build one; code holding an
+    /// `Arc<dyn Store>` cannot write an individual.
+    pub fn new<S: Store + IndividualWriter + Clone>(store: &S) -> Self {
         Self::with_clock(store, Arc::new(SystemClock))
     }
 
-    pub fn with_clock(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn with_clock<S: Store + IndividualWriter + Clone>(store: &S, clock: Arc<dyn Clock>) -> Self {
+        Self { store: Arc::new(store.clone()), writer: Arc::new(store.clone()), clock }
     }
 
     pub fn now(&self) -> Timestamp {

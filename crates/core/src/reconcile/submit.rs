@@ -92,7 +92,7 @@ impl Reconciler {
         // Recorded before the writes: a failure here applies nothing, and writes that then
         // fail or are skipped only make the window count more — the safe direction.
         if takes_access > 0 && !window.is_zero() {
-            self.store.record_access_taken(tenant.id, self.now(), takes_access).await?;
+            self.writer.record_access_taken(tenant.id, self.now(), takes_access).await?;
         }
         let report = self.commit(tenant, set.writes, ctx).await?;
         Ok(Submitted::Applied(report))
@@ -151,7 +151,7 @@ impl Reconciler {
         let mut report = CommitReport::default();
         for chunk in writes.chunks(BATCH) {
             let batch: Vec<IndividualWrite> = chunk.iter().map(|w| self.individual_write(tenant, w, ctx)).collect();
-            match self.store.write_individuals(&batch).await {
+            match self.writer.write_individuals(&batch).await {
                 Ok(results) => {
                     for (write, ok) in batch.iter().zip(results) {
                         if ok {
@@ -166,7 +166,7 @@ impl Reconciler {
                 }
                 Err(_) => {
                     for write in &batch {
-                        match self.store.write_individual(write).await {
+                        match self.writer.write_individual(write).await {
                             Ok(stored) => report.written.push((stored.id, kind_of(write))),
                             Err(DomainError::VersionConflict { .. }) => report.skipped.push(write.individual.id),
                             Err(

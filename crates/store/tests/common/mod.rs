@@ -47,6 +47,11 @@ impl Fixture {
         self.store.clone()
     }
 
+    /// The concrete store: what builds a `Reconciler` (the one writer of individuals).
+    pub fn sql(&self) -> SqlStore {
+        self.store.as_ref().clone()
+    }
+
     pub async fn finish(self) {
         self.store.close().await;
         if let Some((admin_url, name)) = self.drop_pg {
@@ -66,7 +71,7 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $name() {
                     let fixture = super::Fixture::sqlite().await;
-                    super::$name(fixture.store()).await;
+                    super::$name(fixture.sql()).await;
                     fixture.finish().await;
                 }
             )*
@@ -76,7 +81,7 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $name() {
                     let Some(fixture) = super::Fixture::postgres().await else { return };
-                    super::$name(fixture.store()).await;
+                    super::$name(fixture.sql()).await;
                     fixture.finish().await;
                 }
             )*
