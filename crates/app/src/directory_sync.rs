@@ -11,7 +11,7 @@ use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, ChangeSetStatus};
 use idbridge_core::directory::{LdapSource, RunStatus, RunSummary, SyncRun};
 use idbridge_core::individual::{Individual, SourceKind};
-use idbridge_core::reconcile::{CommitReport, Plan, Planned, SourcePerson, Submitted};
+use idbridge_core::reconcile::{CHANGE_DIGEST_VERSION, CommitReport, Plan, Planned, SourcePerson, Submitted};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
 use sha2::{Digest, Sha256};
@@ -62,17 +62,27 @@ struct Found {
 impl Found {
     fn consider(&mut self, stored: &HashMap<String, String>, person: SourcePerson) {
         self.seen.insert(person.link.external_id.clone());
-        let (digest, json) = hash(&person);
-        if stored.get(&person.link.external_id) != Some(&digest) {
-            self.upserts.push((person.link.external_id.clone(), digest, json));
-            self.changed.push(person);
+        let digest = person.change_digest();
+        let json = || serde_json::to_string(&person).unwrap_or_default();
+        match stored.get(&person.link.external_id) {
+            Some(known) if *known == digest => {}
+            // A digest of the earlier encoding (SHA-256 of the person's JSON as that
+            // version wrote it): unchanged when it still matches; the row is rewritten
+            // with the new digest without re-planning the person.
+            Some(known) if !known.starts_with(CHANGE_DIGEST_VERSION) && *known == legacy_digest(&json()) => {
+                self.upserts.push((person.link.external_id.clone(), digest, json()));
+            }
+            _ => {
+                self.upserts.push((person.link.external_id.clone(), digest, json()));
+                self.changed.push(person);
+            }
         }
     }
 }
 
-fn hash(person: &SourcePerson) -> (String, String) {
-    let json = serde_json::to_string(person).unwrap_or_default();
-    (hex::encode(Sha256::digest(json.as_bytes())), json)
+/// How runs before `CHANGE_DIGEST_VERSION` detected a change.
+fn legacy_digest(json: &str) -> String {
+    hex::encode(Sha256::digest(json.as_bytes()))
 }
 
 /// What one complete read of a source found.
@@ -674,4 +684,55 @@ async fn start_due_runs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idbridge_core::individual::SourceLink;
+    use idbridge_core::mapping::UserFacts;
+
+    fn person(login: &str) -> SourcePerson {
+        SourcePerson {
+            link: SourceLink { source: SourceKind::Ldap, connection: "corp".into(), external_id: login.into() },
+            also: vec![],
+            facts: UserFacts { login: login.into(), ..UserFacts::default() },
+            groups: vec![],
+            active: true,
+            email: None,
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            activation: None,
+            expiration: None,
+            time_zone: None,
+        }
+    }
+
+    fn found() -> Found {
+        Found { seen: HashSet::new(), changed: Vec::new(), upserts: Vec::new() }
+    }
+
+    /// A directory stored by a version that hashed the person's JSON is not re-planned
+    /// person by person after the upgrade: matching rows get the new digest, unchanged.
+    #[test]
+    fn digests_of_the_earlier_encoding_are_recognised() {
+        let bob = person("bob");
+        let legacy = legacy_digest(&serde_json::to_string(&bob).unwrap());
+        let mut run = found();
+        run.consider(&HashMap::from([("bob".to_owned(), legacy.clone())]), bob.clone());
+        assert!(run.changed.is_empty(), "an unchanged person is not re-planned");
+        assert_eq!(run.upserts.len(), 1, "its row gets the new digest");
+        assert_eq!(run.upserts[0].1, bob.change_digest());
+
+        let mut run = found();
+        run.consider(&HashMap::from([("bob".to_owned(), bob.change_digest())]), bob.clone());
+        assert!(run.changed.is_empty() && run.upserts.is_empty(), "nothing to write");
+
+        let mut moved = bob.clone();
+        moved.active = false;
+        let mut run = found();
+        run.consider(&HashMap::from([("bob".to_owned(), legacy)]), moved);
+        assert_eq!(run.changed.len(), 1, "a change since the legacy digest is one");
+    }
 }

@@ -22,11 +22,13 @@ use crate::mapping::MappingInput;
 use crate::ports::{IndividualWriter, Store};
 use crate::tenant::Tenant;
 
+mod digest;
 pub mod input;
 mod manual;
 mod plan;
 mod submit;
 
+pub use digest::VERSION as CHANGE_DIGEST_VERSION;
 pub use input::{ManualChange, NewIndividual, SourcePerson, mapping_input, present};
 
 /// Writes per store transaction when applying a change set.
