@@ -22,6 +22,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: SCIM, admin API, health and metrics.
     Serve,
+    /// Generate operator tokens for the admin API.
+    #[command(subcommand)]
+    AdminToken(AdminTokenCommand),
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+/// The commands that open the configured database, do one thing and exit.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
     /// Validate the configuration and the database connection, then exit.
     CheckConfig,
     /// Import tenants, roles, access profiles and catalog entries from a TOML file.
@@ -37,9 +47,6 @@ pub enum Command {
     /// Manage a tenant's SCIM bearer tokens.
     #[command(subcommand)]
     ScimToken(ScimTokenCommand),
-    /// Generate operator tokens for the admin API.
-    #[command(subcommand)]
-    AdminToken(AdminTokenCommand),
     /// A tenant's individuals (portal users): list, show, explain, change by hand.
     #[command(subcommand)]
     Individual(IndividualCommand),

@@ -98,7 +98,14 @@ impl SourcePerson {
         }
         e.opt(source.map(|s| s.as_str()));
         let mut sorted: Vec<&ExternalGroup> = groups.iter().collect();
-        sorted.sort_by(|a, b| (a.source.as_str(), &a.id, &a.display_name, &a.via).cmp(&(b.source.as_str(), &b.id, &b.display_name, &b.via)));
+        sorted.sort_by(|a, b| {
+            (a.source.as_str(), &a.id, &a.display_name, &a.via).cmp(&(
+                b.source.as_str(),
+                &b.id,
+                &b.display_name,
+                &b.via,
+            ))
+        });
         e.count(sorted.len());
         for ExternalGroup { source, id, display_name, via } in sorted {
             e.str(source.as_str());
@@ -154,10 +161,7 @@ mod tests {
     /// The encoding is a stored format: this value may only change with `VERSION`.
     #[test]
     fn the_digest_of_a_known_person_never_changes() {
-        assert_eq!(
-            bob().change_digest(),
-            "v1:b03506dd984cb05753fad361946d6c464f1e3ea7d395f7cf7304dba0944af936",
-        );
+        assert_eq!(bob().change_digest(), "v1:b03506dd984cb05753fad361946d6c464f1e3ea7d395f7cf7304dba0944af936",);
     }
 
     #[test]
@@ -166,20 +170,20 @@ mod tests {
         let mut reordered = bob();
         reordered.groups.reverse();
         assert_eq!(reordered.change_digest(), base);
-        let changes: Vec<Box<dyn Fn(&mut SourcePerson)>> = vec![
-            Box::new(|p| p.active = false),
-            Box::new(|p| p.expiration = None),
-            Box::new(|p| p.facts.title = Some("CTO".into())),
-            Box::new(|p| {
+        let changes: Vec<fn(&mut SourcePerson)> = vec![
+            |p| p.active = false,
+            |p| p.expiration = None,
+            |p| p.facts.title = Some("CTO".into()),
+            |p| {
                 p.facts.custom.insert("extensionAttribute1".into(), "x".into());
-            }),
-            Box::new(|p| p.groups[0].via.push("outer".into())),
-            Box::new(|p| p.link.external_id = "guid-2".into()),
+            },
+            |p| p.groups[0].via.push("outer".into()),
+            |p| p.link.external_id = "guid-2".into(),
             // Moving a value between adjacent fields is a change (length-prefixed).
-            Box::new(|p| {
+            |p| {
                 p.given_name = None;
                 p.family_name = Some("Bob".into());
-            }),
+            },
         ];
         for (n, change) in changes.iter().enumerate() {
             let mut p = bob();

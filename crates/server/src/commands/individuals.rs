@@ -1,0 +1,184 @@
+//! `individual`: list, show, explain, create, change by hand.
+
+use idbridge_core::audit::AuditContext;
+use idbridge_core::individual::{IndividualQuery, IndividualStatus};
+
+use crate::cli::IndividualCommand;
+
+use super::shared::{print_json, slug};
+
+pub(crate) async fn individual(
+    services: &crate::app::Services,
+    command: IndividualCommand,
+    ctx: &AuditContext,
+) -> anyhow::Result<()> {
+    let operator = &services.operator;
+    match command {
+        IndividualCommand::List { slug: raw, status, limit, json } => {
+            let query = IndividualQuery {
+                status: status.as_deref().map(IndividualStatus::parse).transpose()?,
+                after_login: None,
+                limit,
+            };
+            let individuals = operator.individuals(&slug(&raw)?, &query).await?;
+            if json {
+                print_json(&individuals)?;
+            } else {
+                for i in individuals {
+                    out!("{}  {:<32} {:<10} {}", i.id, i.login, i.status.as_str(), i.role.as_deref().unwrap_or("-"));
+                }
+            }
+        }
+        IndividualCommand::Show { slug: raw, id_or_login, json } => {
+            let i = operator.individual(&slug(&raw)?, &id_or_login).await?;
+            if json {
+                print_json(&i)?;
+            } else {
+                out!("id:          {}", i.id);
+                out!("login:       {}", i.login);
+                out!("email:       {}", i.email.as_deref().unwrap_or("-"));
+                out!("status:      {}", i.status.as_str());
+                out!("role:        {}", i.role.as_deref().unwrap_or("-"));
+                out!("profile:     {}", i.access_profile.as_deref().unwrap_or("-"));
+                out!("time zone:   {}", i.time_zone);
+                if let Some(a) = &i.activation {
+                    out!("activation:  {} ({})", a.local, a.at);
+                }
+                if let Some(e) = &i.expiration {
+                    out!("expiration:  {} ({})", e.local, e.at);
+                }
+                for link in &i.links {
+                    out!("source:      {} {} {}", link.source.as_str(), link.connection, link.external_id);
+                }
+            }
+        }
+        IndividualCommand::Explain { slug: raw, id_or_login, json } => {
+            let explanation =
+                idbridge_app::explain::explain(services.reconciliation()?, &slug(&raw)?, &id_or_login).await?;
+            if json {
+                print_json(&explanation)?;
+            } else {
+                print_explanation(&explanation);
+            }
+        }
+        IndividualCommand::Set {
+            slug: raw,
+            id_or_login,
+            activation,
+            expiration,
+            time_zone,
+            add_scope,
+            remove_scope,
+        } => {
+            let slug = slug(&raw)?;
+            let tenant = operator.tenant(&slug).await?;
+            let individual = operator.individual(&slug, &id_or_login).await?;
+            let date = |d: Option<String>| d.map(|d| if d == "none" { None } else { Some(d) });
+            let change = idbridge_core::reconcile::ManualChange {
+                activation: date(activation),
+                expiration: date(expiration),
+                time_zone,
+                add_scopes: scopes_arg("--add-scope", &add_scope)?,
+                remove_scopes: scopes_arg("--remove-scope", &remove_scope)?,
+            };
+            let outcome = services.reconciliation()?.reconciler.manual(&tenant, &individual, &change, ctx).await?;
+            match outcome {
+                idbridge_core::reconcile::Outcome::Unchanged => out!("no changes"),
+                idbridge_core::reconcile::Outcome::Held(reason) => anyhow::bail!("{reason}"),
+                _ => {
+                    let after = operator.individual(&slug, &individual.id.to_string()).await?;
+                    out!("{} is {} (version {})", after.login, after.status.as_str(), after.version);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `queues=101` → scopes with queue 101.
+pub(crate) fn scopes_arg(flag: &str, values: &[String]) -> anyhow::Result<idbridge_core::scopes::Scopes> {
+    let mut scopes = idbridge_core::scopes::Scopes::default();
+    for value in values {
+        let Some((kind, v)) = value.split_once('=') else {
+            anyhow::bail!("{flag} {value:?}: expected KIND=VALUE, e.g. queues=101");
+        };
+        let list = match kind {
+            "extensions" => &mut scopes.extensions,
+            "queues" => &mut scopes.queues,
+            "phone_numbers" => &mut scopes.phone_numbers,
+            "billing_accounts" => &mut scopes.billing_accounts,
+            other => anyhow::bail!(
+                "{flag} {value:?}: {other:?} is not one of extensions, queues, phone_numbers, billing_accounts"
+            ),
+        };
+        list.insert(v.to_owned());
+    }
+    scopes.validate()?;
+    Ok(scopes)
+}
+
+pub(crate) fn print_explanation(e: &idbridge_app::explain::Explanation) {
+    out!("{} ({}) in {}", e.login, e.id, e.tenant);
+    out!("status:          {} — {}", e.status.as_str(), e.status_because);
+    let because = |reasons: &[idbridge_core::mapping::Reason]| -> String {
+        if reasons.is_empty() {
+            return "no recorded reason".into();
+        }
+        reasons
+            .iter()
+            .map(|r| format!("{} rule {} groups {:?}", r.mapper, r.rule.as_deref().unwrap_or("-"), r.groups))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    out!("role:            {} — {}", e.role.as_deref().unwrap_or("-"), because(&e.role_because));
+    out!("access profile:  {} — {}", e.access_profile.as_deref().unwrap_or("-"), because(&e.access_profile_because));
+    for s in &e.scopes {
+        out!("scope:           {} — {}", s.scope, s.because.join("; "));
+    }
+    out!("time zone:       {}", e.time_zone);
+    for (name, date) in [("activation", &e.activation), ("expiration", &e.expiration)] {
+        if let Some(d) = date {
+            out!("{name}:{:>width$}{} ({}, from {:?})", "", d.local, d.at, d.from, width = 16 - name.len());
+        }
+    }
+    for s in &e.sources {
+        out!(
+            "source:          {}:{}:{} present={} active={:?} groups={:?}{}",
+            s.source.as_str(),
+            s.connection,
+            s.external_id,
+            s.present,
+            s.active,
+            s.groups,
+            s.seen_at.map(|at| format!(" seen={at}")).unwrap_or_default()
+        );
+    }
+    match &e.decision_now {
+        Some(d) => {
+            out!(
+                "mapping now:     {:?} role={} profile={}",
+                d.verdict,
+                d.role.as_deref().unwrap_or("-"),
+                d.access_profile.as_deref().unwrap_or("-")
+            );
+            for error in &d.errors {
+                out!("mapper error:    {error}");
+            }
+        }
+        None => out!("mapping now:     no source record to decide from"),
+    }
+    for p in &e.pending {
+        out!(
+            "pending:         re-decision owed by {}:{} since {} ({} attempt(s){})",
+            p.source.as_str(),
+            p.connection,
+            p.since,
+            p.attempts,
+            p.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+        );
+    }
+    out!("history:");
+    for line in &e.history {
+        out!("  {line}");
+    }
+}
