@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
-use crate::catalog::{Catalog, CatalogEntry};
+use crate::catalog::Catalog;
 use crate::changeset::{ChangeSetHeader, ChangeSetStatus, HeldChangeSet};
 use crate::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
 use crate::individual::{Individual, IndividualId, IndividualQuery};
@@ -451,7 +451,4 @@ impl Operator {
         self.store.list_access_profiles().await
     }
 
-    pub async fn stored_catalog_entries(&self) -> DomainResult<Vec<CatalogEntry>> {
-        self.store.list_catalog_entries().await
-    }
 }

@@ -182,11 +182,6 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Whether every algorithm has a key that signs (as of the last reload).
-    pub fn can_sign(&self) -> bool {
-        *self.signing.borrow()
-    }
-
     /// Waits, at most `wait`, until every algorithm has a key that signs — on a first
     /// start the keys are generated after the port is bound.
     pub async fn wait_until_signing(&self, wait: std::time::Duration) -> DomainResult<()> {

@@ -2,7 +2,6 @@
 //! the identity added at first sign-in, people created by hand, and the convenience
 //! wrappers that plan and submit one person.
 
-use jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::audit::AuditContext;
@@ -178,24 +177,6 @@ impl Reconciler {
             self.store.find_individual_by_link(tenant.id, link.source, &link.connection, &link.external_id).await?;
         let plan = self.plan_removed(tenant, existing);
         self.one(tenant, plan, link.external_id.clone(), "removal at the source", ctx).await
-    }
-
-    /// The scheduler's transitions are not guarded: they are what the calendar and the
-    /// policy already said.
-    pub async fn apply_schedule(
-        &self,
-        tenant: &Tenant,
-        individual: &Individual,
-        now: Timestamp,
-        ctx: &AuditContext,
-    ) -> DomainResult<Outcome> {
-        match self.plan_schedule(tenant, individual, now) {
-            Plan::Write(w) => {
-                let report = self.commit(tenant, vec![*w], ctx).await?;
-                Ok(single(report))
-            }
-            _ => Ok(Outcome::Unchanged),
-        }
     }
 
     pub(super) async fn one(
