@@ -450,5 +450,4 @@ impl Operator {
     pub async fn access_profiles(&self) -> DomainResult<Vec<AccessProfile>> {
         self.store.list_access_profiles().await
     }
-
 }

@@ -8,7 +8,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -68,13 +67,13 @@ pub fn verify(presented: &str, stored_hash: &str) -> bool {
     }
 }
 
-/// A tenant's SCIM token as stored (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A tenant's SCIM token as stored (never the secret; its SHA-256). Not serialisable:
+/// what operators see is the server's `views::ScimToken`, without the hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimTokenRecord {
     pub id: String,
     pub tenant_id: TenantId,
     pub name: String,
-    #[serde(skip_serializing)]
     pub hash: String,
     pub created_at: jiff::Timestamp,
     pub revoked_at: Option<jiff::Timestamp>,

@@ -14,3 +14,4 @@ pub mod listener;
 pub mod serve;
 pub mod strict;
 pub mod telemetry;
+pub mod views;

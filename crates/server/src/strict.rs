@@ -31,6 +31,13 @@ fn refuse_unknown<T>(value: T, unknown: Vec<String>) -> Result<T, StrictError> {
     if unknown.is_empty() { Ok(value) } else { Err(StrictError::Unknown(unknown)) }
 }
 
+/// Tells a JSON `null` (clear) from an absent field (keep): use with
+/// `#[serde(default, deserialize_with = "crate::strict::present")]` on an
+/// `Option<Option<String>>`.
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// TOML, every field known.
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, StrictError> {
     let mut unknown = Vec::new();

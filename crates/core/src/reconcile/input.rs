@@ -6,14 +6,12 @@ use crate::individual::{Individual, SourceLink};
 use crate::mapping::{CurrentAssignment, ExternalGroup, MappingInput, UserFacts};
 use crate::tenant::Tenant;
 
-/// A change an operator or delegated administrator makes by hand.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// A change an operator or delegated administrator makes by hand. (Its wire forms are
+/// the adapters': the admin and Portal API bodies, the CLI's flags.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManualChange {
-    /// Local date-time in the individual's zone; `null` clears it; absent keeps it.
-    #[serde(deserialize_with = "present")]
+    /// Local date-time in the individual's zone; `Some(None)` clears it; `None` keeps it.
     pub activation: Option<Option<String>>,
-    #[serde(deserialize_with = "present")]
     pub expiration: Option<Option<String>>,
     /// IANA zone; the dates keep their local times and move with it.
     pub time_zone: Option<String>,
@@ -22,36 +20,20 @@ pub struct ManualChange {
 }
 
 /// An individual created by hand.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewIndividual {
     pub login: String,
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub given_name: Option<String>,
-    #[serde(default)]
     pub family_name: Option<String>,
-    #[serde(default)]
     pub display_name: Option<String>,
     pub role: String,
-    #[serde(default)]
     pub access_profile: Option<String>,
-    #[serde(default)]
     pub scopes: crate::scopes::Scopes,
-    #[serde(default)]
     pub time_zone: Option<String>,
     /// Local date-times in the individual's zone (or instants with an offset).
-    #[serde(default)]
     pub activation: Option<String>,
-    #[serde(default)]
     pub expiration: Option<String>,
-}
-
-/// Tells a JSON `null` (clear) from an absent field (keep): use with
-/// `#[serde(default, deserialize_with = "present")]` on an `Option<Option<String>>`.
-pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// What one source currently says about one person.

@@ -29,7 +29,7 @@ mod plan;
 mod submit;
 
 pub use digest::VERSION as CHANGE_DIGEST_VERSION;
-pub use input::{ManualChange, NewIndividual, SourcePerson, mapping_input, present};
+pub use input::{ManualChange, NewIndividual, SourcePerson, mapping_input};
 
 /// Writes per store transaction when applying a change set.
 const BATCH: usize = 500;

@@ -77,7 +77,7 @@ pub(crate) async fn scim_token(
         ScimTokenCommand::List { slug: raw, json } => {
             let tokens = operator.scim_tokens(&slug(&raw)?).await?;
             if json {
-                print_json(&tokens)?;
+                print_json(&crate::views::scim_tokens(tokens))?;
             } else {
                 for t in tokens {
                     let state = t.revoked_at.map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));

@@ -305,7 +305,7 @@ async fn list_scim_tokens(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.operator.scim_tokens(&slug(&raw)?).await?).into_response())
+    Ok(Json(crate::views::scim_tokens(state.operator.scim_tokens(&slug(&raw)?).await?)).into_response())
 }
 
 async fn revoke_scim_token(
@@ -542,12 +542,12 @@ async fn change_individual(
     caller: OperatorCaller,
     State(state): State<AppState>,
     Path((raw, id)): Path<(String, String)>,
-    AdminJson(change): AdminJson<idbridge_core::reconcile::ManualChange>,
+    AdminJson(change): AdminJson<super::bodies::ManualChangeBody>,
 ) -> ApiResult<Response> {
     let slug = slug(&raw)?;
     let tenant = state.operator.tenant(&slug).await?;
     let individual = state.operator.individual(&slug, &id).await?;
-    state.reconciliation.reconciler.manual(&tenant, &individual, &change, &caller.ctx).await?;
+    state.reconciliation.reconciler.manual(&tenant, &individual, &change.into(), &caller.ctx).await?;
     Ok(Json(state.operator.individual(&slug, &individual.id.to_string()).await?).into_response())
 }
 

@@ -3,6 +3,7 @@
 //! here.
 
 mod admin;
+mod bodies;
 mod error;
 mod portal;
 mod query;

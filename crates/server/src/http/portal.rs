@@ -87,46 +87,11 @@ async fn delegated_create(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let admin = caller.admin(&state).await?;
-    let new: idbridge_core::reconcile::NewIndividual =
+    let new: super::bodies::NewIndividualBody =
         crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid individual: {e}")))?;
-    let created = admin.create(&state.reconciliation.reconciler, new).await?;
+    let created = admin.create(&state.reconciliation.reconciler, new.into()).await?;
     let mut items = state.operator.portal_individuals(vec![created]).await?;
     Ok((axum::http::StatusCode::CREATED, Json(items.remove(0))).into_response())
-}
-
-/// What a delegated administrator may change, as sent. (Not a flattened `ManualChange`:
-/// serde does not refuse unknown keys through `flatten`.)
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    role: Option<String>,
-    #[serde(default, deserialize_with = "idbridge_core::reconcile::present")]
-    access_profile: Option<Option<String>>,
-    #[serde(default, deserialize_with = "idbridge_core::reconcile::present")]
-    activation: Option<Option<String>>,
-    #[serde(default, deserialize_with = "idbridge_core::reconcile::present")]
-    expiration: Option<Option<String>>,
-    time_zone: Option<String>,
-    #[serde(default)]
-    add_scopes: idbridge_core::scopes::Scopes,
-    #[serde(default)]
-    remove_scopes: idbridge_core::scopes::Scopes,
-}
-
-impl From<ChangeBody> for DelegatedChange {
-    fn from(body: ChangeBody) -> Self {
-        Self {
-            role: body.role,
-            access_profile: body.access_profile,
-            manual: idbridge_core::reconcile::ManualChange {
-                activation: body.activation,
-                expiration: body.expiration,
-                time_zone: body.time_zone,
-                add_scopes: body.add_scopes,
-                remove_scopes: body.remove_scopes,
-            },
-        }
-    }
 }
 
 async fn delegated_update(
@@ -136,7 +101,7 @@ async fn delegated_update(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let admin = caller.admin(&state).await?;
-    let change: ChangeBody =
+    let change: super::bodies::DelegatedChangeBody =
         crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid change: {e}")))?;
     let individual =
         admin.change(&state.operator, &state.reconciliation.reconciler, &id, &DelegatedChange::from(change)).await?;
