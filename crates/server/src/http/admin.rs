@@ -7,14 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idbridge_core::audit::{Actor, ActorKind, AuditContext, AuditQuery};
-use idbridge_core::individual::{IndividualQuery, IndividualStatus};
 use idbridge_core::tenant::{TenantSettings, TenantSlug};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
-use super::query::{AdminQuery, slug};
+use super::query::{AdminQuery, IndividualParams, slug};
 use super::state::{AppState, REQUEST_ID, bearer_match};
 use crate::apply_file::ApplyDocument;
 
@@ -318,25 +317,13 @@ async fn revoke_scim_token(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IndividualParams {
-    status: Option<String>,
-    after: Option<String>,
-    limit: Option<u32>,
-}
-
 async fn list_individuals(
     _: OperatorCaller,
     State(state): State<AppState>,
     Path(raw): Path<String>,
     AdminQuery(params): AdminQuery<IndividualParams>,
 ) -> ApiResult<Response> {
-    let query = IndividualQuery {
-        status: params.status.as_deref().map(IndividualStatus::parse).transpose()?,
-        after_login: params.after,
-        limit: params.limit.unwrap_or(100).clamp(1, 1000),
-    };
+    let query = params.query()?;
     Ok(Json(state.operator.individuals(&slug(&raw)?, &query).await?).into_response())
 }
 

@@ -7,14 +7,14 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use idbridge_core::individual::{IndividualQuery, IndividualStatus};
+use idbridge_core::individual::IndividualQuery;
 use serde::Deserialize;
 use serde_json::json;
 
 use idbridge_app::delegated::{DelegatedAdmin, DelegatedChange};
 
 use super::error::{ApiError, ApiResult};
-use super::query::{AdminQuery, slug};
+use super::query::{AdminQuery, IndividualParams, slug};
 use super::state::{AppState, bearer_match};
 
 pub fn router() -> Router<AppState> {
@@ -64,7 +64,7 @@ async fn me(caller: IndividualCaller, State(state): State<AppState>) -> ApiResul
 async fn delegated_list(
     caller: IndividualCaller,
     State(state): State<AppState>,
-    AdminQuery(p): AdminQuery<ListParams>,
+    AdminQuery(p): AdminQuery<IndividualParams>,
 ) -> ApiResult<Response> {
     let admin = caller.admin(&state).await?;
     let query = p.query()?;
@@ -154,30 +154,11 @@ impl FromRequestParts<AppState> for PortalCaller {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    status: Option<String>,
-    /// Login to continue after (keyset pagination; logins sort case-insensitively).
-    after: Option<String>,
-    limit: Option<u32>,
-}
-
-impl ListParams {
-    fn query(self) -> ApiResult<IndividualQuery> {
-        Ok(IndividualQuery {
-            status: self.status.as_deref().map(IndividualStatus::parse).transpose()?,
-            after_login: self.after,
-            limit: self.limit.unwrap_or(100).clamp(1, 1000),
-        })
-    }
-}
-
 async fn list(
     _: PortalCaller,
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    AdminQuery(p): AdminQuery<ListParams>,
+    AdminQuery(p): AdminQuery<IndividualParams>,
 ) -> ApiResult<Response> {
     let query = p.query()?;
     let individuals = state.operator.individuals(&slug(&raw)?, &query).await?;

@@ -4,6 +4,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
+use idbridge_core::individual::{IndividualQuery, IndividualStatus};
 use idbridge_core::tenant::TenantSlug;
 use serde::de::DeserializeOwned;
 
@@ -29,4 +30,24 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
 
 pub(super) fn slug(raw: &str) -> ApiResult<TenantSlug> {
     TenantSlug::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// A page of a tenant's individuals, as both APIs ask for it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IndividualParams {
+    status: Option<String>,
+    /// Login to continue after (keyset pagination; logins sort case-insensitively).
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+impl IndividualParams {
+    pub(super) fn query(self) -> ApiResult<IndividualQuery> {
+        Ok(IndividualQuery {
+            status: self.status.as_deref().map(IndividualStatus::parse).transpose()?,
+            after_login: self.after,
+            limit: self.limit.unwrap_or(100).clamp(1, 1000),
+        })
+    }
 }
