@@ -100,7 +100,6 @@ async fn write_many(
     backend: Backend,
     tx: &mut AnyConnection,
     writes: &[IndividualWrite],
-    now: i64,
 ) -> DomainResult<Vec<bool>> {
     let mut written = vec![false; writes.len()];
     for (offset, chunk) in chunks_of(writes, 500) {
@@ -115,19 +114,19 @@ async fn write_many(
             all_updates.into_iter().partition(|n| chunk[*n].status_only && !chunk[*n].links_changed);
         let key = |w: &IndividualWrite| (w.individual.tenant_id.0.to_string(), w.individual.id.0.to_string());
         if !narrow.is_empty() {
-            let done = update_status_many(backend, tx, narrow.iter().map(|n| &chunk[*n]), now).await?;
+            let done = update_status_many(backend, tx, narrow.iter().map(|n| &chunk[*n])).await?;
             for n in &narrow {
                 written[offset + n] = done.contains(&key(&chunk[*n]));
             }
         }
         if !creates.is_empty() {
-            insert_many(backend, tx, creates.iter().map(|n| &chunk[*n]), now).await?;
+            insert_many(backend, tx, creates.iter().map(|n| &chunk[*n])).await?;
             for n in &creates {
                 written[offset + n] = true;
             }
         }
         if !updates.is_empty() {
-            let done = update_many(backend, tx, updates.iter().map(|n| &chunk[*n]), now).await?;
+            let done = update_many(backend, tx, updates.iter().map(|n| &chunk[*n])).await?;
             for n in &updates {
                 written[offset + n] = done.contains(&key(&chunk[*n]));
             }
@@ -156,8 +155,9 @@ fn chunks_of<T>(items: &[T], size: usize) -> impl Iterator<Item = (usize, &[T])>
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds an individual's columns in the order of `ROW_COLUMNS`.
-fn bind_row<'q>(q: AnyQuery<'q>, w: &'q IndividualWrite, now: i64) -> AnyQuery<'q> {
+/// Binds an individual's columns in the order of `ROW_COLUMNS`. `updated_at` is the
+/// writer's (the reconciler's clock), not the store's.
+fn bind_row<'q>(q: AnyQuery<'q>, w: &'q IndividualWrite) -> AnyQuery<'q> {
     let i = &w.individual;
     q.bind(i.tenant_id.0.to_string())
         .bind(i.id.0.to_string())
@@ -177,7 +177,7 @@ fn bind_row<'q>(q: AnyQuery<'q>, w: &'q IndividualWrite, now: i64) -> AnyQuery<'
         .bind(i.expiration.as_ref().map(|e| e.local.to_string()))
         .bind(i.expiration.as_ref().map(|e| micros(e.at)))
         .bind(i.status.as_str())
-        .bind(now)
+        .bind(micros(i.updated_at))
         .bind(i.deprovisioned_at.map(micros))
         .bind(to_json(&i.provenance))
         .bind(i.access_ended_at.map(micros))
@@ -214,7 +214,6 @@ async fn insert_many<'w>(
     backend: Backend,
     conn: &mut AnyConnection,
     writes: impl Iterator<Item = &'w IndividualWrite>,
-    now: i64,
 ) -> DomainResult<()> {
     let writes: Vec<&IndividualWrite> = writes.collect();
     // `expected` goes into `version` (0 + 1 below) and `updated_at` doubles as created_at.
@@ -230,7 +229,7 @@ async fn insert_many<'w>(
     );
     let mut query = sqlx::query(&sql);
     for w in &writes {
-        query = bind_row(query, w, now);
+        query = bind_row(query, w);
     }
     query.execute(&mut *conn).await.map_err(unique_or_storage("individual with login", login_of(&writes)))?;
     Ok(())
@@ -241,7 +240,6 @@ async fn update_many<'w>(
     backend: Backend,
     conn: &mut AnyConnection,
     writes: impl Iterator<Item = &'w IndividualWrite>,
-    now: i64,
 ) -> DomainResult<std::collections::HashSet<(String, String)>> {
     let writes: Vec<&IndividualWrite> = writes.collect();
     let sql = format!(
@@ -258,7 +256,7 @@ async fn update_many<'w>(
     );
     let mut query = sqlx::query(&sql);
     for w in &writes {
-        query = bind_row(query, w, now);
+        query = bind_row(query, w);
     }
     let rows =
         query.fetch_all(&mut *conn).await.map_err(unique_or_storage("individual with login", login_of(&writes)))?;
@@ -287,7 +285,6 @@ async fn update_status_many<'w>(
     backend: Backend,
     conn: &mut AnyConnection,
     writes: impl Iterator<Item = &'w IndividualWrite>,
-    now: i64,
 ) -> DomainResult<std::collections::HashSet<(String, String)>> {
     let writes: Vec<&IndividualWrite> = writes.collect();
     let sql = format!(
@@ -305,7 +302,7 @@ async fn update_status_many<'w>(
             .bind(w.expected_version.unwrap_or(0))
             .bind(w.individual.status.as_str())
             .bind(w.individual.deprovisioned_at.map(micros))
-            .bind(now)
+            .bind(micros(w.individual.updated_at))
             .bind(w.individual.access_ended_at.map(micros));
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(storage)?;
@@ -388,7 +385,7 @@ impl SqlStore {
         let tenant = i.tenant_id.0.to_string();
         let id = i.id.0.to_string();
         let mut tx = self.begin().await?;
-        if !write_many(self.backend, &mut tx, std::slice::from_ref(write), micros(idbridge_core::clock::now())).await?
+        if !write_many(self.backend, &mut tx, std::slice::from_ref(write)).await?
             [0]
         {
             let found: Option<(i64,)> =
@@ -429,7 +426,7 @@ impl SqlStore {
             write.individual.validate()?;
         }
         let mut tx = self.begin().await?;
-        let written = write_many(self.backend, &mut tx, writes, micros(idbridge_core::clock::now())).await?;
+        let written = write_many(self.backend, &mut tx, writes).await?;
         tx.commit().await.map_err(storage)?;
         Ok(written)
     }
