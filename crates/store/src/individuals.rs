@@ -96,11 +96,7 @@ async fn load(conn: &mut AnyConnection, row: Option<AnyRow>) -> DomainResult<Opt
 /// table per chunk instead of four per individual is what makes 100,000 writes take
 /// seconds, not minutes. `false` at a position: that write's version no longer matched,
 /// and nothing of it (not its audit record or event) was written.
-async fn write_many(
-    backend: Backend,
-    tx: &mut AnyConnection,
-    writes: &[IndividualWrite],
-) -> DomainResult<Vec<bool>> {
+async fn write_many(backend: Backend, tx: &mut AnyConnection, writes: &[IndividualWrite]) -> DomainResult<Vec<bool>> {
     let mut written = vec![false; writes.len()];
     for (offset, chunk) in chunks_of(writes, 500) {
         let creates: Vec<usize> = (0..chunk.len()).filter(|n| chunk[*n].expected_version.is_none()).collect();
@@ -385,9 +381,7 @@ impl SqlStore {
         let tenant = i.tenant_id.0.to_string();
         let id = i.id.0.to_string();
         let mut tx = self.begin().await?;
-        if !write_many(self.backend, &mut tx, std::slice::from_ref(write)).await?
-            [0]
-        {
+        if !write_many(self.backend, &mut tx, std::slice::from_ref(write)).await?[0] {
             let found: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM individuals WHERE tenant_id = $1 AND id = $2")
                     .bind(&tenant)

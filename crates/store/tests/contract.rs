@@ -14,8 +14,7 @@ use idbridge_core::audit::{Actor, ActorKind, AuditQuery, ChangeEvent, ChangeKind
 use idbridge_core::catalog::{Catalog, CatalogEntry, CatalogKind};
 use idbridge_core::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery, IndividualStatus, SourceKind, SourceLink};
-use idbridge_core::ports::IndividualWriter;
-use idbridge_core::ports::{IndividualWrite, Store};
+use idbridge_core::ports::{IndividualWrite, IndividualWriter, Store};
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::schedule::LocalInstant;
 use idbridge_core::scopes::Scopes;
@@ -321,4 +320,36 @@ async fn audit_reads_filter_by_tenant_actor_subject_and_time(sql: SqlStore) {
     let beta_log =
         store.list_audit(&AuditQuery { tenant_id: Some(beta.id), limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(beta_log.len(), 1);
+}
+
+/// The audit log is append-only in the database itself: an UPDATE or DELETE that
+/// bypasses idbridge (an operator's SQL, a compromised process) is refused by triggers.
+async fn the_audit_log_refuses_changes(fixture: Fixture) {
+    let store = fixture.store();
+    let acme = tenant(&store, "acme").await;
+    let query = AuditQuery { tenant_id: Some(acme.id), limit: 100, ..AuditQuery::default() };
+    let before = store.list_audit(&query).await.unwrap();
+    assert!(!before.is_empty(), "creating a tenant is audited");
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&fixture.url).await.unwrap();
+    for statement in ["UPDATE audit_log SET action = 'forged'", "DELETE FROM audit_log"] {
+        let refused = sqlx::query(statement).execute(&mut conn).await.expect_err(statement);
+        assert!(refused.to_string().contains("append-only"), "{statement}: {refused}");
+    }
+    let after = store.list_audit(&query).await.unwrap();
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|e| e.record.action != "forged"));
+    drop(conn);
+    fixture.finish().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_changes_on_sqlite() {
+    the_audit_log_refuses_changes(Fixture::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_changes_on_postgres() {
+    let Some(fixture) = Fixture::postgres().await else { return };
+    the_audit_log_refuses_changes(fixture).await;
 }

@@ -13,6 +13,8 @@ use uuid::Uuid;
 /// A store on a fresh database, and what to do to clean it up.
 pub struct Fixture {
     pub store: Arc<SqlStore>,
+    /// The database's URL, for what a test does behind the store's back.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     pub drop_pg: Option<(String, String)>,
 }
@@ -21,8 +23,8 @@ impl Fixture {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-        let store = SqlStore::connect(&StoreOptions::new(url)).await.unwrap();
-        Self { store: Arc::new(store), _dir: Some(dir), drop_pg: None }
+        let store = SqlStore::connect(&StoreOptions::new(url.clone())).await.unwrap();
+        Self { store: Arc::new(store), url, _dir: Some(dir), drop_pg: None }
     }
 
     pub async fn postgres() -> Option<Self> {
@@ -39,8 +41,9 @@ impl Fixture {
         });
         sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
         let base = admin_url.rsplit_once('/').unwrap().0;
-        let store = SqlStore::connect(&StoreOptions::new(format!("{base}/{name}"))).await.unwrap();
-        Some(Self { store: Arc::new(store), _dir: None, drop_pg: Some((admin_url, name)) })
+        let url = format!("{base}/{name}");
+        let store = SqlStore::connect(&StoreOptions::new(url.clone())).await.unwrap();
+        Some(Self { store: Arc::new(store), url, _dir: None, drop_pg: Some((admin_url, name)) })
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
