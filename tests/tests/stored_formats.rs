@@ -60,8 +60,8 @@ async fn fields_written_by_a_newer_version_are_ignored_on_read() {
         "UPDATE tenants SET policy = json_set(policy, '$.from_a_newer_version', json('{\"x\": 1}'), \
          '$.oidc[0].newer_connection_field', 'x', '$.oidc[0].claims.newer_claim', 'c') WHERE slug = 'acme'",
         "UPDATE mapping_rules SET rules = json_set(rules, '$[0].newer_rule_field', 1)",
-        "UPDATE change_sets SET writes = json_set(writes, '$[0].newer_write_field', 1), \
-         summary = json_set(summary, '$.newer_summary_field', 1)",
+        "UPDATE change_sets SET writes = json_set(writes, '$.writes[0].newer_write_field', 1, \
+         '$.newer_envelope_field', 1, '$.format', 2), summary = json_set(summary, '$.newer_summary_field', 1)",
     ] {
         let done = sqlx::query(statement).execute(&db).await.unwrap();
         assert_eq!(done.rows_affected(), 1, "{statement}");

@@ -686,6 +686,21 @@ async fn start_due_runs(
     Ok(())
 }
 
+/// Recent directory runs, newest first, of one tenant or of all (`sync status`, the admin
+/// API's `/sync-runs`).
+pub async fn sync_runs(
+    operator: &idbridge_core::operator::Operator,
+    directory: &dyn idbridge_core::ports::DirectoryStore,
+    tenant: Option<&idbridge_core::tenant::TenantSlug>,
+    limit: u32,
+) -> DomainResult<Vec<SyncRun>> {
+    let tenant = match tenant {
+        Some(slug) => Some(operator.tenant(slug).await?.id),
+        None => None,
+    };
+    directory.list_sync_runs(tenant, limit).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,8 +19,37 @@ const COLUMNS: &str =
     "tenant_id, id, origin, status, summary, writes, created_at, created_by, decided_at, decided_by, result";
 
 fn from_row(row: &AnyRow) -> DomainResult<HeldChangeSet> {
-    let writes = from_json("writes", &row.try_get::<String, _>("writes").map_err(storage)?)?;
+    let writes = writes_from_json(&row.try_get::<String, _>("writes").map_err(storage)?)?;
     Ok(HeldChangeSet::from_header(header_from_row(row)?, writes))
+}
+
+/// The stored form of a held set's writes: an envelope with a format number, so that a
+/// later change to how writes are kept can tell its rows from these. Read tolerantly:
+/// unknown fields (in the envelope or in a write) are ignored, a newer format is read as
+/// far as its `writes` are, and rows from before the envelope are a bare array.
+#[derive(serde::Serialize)]
+struct StoredWrites<'a> {
+    format: u32,
+    writes: &'a [PlannedWrite],
+}
+
+/// The format this version writes.
+const WRITES_FORMAT: u32 = 1;
+
+fn writes_to_json(writes: &[PlannedWrite]) -> String {
+    to_json(&StoredWrites { format: WRITES_FORMAT, writes })
+}
+
+fn writes_from_json(text: &str) -> DomainResult<Vec<PlannedWrite>> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Envelope { writes: Vec<PlannedWrite> },
+        Bare(Vec<PlannedWrite>),
+    }
+    Ok(match from_json::<Stored>("writes", text)? {
+        Stored::Envelope { writes } | Stored::Bare(writes) => writes,
+    })
 }
 
 const HEADER_COLUMNS: &str =
@@ -93,7 +122,7 @@ impl SqlStore {
         .await
         .map_err(storage)?;
         let Some(row) = row else { return Ok(None) };
-        let mut writes: Vec<PlannedWrite> = from_json("writes", &row.try_get::<String, _>("writes").map_err(storage)?)?;
+        let mut writes = writes_from_json(&row.try_get::<String, _>("writes").map_err(storage)?)?;
         let old: ChangeSummary = from_json("summary", &row.try_get::<String, _>("summary").map_err(storage)?)?;
         let joining: std::collections::HashSet<_> = more.iter().map(|w| w.after.id).collect();
         writes.retain(|w| !joining.contains(&w.after.id));
@@ -101,7 +130,7 @@ impl SqlStore {
         let set = ChangeSet { origin: String::new(), writes, held: Vec::new() };
         let summary = ChangeSummary { taken_recently: old.taken_recently, ..set.summary(old.holding_access) };
         sqlx::query("UPDATE change_sets SET writes = $1, summary = $2 WHERE tenant_id = $3 AND id = $4")
-            .bind(to_json(&set.writes))
+            .bind(writes_to_json(&set.writes))
             .bind(to_json(&summary))
             .bind(tenant.0.to_string())
             .bind(id.to_string())
@@ -124,7 +153,7 @@ impl SqlStore {
         .bind(&set.origin)
         .bind(set.status.as_str())
         .bind(to_json(&set.summary))
-        .bind(to_json(&set.writes))
+        .bind(writes_to_json(&set.writes))
         .bind(micros(set.created_at))
         .bind(&set.created_by)
         .execute(&mut *tx)
@@ -253,5 +282,56 @@ impl SqlStore {
         .map_err(storage)?;
         tx.commit().await.map_err(storage)?;
         Ok(taken.rows_affected() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write() -> PlannedWrite {
+        use idbridge_core::individual::{Individual, IndividualId, IndividualStatus};
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let after = Individual {
+            id: IndividualId(Uuid::nil()),
+            tenant_id: TenantId(Uuid::nil()),
+            login: "bob@acme.example".into(),
+            email: None,
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            role: Some("PBX admin".into()),
+            access_profile: None,
+            scopes: Default::default(),
+            time_zone: "UTC".into(),
+            activation: None,
+            expiration: None,
+            status: IndividualStatus::Active,
+            links: vec![],
+            deprovisioned_at: None,
+            access_ended_at: None,
+            provenance: Default::default(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        PlannedWrite { before: None, after, action: "individual.created".into() }
+    }
+
+    /// What this version writes, what an earlier one wrote (a bare array), and what a
+    /// newer one might write (another format, fields this one does not know) all read.
+    #[test]
+    fn held_writes_are_read_in_every_format() {
+        let writes = vec![write()];
+        let stored = writes_to_json(&writes);
+        assert!(stored.starts_with(r#"{"format":1,"writes":["#), "{stored}");
+        assert_eq!(writes_from_json(&stored).unwrap(), writes);
+        assert_eq!(writes_from_json(&to_json(&writes)).unwrap(), writes, "rows from before the envelope");
+        let mut newer: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        newer["format"] = 2.into();
+        newer["summary_of_a_newer_kind"] = "x".into();
+        newer["writes"][0]["newer_write_field"] = 1.into();
+        assert_eq!(writes_from_json(&newer.to_string()).unwrap(), writes);
+        assert!(writes_from_json("{\"format\": 1}").is_err(), "no writes is not a held set");
     }
 }

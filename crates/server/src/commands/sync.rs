@@ -7,7 +7,7 @@ use crate::cli::SyncCommand;
 use super::shared::{cli_context, print_json, slug};
 
 pub(crate) async fn sync(services: &crate::app::Services, command: SyncCommand) -> anyhow::Result<()> {
-    let (operator, store) = (&services.operator, &services.store);
+    let operator = &services.operator;
     match command {
         SyncCommand::Ldap { slug: raw, source, dry_run, full, json } => {
             let tenant = operator.tenant(&slug(&raw)?).await?;
@@ -92,12 +92,14 @@ pub(crate) async fn sync(services: &crate::app::Services, command: SyncCommand) 
             }
         }
         SyncCommand::Status { slug: raw, limit, json } => {
-            let tenant = match raw {
-                Some(raw) => Some(operator.tenant(&slug(&raw)?).await?.id),
-                None => None,
-            };
-            let directory: &dyn idbridge_core::ports::DirectoryStore = store;
-            let runs = directory.list_sync_runs(tenant, limit).await?;
+            let tenant = raw.as_deref().map(slug).transpose()?;
+            let runs = idbridge_app::directory_sync::sync_runs(
+                operator,
+                services.ports.directory.as_ref(),
+                tenant.as_ref(),
+                limit,
+            )
+            .await?;
             if json {
                 for run in &runs {
                     out!("{}", serde_json::to_string(run)?);

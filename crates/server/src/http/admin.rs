@@ -655,9 +655,14 @@ async fn list_sync_runs(
     State(state): State<AppState>,
     AdminQuery(params): AdminQuery<SyncRunParams>,
 ) -> ApiResult<Response> {
-    let tenant = match &params.tenant {
-        Some(raw) => Some(state.operator.tenant(&slug(raw)?).await?.id),
-        None => None,
-    };
-    Ok(Json(state.reconciliation.directory.list_sync_runs(tenant, params.limit.unwrap_or(100)).await?).into_response())
+    let tenant = params.tenant.as_deref().map(slug).transpose()?;
+    let limit = params.limit.unwrap_or(100);
+    let runs = idbridge_app::directory_sync::sync_runs(
+        &state.operator,
+        state.reconciliation.directory.as_ref(),
+        tenant.as_ref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(runs).into_response())
 }
