@@ -25,3 +25,191 @@ impl From<idbridge_core::token::ScimTokenRecord> for ScimToken {
 pub fn scim_tokens(records: Vec<idbridge_core::token::ScimTokenRecord>) -> Vec<ScimToken> {
     records.into_iter().map(ScimToken::from).collect()
 }
+
+/// A tenant as operators read it.
+#[derive(Debug, Serialize)]
+pub struct Tenant<'a> {
+    pub id: idbridge_core::tenant::TenantId,
+    pub slug: &'a idbridge_core::tenant::TenantSlug,
+    pub name: &'a str,
+    pub enabled: bool,
+    pub default_time_zone: &'a str,
+    pub allowed_roles: &'a std::collections::BTreeSet<String>,
+    pub allowed_access_profiles: &'a std::collections::BTreeSet<String>,
+    pub policy: &'a idbridge_core::tenant::TenantPolicy,
+    pub version: i64,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+impl<'a> From<&'a idbridge_core::tenant::Tenant> for Tenant<'a> {
+    fn from(tenant: &'a idbridge_core::tenant::Tenant) -> Self {
+        let idbridge_core::tenant::Tenant {
+            id,
+            slug,
+            name,
+            enabled,
+            default_time_zone,
+            allowed_roles,
+            allowed_access_profiles,
+            policy,
+            version,
+            created_at,
+            updated_at,
+        } = tenant;
+        Self {
+            id: *id,
+            slug,
+            name,
+            enabled: *enabled,
+            default_time_zone,
+            allowed_roles,
+            allowed_access_profiles,
+            policy,
+            version: *version,
+            created_at: *created_at,
+            updated_at: *updated_at,
+        }
+    }
+}
+
+pub fn tenants(tenants: &[idbridge_core::tenant::Tenant]) -> Vec<Tenant<'_>> {
+    tenants.iter().map(Tenant::from).collect()
+}
+
+/// An individual as operators read it (portals read `PortalIndividual`).
+#[derive(Debug, Serialize)]
+pub struct Individual<'a> {
+    pub id: idbridge_core::individual::IndividualId,
+    pub tenant_id: idbridge_core::tenant::TenantId,
+    pub login: &'a str,
+    pub email: Option<&'a str>,
+    pub given_name: Option<&'a str>,
+    pub family_name: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub access_profile: Option<&'a str>,
+    pub scopes: &'a idbridge_core::scopes::Scopes,
+    pub time_zone: &'a str,
+    pub activation: Option<&'a idbridge_core::schedule::LocalInstant>,
+    pub expiration: Option<&'a idbridge_core::schedule::LocalInstant>,
+    pub status: idbridge_core::individual::IndividualStatus,
+    pub links: &'a [idbridge_core::individual::SourceLink],
+    pub deprovisioned_at: Option<jiff::Timestamp>,
+    pub access_ended_at: Option<jiff::Timestamp>,
+    pub provenance: &'a idbridge_core::individual::Provenance,
+    pub version: i64,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+impl<'a> From<&'a idbridge_core::individual::Individual> for Individual<'a> {
+    fn from(individual: &'a idbridge_core::individual::Individual) -> Self {
+        let idbridge_core::individual::Individual {
+            id,
+            tenant_id,
+            login,
+            email,
+            given_name,
+            family_name,
+            display_name,
+            role,
+            access_profile,
+            scopes,
+            time_zone,
+            activation,
+            expiration,
+            status,
+            links,
+            deprovisioned_at,
+            access_ended_at,
+            provenance,
+            version,
+            created_at,
+            updated_at,
+        } = individual;
+        Self {
+            id: *id,
+            tenant_id: *tenant_id,
+            login,
+            email: email.as_deref(),
+            given_name: given_name.as_deref(),
+            family_name: family_name.as_deref(),
+            display_name: display_name.as_deref(),
+            role: role.as_deref(),
+            access_profile: access_profile.as_deref(),
+            scopes,
+            time_zone,
+            activation: activation.as_ref(),
+            expiration: expiration.as_ref(),
+            status: *status,
+            links,
+            deprovisioned_at: *deprovisioned_at,
+            access_ended_at: *access_ended_at,
+            provenance,
+            version: *version,
+            created_at: *created_at,
+            updated_at: *updated_at,
+        }
+    }
+}
+
+pub fn individuals(individuals: &[idbridge_core::individual::Individual]) -> Vec<Individual<'_>> {
+    individuals.iter().map(Individual::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use idbridge_core::individual::{IndividualId, IndividualStatus, SourceKind, SourceLink};
+    use idbridge_core::schedule::LocalInstant;
+    use idbridge_core::tenant::{TenantId, TenantPolicy, TenantSlug};
+    use uuid::Uuid;
+
+    /// The views publish today's fields under today's names: what the admin API and
+    /// `--json` sent before they existed (scripts read it), and nothing more.
+    #[test]
+    fn views_keep_the_published_shape() {
+        let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let tenant = idbridge_core::tenant::Tenant {
+            id: TenantId(Uuid::nil()),
+            slug: TenantSlug::parse("acme").unwrap(),
+            name: "ACME".into(),
+            enabled: true,
+            default_time_zone: "Europe/Berlin".into(),
+            allowed_roles: ["PBX admin".to_owned()].into(),
+            allowed_access_profiles: Default::default(),
+            policy: TenantPolicy::default(),
+            version: 3,
+            created_at: at,
+            updated_at: at,
+        };
+        assert_eq!(serde_json::to_value(super::Tenant::from(&tenant)).unwrap(), serde_json::to_value(&tenant).unwrap());
+        let individual = idbridge_core::individual::Individual {
+            id: IndividualId(Uuid::nil()),
+            tenant_id: tenant.id,
+            login: "bob@acme.example".into(),
+            email: Some("bob@acme.example".into()),
+            given_name: Some("Bob".into()),
+            family_name: None,
+            display_name: None,
+            role: Some("PBX admin".into()),
+            access_profile: None,
+            scopes: Default::default(),
+            time_zone: "Europe/Berlin".into(),
+            activation: Some(LocalInstant::parse("2027-04-20T00:00", "Europe/Berlin").unwrap()),
+            expiration: None,
+            status: IndividualStatus::Pending,
+            links: vec![SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: "x".into() }],
+            deprovisioned_at: None,
+            access_ended_at: Some(at),
+            provenance: Default::default(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        assert_eq!(
+            serde_json::to_value(super::Individual::from(&individual)).unwrap(),
+            serde_json::to_value(&individual).unwrap()
+        );
+    }
+}

@@ -22,7 +22,7 @@ pub(crate) async fn individual(
             };
             let individuals = operator.individuals(&slug(&raw)?, &query).await?;
             if json {
-                print_json(&individuals)?;
+                print_json(&crate::views::individuals(&individuals))?;
             } else {
                 for i in individuals {
                     out!("{}  {:<32} {:<10} {}", i.id, i.login, i.status.as_str(), i.role.as_deref().unwrap_or("-"));
@@ -32,7 +32,7 @@ pub(crate) async fn individual(
         IndividualCommand::Show { slug: raw, id_or_login, json } => {
             let i = operator.individual(&slug(&raw)?, &id_or_login).await?;
             if json {
-                print_json(&i)?;
+                print_json(&crate::views::Individual::from(&i))?;
             } else {
                 out!("id:          {}", i.id);
                 out!("login:       {}", i.login);

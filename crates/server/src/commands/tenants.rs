@@ -20,7 +20,7 @@ pub(crate) async fn tenant(operator: &Operator, command: TenantCommand, ctx: &Au
         TenantCommand::List { json } => {
             let tenants = operator.tenants().await?;
             if json {
-                print_json(&tenants)?;
+                print_json(&crate::views::tenants(&tenants))?;
             } else {
                 for t in tenants {
                     let state = if t.enabled { "enabled" } else { "disabled" };

@@ -226,7 +226,7 @@ pub(crate) fn strict_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiErro
 }
 
 async fn list_tenants(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.operator.tenants().await?).into_response())
+    Ok(Json(crate::views::tenants(&state.operator.tenants().await?)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -249,7 +249,12 @@ async fn create_tenant(
         settings.default_time_zone = tz;
     }
     let tenant = state.operator.create_tenant(&slug, &settings, &caller.ctx).await?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/admin/v1/tenants/{slug}"))], Json(tenant)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/admin/v1/tenants/{slug}"))],
+        Json(crate::views::Tenant::from(&tenant)),
+    )
+        .into_response())
 }
 
 async fn show_tenant(_: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
@@ -261,7 +266,8 @@ async fn enable_tenant(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.operator.set_tenant_enabled(&slug(&raw)?, true, &caller.ctx).await?).into_response())
+    let tenant = state.operator.set_tenant_enabled(&slug(&raw)?, true, &caller.ctx).await?;
+    Ok(Json(crate::views::Tenant::from(&tenant)).into_response())
 }
 
 async fn disable_tenant(
@@ -271,7 +277,7 @@ async fn disable_tenant(
 ) -> ApiResult<Response> {
     let tenant = state.operator.set_tenant_enabled(&slug(&raw)?, false, &caller.ctx).await?;
     state.forget_scim_logins();
-    Ok(Json(tenant).into_response())
+    Ok(Json(crate::views::Tenant::from(&tenant)).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -324,7 +330,7 @@ async fn list_individuals(
     AdminQuery(params): AdminQuery<IndividualParams>,
 ) -> ApiResult<Response> {
     let query = params.query()?;
-    Ok(Json(state.operator.individuals(&slug(&raw)?, &query).await?).into_response())
+    Ok(Json(crate::views::individuals(&state.operator.individuals(&slug(&raw)?, &query).await?)).into_response())
 }
 
 async fn show_individual(
@@ -332,7 +338,7 @@ async fn show_individual(
     State(state): State<AppState>,
     Path((raw, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.operator.individual(&slug(&raw)?, &id).await?).into_response())
+    Ok(Json(crate::views::Individual::from(&state.operator.individual(&slug(&raw)?, &id).await?)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -535,7 +541,8 @@ async fn change_individual(
     let tenant = state.operator.tenant(&slug).await?;
     let individual = state.operator.individual(&slug, &id).await?;
     state.reconciliation.reconciler.manual(&tenant, &individual, &change.into(), &caller.ctx).await?;
-    Ok(Json(state.operator.individual(&slug, &individual.id.to_string()).await?).into_response())
+    let changed = state.operator.individual(&slug, &individual.id.to_string()).await?;
+    Ok(Json(crate::views::Individual::from(&changed)).into_response())
 }
 
 #[derive(Deserialize)]
