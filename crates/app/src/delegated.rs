@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::operator::Operator;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::catalog::Catalog;
 use idbridge_core::individual::{Individual, IndividualQuery};
-use idbridge_core::operator::Operator;
 use idbridge_core::reconcile::{ManualChange, NewIndividual, Reconciler};
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::scopes::Scopes;

@@ -689,7 +689,7 @@ async fn start_due_runs(
 /// Recent directory runs, newest first, of one tenant or of all (`sync status`, the admin
 /// API's `/sync-runs`).
 pub async fn sync_runs(
-    operator: &idbridge_core::operator::Operator,
+    operator: &crate::operator::Operator,
     directory: &dyn idbridge_core::ports::DirectoryStore,
     tenant: Option<&idbridge_core::tenant::TenantSlug>,
     limit: u32,

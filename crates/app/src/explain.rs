@@ -240,7 +240,7 @@ async fn sources_and_decision(
                     Some(record) => {
                         let groups = rec.records.list_scim_groups_of(tenant.id, id).await?;
                         source.seen_at = Some(record.updated_at);
-                        Some(idbridge_scim::person::from_record(&record, &groups))
+                        Some(crate::scim_person::from_record(&record, &groups))
                     }
                     None => None,
                 },

@@ -3,7 +3,7 @@
 //!
 //! The adapters are thin: the admin CLI and the HTTP API (`idbridge-server`), SCIM
 //! (`idbridge-scim`, which reports its writes through `core::ports::SourceChanges`) and the
-//! OpenID provider (`idbridge-oidc`, which asks `sign_in::SsoAccounts` who may sign in)
+//! OpenID provider (`idbridge-oidc`, which asks the `sign_in::Accounts` port who may sign in)
 //! parse, call one use case here, and render. The composition root (`idbridge-server`'s
 //! `app::Services`) builds these services once from the configuration and one store.
 //!
@@ -26,8 +26,9 @@
 //! - `delivery`: the outbox's webhooks.
 //! - `stopping`: how a long use case learns that the process is stopping.
 //!
-//! Operator actions that need no reconciliation (tenants, tokens, configuration, audit)
-//! are `idbridge_core::operator::Operator`, shared by the same adapters.
+//! - `operator`: the operator's actions that need no reconciliation (tenants, tokens,
+//!   configuration, audit) and the reads portals and the OpenID provider make.
+//! - `scim_person`: what a stored SCIM user says about a person.
 
 use std::sync::Arc;
 
@@ -41,11 +42,13 @@ pub mod explain;
 pub mod intent_clearer;
 pub mod intent_worker;
 pub mod mapping;
+pub mod operator;
 pub mod origin;
 pub mod portal_clients;
 pub mod portal_feed;
 pub mod reconciliation;
 pub mod scheduler;
+pub mod scim_person;
 pub mod sign_in;
 pub mod stopping;
 pub mod sweep;

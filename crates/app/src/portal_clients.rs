@@ -2,8 +2,8 @@
 //! `idbridge client …`, `/admin/v1/clients`), and a tenant's sign-in settings (verified
 //! domains and upstream IdP connections).
 
+use crate::operator::Operator;
 use idbridge_core::audit::AuditContext;
-use idbridge_core::operator::Operator;
 use idbridge_core::ports::SsoStore;
 use idbridge_core::sso::{IdpConnection, PortalClient};
 use idbridge_core::tenant::TenantSlug;
@@ -89,7 +89,7 @@ pub async fn register(
         None => match &existing {
             Some(c) => c.secret_hash.clone(),
             None => {
-                let secret = idbridge_oidc::jose::random_token();
+                let secret = idbridge_core::token::random_secret();
                 let hash = hash_token(&secret);
                 generated_secret = Some(secret);
                 hash

@@ -3,9 +3,9 @@
 //! another instance has not committed yet would otherwise fall behind the cursor for good
 //! (the same rule as webhook delivery, `delivery::settled`).
 
+use crate::operator::Operator;
 use idbridge_core::DomainResult;
 use idbridge_core::audit::ChangeEvent;
-use idbridge_core::operator::Operator;
 use idbridge_core::tenant::TenantSlug;
 
 /// How far past the cursor the outbox is looked at for holes.

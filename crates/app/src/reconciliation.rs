@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::scim_person::SCIM_CONNECTION;
 use async_trait::async_trait;
 use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, HeldChangeSet, HeldDecision, PlannedWrite};
@@ -18,7 +19,6 @@ use idbridge_core::reconcile::{CommitReport, Known, Plan, Reconciler, Replan, So
 use idbridge_core::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
-use idbridge_scim::person::SCIM_CONNECTION;
 use uuid::Uuid;
 
 use crate::mapping::MappingService;
@@ -324,7 +324,7 @@ impl SourceReconciliation {
                         match self.records.get_scim(tenant.id, ScimKind::User, id).await? {
                             Some(record) => {
                                 let groups = self.records.list_scim_groups_of(tenant.id, id).await?;
-                                Some(idbridge_scim::person::from_record(&record, &groups))
+                                Some(crate::scim_person::from_record(&record, &groups))
                             }
                             None => None,
                         }
@@ -620,8 +620,7 @@ pub async fn scim_people(
     let mut people: Vec<(SourcePerson, Option<Individual>)> = page
         .iter()
         .map(|record| {
-            let mut person =
-                idbridge_scim::person::from_record(record, groups.get(&record.id).map_or(&[], Vec::as_slice));
+            let mut person = crate::scim_person::from_record(record, groups.get(&record.id).map_or(&[], Vec::as_slice));
             if let (Some(source), Some(external)) = (directory, &record.external_id) {
                 person.also.push(idbridge_core::individual::SourceLink {
                     source: SourceKind::Ldap,
@@ -758,7 +757,7 @@ impl SourceReconciliation {
     /// Re-maps every tenant whose rules or policy an apply changed.
     pub async fn remap_after(
         &self,
-        report: &idbridge_core::operator::ApplyReport,
+        report: &crate::operator::ApplyReport,
         ctx: &AuditContext,
     ) -> DomainResult<Vec<RemapSummary>> {
         let mut out = Vec::new();

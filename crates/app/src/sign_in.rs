@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
+use idbridge_core::idp::{Claimed, claim_at};
 use idbridge_core::individual::{Individual, SourceKind, SourceLink};
 use idbridge_core::mapping::{ExternalGroup, UserFacts};
 use idbridge_core::ports::{SsoStore, Store};
@@ -16,11 +17,37 @@ use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::source_record::{ScimKind, ScimQuery};
 use idbridge_core::sso::IdpConnection;
 use idbridge_core::tenant::Tenant;
-use idbridge_oidc::upstream::{Claimed, claim_at};
-use idbridge_oidc::{Accounts, Refusal};
 use serde_json::Value;
 
 use crate::reconciliation::SourceReconciliation;
+
+/// Why a verified person may not come in. `Display` is shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("sign-in is not available right now: {0}")]
+    Unavailable(String),
+}
+
+/// Finds (links, or provisions just in time) the individual behind a verified login.
+/// The port the OpenID provider asks; `SsoAccounts` answers with the mapping pipeline
+/// and the reconciliation service.
+#[async_trait::async_trait]
+pub trait Accounts: Send + Sync + 'static {
+    async fn resolve(
+        &self,
+        tenant: &Tenant,
+        connection: &IdpConnection,
+        claimed: &Claimed,
+    ) -> Result<Individual, Refusal>;
+}
+
+/// Tells portals that sessions ended (the OpenID provider's back-channel sender).
+pub trait LogoutNotifier: Send + Sync + 'static {
+    /// Wakes the sender: the store holds the logouts owed.
+    fn notify(&self);
+}
 
 /// Resolves logins with the daemon's reconciliation service.
 pub struct SsoAccounts {
@@ -53,7 +80,7 @@ impl SsoAccounts {
                 .find_individual_by_link(
                     tenant.id,
                     SourceKind::Scim,
-                    idbridge_scim::person::SCIM_CONNECTION,
+                    crate::scim_person::SCIM_CONNECTION,
                     &record.id.to_string(),
                 )
                 .await
@@ -234,10 +261,10 @@ const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 /// The outbox consumer that ends sessions and tells portals (back-channel logout) when an
 /// individual's access ends or shrinks. One instance at a time holds it (lease).
 pub async fn run_logout_consumer(
-    operator: idbridge_core::operator::Operator,
+    operator: crate::operator::Operator,
     store: Arc<dyn Store>,
     sso: Arc<dyn SsoStore>,
-    notifier: idbridge_oidc::backchannel::Notifier,
+    notifier: Arc<dyn LogoutNotifier>,
     instance: String,
 ) {
     // Tenants are looked at every tenth pass (~5 s): listing a thousand tenants twice a
@@ -248,11 +275,11 @@ pub async fn run_logout_consumer(
         let now = idbridge_core::clock::now();
         match store.try_lease(CONSUMER, &instance, now, now + LEASE).await {
             Ok(true) => {
-                if let Err(e) = logout_pass(&operator, store.as_ref(), sso.as_ref(), &notifier).await {
+                if let Err(e) = logout_pass(&operator, store.as_ref(), sso.as_ref(), notifier.as_ref()).await {
                     tracing::warn!(error = %e, "back-channel logout pass failed; retrying");
                 }
                 if pass % 10 == 1
-                    && let Err(e) = end_disabled_tenants(&operator, sso.as_ref(), &notifier).await
+                    && let Err(e) = end_disabled_tenants(&operator, sso.as_ref(), notifier.as_ref()).await
                 {
                     tracing::warn!(error = %e, "ending the sessions of disabled tenants failed; retrying");
                 }
@@ -265,10 +292,10 @@ pub async fn run_logout_consumer(
 }
 
 async fn logout_pass(
-    operator: &idbridge_core::operator::Operator,
+    operator: &crate::operator::Operator,
     store: &dyn Store,
     sso: &dyn SsoStore,
-    notifier: &idbridge_oidc::backchannel::Notifier,
+    notifier: &dyn LogoutNotifier,
 ) -> idbridge_core::DomainResult<()> {
     let after = store.consumer_position(CONSUMER).await?;
     let events = store.list_all_change_events(after, 500).await?;
@@ -301,9 +328,9 @@ async fn logout_pass(
 /// CLI, the admin API, an apply file): every session ends, every token is revoked for
 /// good, and the portals are told by back-channel logout.
 async fn end_disabled_tenants(
-    operator: &idbridge_core::operator::Operator,
+    operator: &crate::operator::Operator,
     sso: &dyn SsoStore,
-    notifier: &idbridge_oidc::backchannel::Notifier,
+    notifier: &dyn LogoutNotifier,
 ) -> idbridge_core::DomainResult<()> {
     for tenant in operator.tenants().await?.into_iter().filter(|t| !t.enabled) {
         let ended = sso.end_tenant_sessions(tenant.id, idbridge_core::clock::now()).await?;
@@ -314,25 +341,4 @@ async fn end_disabled_tenants(
         notifier.notify();
     }
     Ok(())
-}
-
-/// Generates and rotates signing keys, reloads them (another instance may rotate), and
-/// purges expired codes, tokens and logins.
-pub async fn run_maintenance(keys: idbridge_oidc::keys::KeyRing, sso: Arc<dyn SsoStore>) {
-    let ctx = AuditContext::new(Actor::new(ActorKind::Scheduler, "key-rotation"));
-    let mut tick = 0u64;
-    loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        tick += 1;
-        if let Err(e) = keys.ensure(idbridge_core::clock::now(), &ctx).await {
-            tracing::warn!(error = %e, "signing key maintenance failed");
-        }
-        if tick.is_multiple_of(10) {
-            match sso.purge_sso(idbridge_core::clock::now()).await {
-                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired sign-in records purged"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purging sign-in records failed"),
-            }
-        }
-    }
 }

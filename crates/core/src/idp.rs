@@ -4,6 +4,7 @@
 //! `sso` holds what idbridge's own provider hands out.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::{DomainError, DomainResult};
 
@@ -281,4 +282,62 @@ pub fn normalize_domain(raw: &str) -> DomainResult<String> {
         && d.split('.')
             .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     if ok { Ok(d) } else { Err(DomainError::invalid("domain", format!("{raw:?} is not a domain name"))) }
+}
+
+/// The groups claim, whose four states mean different things.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupsClaim {
+    List(Vec<String>),
+    /// Present and empty: the person is in no group.
+    Empty,
+    /// Not sent at all: nothing is known.
+    Absent,
+    /// Too many to send (Entra `_claim_names` / `hasgroups`): nothing is known from the
+    /// token.
+    Overage,
+}
+
+impl GroupsClaim {
+    /// Whether the token says which groups the person is in.
+    pub fn is_known(&self) -> bool {
+        matches!(self, Self::List(_) | Self::Empty)
+    }
+
+    /// The groups the token lists (none for every other state).
+    pub fn list(&self) -> &[String] {
+        match self {
+            Self::List(groups) => groups,
+            Self::Empty | Self::Absent | Self::Overage => &[],
+        }
+    }
+}
+
+/// What a verified login says about the person.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The issuer the token was verified against (with an Entra `tid` filled in).
+    pub issuer: String,
+    pub subject: String,
+    pub login: Option<String>,
+    /// The email, when the connection believes it (`IdpConnection::email_verification`).
+    pub email: Option<String>,
+    /// An email the IdP sent that is not believed: for messages only, never for a check.
+    pub unverified_email: Option<String>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub groups: GroupsClaim,
+    pub roles: Vec<String>,
+    /// Every claim, for `link_by` and mapping attributes.
+    pub raw: Map<String, Value>,
+}
+
+/// A dotted path into the claims (`realm_access.roles`).
+pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut current = claims.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
 }

@@ -21,7 +21,6 @@ pub mod individual;
 pub mod intent;
 pub mod lifecycle;
 pub mod mapping;
-pub mod operator;
 pub mod permissions;
 pub mod ports;
 pub mod reconcile;

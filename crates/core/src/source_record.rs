@@ -13,6 +13,11 @@ use crate::audit::AuditRecord;
 use crate::tenant::TenantId;
 use crate::{DomainError, DomainResult};
 
+/// The SCIM schema URNs whose attributes a stored user record carries for mapping.
+pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// idbridge's own extension for portal attributes.
+pub const PORTAL_USER: &str = "urn:idbridge:params:scim:schemas:extension:portal:2.0:User";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScimKind {
     User,

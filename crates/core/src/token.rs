@@ -34,6 +34,13 @@ pub fn issue(kind: &str) -> IssuedToken {
     IssuedToken { id, secret_token, hash }
 }
 
+/// 256 random bits, URL-safe base64: a secret for one use (a generated client secret).
+pub fn random_secret() -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    URL_SAFE_NO_PAD.encode(secret)
+}
+
 /// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1; the
 /// scheme in any case), or `None` for any other scheme or an empty token.
 pub fn bearer(authorization: &str) -> Option<&str> {

@@ -175,3 +175,10 @@ impl Notifier {
         }
     }
 }
+
+/// The application's logout consumer wakes the sender through this port.
+impl idbridge_app::sign_in::LogoutNotifier for Notifier {
+    fn notify(&self) {
+        Notifier::notify(self);
+    }
+}

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use idbridge_app::operator::Operator;
 use idbridge_core::DomainResult;
 use idbridge_core::catalog::Catalog;
-use idbridge_core::operator::Operator;
 use idbridge_core::ports::SsoStore;
 use idbridge_core::role::{AccessProfile, Role};
 use idbridge_core::sso::PortalClient;

@@ -355,3 +355,27 @@ impl KeyRing {
             .collect()
     }
 }
+
+/// Generates and rotates signing keys, reloads them (another instance may rotate), and
+/// purges expired codes, tokens and logins.
+pub async fn run_maintenance(keys: KeyRing, sso: std::sync::Arc<dyn idbridge_core::ports::SsoStore>) {
+    let ctx = idbridge_core::audit::AuditContext::new(idbridge_core::audit::Actor::new(
+        idbridge_core::audit::ActorKind::Scheduler,
+        "key-rotation",
+    ));
+    let mut tick = 0u64;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        tick += 1;
+        if let Err(e) = keys.ensure(idbridge_core::clock::now(), &ctx).await {
+            tracing::warn!(error = %e, "signing key maintenance failed");
+        }
+        if tick.is_multiple_of(10) {
+            match sso.purge_sso(idbridge_core::clock::now()).await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired sign-in records purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging sign-in records failed"),
+            }
+        }
+    }
+}

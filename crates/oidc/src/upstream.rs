@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+pub use idbridge_core::idp::{Claimed, GroupsClaim, claim_at};
 use idbridge_core::sso::{ClientAuth, IdpConnection};
 use openidconnect::core::{
     CoreGenderClaim, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
@@ -47,54 +48,6 @@ pub enum LoginError {
     InvalidToken(String),
     #[error("configuration problem: {0}")]
     Config(String),
-}
-
-/// The groups claim, whose four states mean different things.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupsClaim {
-    List(Vec<String>),
-    /// Present and empty: the person is in no group.
-    Empty,
-    /// Not sent at all: nothing is known.
-    Absent,
-    /// Too many to send (Entra `_claim_names` / `hasgroups`): nothing is known from the
-    /// token.
-    Overage,
-}
-
-impl GroupsClaim {
-    /// Whether the token says which groups the person is in.
-    pub fn is_known(&self) -> bool {
-        matches!(self, Self::List(_) | Self::Empty)
-    }
-
-    /// The groups the token lists (none for every other state).
-    pub fn list(&self) -> &[String] {
-        match self {
-            Self::List(groups) => groups,
-            Self::Empty | Self::Absent | Self::Overage => &[],
-        }
-    }
-}
-
-/// What a verified login says about the person.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    /// The issuer the token was verified against (with an Entra `tid` filled in).
-    pub issuer: String,
-    pub subject: String,
-    pub login: Option<String>,
-    /// The email, when the connection believes it (`IdpConnection::email_verification`).
-    pub email: Option<String>,
-    /// An email the IdP sent that is not believed: for messages only, never for a check.
-    pub unverified_email: Option<String>,
-    pub name: Option<String>,
-    pub given_name: Option<String>,
-    pub family_name: Option<String>,
-    pub groups: GroupsClaim,
-    pub roles: Vec<String>,
-    /// Every claim, for `link_by` and mapping attributes.
-    pub raw: Map<String, Value>,
 }
 
 struct Jwks {
@@ -173,16 +126,6 @@ fn alg(name: &str) -> Option<CoreJwsSigningAlgorithm> {
         "PS256" => CoreJwsSigningAlgorithm::RsaSsaPssSha256,
         _ => return None,
     })
-}
-
-/// A dotted path into the claims (`realm_access.roles`).
-pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut current = claims.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
 }
 
 fn claim_string(claims: &Map<String, Value>, path: &str) -> Option<String> {

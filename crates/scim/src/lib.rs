@@ -16,7 +16,6 @@ pub mod filter;
 mod handlers;
 mod list;
 pub mod patch;
-pub mod person;
 mod render;
 pub mod resource;
 mod resources;

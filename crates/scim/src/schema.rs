@@ -4,11 +4,10 @@
 
 use serde_json::{Value, json};
 
+pub use idbridge_core::source_record::{ENTERPRISE_USER, PORTAL_USER};
+
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-/// idbridge's own extension for portal attributes.
-pub const PORTAL_USER: &str = "urn:idbridge:params:scim:schemas:extension:portal:2.0:User";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttrType {

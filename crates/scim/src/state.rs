@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use idbridge_core::operator::Operator;
+use idbridge_app::operator::Operator;
 use idbridge_core::ports::ScimRecordStore;
 use idbridge_core::tenant::Tenant;
 

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use idbridge_app::mapping::MappingService;
+use idbridge_app::operator::Operator;
 use idbridge_app::reconciliation::SourceReconciliation;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::changeset::PlannedWrite;
 use idbridge_core::clock::ManualClock;
 use idbridge_core::individual::IndividualQuery;
-use idbridge_core::operator::Operator;
 use idbridge_core::ports::{ScimRecordStore, Store};
 use idbridge_core::reconcile::{Reconciler, Submitted};
 use idbridge_core::schedule::LocalInstant;

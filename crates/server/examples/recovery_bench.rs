@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idbridge_app::mapping::MappingService;
+use idbridge_app::operator::Operator;
 use idbridge_app::reconciliation::SourceReconciliation;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
-use idbridge_core::operator::Operator;
 use idbridge_core::ports::{IntentQueue, ScimRecordStore, Store};
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite};
 use idbridge_core::tenant::TenantSlug;

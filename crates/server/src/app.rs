@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use idbridge_core::operator::Operator;
+use idbridge_app::operator::Operator;
 use idbridge_plugin_host::PluginHost;
 use idbridge_store::SqlStore;
 

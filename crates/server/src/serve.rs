@@ -163,14 +163,14 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         },
     );
     let sso = sso_state(&settings, &state, &store).await?;
-    tokio::spawn(idbridge_app::sign_in::run_maintenance(sso.keys.clone(), sso.store.clone()));
+    tokio::spawn(idbridge_oidc::keys::run_maintenance(sso.keys.clone(), sso.store.clone()));
     tokio::spawn(sso.logout.clone().run());
     tokio::spawn(sso.logout.clone().publish_stats());
     tokio::spawn(idbridge_app::sign_in::run_logout_consumer(
         state.operator.clone(),
         services.ports.store.clone(),
         sso.store.clone(),
-        sso.logout.clone(),
+        Arc::new(sso.logout.clone()),
         instance.clone(),
     ));
     let state = AppState { scim_auth_cache: Some(scim.auth_cache.clone()), sso: Some(sso.clone()), ..state };

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use idbridge_app::mapping::{MappingService, PreviewPerson};
+use idbridge_app::operator::Operator;
 use idbridge_app::reconciliation::SourceReconciliation;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::mapping::rules::Rule;
-use idbridge_core::operator::Operator;
 use idbridge_core::ports::ScimRecordStore;
 use idbridge_core::reconcile::Submitted;
 use idbridge_core::source_record::{MemberChange, ScimKind, ScimRecord, ScimWrite};

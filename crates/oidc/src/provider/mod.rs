@@ -9,18 +9,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
+use idbridge_app::operator::Operator;
+pub use idbridge_app::sign_in::{Accounts, Refusal};
 use idbridge_core::individual::{Individual, IndividualStatus};
-use idbridge_core::operator::Operator;
 use idbridge_core::ports::SsoStore;
 use idbridge_core::sso::{
-    AuthorizationCode, CodeRedemption, IdpConnection, OAuthToken, PortalClient, RefreshUse, SsoSession, TokenKind,
+    AuthorizationCode, CodeRedemption, OAuthToken, PortalClient, RefreshUse, SsoSession, TokenKind,
 };
 use idbridge_core::tenant::{Tenant, TenantSlug};
 use idbridge_core::token::hash_token;
@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::jose;
 use crate::keys::KeyRing;
 use crate::pages::{self, Branding};
-use crate::upstream::{Claimed, LoginError, Upstreams};
+use crate::upstream::{LoginError, Upstreams};
 
 mod authorize;
 mod callback;
@@ -84,27 +84,6 @@ impl ProviderSettings {
     fn secure_cookies(&self) -> bool {
         self.issuer.starts_with("https://")
     }
-}
-
-/// Why a verified person may not come in. `Display` is shown to the user.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    NotAllowed(String),
-    #[error("sign-in is not available right now: {0}")]
-    Unavailable(String),
-}
-
-/// Finds (links, or provisions just in time) the individual behind a verified login.
-/// The daemon implements it with the mapping pipeline and the reconciliation service.
-#[async_trait]
-pub trait Accounts: Send + Sync + 'static {
-    async fn resolve(
-        &self,
-        tenant: &Tenant,
-        connection: &IdpConnection,
-        claimed: &Claimed,
-    ) -> Result<Individual, Refusal>;
 }
 
 #[derive(Clone)]

@@ -306,7 +306,7 @@ pub fn person_claims(
     tenant: &Tenant,
     individual: Individual,
 ) -> serde_json::Map<String, Value> {
-    let view = idbridge_core::operator::PortalIndividual::of(
+    let view = idbridge_app::operator::PortalIndividual::of(
         individual,
         &snapshot.catalog,
         &snapshot.roles,

@@ -1,8 +1,8 @@
 //! `changes`: change sets held by the mass-deprovision guard.
 
 use anyhow::Context;
+use idbridge_app::operator::Operator;
 use idbridge_core::audit::AuditContext;
-use idbridge_core::operator::Operator;
 
 use crate::cli::ChangesCommand;
 

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+use idbridge_app::operator::Operator;
 use idbridge_core::audit::AuditContext;
-use idbridge_core::operator::Operator;
 
 use super::shared::{print_json, remap_after};
 use crate::apply_file::ApplyDocument;

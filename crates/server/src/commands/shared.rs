@@ -33,7 +33,7 @@ pub(super) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 pub(super) async fn remap_after(
     services: &crate::app::Services,
-    report: &idbridge_core::operator::ApplyReport,
+    report: &idbridge_app::operator::ApplyReport,
     ctx: &AuditContext,
 ) -> anyhow::Result<()> {
     if report.dry_run || report.remap_tenants.is_empty() {

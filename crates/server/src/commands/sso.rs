@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use idbridge_app::operator::Operator;
 use idbridge_core::audit::AuditContext;
-use idbridge_core::operator::Operator;
 use idbridge_store::SqlStore;
 
 use crate::config::Settings;

@@ -1,8 +1,8 @@
 //! `tenant`, `scim-token` and `audit`.
 
 use anyhow::bail;
+use idbridge_app::operator::Operator;
 use idbridge_core::audit::{AuditContext, AuditQuery};
-use idbridge_core::operator::Operator;
 use idbridge_core::tenant::TenantSettings;
 
 use crate::cli::{AuditArgs, ScimTokenCommand, TenantCommand};

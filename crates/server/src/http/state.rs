@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::http::HeaderName;
-use idbridge_core::operator::Operator;
+use idbridge_app::operator::Operator;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

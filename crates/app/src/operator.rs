@@ -7,16 +7,16 @@ use std::sync::Arc;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
-use crate::catalog::Catalog;
-use crate::changeset::{ChangeSetHeader, ChangeSetStatus, HeldChangeSet};
-use crate::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
-use crate::individual::{Individual, IndividualId, IndividualQuery};
-use crate::ports::Store;
-use crate::role::{AccessLevel, AccessProfile, Role};
-use crate::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
-use crate::token::{self, ScimTokenRecord};
-use crate::{DomainError, DomainResult};
+use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
+use idbridge_core::catalog::Catalog;
+use idbridge_core::changeset::{ChangeSetHeader, ChangeSetStatus, HeldChangeSet};
+use idbridge_core::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
+use idbridge_core::individual::{Individual, IndividualId, IndividualQuery};
+use idbridge_core::ports::Store;
+use idbridge_core::role::{AccessLevel, AccessProfile, Role};
+use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
+use idbridge_core::token::{self, ScimTokenRecord};
+use idbridge_core::{DomainError, DomainResult};
 
 /// The operator's handle on the bridge.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ pub struct PortalIndividual {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub display_name: Option<String>,
-    pub status: crate::individual::IndividualStatus,
+    pub status: idbridge_core::individual::IndividualStatus,
     /// Whether the individual may use the portal at this moment.
     pub active_now: bool,
     pub role: Option<String>,
@@ -69,7 +69,7 @@ pub struct PortalIndividual {
     pub access_profile: Option<String>,
     /// Flag → on/off for every catalog flag (all off without a profile).
     pub access_profile_flags: BTreeMap<String, bool>,
-    pub scopes: crate::scopes::Scopes,
+    pub scopes: idbridge_core::scopes::Scopes,
     pub time_zone: String,
     pub valid_from: Option<jiff::Timestamp>,
     pub valid_until: Option<jiff::Timestamp>,
@@ -80,7 +80,7 @@ impl PortalIndividual {
     /// The portal's view of an individual, given the catalog, roles and access profiles
     /// (the Portal API reads them from the store; sign-in from its short-lived snapshot).
     pub fn of(
-        i: crate::individual::Individual,
+        i: idbridge_core::individual::Individual,
         catalog: &Catalog,
         roles: &BTreeMap<String, Role>,
         profiles: &BTreeMap<String, AccessProfile>,
@@ -88,8 +88,8 @@ impl PortalIndividual {
     ) -> Self {
         let role = i.role.as_ref().and_then(|r| roles.get(r));
         let profile = i.access_profile.as_ref().and_then(|p| profiles.get(p));
-        let active_now = i.status == crate::individual::IndividualStatus::Active
-            && i.scheduled_status(now) == crate::individual::IndividualStatus::Active
+        let active_now = i.status == idbridge_core::individual::IndividualStatus::Active
+            && i.scheduled_status(now) == idbridge_core::individual::IndividualStatus::Active
             && role.is_some();
         PortalIndividual {
             id: i.id,
@@ -151,7 +151,7 @@ impl Operator {
     /// one-row write — a lease that expires at once.
     pub async fn probe_writable(&self) -> DomainResult<()> {
         self.store.ping().await?;
-        let now = crate::clock::now();
+        let now = idbridge_core::clock::now();
         self.store.try_lease("readyz-write-probe", "readyz", now, now).await.map(|_| ())
     }
 
@@ -164,7 +164,7 @@ impl Operator {
     pub async fn update_tenant(
         &self,
         tenant: &Tenant,
-        settings: &crate::tenant::TenantSettings,
+        settings: &idbridge_core::tenant::TenantSettings,
         ctx: &AuditContext,
     ) -> DomainResult<Tenant> {
         self.store.update_tenant(tenant.id, tenant.version, settings, ctx).await
@@ -175,7 +175,7 @@ impl Operator {
         self.store.get_individual(tenant, id).await
     }
 
-    pub async fn mapping_rules(&self, tenant: TenantId) -> DomainResult<Vec<crate::mapping::rules::Rule>> {
+    pub async fn mapping_rules(&self, tenant: TenantId) -> DomainResult<Vec<idbridge_core::mapping::rules::Rule>> {
         self.store.get_mapping_rules(tenant).await
     }
 
@@ -291,7 +291,7 @@ impl Operator {
             tenant_id: tenant.id,
             name: name.to_owned(),
             hash: issued.hash,
-            created_at: crate::clock::now(),
+            created_at: idbridge_core::clock::now(),
             revoked_at: None,
         };
         self.store.create_scim_token(&record, ctx).await?;
@@ -320,7 +320,7 @@ impl Operator {
         // The same work whether the tenant exists or not — two lookups and one hash check —
         // so that response time does not tell which tenant slugs exist.
         let tenant = self.store.get_tenant(&slug).await?;
-        let tenant_id = tenant.as_ref().map_or(crate::tenant::TenantId(Uuid::nil()), |t| t.id);
+        let tenant_id = tenant.as_ref().map_or(idbridge_core::tenant::TenantId(Uuid::nil()), |t| t.id);
         let record = self.store.find_scim_token(tenant_id, id).await?;
         let valid = match &record {
             Some(record) => token::verify(presented, &record.hash),
@@ -419,7 +419,7 @@ impl Operator {
             self.store.list_roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
         let profiles: BTreeMap<String, AccessProfile> =
             self.store.list_access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
-        let now = crate::clock::now();
+        let now = idbridge_core::clock::now();
         Ok(individuals.into_iter().map(|i| PortalIndividual::of(i, &catalog, &roles, &profiles, now)).collect())
     }
 
@@ -428,7 +428,7 @@ impl Operator {
     pub async fn replace_rules(
         &self,
         slug: &TenantSlug,
-        rules: Vec<crate::mapping::rules::Rule>,
+        rules: Vec<idbridge_core::mapping::rules::Rule>,
         known_mappers: std::collections::BTreeSet<String>,
         dry_run: bool,
         ctx: &AuditContext,

@@ -7,7 +7,7 @@ use idbridge_core::reconcile::SourcePerson;
 use idbridge_core::source_record::{ScimMember, ScimRecord};
 use serde_json::Value;
 
-use crate::schema::{ENTERPRISE_USER, PORTAL_USER};
+use idbridge_core::source_record::{ENTERPRISE_USER, PORTAL_USER};
 
 /// The connection name of SCIM links: one SCIM endpoint per tenant.
 pub const SCIM_CONNECTION: &str = "scim";
