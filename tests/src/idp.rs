@@ -25,9 +25,21 @@ fn ensure_node_modules() {
 }
 
 /// A free loopback port (the IdP's issuer and idbridge's public URL must name their
-/// port before the servers start).
+/// port before the servers start). Chosen below the kernel's ephemeral range (32768 and
+/// up on Linux): a port handed out for `127.0.0.1:0` — another test's daemon, an outgoing
+/// connection — was seen to take it between this choice and the server's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Tests run as separate processes: spread them by pid, then step within the process.
+    let base = (u64::from(std::process::id()) * 7919 % 12_000) as u32;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (base.wrapping_add(n.wrapping_mul(97)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A private RSA JWK with this key id.

@@ -153,12 +153,30 @@ impl Workdir {
 
     /// Starts `idbridge serve` on a port known in advance, with `server.public_url` naming
     /// it (the OpenID provider's issuer must be the URL clients reach).
+    /// A port chosen in advance can be taken by another test's daemon before this one
+    /// binds it ("Address already in use"): a daemon that exits before listening is tried
+    /// again on another port, twice at most.
     pub fn serve_public(&self) -> Daemon {
-        let port = idp::free_port();
-        self.serve_at(&format!("127.0.0.1:{port}"), Some(format!("http://127.0.0.1:{port}")))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = idp::free_port();
+            match self.try_serve_at(&format!("127.0.0.1:{port}"), Some(format!("http://127.0.0.1:{port}"))) {
+                Ok(daemon) => return daemon,
+                Err(status) if attempt < 3 => {
+                    eprintln!("idbridge serve on port {port} exited ({status}); another port")
+                }
+                Err(status) => panic!("idbridge serve exited before listening: {status}"),
+            }
+        }
     }
 
     pub fn serve_at(&self, listen: &str, public_url: Option<String>) -> Daemon {
+        self.try_serve_at(listen, public_url)
+            .unwrap_or_else(|status| panic!("idbridge serve exited before listening: {status}"))
+    }
+
+    fn try_serve_at(&self, listen: &str, public_url: Option<String>) -> Result<Daemon, std::process::ExitStatus> {
         let mut command = self.command(&["serve"]);
         command.env("IDBRIDGE_SERVER__LISTEN", listen).stdout(Stdio::piped()).stderr(Stdio::inherit());
         if let Some(url) = public_url {
@@ -174,16 +192,13 @@ impl Workdir {
                         break url.trim().to_owned();
                     }
                 }
-                _ => {
-                    let status = child.wait().expect("wait");
-                    panic!("idbridge serve exited before listening: {status}");
-                }
+                _ => return Err(child.wait().expect("wait")),
             }
         };
         let client = ::reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
         let daemon = Daemon { child, base, client };
         daemon.wait_healthy();
-        daemon
+        Ok(daemon)
     }
 }
 

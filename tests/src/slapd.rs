@@ -241,5 +241,5 @@ fn make_certificates(dir: &std::path::Path) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    crate::idp::free_port()
 }

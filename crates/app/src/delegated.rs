@@ -13,7 +13,9 @@ use crate::operator::Operator;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::catalog::Catalog;
 use idbridge_core::individual::{Individual, IndividualQuery};
-use idbridge_core::reconcile::{ManualChange, NewIndividual, Reconciler};
+use idbridge_core::reconcile::{ManualChange, NewIndividual};
+
+use crate::reconciliation::SourceReconciliation;
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::scopes::Scopes;
 use idbridge_core::tenant::Tenant;
@@ -31,6 +33,7 @@ pub struct DelegatedChange {
 
 /// What a delegated administrator may hand out: never more than it holds.
 pub struct DelegatedAdmin {
+    reconciliation: SourceReconciliation,
     tenant: Tenant,
     caller: Individual,
     catalog: Catalog,
@@ -47,7 +50,8 @@ fn forbidden(message: impl Into<String>) -> DomainError {
 
 impl DelegatedAdmin {
     /// The caller's limits, or why it is no delegated administrator.
-    pub async fn of(operator: &Operator, tenant: Tenant, caller: Individual) -> DomainResult<Self> {
+    pub async fn of(reconciliation: &SourceReconciliation, tenant: Tenant, caller: Individual) -> DomainResult<Self> {
+        let operator = &reconciliation.mapping.operator;
         let catalog = operator.catalog().await?;
         let roles: BTreeMap<_, _> = operator.roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
         let profiles: BTreeMap<_, _> =
@@ -60,20 +64,22 @@ impl DelegatedAdmin {
         let own_flags =
             caller.access_profile.as_ref().and_then(|p| profiles.get(p)).map(|p| p.flags.clone()).unwrap_or_default();
         let ctx = AuditContext::new(Actor::new(ActorKind::Individual, caller.id.to_string()));
-        Ok(Self { tenant, caller, catalog, own_role, own_flags, roles, profiles, ctx })
+        let reconciliation = reconciliation.clone();
+        Ok(Self { reconciliation, tenant, caller, catalog, own_role, own_flags, roles, profiles, ctx })
     }
 
     /// A page of the organisation's individuals.
-    pub async fn list(&self, operator: &Operator, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {
-        operator.individuals(&self.tenant.slug, query).await
+    pub async fn list(&self, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {
+        self.operator().individuals(&self.tenant.slug, query).await
     }
 
     /// One individual of the organisation, by id or login.
-    pub async fn show(&self, operator: &Operator, id: &str) -> DomainResult<Individual> {
-        operator.individual(&self.tenant.slug, id).await
+    pub async fn show(&self, id: &str) -> DomainResult<Individual> {
+        self.operator().individual(&self.tenant.slug, id).await
     }
 
-    pub async fn create(&self, reconciler: &Reconciler, new: NewIndividual) -> DomainResult<Individual> {
+    pub async fn create(&self, new: NewIndividual) -> DomainResult<Individual> {
+        let reconciler = &self.reconciliation.reconciler;
         self.check_role(&new.role)?;
         if let Some(p) = &new.access_profile {
             self.check_profile(p)?;
@@ -82,14 +88,9 @@ impl DelegatedAdmin {
         reconciler.create_manual(&self.tenant, new, &self.ctx).await
     }
 
-    pub async fn change(
-        &self,
-        operator: &Operator,
-        reconciler: &Reconciler,
-        id: &str,
-        change: &DelegatedChange,
-    ) -> DomainResult<Individual> {
-        let target = self.target(operator, id).await?;
+    pub async fn change(&self, id: &str, change: &DelegatedChange) -> DomainResult<Individual> {
+        let (operator, reconciler) = (self.operator(), &self.reconciliation.reconciler);
+        let target = self.target(id).await?;
         if let Some(role) = &change.role {
             self.check_role(role)?;
         }
@@ -106,8 +107,9 @@ impl DelegatedAdmin {
     }
 
     /// Ends an individual's access now (its expiration becomes this instant).
-    pub async fn expire(&self, operator: &Operator, reconciler: &Reconciler, id: &str) -> DomainResult<Individual> {
-        let target = self.target(operator, id).await?;
+    pub async fn expire(&self, id: &str) -> DomainResult<Individual> {
+        let (operator, reconciler) = (self.operator(), &self.reconciliation.reconciler);
+        let target = self.target(id).await?;
         let now = reconciler.now();
         // An activation after now would make the expiration precede it; the access never
         // starts then either.
@@ -119,8 +121,12 @@ impl DelegatedAdmin {
 
     /// The target must be of the caller's tenant (the lookup is scoped by it) and not hold
     /// more than the caller.
-    async fn target(&self, operator: &Operator, id: &str) -> DomainResult<Individual> {
-        let target = operator.individual(&self.tenant.slug, id).await?;
+    fn operator(&self) -> &Operator {
+        &self.reconciliation.mapping.operator
+    }
+
+    async fn target(&self, id: &str) -> DomainResult<Individual> {
+        let target = self.operator().individual(&self.tenant.slug, id).await?;
         if let Some(role) = target.role.as_ref().and_then(|r| self.roles.get(r))
             && !role.is_within(&self.own_role, &self.catalog)
         {

@@ -32,7 +32,8 @@ const PAGE: u32 = 1000;
 #[derive(Clone)]
 pub struct SourceReconciliation {
     pub mapping: MappingService,
-    pub reconciler: Reconciler,
+    /// The one writer of individuals; adapters reach it only through the use cases here.
+    pub(crate) reconciler: Reconciler,
     pub records: Arc<dyn ScimRecordStore>,
     /// What directory sources said at their last complete run.
     pub directory: Arc<dyn idbridge_core::ports::DirectoryStore>,
@@ -727,6 +728,28 @@ impl SourceReconciliation {
     /// Approves a held change set, never with stale decisions: a directory run's set by
     /// reading the directory again; any other by re-planning its people from their
     /// sources now (`Replan`).
+    /// An operator's change by hand to one individual: dates, time zone, scopes added or
+    /// removed (a re-map never undoes them).
+    pub async fn change_by_hand(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+        change: &idbridge_core::reconcile::ManualChange,
+        ctx: &AuditContext,
+    ) -> DomainResult<idbridge_core::reconcile::Outcome> {
+        self.reconciler.manual(tenant, individual, change, ctx).await
+    }
+
+    /// Drops a held change set: nobody changes.
+    pub async fn reject(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<()> {
+        self.reconciler.reject(tenant, id, ctx).await
+    }
+
+    /// The lifecycle clock's pass (`scheduler`), on this service's reconciler.
+    pub fn scheduler(&self) -> Reconciler {
+        self.reconciler.clone()
+    }
+
     pub async fn approve(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<CommitReport> {
         // Which kind of set it is, without reading its writes.
         let set = self

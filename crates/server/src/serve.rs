@@ -146,7 +146,7 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         instance.clone(),
     ));
     tokio::spawn(idbridge_app::scheduler::run(
-        reconciliation.reconciler.clone(),
+        reconciliation.scheduler(),
         Duration::from_secs(settings.lifecycle.tick_seconds),
     ));
     let scim = idbridge_scim::ScimState::new(

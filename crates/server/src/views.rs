@@ -158,6 +158,68 @@ pub fn individuals(individuals: &[idbridge_core::individual::Individual]) -> Vec
     individuals.iter().map(Individual::from).collect()
 }
 
+/// A held change set as operators read it, with its writes.
+#[derive(Debug, Serialize)]
+pub struct HeldChangeSet<'a> {
+    pub id: uuid::Uuid,
+    pub tenant_id: idbridge_core::tenant::TenantId,
+    pub origin: &'a str,
+    pub status: idbridge_core::changeset::ChangeSetStatus,
+    pub summary: &'a idbridge_core::changeset::ChangeSummary,
+    pub writes: Vec<PlannedWrite<'a>>,
+    pub created_at: jiff::Timestamp,
+    pub created_by: &'a str,
+    pub decided_at: Option<jiff::Timestamp>,
+    pub decided_by: Option<&'a str>,
+    pub result: Option<&'a str>,
+}
+
+/// One held write: the individual as read (`null` for a create) and as it would become.
+#[derive(Debug, Serialize)]
+pub struct PlannedWrite<'a> {
+    pub before: Option<Individual<'a>>,
+    pub after: Individual<'a>,
+    pub action: &'a str,
+}
+
+impl<'a> From<&'a idbridge_core::changeset::HeldChangeSet> for HeldChangeSet<'a> {
+    fn from(set: &'a idbridge_core::changeset::HeldChangeSet) -> Self {
+        let idbridge_core::changeset::HeldChangeSet {
+            id,
+            tenant_id,
+            origin,
+            status,
+            summary,
+            writes,
+            created_at,
+            created_by,
+            decided_at,
+            decided_by,
+            result,
+        } = set;
+        Self {
+            id: *id,
+            tenant_id: *tenant_id,
+            origin,
+            status: *status,
+            summary,
+            writes: writes
+                .iter()
+                .map(|idbridge_core::changeset::PlannedWrite { before, after, action }| PlannedWrite {
+                    before: before.as_ref().map(Individual::from),
+                    after: Individual::from(after),
+                    action,
+                })
+                .collect(),
+            created_at: *created_at,
+            created_by,
+            decided_at: *decided_at,
+            decided_by: decided_by.as_deref(),
+            result: result.as_deref(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use idbridge_core::individual::{IndividualId, IndividualStatus, SourceKind, SourceLink};
@@ -165,8 +227,71 @@ mod tests {
     use idbridge_core::tenant::{TenantId, TenantPolicy, TenantSlug};
     use uuid::Uuid;
 
-    /// The views publish today's fields under today's names: what the admin API and
-    /// `--json` sent before they existed (scripts read it), and nothing more.
+    /// A view publishes exactly its listed fields, each as the domain type serialises it:
+    /// what the admin API and `--json` sent before the views existed (scripts read it). A
+    /// field added to a domain type is published only when it is added here too.
+    fn published(view: serde_json::Value, domain: serde_json::Value, fields: &[&str]) {
+        let view = view.as_object().unwrap();
+        let mut keys: Vec<&str> = view.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = fields.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        for field in fields {
+            assert_eq!(view[*field], domain[*field], "{field}");
+        }
+    }
+
+    const TENANT: &[&str] = &[
+        "id",
+        "slug",
+        "name",
+        "enabled",
+        "default_time_zone",
+        "allowed_roles",
+        "allowed_access_profiles",
+        "policy",
+        "version",
+        "created_at",
+        "updated_at",
+    ];
+    const INDIVIDUAL: &[&str] = &[
+        "id",
+        "tenant_id",
+        "login",
+        "email",
+        "given_name",
+        "family_name",
+        "display_name",
+        "role",
+        "access_profile",
+        "scopes",
+        "time_zone",
+        "activation",
+        "expiration",
+        "status",
+        "links",
+        "deprovisioned_at",
+        "access_ended_at",
+        "provenance",
+        "version",
+        "created_at",
+        "updated_at",
+    ];
+    const HELD: &[&str] = &[
+        "id",
+        "tenant_id",
+        "origin",
+        "status",
+        "summary",
+        "writes",
+        "created_at",
+        "created_by",
+        "decided_at",
+        "decided_by",
+        "result",
+    ];
+
     #[test]
     fn views_keep_the_published_shape() {
         let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
@@ -183,7 +308,11 @@ mod tests {
             created_at: at,
             updated_at: at,
         };
-        assert_eq!(serde_json::to_value(super::Tenant::from(&tenant)).unwrap(), serde_json::to_value(&tenant).unwrap());
+        published(
+            serde_json::to_value(super::Tenant::from(&tenant)).unwrap(),
+            serde_json::to_value(&tenant).unwrap(),
+            TENANT,
+        );
         let individual = idbridge_core::individual::Individual {
             id: IndividualId(Uuid::nil()),
             tenant_id: tenant.id,
@@ -207,9 +336,34 @@ mod tests {
             created_at: at,
             updated_at: at,
         };
-        assert_eq!(
+        published(
             serde_json::to_value(super::Individual::from(&individual)).unwrap(),
-            serde_json::to_value(&individual).unwrap()
+            serde_json::to_value(&individual).unwrap(),
+            INDIVIDUAL,
+        );
+        let mut after = individual.clone();
+        after.status = IndividualStatus::Suspended;
+        let set = idbridge_core::changeset::HeldChangeSet {
+            id: Uuid::nil(),
+            tenant_id: tenant.id,
+            origin: "SCIM DELETE /Users".into(),
+            status: idbridge_core::changeset::ChangeSetStatus::Pending,
+            summary: Default::default(),
+            writes: vec![idbridge_core::changeset::PlannedWrite {
+                before: Some(individual),
+                after,
+                action: "individual.deprovisioned".into(),
+            }],
+            created_at: at,
+            created_by: "scim_token:abc".into(),
+            decided_at: None,
+            decided_by: None,
+            result: None,
+        };
+        published(
+            serde_json::to_value(super::HeldChangeSet::from(&set)).unwrap(),
+            serde_json::to_value(&set).unwrap(),
+            HELD,
         );
     }
 }

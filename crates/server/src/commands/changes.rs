@@ -67,7 +67,7 @@ pub(crate) async fn changes(
         ChangesCommand::Show { id, json } => {
             let set = find_change_set(operator, &id).await?;
             if json {
-                print_json(&set)?;
+                print_json(&crate::views::HeldChangeSet::from(&set))?;
             } else {
                 out!("change set {} of {} — {}", set.id, slug_of(set.tenant_id), set.status.as_str());
                 out!("origin:   {} (by {} at {})", set.origin, set.created_by, set.created_at);
@@ -107,7 +107,7 @@ pub(crate) async fn changes(
         ChangesCommand::Reject { id } => {
             let set = find_change_set(operator, &id).await?;
             let tenant = &tenants[&set.tenant_id];
-            services.reconciliation()?.reconciler.reject(tenant, set.id, ctx).await?;
+            services.reconciliation()?.reject(tenant, set.id, ctx).await?;
             out!("rejected {}: nothing applied", set.id);
         }
     }

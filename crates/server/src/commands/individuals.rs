@@ -81,7 +81,7 @@ pub(crate) async fn individual(
                 add_scopes: scopes_arg("--add-scope", &add_scope)?,
                 remove_scopes: scopes_arg("--remove-scope", &remove_scope)?,
             };
-            let outcome = services.reconciliation()?.reconciler.manual(&tenant, &individual, &change, ctx).await?;
+            let outcome = services.reconciliation()?.change_by_hand(&tenant, &individual, &change, ctx).await?;
             match outcome {
                 idbridge_core::reconcile::Outcome::Unchanged => out!("no changes"),
                 idbridge_core::reconcile::Outcome::Held(reason) => anyhow::bail!("{reason}"),

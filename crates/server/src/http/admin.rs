@@ -540,7 +540,7 @@ async fn change_individual(
     let slug = slug(&raw)?;
     let tenant = state.operator.tenant(&slug).await?;
     let individual = state.operator.individual(&slug, &id).await?;
-    state.reconciliation.reconciler.manual(&tenant, &individual, &change.into(), &caller.ctx).await?;
+    state.reconciliation.change_by_hand(&tenant, &individual, &change.into(), &caller.ctx).await?;
     let changed = state.operator.individual(&slug, &individual.id.to_string()).await?;
     Ok(Json(crate::views::Individual::from(&changed)).into_response())
 }
@@ -594,7 +594,7 @@ async fn show_change_set(
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
     let id = change_set_id(&id)?;
     let set = state.operator.change_set(tenant.id, id).await?;
-    Ok(Json(set).into_response())
+    Ok(Json(crate::views::HeldChangeSet::from(&set)).into_response())
 }
 
 async fn approve_change_set(
@@ -618,7 +618,7 @@ async fn reject_change_set(
     Path((raw, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
-    state.reconciliation.reconciler.reject(&tenant, change_set_id(&id)?, &caller.ctx).await?;
+    state.reconciliation.reject(&tenant, change_set_id(&id)?, &caller.ctx).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -52,7 +52,7 @@ impl FromRequestParts<AppState> for IndividualCaller {
 impl IndividualCaller {
     /// The caller as a delegated administrator, or why it is none (403).
     async fn admin(&self, state: &AppState) -> ApiResult<DelegatedAdmin> {
-        Ok(DelegatedAdmin::of(&state.operator, self.tenant.clone(), self.individual.clone()).await?)
+        Ok(DelegatedAdmin::of(&state.reconciliation, self.tenant.clone(), self.individual.clone()).await?)
     }
 }
 
@@ -68,7 +68,7 @@ async fn delegated_list(
 ) -> ApiResult<Response> {
     let admin = caller.admin(&state).await?;
     let query = p.query()?;
-    let individuals = admin.list(&state.operator, &query).await?;
+    let individuals = admin.list(&query).await?;
     page(&state, &query, individuals).await
 }
 
@@ -77,7 +77,7 @@ async fn delegated_show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let individual = caller.admin(&state).await?.show(&state.operator, &id).await?;
+    let individual = caller.admin(&state).await?.show(&id).await?;
     one(&state, individual).await
 }
 
@@ -89,7 +89,7 @@ async fn delegated_create(
     let admin = caller.admin(&state).await?;
     let new: super::bodies::NewIndividualBody =
         crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid individual: {e}")))?;
-    let created = admin.create(&state.reconciliation.reconciler, new.into()).await?;
+    let created = admin.create(new.into()).await?;
     let mut items = state.operator.portal_individuals(vec![created]).await?;
     Ok((axum::http::StatusCode::CREATED, Json(items.remove(0))).into_response())
 }
@@ -103,8 +103,7 @@ async fn delegated_update(
     let admin = caller.admin(&state).await?;
     let change: super::bodies::DelegatedChangeBody =
         crate::strict::from_json(&body).map_err(|e| ApiError::bad_request(format!("invalid change: {e}")))?;
-    let individual =
-        admin.change(&state.operator, &state.reconciliation.reconciler, &id, &DelegatedChange::from(change)).await?;
+    let individual = admin.change(&id, &DelegatedChange::from(change)).await?;
     one(&state, individual).await
 }
 
@@ -115,7 +114,7 @@ async fn delegated_expire(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let admin = caller.admin(&state).await?;
-    let individual = admin.expire(&state.operator, &state.reconciliation.reconciler, &id).await?;
+    let individual = admin.expire(&id).await?;
     one(&state, individual).await
 }
 
