@@ -8,9 +8,13 @@
 //! `app::Services`) builds these services once from the configuration and one store.
 //!
 //! Where each use case lives:
+//! - `operator`: the operator's actions that need no reconciliation (tenants, tokens,
+//!   configuration, audit) and the reads portals and the OpenID provider make.
 //! - `reconciliation`: source reconciliation — SCIM changes, owed intents, re-maps after a
 //!   rule or policy change, held change-set approval — and the merged view of a person
-//!   across sources (`with_linked_sources`); the only holder of the individual writer.
+//!   across sources (`with_linked_sources`); it holds the reconciler (the one writer of
+//!   individuals) and hands it to no adapter. `scim_person` is what a stored SCIM user
+//!   says about a person.
 //! - `mapping`: a tenant's pipeline, `mapping preview`; `diff`: `mapping diff`;
 //!   `reconciliation` has `remap`.
 //! - `explain`: `individual explain`.
@@ -25,10 +29,6 @@
 //! - `portal_clients`: portal registration and tenants' sign-in settings.
 //! - `delivery`: the outbox's webhooks.
 //! - `stopping`: how a long use case learns that the process is stopping.
-//!
-//! - `operator`: the operator's actions that need no reconciliation (tenants, tokens,
-//!   configuration, audit) and the reads portals and the OpenID provider make.
-//! - `scim_person`: what a stored SCIM user says about a person.
 
 use std::sync::Arc;
 
