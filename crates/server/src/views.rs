@@ -220,6 +220,88 @@ impl<'a> From<&'a idbridge_core::changeset::HeldChangeSet> for HeldChangeSet<'a>
     }
 }
 
+/// An audit entry as operators read it: its position in the log and the record.
+#[derive(Debug, Serialize)]
+pub struct AuditEntry<'a> {
+    pub id: i64,
+    pub tenant_id: Option<idbridge_core::tenant::TenantId>,
+    pub actor: &'a idbridge_core::audit::Actor,
+    pub subject_kind: &'a str,
+    pub subject_id: &'a str,
+    pub action: &'a str,
+    pub before: Option<&'a serde_json::Value>,
+    pub after: Option<&'a serde_json::Value>,
+    pub request_id: Option<&'a str>,
+    pub at: jiff::Timestamp,
+}
+
+impl<'a> From<&'a idbridge_core::audit::AuditEntry> for AuditEntry<'a> {
+    fn from(entry: &'a idbridge_core::audit::AuditEntry) -> Self {
+        let idbridge_core::audit::AuditEntry { id, record } = entry;
+        let idbridge_core::audit::AuditRecord {
+            tenant_id,
+            actor,
+            subject_kind,
+            subject_id,
+            action,
+            before,
+            after,
+            request_id,
+            at,
+        } = record;
+        Self {
+            id: *id,
+            tenant_id: *tenant_id,
+            actor,
+            subject_kind,
+            subject_id,
+            action,
+            before: before.as_ref(),
+            after: after.as_ref(),
+            request_id: request_id.as_deref(),
+            at: *at,
+        }
+    }
+}
+
+/// A directory run as operators read it (`sync status`, `/admin/v1/sync-runs`).
+#[derive(Debug, Serialize)]
+pub struct SyncRun<'a> {
+    pub id: uuid::Uuid,
+    pub tenant_id: idbridge_core::tenant::TenantId,
+    pub source: &'a str,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub status: idbridge_core::directory::RunStatus,
+    pub summary: &'a idbridge_core::directory::RunSummary,
+    pub error: Option<&'a str>,
+}
+
+impl<'a> From<&'a idbridge_core::directory::SyncRun> for SyncRun<'a> {
+    fn from(run: &'a idbridge_core::directory::SyncRun) -> Self {
+        let idbridge_core::directory::SyncRun {
+            id,
+            tenant_id,
+            source,
+            started_at,
+            finished_at,
+            status,
+            summary,
+            error,
+        } = run;
+        Self {
+            id: *id,
+            tenant_id: *tenant_id,
+            source,
+            started_at: *started_at,
+            finished_at: *finished_at,
+            status: *status,
+            summary,
+            error: error.as_deref(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use idbridge_core::individual::{IndividualId, IndividualStatus, SourceKind, SourceLink};
@@ -291,6 +373,10 @@ mod tests {
         "decided_by",
         "result",
     ];
+
+    const AUDIT: &[&str] =
+        &["id", "tenant_id", "actor", "subject_kind", "subject_id", "action", "before", "after", "request_id", "at"];
+    const SYNC_RUN: &[&str] = &["id", "tenant_id", "source", "started_at", "finished_at", "status", "summary", "error"];
 
     #[test]
     fn views_keep_the_published_shape() {
@@ -364,6 +450,40 @@ mod tests {
             serde_json::to_value(super::HeldChangeSet::from(&set)).unwrap(),
             serde_json::to_value(&set).unwrap(),
             HELD,
+        );
+        let entry = idbridge_core::audit::AuditEntry {
+            id: 7,
+            record: idbridge_core::audit::AuditRecord {
+                tenant_id: Some(tenant.id),
+                actor: idbridge_core::audit::Actor::new(idbridge_core::audit::ActorKind::Operator, "cli:ops"),
+                subject_kind: "tenant".into(),
+                subject_id: "acme".into(),
+                action: "tenant.updated".into(),
+                before: Some(serde_json::json!({"enabled": true})),
+                after: None,
+                request_id: Some("req-1".into()),
+                at,
+            },
+        };
+        published(
+            serde_json::to_value(super::AuditEntry::from(&entry)).unwrap(),
+            serde_json::to_value(&entry).unwrap(),
+            AUDIT,
+        );
+        let run = idbridge_core::directory::SyncRun {
+            id: Uuid::nil(),
+            tenant_id: tenant.id,
+            source: "corp".into(),
+            started_at: at,
+            finished_at: at,
+            status: idbridge_core::directory::RunStatus::Cancelled,
+            summary: Default::default(),
+            error: Some("stopping".into()),
+        };
+        published(
+            serde_json::to_value(super::SyncRun::from(&run)).unwrap(),
+            serde_json::to_value(&run).unwrap(),
+            SYNC_RUN,
         );
     }
 }

@@ -102,7 +102,7 @@ pub(crate) async fn sync(services: &crate::app::Services, command: SyncCommand) 
             .await?;
             if json {
                 for run in &runs {
-                    out!("{}", serde_json::to_string(run)?);
+                    out!("{}", serde_json::to_string(&crate::views::SyncRun::from(run))?);
                 }
             } else if runs.is_empty() {
                 out!("no sync runs");

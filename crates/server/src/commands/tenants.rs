@@ -110,7 +110,7 @@ pub(crate) async fn audit(operator: &Operator, args: AuditArgs) -> anyhow::Resul
     .map_err(|e| anyhow::anyhow!("--{e}"))?;
     for entry in operator.audit(slug.as_ref(), query).await? {
         if args.json {
-            out!("{}", serde_json::to_string(&entry)?);
+            out!("{}", serde_json::to_string(&crate::views::AuditEntry::from(&entry))?);
         } else {
             let r = &entry.record;
             out!(

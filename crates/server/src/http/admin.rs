@@ -381,12 +381,12 @@ async fn audit_response(
     if wants_lines {
         let mut body = String::new();
         for entry in &entries {
-            body.push_str(&serde_json::to_string(entry).unwrap_or_default());
+            body.push_str(&serde_json::to_string(&crate::views::AuditEntry::from(entry)).unwrap_or_default());
             body.push('\n');
         }
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
-    Ok(Json(entries).into_response())
+    Ok(Json(entries.iter().map(crate::views::AuditEntry::from).collect::<Vec<_>>()).into_response())
 }
 
 async fn tenant_audit(
@@ -671,5 +671,5 @@ async fn list_sync_runs(
         limit,
     )
     .await?;
-    Ok(Json(runs).into_response())
+    Ok(Json(runs.iter().map(crate::views::SyncRun::from).collect::<Vec<_>>()).into_response())
 }
