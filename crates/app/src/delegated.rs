@@ -9,17 +9,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::operator::Operator;
 use idbridge_core::audit::{Actor, ActorKind, AuditContext};
 use idbridge_core::catalog::Catalog;
 use idbridge_core::individual::{Individual, IndividualQuery};
 use idbridge_core::reconcile::{ManualChange, NewIndividual};
-
-use crate::reconciliation::SourceReconciliation;
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::scopes::Scopes;
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
+
+use crate::operator::Operator;
+use crate::reconciliation::SourceReconciliation;
 
 /// A delegated administrator's change to another individual: the assignment and the
 /// dates and scopes an operator could change by hand.
@@ -32,8 +32,8 @@ pub struct DelegatedChange {
 }
 
 /// What a delegated administrator may hand out: never more than it holds.
-pub struct DelegatedAdmin {
-    reconciliation: SourceReconciliation,
+pub struct DelegatedAdmin<'a> {
+    reconciliation: &'a SourceReconciliation,
     tenant: Tenant,
     caller: Individual,
     catalog: Catalog,
@@ -48,9 +48,13 @@ fn forbidden(message: impl Into<String>) -> DomainError {
     DomainError::Forbidden(message.into())
 }
 
-impl DelegatedAdmin {
+impl<'a> DelegatedAdmin<'a> {
     /// The caller's limits, or why it is no delegated administrator.
-    pub async fn of(reconciliation: &SourceReconciliation, tenant: Tenant, caller: Individual) -> DomainResult<Self> {
+    pub async fn of(
+        reconciliation: &'a SourceReconciliation,
+        tenant: Tenant,
+        caller: Individual,
+    ) -> DomainResult<Self> {
         let operator = &reconciliation.mapping.operator;
         let catalog = operator.catalog().await?;
         let roles: BTreeMap<_, _> = operator.roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
@@ -64,7 +68,6 @@ impl DelegatedAdmin {
         let own_flags =
             caller.access_profile.as_ref().and_then(|p| profiles.get(p)).map(|p| p.flags.clone()).unwrap_or_default();
         let ctx = AuditContext::new(Actor::new(ActorKind::Individual, caller.id.to_string()));
-        let reconciliation = reconciliation.clone();
         Ok(Self { reconciliation, tenant, caller, catalog, own_role, own_flags, roles, profiles, ctx })
     }
 
@@ -119,12 +122,12 @@ impl DelegatedAdmin {
         operator.individual(&self.tenant.slug, id).await
     }
 
-    /// The target must be of the caller's tenant (the lookup is scoped by it) and not hold
-    /// more than the caller.
     fn operator(&self) -> &Operator {
         &self.reconciliation.mapping.operator
     }
 
+    /// The target must be of the caller's tenant (the lookup is scoped by it) and not hold
+    /// more than the caller.
     async fn target(&self, id: &str) -> DomainResult<Individual> {
         let target = self.operator().individual(&self.tenant.slug, id).await?;
         if let Some(role) = target.role.as_ref().and_then(|r| self.roles.get(r))

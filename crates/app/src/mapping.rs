@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::operator::Operator;
 use idbridge_core::mapping::rules::RulesMapper;
 use idbridge_core::mapping::{self, Decision, ExternalGroup, MappingInput, Pipeline, UserFacts};
 use idbridge_core::tenant::{Tenant, TenantSlug};
 use idbridge_core::{DomainError, DomainResult};
 use idbridge_plugin_host::PluginHost;
 use serde::{Deserialize, Serialize};
+
+use crate::operator::Operator;
 
 #[derive(Clone)]
 pub struct MappingService {

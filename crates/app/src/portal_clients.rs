@@ -2,7 +2,6 @@
 //! `idbridge client …`, `/admin/v1/clients`), and a tenant's sign-in settings (verified
 //! domains and upstream IdP connections).
 
-use crate::operator::Operator;
 use idbridge_core::audit::AuditContext;
 use idbridge_core::ports::SsoStore;
 use idbridge_core::sso::{IdpConnection, PortalClient};
@@ -11,6 +10,8 @@ use idbridge_core::token::hash_token;
 use idbridge_core::{DomainError, DomainResult};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::operator::Operator;
 
 /// A portal client as operators write it.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,10 +3,11 @@
 //! another instance has not committed yet would otherwise fall behind the cursor for good
 //! (the same rule as webhook delivery, `delivery::settled`).
 
-use crate::operator::Operator;
 use idbridge_core::DomainResult;
 use idbridge_core::audit::ChangeEvent;
 use idbridge_core::tenant::TenantSlug;
+
+use crate::operator::Operator;
 
 /// How far past the cursor the outbox is looked at for holes.
 const LOOK_AHEAD: u32 = 1000;

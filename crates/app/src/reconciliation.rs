@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::scim_person::SCIM_CONNECTION;
 use async_trait::async_trait;
 use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, HeldChangeSet, HeldDecision, PlannedWrite};
@@ -22,6 +21,7 @@ use idbridge_core::{DomainError, DomainResult};
 use uuid::Uuid;
 
 use crate::mapping::MappingService;
+use crate::scim_person::SCIM_CONNECTION;
 
 /// Up to this many users are reconciled before the SCIM response; more (a big group
 /// renamed or emptied) are reconciled in the background.

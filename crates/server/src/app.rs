@@ -4,13 +4,13 @@
 
 use std::sync::{Arc, OnceLock};
 
+use idbridge_app::mapping::MappingService;
 use idbridge_app::operator::Operator;
+use idbridge_app::reconciliation::SourceReconciliation;
 use idbridge_plugin_host::PluginHost;
 use idbridge_store::SqlStore;
 
 use crate::config::Settings;
-use idbridge_app::mapping::MappingService;
-use idbridge_app::reconciliation::SourceReconciliation;
 
 pub struct Services {
     pub store: SqlStore,

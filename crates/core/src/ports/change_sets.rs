@@ -1,12 +1,12 @@
 //! Ports for held change sets and for leases between instances.
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::DomainResult;
 use crate::audit::AuditRecord;
 use crate::changeset::{ChangeSetDecision, ChangeSetStatus, HeldChangeSet};
 use crate::tenant::TenantId;
-use uuid::Uuid;
 
 /// Change sets held by the mass-deprovision guard: stored, listed without their writes,
 /// extended while pending, decided once.

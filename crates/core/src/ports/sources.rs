@@ -3,6 +3,7 @@
 //! how the SCIM service reports its writes for reconciliation.
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::DomainResult;
 use crate::audit::{AuditContext, AuditRecord};
@@ -10,7 +11,6 @@ use crate::individual::SourceLink;
 use crate::intent::{Intent, IntentStats, Owed};
 use crate::source_record::{ScimKind, ScimMember, ScimQuery, ScimRecord, ScimWrite};
 use crate::tenant::TenantId;
-use uuid::Uuid;
 
 /// Storage of SCIM source records and group memberships. Every method is scoped by tenant.
 #[async_trait]

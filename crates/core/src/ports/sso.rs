@@ -2,12 +2,12 @@
 //! back-channel logouts owed.
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::DomainResult;
 use crate::audit::AuditRecord;
 use crate::individual::IndividualId;
 use crate::tenant::TenantId;
-use uuid::Uuid;
 
 /// Single sign-on state: portal clients, signing keys, pending logins, sessions,
 /// authorization codes and tokens. Secrets (client secrets, codes, tokens, session

@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for IndividualCaller {
 
 impl IndividualCaller {
     /// The caller as a delegated administrator, or why it is none (403).
-    async fn admin(&self, state: &AppState) -> ApiResult<DelegatedAdmin> {
+    async fn admin<'a>(&self, state: &'a AppState) -> ApiResult<DelegatedAdmin<'a>> {
         Ok(DelegatedAdmin::of(&state.reconciliation, self.tenant.clone(), self.individual.clone()).await?)
     }
 }
