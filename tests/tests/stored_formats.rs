@@ -57,15 +57,22 @@ async fn fields_written_by_a_newer_version_are_ignored_on_read() {
     let db =
         sqlx::SqlitePool::connect(&format!("sqlite://{}", work.path().join("idbridge.db").display())).await.unwrap();
     for statement in [
-        "UPDATE tenants SET policy = json_set(policy, '$.from_a_newer_version', json('{\"x\": 1}'), \
-         '$.oidc[0].newer_connection_field', 'x', '$.oidc[0].claims.newer_claim', 'c') WHERE slug = 'acme'",
-        "UPDATE mapping_rules SET rules = json_set(rules, '$[0].newer_rule_field', 1)",
+        "UPDATE tenants SET policy = json_set(policy, '$.format', 2, '$.newer_envelope_field', 1, \
+         '$.value.from_a_newer_version', json('{\"x\": 1}'), '$.value.oidc[0].newer_connection_field', 'x', \
+         '$.value.oidc[0].claims.newer_claim', 'c') WHERE slug = 'acme'",
+        "UPDATE mapping_rules SET rules = json_set(rules, '$.format', 2, '$.value[0].newer_rule_field', 1)",
         "UPDATE change_sets SET writes = json_set(writes, '$.writes[0].newer_write_field', 1, \
-         '$.newer_envelope_field', 1, '$.format', 2), summary = json_set(summary, '$.newer_summary_field', 1)",
+         '$.newer_envelope_field', 1, '$.format', 2), \
+         summary = json_set(summary, '$.format', 2, '$.value.newer_summary_field', 1)",
+        "UPDATE individuals SET scopes = json_set(scopes, '$.format', 2, '$.value.newer_scope_kind', json('[]')), \
+         provenance = json_set(provenance, '$.format', 2, '$.value.newer_origin', 'x')",
     ] {
         let done = sqlx::query(statement).execute(&db).await.unwrap();
-        assert_eq!(done.rows_affected(), 1, "{statement}");
+        assert!(done.rows_affected() >= 1, "{statement}");
     }
+    // Every stored value was written in an envelope, and each statement above changed one.
+    let (policy,): (String,) = sqlx::query_as("SELECT policy FROM tenants").fetch_one(&db).await.unwrap();
+    assert!(policy.starts_with("{\"format\":2,\"value\":{"), "{policy}");
     db.close().await;
     // The daemon reads configuration through a 2 s snapshot.
     std::thread::sleep(Duration::from_millis(2500));
@@ -74,6 +81,10 @@ async fn fields_written_by_a_newer_version_are_ignored_on_read() {
     assert!(work.ok(&["tenant", "show", "acme"]).contains("acme"));
     assert!(work.ok(&["sign-in", "show", "acme"]).contains("okta"));
     assert!(work.ok(&["changes", "show", &set_id]).contains("active → suspended"));
+    assert_eq!(active(), 40, "individuals whose scopes and provenance a newer version wrote");
+    let listing = work.ok(&["individual", "list", "acme"]);
+    let someone = listing.lines().find(|l| l.contains(" active")).and_then(|l| l.split_whitespace().next()).unwrap();
+    assert!(work.ok(&["individual", "show", "acme", someone]).contains(someone), "{listing}");
     let tenants = daemon.client().get(daemon.url("/admin/v1/tenants")).bearer_auth(&admin_token).send().await.unwrap();
     assert_eq!(tenants.status(), 200);
     let user = scim(&daemon, &token, "/Users", json!({"userName": "late@acme.example"})).await;

@@ -11,6 +11,7 @@ use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, ChangeSetStatus};
 use idbridge_core::directory::{LdapSource, RunStatus, RunSummary, SyncRun};
 use idbridge_core::individual::{Individual, SourceKind};
+use idbridge_core::ports::DirectoryRecord;
 use idbridge_core::reconcile::{CHANGE_DIGEST_VERSION, CommitReport, Plan, Planned, SourcePerson, Submitted};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
@@ -55,34 +56,34 @@ pub fn bind_password(tenant: &Tenant, source: &LdapSource) -> DomainResult<Optio
 struct Found {
     seen: HashSet<String>,
     changed: Vec<SourcePerson>,
-    /// (external id, hash, person JSON) to store when the run is applied.
-    upserts: Vec<(String, String, String)>,
+    /// What to store when the run is applied.
+    upserts: Vec<DirectoryRecord>,
 }
 
 impl Found {
     fn consider(&mut self, stored: &HashMap<String, String>, person: SourcePerson) {
         self.seen.insert(person.link.external_id.clone());
         let digest = person.change_digest();
-        let json = || serde_json::to_string(&person).unwrap_or_default();
         match stored.get(&person.link.external_id) {
             Some(known) if *known == digest => {}
             // A digest of the earlier encoding (SHA-256 of the person's JSON as that
             // version wrote it): unchanged when it still matches; the row is rewritten
             // with the new digest without re-planning the person.
-            Some(known) if !known.starts_with(CHANGE_DIGEST_VERSION) && *known == legacy_digest(&json()) => {
-                self.upserts.push((person.link.external_id.clone(), digest, json()));
+            Some(known) if !known.starts_with(CHANGE_DIGEST_VERSION) && *known == legacy_digest(&person) => {
+                self.upserts.push(DirectoryRecord { digest, person });
             }
             _ => {
-                self.upserts.push((person.link.external_id.clone(), digest, json()));
+                self.upserts.push(DirectoryRecord { digest, person: person.clone() });
                 self.changed.push(person);
             }
         }
     }
 }
 
-/// How runs before `CHANGE_DIGEST_VERSION` detected a change.
-fn legacy_digest(json: &str) -> String {
-    hex::encode(Sha256::digest(json.as_bytes()))
+/// How runs before `CHANGE_DIGEST_VERSION` detected a change: SHA-256 of the person's
+/// JSON as those versions wrote it.
+fn legacy_digest(person: &SourcePerson) -> String {
+    hex::encode(Sha256::digest(serde_json::to_string(person).unwrap_or_default().as_bytes()))
 }
 
 /// What one complete read of a source found.
@@ -506,7 +507,7 @@ impl SourceReconciliation {
         // People the tenant refused (a mapping it does not allow) keep their old record, so
         // the next run tries them again.
         let held: HashSet<&str> = set.held.iter().map(|h| h.source_id.as_str()).collect();
-        upserts.retain(|(id, _, _)| !held.contains(id.as_str()));
+        upserts.retain(|r| !held.contains(r.external_id()));
         let approving = match mode {
             RunMode::DryRun => return Ok((RunStatus::DryRun, plan, None)),
             RunMode::Approve(id) => Some(id),
@@ -548,9 +549,12 @@ impl SourceReconciliation {
                 if !report.failed.is_empty() {
                     summary.warnings.extend(report.failed.iter().map(|(id, e)| format!("individual {id}: {e}")));
                     // Their records stay as they were, so the next run tries again.
-                    let failed: HashSet<&String> =
-                        report.failed.iter().filter_map(|(id, _)| external_of.get(&id.to_string())).collect();
-                    upserts.retain(|(id, _, _)| !failed.contains(id));
+                    let failed: HashSet<&str> = report
+                        .failed
+                        .iter()
+                        .filter_map(|(id, _)| external_of.get(&id.to_string()).map(String::as_str))
+                        .collect();
+                    upserts.retain(|r| !failed.contains(r.external_id()));
                 }
                 self.directory.update_directory_records(tenant.id, &source.name, &upserts, &removed).await?;
                 if since.is_none() {
@@ -733,12 +737,12 @@ mod tests {
     #[test]
     fn digests_of_the_earlier_encoding_are_recognised() {
         let bob = person("bob");
-        let legacy = legacy_digest(&serde_json::to_string(&bob).unwrap());
+        let legacy = legacy_digest(&bob);
         let mut run = found();
         run.consider(&HashMap::from([("bob".to_owned(), legacy.clone())]), bob.clone());
         assert!(run.changed.is_empty(), "an unchanged person is not re-planned");
         assert_eq!(run.upserts.len(), 1, "its row gets the new digest");
-        assert_eq!(run.upserts[0].1, bob.change_digest());
+        assert_eq!(run.upserts[0].digest, bob.change_digest());
 
         let mut run = found();
         run.consider(&HashMap::from([("bob".to_owned(), bob.change_digest())]), bob.clone());

@@ -26,26 +26,24 @@ pub struct Operator {
     configured_catalog: Catalog,
 }
 
-/// A tenant with the definitions of the roles and access profiles it may use.
-#[derive(Debug, Clone, Serialize)]
+/// A tenant with the definitions of the roles and access profiles it may use (the
+/// server's views publish it).
+#[derive(Debug, Clone)]
 pub struct TenantView {
-    #[serde(flatten)]
     pub tenant: Tenant,
     pub roles: Vec<RoleView>,
     pub access_profiles: Vec<AccessProfileView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RoleView {
-    #[serde(flatten)]
     pub role: Role,
     /// Level for every catalog section.
     pub permissions: BTreeMap<String, AccessLevel>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AccessProfileView {
-    #[serde(flatten)]
     pub profile: AccessProfile,
     /// On/off for every catalog flag.
     pub effective_flags: BTreeMap<String, bool>,

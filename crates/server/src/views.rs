@@ -302,9 +302,109 @@ impl<'a> From<&'a idbridge_core::directory::SyncRun> for SyncRun<'a> {
     }
 }
 
+/// A role as operators read it.
+#[derive(Debug, Serialize)]
+pub struct Role<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub default_level: idbridge_core::role::AccessLevel,
+    pub levels: &'a std::collections::BTreeMap<String, idbridge_core::role::AccessLevel>,
+}
+
+impl<'a> From<&'a idbridge_core::role::Role> for Role<'a> {
+    fn from(role: &'a idbridge_core::role::Role) -> Self {
+        let idbridge_core::role::Role { name, description, default_level, levels } = role;
+        Self { name, description, default_level: *default_level, levels }
+    }
+}
+
+pub fn roles(roles: &[idbridge_core::role::Role]) -> Vec<Role<'_>> {
+    roles.iter().map(Role::from).collect()
+}
+
+/// An access profile as operators read it.
+#[derive(Debug, Serialize)]
+pub struct AccessProfile<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub flags: &'a std::collections::BTreeSet<String>,
+}
+
+impl<'a> From<&'a idbridge_core::role::AccessProfile> for AccessProfile<'a> {
+    fn from(profile: &'a idbridge_core::role::AccessProfile) -> Self {
+        let idbridge_core::role::AccessProfile { name, description, flags } = profile;
+        Self { name, description, flags }
+    }
+}
+
+pub fn access_profiles(profiles: &[idbridge_core::role::AccessProfile]) -> Vec<AccessProfile<'_>> {
+    profiles.iter().map(AccessProfile::from).collect()
+}
+
+/// The portal's sections and flags, each with its description.
+#[derive(Debug, Serialize)]
+pub struct Catalog<'a> {
+    pub sections: &'a std::collections::BTreeMap<String, String>,
+    pub flags: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a idbridge_core::catalog::Catalog> for Catalog<'a> {
+    fn from(catalog: &'a idbridge_core::catalog::Catalog) -> Self {
+        let idbridge_core::catalog::Catalog { sections, flags } = catalog;
+        Self { sections, flags }
+    }
+}
+
+/// `tenant show`: the tenant with the definitions of the roles and access profiles it
+/// may use, each with its effect on every catalog section and flag.
+#[derive(Debug, Serialize)]
+pub struct TenantDetail<'a> {
+    #[serde(flatten)]
+    pub tenant: Tenant<'a>,
+    pub roles: Vec<RoleDetail<'a>>,
+    pub access_profiles: Vec<AccessProfileDetail<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoleDetail<'a> {
+    #[serde(flatten)]
+    pub role: Role<'a>,
+    /// The level of every catalog section.
+    pub permissions: &'a std::collections::BTreeMap<String, idbridge_core::role::AccessLevel>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccessProfileDetail<'a> {
+    #[serde(flatten)]
+    pub profile: AccessProfile<'a>,
+    /// On or off for every catalog flag.
+    pub effective_flags: &'a std::collections::BTreeMap<String, bool>,
+}
+
+impl<'a> From<&'a idbridge_app::operator::TenantView> for TenantDetail<'a> {
+    fn from(view: &'a idbridge_app::operator::TenantView) -> Self {
+        let idbridge_app::operator::TenantView { tenant, roles, access_profiles } = view;
+        Self {
+            tenant: Tenant::from(tenant),
+            roles: roles
+                .iter()
+                .map(|r| RoleDetail { role: Role::from(&r.role), permissions: &r.permissions })
+                .collect(),
+            access_profiles: access_profiles
+                .iter()
+                .map(|p| AccessProfileDetail {
+                    profile: AccessProfile::from(&p.profile),
+                    effective_flags: &p.effective_flags,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use idbridge_core::individual::{IndividualId, IndividualStatus, SourceKind, SourceLink};
+    use idbridge_core::role::AccessLevel;
     use idbridge_core::schedule::LocalInstant;
     use idbridge_core::tenant::{TenantId, TenantPolicy, TenantSlug};
     use uuid::Uuid;
@@ -376,6 +476,8 @@ mod tests {
 
     const AUDIT: &[&str] =
         &["id", "tenant_id", "actor", "subject_kind", "subject_id", "action", "before", "after", "request_id", "at"];
+    const ROLE: &[&str] = &["name", "description", "default_level", "levels"];
+    const PROFILE: &[&str] = &["name", "description", "flags"];
     const SYNC_RUN: &[&str] = &["id", "tenant_id", "source", "started_at", "finished_at", "status", "summary", "error"];
 
     #[test]
@@ -485,5 +587,63 @@ mod tests {
             serde_json::to_value(&run).unwrap(),
             SYNC_RUN,
         );
+
+        let role = idbridge_core::role::Role {
+            name: "PBX admin".into(),
+            description: "all of the PBX".into(),
+            default_level: AccessLevel::Read,
+            levels: [("extensions".to_owned(), AccessLevel::Modify)].into(),
+        };
+        published(serde_json::to_value(super::Role::from(&role)).unwrap(), serde_json::to_value(&role).unwrap(), ROLE);
+        let profile = idbridge_core::role::AccessProfile {
+            name: "recordings".into(),
+            description: String::new(),
+            flags: ["call_recording".to_owned()].into(),
+        };
+        published(
+            serde_json::to_value(super::AccessProfile::from(&profile)).unwrap(),
+            serde_json::to_value(&profile).unwrap(),
+            PROFILE,
+        );
+        let catalog = idbridge_core::catalog::Catalog::builtin();
+        published(
+            serde_json::to_value(super::Catalog::from(&catalog)).unwrap(),
+            serde_json::to_value(&catalog).unwrap(),
+            &["sections", "flags"],
+        );
+
+        // `tenant show --json`: the tenant's fields, then its roles and profiles with their
+        // effect on the catalog, as before the views.
+        let detail = idbridge_app::operator::TenantView {
+            tenant: tenant.clone(),
+            roles: vec![idbridge_app::operator::RoleView {
+                role: role.clone(),
+                permissions: [("billing".to_owned(), AccessLevel::Read)].into(),
+            }],
+            access_profiles: vec![idbridge_app::operator::AccessProfileView {
+                profile: profile.clone(),
+                effective_flags: [("call_recording".to_owned(), true)].into(),
+            }],
+        };
+        let published_detail = serde_json::to_value(super::TenantDetail::from(&detail)).unwrap();
+        let mut with_lists = serde_json::to_value(&tenant).unwrap();
+        with_lists["roles"] = serde_json::Value::Null;
+        with_lists["access_profiles"] = serde_json::Value::Null;
+        let mut tenant_fields = TENANT.to_vec();
+        tenant_fields.extend(["roles", "access_profiles"]);
+        let mut tenant_part = published_detail.clone();
+        tenant_part["roles"] = serde_json::Value::Null;
+        tenant_part["access_profiles"] = serde_json::Value::Null;
+        published(tenant_part, with_lists, &tenant_fields);
+        let mut role_fields = ROLE.to_vec();
+        role_fields.push("permissions");
+        let mut role_with = serde_json::to_value(&role).unwrap();
+        role_with["permissions"] = serde_json::json!({"billing": "read"});
+        published(published_detail["roles"][0].clone(), role_with, &role_fields);
+        let mut profile_fields = PROFILE.to_vec();
+        profile_fields.push("effective_flags");
+        let mut profile_with = serde_json::to_value(&profile).unwrap();
+        profile_with["effective_flags"] = serde_json::json!({"call_recording": true});
+        published(published_detail["access_profiles"][0].clone(), profile_with, &profile_fields);
     }
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
 use crate::log::append_audit;
+use crate::stored;
 
 const COLUMNS: &str =
     "tenant_id, id, origin, status, summary, writes, created_at, created_by, decided_at, decided_by, result";
@@ -63,7 +64,7 @@ fn header_from_row(row: &AnyRow) -> DomainResult<ChangeSetHeader> {
         id: uuid("change set id", &get_s("id")?)?,
         origin: get_s("origin")?,
         status: ChangeSetStatus::parse(&get_s("status")?)?,
-        summary: from_json("summary", &get_s("summary")?)?,
+        summary: stored::read("summary", &get_s("summary")?)?,
         created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
         created_by: get_s("created_by")?,
         decided_at: row.try_get::<Option<i64>, _>("decided_at").map_err(storage)?.map(timestamp).transpose()?,
@@ -123,7 +124,7 @@ impl SqlStore {
         .map_err(storage)?;
         let Some(row) = row else { return Ok(None) };
         let mut writes = writes_from_json(&row.try_get::<String, _>("writes").map_err(storage)?)?;
-        let old: ChangeSummary = from_json("summary", &row.try_get::<String, _>("summary").map_err(storage)?)?;
+        let old: ChangeSummary = stored::read("summary", &row.try_get::<String, _>("summary").map_err(storage)?)?;
         let joining: std::collections::HashSet<_> = more.iter().map(|w| w.after.id).collect();
         writes.retain(|w| !joining.contains(&w.after.id));
         writes.extend(more.iter().cloned());
@@ -131,7 +132,7 @@ impl SqlStore {
         let summary = ChangeSummary { taken_recently: old.taken_recently, ..set.summary(old.holding_access) };
         sqlx::query("UPDATE change_sets SET writes = $1, summary = $2 WHERE tenant_id = $3 AND id = $4")
             .bind(writes_to_json(&set.writes))
-            .bind(to_json(&summary))
+            .bind(stored::write(&summary))
             .bind(tenant.0.to_string())
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -152,7 +153,7 @@ impl SqlStore {
         .bind(set.id.to_string())
         .bind(&set.origin)
         .bind(set.status.as_str())
-        .bind(to_json(&set.summary))
+        .bind(stored::write(&set.summary))
         .bind(writes_to_json(&set.writes))
         .bind(micros(set.created_at))
         .bind(&set.created_by)

@@ -8,8 +8,9 @@ use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use sqlx::{AnyConnection, Row};
 
 use crate::SqlStore;
-use crate::convert::{from_json, micros, storage, to_json, uuid};
+use crate::convert::{micros, storage, uuid};
 use crate::log::append_audit;
+use crate::stored;
 use crate::tenants::{insert_tenant, update_tenant_row};
 use idbridge_core::mapping::rules::Rule;
 use idbridge_core::tenant::TenantId;
@@ -23,7 +24,7 @@ async fn put_role(conn: &mut AnyConnection, role: &Role) -> DomainResult<()> {
     .bind(&role.name)
     .bind(&role.description)
     .bind(role.default_level.as_str())
-    .bind(to_json(&role.levels))
+    .bind(stored::write(&role.levels))
     .bind(micros(idbridge_core::clock::now()))
     .execute(conn)
     .await
@@ -39,7 +40,7 @@ async fn put_access_profile(conn: &mut AnyConnection, profile: &AccessProfile) -
     )
     .bind(&profile.name)
     .bind(&profile.description)
-    .bind(to_json(&profile.flags))
+    .bind(stored::write(&profile.flags))
     .bind(micros(idbridge_core::clock::now()))
     .execute(conn)
     .await
@@ -84,7 +85,7 @@ impl SqlStore {
                     name: row.try_get("name").map_err(storage)?,
                     description: row.try_get("description").map_err(storage)?,
                     default_level: AccessLevel::parse(&row.try_get::<String, _>("default_level").map_err(storage)?)?,
-                    levels: from_json("role levels", &row.try_get::<String, _>("levels").map_err(storage)?)?,
+                    levels: stored::read("role levels", &row.try_get::<String, _>("levels").map_err(storage)?)?,
                 })
             })
             .collect()
@@ -98,7 +99,7 @@ impl SqlStore {
                 .map_err(storage)?;
         rows.into_iter()
             .map(|(name, description, flags)| {
-                Ok(AccessProfile { name, description, flags: from_json("access profile flags", &flags)? })
+                Ok(AccessProfile { name, description, flags: stored::read("access profile flags", &flags)? })
             })
             .collect()
     }
@@ -109,7 +110,9 @@ impl SqlStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(storage)?;
-        rows.into_iter().map(|(t, r)| Ok((TenantId(uuid("tenant_id", &t)?), from_json("mapping rules", &r)?))).collect()
+        rows.into_iter()
+            .map(|(t, r)| Ok((TenantId(uuid("tenant_id", &t)?), stored::read("mapping rules", &r)?)))
+            .collect()
     }
 
     pub(crate) async fn mapping_rules_get(&self, tenant: TenantId) -> DomainResult<Vec<Rule>> {
@@ -118,7 +121,7 @@ impl SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(storage)?;
-        row.map(|(r,)| from_json("mapping rules", &r)).transpose().map(Option::unwrap_or_default)
+        row.map(|(r,)| stored::read("mapping rules", &r)).transpose().map(Option::unwrap_or_default)
     }
 
     pub(crate) async fn config_apply(&self, changes: &[ConfigChange], ctx: &AuditContext) -> DomainResult<()> {
@@ -140,7 +143,7 @@ impl SqlStore {
                          ON CONFLICT (tenant_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
                     )
                     .bind(id.0.to_string())
-                    .bind(to_json(after))
+                    .bind(stored::write(after))
                     .bind(micros(idbridge_core::clock::now()))
                     .execute(&mut *tx)
                     .await

@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use idbridge_core::DomainResult;
 use idbridge_core::directory::{RunStatus, SyncRun};
-use idbridge_core::ports::DirectoryStore;
+use idbridge_core::ports::{DirectoryRecord, DirectoryStore};
 use idbridge_core::reconcile::SourcePerson;
 use idbridge_core::tenant::TenantId;
 use sqlx::Row;
 
 use crate::SqlStore;
-use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
+use crate::convert::{micros, storage, timestamp, uuid};
 use crate::rows::value_rows;
+use crate::stored;
 
 #[async_trait]
 impl DirectoryStore for SqlStore {
@@ -43,7 +44,7 @@ impl DirectoryStore for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(storage)?;
-        row.map(|(p,)| from_json("directory person", &p)).transpose()
+        row.map(|(p,)| stored::read_person("directory person", &p)).transpose()
     }
 
     async fn directory_persons_after(
@@ -64,14 +65,14 @@ impl DirectoryStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        rows.iter().map(|(p,)| from_json("directory person", p)).collect()
+        rows.iter().map(|(p,)| stored::read_person("directory person", p)).collect()
     }
 
     async fn update_directory_records(
         &self,
         tenant: TenantId,
         source: &str,
-        upserts: &[(String, String, String)],
+        upserts: &[DirectoryRecord],
         deletes: &[String],
     ) -> DomainResult<()> {
         let mut tx = self.begin().await?;
@@ -94,8 +95,13 @@ impl DirectoryStore for SqlStore {
                 value_rows(self.backend, chunk.len(), 5, &[])
             );
             let mut query = sqlx::query(&sql);
-            for (id, hash, person) in chunk {
-                query = query.bind(&tenant).bind(source).bind(id).bind(hash).bind(person);
+            for record in chunk {
+                query = query
+                    .bind(&tenant)
+                    .bind(source)
+                    .bind(record.external_id())
+                    .bind(&record.digest)
+                    .bind(stored::write_person(&record.person));
             }
             query.execute(&mut *tx).await.map_err(storage)?;
         }
@@ -114,7 +120,7 @@ impl DirectoryStore for SqlStore {
         .bind(micros(run.started_at))
         .bind(micros(run.finished_at))
         .bind(run.status.as_str())
-        .bind(to_json(&run.summary))
+        .bind(stored::write(&run.summary))
         .bind(&run.error)
         .execute(&mut *tx)
         .await
@@ -142,7 +148,7 @@ impl DirectoryStore for SqlStore {
                     started_at: timestamp(row.try_get("started_at").map_err(storage)?)?,
                     finished_at: timestamp(row.try_get("finished_at").map_err(storage)?)?,
                     status: RunStatus::parse(&get("status")?)?,
-                    summary: from_json("summary", &get("summary")?)?,
+                    summary: stored::read("summary", &get("summary")?)?,
                     error: row.try_get("error").map_err(storage)?,
                 })
             })

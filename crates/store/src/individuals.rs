@@ -8,8 +8,9 @@ use idbridge_core::{DomainError, DomainResult};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
+use crate::convert::{micros, storage, timestamp, unique_or_storage, uuid};
 use crate::rows::value_rows;
+use crate::stored;
 use crate::{Backend, SqlStore};
 
 const COLUMNS: &str = "tenant_id, id, login, email, given_name, family_name, display_name, role, access_profile, scopes,
@@ -43,7 +44,7 @@ fn individual_from_row(row: &AnyRow, links: Vec<SourceLink>) -> DomainResult<Ind
         display_name: get_o("display_name")?,
         role: get_o("role")?,
         access_profile: get_o("access_profile")?,
-        scopes: from_json("scopes", &get_s("scopes")?)?,
+        scopes: stored::read("scopes", &get_s("scopes")?)?,
         activation: local_instant(row, "activation", &time_zone)?,
         expiration: local_instant(row, "expiration", &time_zone)?,
         time_zone,
@@ -54,7 +55,7 @@ fn individual_from_row(row: &AnyRow, links: Vec<SourceLink>) -> DomainResult<Ind
             .map_err(storage)?
             .map(timestamp)
             .transpose()?,
-        provenance: from_json("provenance", &get_s("provenance")?)?,
+        provenance: stored::read("provenance", &get_s("provenance")?)?,
         access_ended_at: row
             .try_get::<Option<i64>, _>("access_ended_at")
             .map_err(storage)?
@@ -166,7 +167,7 @@ fn bind_row<'q>(q: AnyQuery<'q>, w: &'q IndividualWrite) -> AnyQuery<'q> {
         .bind(i.display_name.clone())
         .bind(i.role.clone())
         .bind(i.access_profile.clone())
-        .bind(to_json(&i.scopes))
+        .bind(stored::write(&i.scopes))
         .bind(i.time_zone.clone())
         .bind(i.activation.as_ref().map(|a| a.local.to_string()))
         .bind(i.activation.as_ref().map(|a| micros(a.at)))
@@ -175,7 +176,7 @@ fn bind_row<'q>(q: AnyQuery<'q>, w: &'q IndividualWrite) -> AnyQuery<'q> {
         .bind(i.status.as_str())
         .bind(micros(i.updated_at))
         .bind(i.deprovisioned_at.map(micros))
-        .bind(to_json(&i.provenance))
+        .bind(stored::write(&i.provenance))
         .bind(i.access_ended_at.map(micros))
 }
 

@@ -22,6 +22,7 @@ mod port;
 mod rows;
 mod scim;
 mod sso;
+mod stored;
 mod tenants;
 
 use std::str::FromStr;

@@ -9,6 +9,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
+use crate::stored;
 
 pub(crate) async fn append_audit(conn: &mut AnyConnection, record: &AuditRecord) -> DomainResult<()> {
     sqlx::query(
@@ -82,8 +83,8 @@ pub(crate) async fn append_change_events_many<'e>(
                 .bind(event.tenant_id.0.to_string())
                 .bind(event.individual_id.0.to_string())
                 .bind(event.kind.as_str())
-                .bind(to_json(&event.individual))
-                .bind(event.permission_diff.as_ref().map(to_json))
+                .bind(stored::write(&event.individual))
+                .bind(event.permission_diff.as_ref().map(stored::write))
                 .bind(micros(event.at));
         }
         query.execute(&mut *conn).await.map_err(storage)?;
@@ -118,11 +119,11 @@ fn event_from_row(row: &AnyRow, tenant: TenantId) -> DomainResult<(i64, ChangeEv
         tenant_id: tenant,
         individual_id: IndividualId(uuid("individual_id", &get_s("individual_id")?)?),
         kind: ChangeKind::parse(&get_s("kind")?)?,
-        individual: from_json("change individual", &get_s("individual")?)?,
+        individual: stored::read("change individual", &get_s("individual")?)?,
         permission_diff: row
             .try_get::<Option<String>, _>("permission_diff")
             .map_err(storage)?
-            .map(|t| from_json("permission_diff", &t))
+            .map(|t| stored::read("permission_diff", &t))
             .transpose()?,
         at: timestamp(row.try_get("at").map_err(storage)?)?,
     };

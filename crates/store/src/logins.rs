@@ -11,10 +11,11 @@ use jiff::Timestamp;
 use sqlx::Row;
 
 use crate::SqlStore;
-use crate::convert::{from_json, micros, storage, timestamp, to_json};
+use crate::convert::{micros, storage, timestamp};
+use crate::stored;
 
 fn record(person: &str, at: i64) -> DomainResult<(SourcePerson, Timestamp)> {
-    Ok((from_json("login person", person)?, timestamp(at)?))
+    Ok((stored::read_person("login person", person)?, timestamp(at)?))
 }
 
 #[async_trait]
@@ -30,7 +31,7 @@ impl LoginRecordStore for SqlStore {
         .bind(&tenant)
         .bind(&person.link.connection)
         .bind(&person.link.external_id)
-        .bind(to_json(person))
+        .bind(stored::write_person(person))
         .bind(micros(at))
         .execute(&mut *tx)
         .await

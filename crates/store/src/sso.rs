@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::SqlStore;
 use crate::convert::{from_json, micros, storage, timestamp, to_json, uuid};
 use crate::log::append_audit;
+use crate::stored;
 
 const TOKEN_COLUMNS: &str = "hash, kind, grant_id, client_id, tenant_id, individual_id, session_id, scope, \
                              created_at, expires_at, used_at, revoked_at";
@@ -82,7 +83,7 @@ impl SsoStore for SqlStore {
              ON CONFLICT (id) DO UPDATE SET body = excluded.body",
         )
         .bind(&client.id)
-        .bind(to_json(client))
+        .bind(stored::write(client))
         .bind(micros(client.created_at))
         .execute(&mut *tx)
         .await
@@ -97,13 +98,13 @@ impl SsoStore for SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(storage)?;
-        row.map(|r| from_json("portal client", &r.try_get::<String, _>("body").map_err(storage)?)).transpose()
+        row.map(|r| stored::read("portal client", &r.try_get::<String, _>("body").map_err(storage)?)).transpose()
     }
 
     async fn list_portal_clients(&self) -> DomainResult<Vec<PortalClient>> {
         let rows =
             sqlx::query("SELECT body FROM portal_clients ORDER BY id").fetch_all(&self.pool).await.map_err(storage)?;
-        rows.iter().map(|r| from_json("portal client", &r.try_get::<String, _>("body").map_err(storage)?)).collect()
+        rows.iter().map(|r| stored::read("portal client", &r.try_get::<String, _>("body").map_err(storage)?)).collect()
     }
 
     async fn delete_portal_client(&self, id: &str, audit: &AuditRecord) -> DomainResult<bool> {
@@ -434,7 +435,7 @@ impl SsoStore for SqlStore {
     async fn put_code(&self, hash: &str, code: &AuthorizationCode) -> DomainResult<()> {
         sqlx::query("INSERT INTO oauth_codes (hash, data, expires_at) VALUES ($1, $2, $3)")
             .bind(hash)
-            .bind(to_json(code))
+            .bind(stored::write(code))
             .bind(micros(code.expires_at))
             .execute(&self.pool)
             .await
@@ -457,7 +458,7 @@ impl SsoStore for SqlStore {
             if row.try_get::<i64, _>("expires_at").map_err(storage)? <= micros(now) {
                 return Ok(CodeRedemption::Unknown);
             }
-            let code: AuthorizationCode = from_json("code", &row.try_get::<String, _>("data").map_err(storage)?)?;
+            let code: AuthorizationCode = stored::read("code", &row.try_get::<String, _>("data").map_err(storage)?)?;
             return Ok(CodeRedemption::Fresh(code));
         }
         let earlier = sqlx::query("SELECT grant_id FROM oauth_codes WHERE hash = $1")

@@ -9,8 +9,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::SqlStore;
-use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
+use crate::convert::{micros, storage, timestamp, unique_or_storage, uuid};
 use crate::log::append_audit;
+use crate::stored;
 
 const TENANT_COLUMNS: &str = "id, slug, name, enabled, default_time_zone, allowed_roles, allowed_access_profiles, policy, version, created_at, updated_at";
 
@@ -22,9 +23,9 @@ fn tenant_from_row(row: &AnyRow) -> DomainResult<Tenant> {
         name: get_s("name")?,
         enabled: row.try_get::<i64, _>("enabled").map_err(storage)? != 0,
         default_time_zone: get_s("default_time_zone")?,
-        allowed_roles: from_json("allowed_roles", &get_s("allowed_roles")?)?,
-        allowed_access_profiles: from_json("allowed_access_profiles", &get_s("allowed_access_profiles")?)?,
-        policy: from_json("policy", &get_s("policy")?)?,
+        allowed_roles: stored::read("allowed_roles", &get_s("allowed_roles")?)?,
+        allowed_access_profiles: stored::read("allowed_access_profiles", &get_s("allowed_access_profiles")?)?,
+        policy: stored::read("policy", &get_s("policy")?)?,
         version: row.try_get("version").map_err(storage)?,
         created_at: timestamp(row.try_get("created_at").map_err(storage)?)?,
         updated_at: timestamp(row.try_get("updated_at").map_err(storage)?)?,
@@ -46,9 +47,9 @@ pub(crate) async fn insert_tenant(
     .bind(&settings.name)
     .bind(i64::from(settings.enabled))
     .bind(&settings.default_time_zone)
-    .bind(to_json(&settings.allowed_roles))
-    .bind(to_json(&settings.allowed_access_profiles))
-    .bind(to_json(&settings.policy))
+    .bind(stored::write(&settings.allowed_roles))
+    .bind(stored::write(&settings.allowed_access_profiles))
+    .bind(stored::write(&settings.policy))
     .bind(now)
     .fetch_one(conn)
     .await
@@ -70,9 +71,9 @@ pub(crate) async fn update_tenant_row(
     .bind(&settings.name)
     .bind(i64::from(settings.enabled))
     .bind(&settings.default_time_zone)
-    .bind(to_json(&settings.allowed_roles))
-    .bind(to_json(&settings.allowed_access_profiles))
-    .bind(to_json(&settings.policy))
+    .bind(stored::write(&settings.allowed_roles))
+    .bind(stored::write(&settings.allowed_access_profiles))
+    .bind(stored::write(&settings.policy))
     .bind(micros(idbridge_core::clock::now()))
     .bind(id.0.to_string())
     .bind(expected_version)

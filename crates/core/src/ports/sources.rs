@@ -121,6 +121,23 @@ pub trait LoginRecordStore: Send + Sync + 'static {
     ) -> DomainResult<Vec<(crate::reconcile::input::SourcePerson, jiff::Timestamp)>>;
 }
 
+/// A person as a directory's last complete run saw them, with the digest that tells the
+/// next run whether they changed ([`SourcePerson::change_digest`]). How the person is
+/// stored is the store's business.
+///
+/// [`SourcePerson::change_digest`]: crate::reconcile::input::SourcePerson::change_digest
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryRecord {
+    pub digest: String,
+    pub person: crate::reconcile::input::SourcePerson,
+}
+
+impl DirectoryRecord {
+    pub fn external_id(&self) -> &str {
+        &self.person.link.external_id
+    }
+}
+
 /// What directory sources said at their last complete run, and the runs themselves.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync + 'static {
@@ -146,12 +163,12 @@ pub trait DirectoryStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> DomainResult<Vec<crate::reconcile::input::SourcePerson>>;
-    /// Upserts (external id, hash, person JSON) and deletes, in one transaction.
+    /// Upserts records and deletes people by external id, in one transaction.
     async fn update_directory_records(
         &self,
         tenant: TenantId,
         source: &str,
-        upserts: &[(String, String, String)],
+        upserts: &[DirectoryRecord],
         deletes: &[String],
     ) -> DomainResult<()>;
     async fn record_sync_run(&self, run: &crate::directory::SyncRun) -> DomainResult<()>;

@@ -86,7 +86,7 @@ pub(super) fn plugins(settings: &Settings, json: bool) -> anyhow::Result<()> {
 pub(super) async fn catalog(operator: &Operator, json: bool) -> anyhow::Result<()> {
     let catalog = operator.catalog().await?;
     if json {
-        print_json(&catalog)?;
+        print_json(&crate::views::Catalog::from(&catalog))?;
     } else {
         out!("sections:");
         for (name, description) in &catalog.sections {
@@ -103,7 +103,7 @@ pub(super) async fn catalog(operator: &Operator, json: bool) -> anyhow::Result<(
 pub(super) async fn roles(operator: &Operator, json: bool) -> anyhow::Result<()> {
     let roles = operator.roles().await?;
     if json {
-        print_json(&roles)?;
+        print_json(&crate::views::roles(&roles))?;
     } else {
         for role in roles {
             let explicit: Vec<String> = role.levels.iter().map(|(s, l)| format!("{s}={}", l.as_str())).collect();
@@ -116,7 +116,7 @@ pub(super) async fn roles(operator: &Operator, json: bool) -> anyhow::Result<()>
 pub(super) async fn access_profiles(operator: &Operator, json: bool) -> anyhow::Result<()> {
     let profiles = operator.access_profiles().await?;
     if json {
-        print_json(&profiles)?;
+        print_json(&crate::views::access_profiles(&profiles))?;
     } else {
         for p in profiles {
             out!("{:<24} {}", p.name, p.flags.into_iter().collect::<Vec<_>>().join(" "));

@@ -31,7 +31,7 @@ pub(crate) async fn tenant(operator: &Operator, command: TenantCommand, ctx: &Au
         TenantCommand::Show { slug: raw, json } => {
             let view = operator.tenant_view(&slug(&raw)?).await?;
             if json {
-                print_json(&view)?;
+                print_json(&crate::views::TenantDetail::from(&view))?;
             } else {
                 let t = &view.tenant;
                 out!("tenant:          {} ({})", t.slug, t.name);

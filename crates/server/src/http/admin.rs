@@ -258,7 +258,8 @@ async fn create_tenant(
 }
 
 async fn show_tenant(_: OperatorCaller, State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
-    Ok(Json(state.operator.tenant_view(&slug(&raw)?).await?).into_response())
+    let view = state.operator.tenant_view(&slug(&raw)?).await?;
+    Ok(Json(crate::views::TenantDetail::from(&view)).into_response())
 }
 
 async fn enable_tenant(
@@ -409,15 +410,18 @@ async fn operator_audit(
 }
 
 async fn catalog(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.operator.catalog().await?).into_response())
+    let catalog = state.operator.catalog().await?;
+    Ok(Json(crate::views::Catalog::from(&catalog)).into_response())
 }
 
 async fn roles(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.operator.roles().await?).into_response())
+    let roles = state.operator.roles().await?;
+    Ok(Json(crate::views::roles(&roles)).into_response())
 }
 
 async fn access_profiles(_: OperatorCaller, State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.operator.access_profiles().await?).into_response())
+    let profiles = state.operator.access_profiles().await?;
+    Ok(Json(crate::views::access_profiles(&profiles)).into_response())
 }
 
 #[derive(Deserialize)]
