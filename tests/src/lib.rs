@@ -4,6 +4,7 @@
 pub mod idp;
 pub mod pg;
 pub mod portal;
+pub mod scim;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader};
