@@ -83,7 +83,7 @@ ensure_slapd() {
 ensure_oidc_peers() {
     have node || apt_install nodejs npm
     if [ ! -d tests/oidc/node_modules/oidc-provider ] || [ ! -d tests/oidc/node_modules/playwright-core ] \
-        || [ ! -d tests/oidc/node_modules/openid-client ]; then
+        || [ ! -d tests/oidc/node_modules/openid-client ] || [ ! -d tests/oidc/node_modules/jose ]; then
         (cd tests/oidc && npm ci --no-audit --no-fund --silent)
     fi
 }

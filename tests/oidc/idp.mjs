@@ -9,7 +9,9 @@
 //
 // The IdP's token answers can be tampered with at run time (POST /_test/tamper with
 // {"mode": ...}) to play an attacker or a broken IdP: alg "none", a wrong nonce, a key
-// the IdP no longer publishes, a token from another IdP, an expired token.
+// the IdP no longer publishes, a token from another IdP, an expired token; and its
+// answers to the authorization request can name another issuer or none
+// (`auth_iss_evil`, `auth_iss_missing`).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -164,6 +166,16 @@ provider.use(async (ctx, next) => {
     }
   }
   await next();
+  // A mix-up (RFC 9207): the answer to the client names another issuer, or none.
+  const location = ctx.response.get('location');
+  if (location && (tamper === 'auth_iss_evil' || tamper === 'auth_iss_missing')) {
+    const to = new URL(location, config.issuer);
+    if (to.searchParams.has('code')) {
+      if (tamper === 'auth_iss_evil') to.searchParams.set('iss', 'https://evil.example');
+      else to.searchParams.delete('iss');
+      ctx.set('location', to.href);
+    }
+  }
   if (ctx.path === '/token' && ctx.status === 200 && tamper !== 'none' && ctx.body && ctx.body.id_token) {
     ctx.body = { ...ctx.body, id_token: rewrite(ctx.body.id_token) };
   }

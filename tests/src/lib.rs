@@ -1,6 +1,7 @@
 //! Harness for end-to-end tests: runs the real `idbridge` binary in a temporary working
 //! directory, on a free loopback port, and talks to it over HTTP.
 
+pub mod browser;
 pub mod idp;
 pub mod pg;
 pub mod portal;

@@ -26,6 +26,8 @@ pub struct Notifier {
     pub http: reqwest::Client,
     /// How long a logout is retried before it is given up.
     pub retry_for: SignedDuration,
+    /// The longest wait between two attempts.
+    pub max_interval: SignedDuration,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -42,10 +44,11 @@ const BATCH: u32 = 50;
 /// How often an idle sender looks for due logouts (it is also woken when sessions end).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// The delay after `attempts` failed attempts: 1 s doubling, at most 10 minutes.
-pub fn backoff(attempts: i64) -> SignedDuration {
-    let exp = u32::try_from(attempts.clamp(1, 11) - 1).unwrap_or(0);
-    SignedDuration::from_secs((1_i64 << exp).min(600))
+/// The delay after `attempts` failed attempts: 1 s doubling, at most `max` (10 minutes by
+/// default: a portal back from an outage learns of a logout within that).
+pub fn backoff(attempts: i64, max: SignedDuration) -> SignedDuration {
+    let exp = u32::try_from(attempts.clamp(1, 13) - 1).unwrap_or(0);
+    SignedDuration::from_secs(1_i64 << exp).min(max)
 }
 
 impl Notifier {
@@ -61,6 +64,7 @@ impl Notifier {
             issuer: issuer.trim_end_matches('/').to_owned(),
             http,
             retry_for: SignedDuration::from_hours(24),
+            max_interval: SignedDuration::from_mins(10),
             wake: Arc::default(),
         }
     }
@@ -132,7 +136,14 @@ impl Notifier {
                 metrics::counter!("idbridge_backchannel_logouts_total", "result" => "failed").increment(1);
                 tracing::warn!(client = owed.client_id, session = %owed.session_id, error,
                     attempts = owed.attempts, "back-channel logout failed; retrying");
-                self.store.backchannel_logout_failed(owed.id, Some(now + backoff(owed.attempts)), &error, now).await
+                self.store
+                    .backchannel_logout_failed(
+                        owed.id,
+                        Some(now + backoff(owed.attempts, self.max_interval)),
+                        &error,
+                        now,
+                    )
+                    .await
             }
         };
         if let Err(e) = outcome {
@@ -180,5 +191,22 @@ impl Notifier {
 impl idbridge_app::sign_in::LogoutNotifier for Notifier {
     fn notify(&self) {
         Notifier::notify(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_back_off_by_doubling_up_to_the_longest_interval() {
+        let ten_minutes = SignedDuration::from_mins(10);
+        assert_eq!(backoff(1, ten_minutes), SignedDuration::from_secs(1));
+        assert_eq!(backoff(2, ten_minutes), SignedDuration::from_secs(2));
+        assert_eq!(backoff(10, ten_minutes), SignedDuration::from_secs(512));
+        assert_eq!(backoff(11, ten_minutes), ten_minutes);
+        assert_eq!(backoff(i64::MAX, ten_minutes), ten_minutes);
+        assert_eq!(backoff(0, ten_minutes), SignedDuration::from_secs(1));
+        assert_eq!(backoff(9, SignedDuration::from_secs(30)), SignedDuration::from_secs(30));
     }
 }

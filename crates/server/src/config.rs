@@ -103,6 +103,8 @@ pub struct SsoSettings {
     pub key_encryption_key_file: String,
     /// How long a back-channel logout a portal does not accept is retried.
     pub backchannel_retry_hours: i64,
+    /// The longest wait between two attempts at one back-channel logout.
+    pub backchannel_max_interval_seconds: i64,
 }
 
 impl SsoSettings {
@@ -315,6 +317,9 @@ impl Settings {
         }
         if !(1..=720).contains(&self.sso.backchannel_retry_hours) {
             return Err(invalid("sso.backchannel_retry_hours", "must be 1-720 (a month)"));
+        }
+        if !(1..=3600).contains(&self.sso.backchannel_max_interval_seconds) {
+            return Err(invalid("sso.backchannel_max_interval_seconds", "must be 1-3600 (an hour)"));
         }
         for (slug, tenant) in &self.webhook.tenants {
             idbridge_core::tenant::TenantSlug::parse(slug)

@@ -70,6 +70,7 @@ pub async fn sso_state(
         Duration::from_secs(s.http_timeout_seconds.max(1)),
     );
     notifier.retry_for = jiff::SignedDuration::from_hours(s.backchannel_retry_hours);
+    notifier.max_interval = jiff::SignedDuration::from_secs(s.backchannel_max_interval_seconds);
     Ok(idbridge_oidc::SsoState {
         config: idbridge_oidc::cache::ConfigCache::new(
             state.operator.clone(),
