@@ -31,11 +31,12 @@ struct Setup {
 
 async fn setup() -> Setup {
     let (backchannel, received) = logout_receiver().await;
-    setup_with(backchannel, received).await
+    setup_with(backchannel, received, &[]).await
 }
 
-/// The set-up with the portal's back-channel logout endpoint at `backchannel`.
-async fn setup_with(backchannel: String, received: Received) -> Setup {
+/// The set-up with the portal's back-channel logout endpoint at `backchannel`; `env` adds
+/// daemon settings.
+async fn setup_with(backchannel: String, received: Received, env: &[(&str, &str)]) -> Setup {
     let idbridge_port = free_port();
     let idbridge = format!("http://127.0.0.1:{idbridge_port}");
     let idp = Idp::for_idbridge(
@@ -50,10 +51,13 @@ async fn setup_with(backchannel: String, received: Received) -> Setup {
     );
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
     let (admin_token, admin_hash) = idbridge_e2e::new_token();
-    let work = Workdir::new()
+    let mut work = Workdir::new()
         .with_env("ACME_IDP_SECRET", UPSTREAM_SECRET)
         .with_env("PORTAL_SECRET", PORTAL_SECRET)
         .with_env("IDBRIDGE_ADMIN__TOKEN_HASHES", &format!("[\"{admin_hash}\"]"));
+    for (k, v) in env {
+        work = work.with_env(k, v);
+    }
     let file = work.path().join("sso.toml");
     std::fs::write(
         &file,
@@ -406,7 +410,7 @@ async fn a_refusal_leads_back_to_the_portal() {
 async fn a_back_channel_logout_survives_a_portal_outage_and_a_crash() {
     let port = free_port();
     let received: Received = Received::default();
-    let mut setup = setup_with(format!("http://127.0.0.1:{port}/backchannel"), received).await;
+    let mut setup = setup_with(format!("http://127.0.0.1:{port}/backchannel"), received, &[]).await;
     let agent = Agent::new();
     let (claims, tokens) = alice_signs_in(&setup, &agent).await;
     let id_token = tokens.id_token().unwrap().to_string();
@@ -484,4 +488,40 @@ async fn acr_values_are_passed_on_to_the_idp() {
     let at_idp = agent.walk(&to_idp, &setup.portal_redirect).await;
     let landing = agent.idp_login(&at_idp, "alice", &setup.portal_redirect).await;
     setup.portal.finish(started, &landing).await.expect("alice signs in");
+}
+
+/// Three instances on one PostgreSQL database, each with its back-channel sender: when
+/// the tenant is disabled, every session's portal gets its logout token exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logouts_are_sent_once_across_three_instances() {
+    let Some(db) = idbridge_e2e::SharedPgDatabase::create("idbridge_backchannel_instances") else { return };
+    let (backchannel, received) = logout_receiver().await;
+    let setup = setup_with(backchannel, received, &[("IDBRIDGE_DATABASE__URL", &db.url)]).await;
+    let _others = [
+        setup.work.serve_at("127.0.0.1:0", Some(setup.idbridge.clone())),
+        setup.work.serve_at("127.0.0.1:0", Some(setup.idbridge.clone())),
+    ];
+    let mut sids = Vec::new();
+    for _ in 0..12 {
+        let (claims, _) = alice_signs_in(&setup, &Agent::new()).await;
+        sids.push(claims["sid"].clone());
+    }
+    setup.work.ok(&["tenant", "disable", "acme"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = setup.received.lock().unwrap().iter().map(|t| payload(t)["sid"].clone()).collect::<Vec<_>>();
+        if sids.iter().all(|sid| got.contains(sid)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} of {} sessions logged out", got.len(), sids.len());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Time for a second sender to send one again, were a logout claimed twice.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let got: Vec<serde_json::Value> =
+        setup.received.lock().unwrap().iter().map(|t| payload(t)["sid"].clone()).collect();
+    for sid in &sids {
+        assert_eq!(got.iter().filter(|s| *s == sid).count(), 1, "session {sid} logged out once: {got:?}");
+    }
+    assert_eq!(got.len(), sids.len(), "{got:?}");
 }
