@@ -78,6 +78,26 @@ ensure_slapd() {
     if [ -n "$created" ]; then $sudo rm -f "$policy"; fi
 }
 
+# Samba's Active Directory domain controller for the AD tests (tests/src/samba.rs runs
+# it, LDAP only, on a loopback address of its own: port 389 and `ip addr add` need root).
+ensure_samba() {
+    have ip || apt_install iproute2
+    if have samba-tool && [ -x /usr/sbin/samba ] && dpkg -s samba-dsdb-modules >/dev/null 2>&1; then
+        return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    # Installing must not start the distribution's own Samba services.
+    local policy=/usr/sbin/policy-rc.d created=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod +x "$policy"
+        created=1
+    fi
+    apt_install samba samba-dsdb-modules
+    if [ -n "$created" ]; then $sudo rm -f "$policy"; fi
+}
+
 # The SSO tests' peers from npm (tests/oidc/package-lock.json): oidc-provider as the
 # customer's IdP, openid-client as a portal, playwright-core to drive the browser.
 ensure_oidc_peers() {

@@ -96,6 +96,9 @@ struct Read {
     url: String,
     groups: u64,
     warnings: Vec<String>,
+    /// In an incremental run, the known people the directory deleted since the mark
+    /// (Active Directory's tombstones).
+    deleted: HashSet<String>,
 }
 
 /// What a run does with what it planned.
@@ -287,6 +290,18 @@ impl SourceReconciliation {
             tracing::info!(tenant = %tenant.slug, source = source.name, "another domain controller answered; reading everyone");
             *since = None;
         }
+        // Deletions since the mark, before the users: when there are too many to tell, the
+        // run reads everyone and finds them as a full run does.
+        let mut deleted = HashSet::new();
+        if let Some(mark) = since.clone() {
+            match reader.deleted_since(source, &mark).await? {
+                Some(ids) => deleted.extend(ids.into_iter().filter(|id| stored.contains_key(id))),
+                None => {
+                    tracing::info!(tenant = %tenant.slug, source = source.name, "too many deletions since the last run to list; reading everyone");
+                    *since = None;
+                }
+            }
+        }
         let groups = reader.groups(source).await?;
         let group_count = groups.len() as u64;
         let index = idbridge_ldap::GroupIndex::new(source, &groups, &mut warnings);
@@ -322,7 +337,7 @@ impl SourceReconciliation {
         let url = reader.url.clone();
         reader.close().await;
         warnings.extend(user_warnings);
-        Ok(Read { index, found, users, high_water, url, groups: group_count, warnings })
+        Ok(Read { index, found, users, high_water, url, groups: group_count, warnings, deleted })
     }
 
     /// Where an incremental run would start, if one may run now, and the URL of the server
@@ -390,7 +405,7 @@ impl SourceReconciliation {
         if !passed_over.is_empty() {
             summary.warnings.extend(passed_over.iter().map(|e| format!("passed over: {e}")));
         }
-        let Read { index, mut found, users, high_water, url, groups, warnings: mut read_warnings } = read;
+        let Read { index, mut found, users, high_water, url, groups, warnings: mut read_warnings, deleted } = read;
         if since.is_none() && mark.is_some() {
             summary.mode = "full".into();
         }
@@ -411,7 +426,7 @@ impl SourceReconciliation {
                 after = page.last().map(|p| p.link.external_id.clone());
                 let unread: Vec<SourcePerson> = page
                     .into_iter()
-                    .filter(|p| !found.seen.contains(&p.link.external_id))
+                    .filter(|p| !found.seen.contains(&p.link.external_id) && !deleted.contains(&p.link.external_id))
                     .filter_map(|p| index.regroup(source, &p))
                     .collect();
                 for person in unread {
@@ -424,9 +439,12 @@ impl SourceReconciliation {
         }
         summary.warnings = warnings;
         tracing::info!(tenant = %tenant.slug, source = source.name, users = summary.users, groups = summary.groups, "LDAP sync: read; planning");
-        // Deletions are found only by a full read: an incremental run sees changed users only.
+        // A full read finds deletions as the people it did not see; an incremental one sees
+        // changed users only, and the deletions the directory keeps tombstones of.
         let removed: Vec<String> = if since.is_some() {
-            Vec::new()
+            let mut removed: Vec<String> = deleted.into_iter().filter(|id| !found.seen.contains(id)).collect();
+            removed.sort_unstable();
+            removed
         } else {
             stored.keys().filter(|id| !found.seen.contains(*id)).cloned().collect()
         };

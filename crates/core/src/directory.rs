@@ -135,8 +135,10 @@ pub struct LdapSource {
     #[serde(default = "schedule_seconds")]
     pub schedule_seconds: u64,
     /// Runs in between read only users changed since the last run (`modifyTimestamp`,
-    /// AD `uSNChanged`) and every group; a full run — the only kind that finds deletions —
-    /// happens when the last one is older than this. 0: every run is full.
+    /// AD `uSNChanged`), every group, and — in Active Directory — the users deleted since
+    /// (their tombstones); a full run, which also finds people moved out of the base and
+    /// deletions in other directories, happens when the last one is older than this. 0:
+    /// every run is full.
     #[serde(default = "full_run_seconds")]
     pub full_run_seconds: u64,
 }

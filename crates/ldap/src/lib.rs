@@ -187,6 +187,9 @@ async fn connect(
     Err(ReadError::Unreachable { tried })
 }
 
+/// LDAP_SERVER_SHOW_DELETED_OID: the search returns deleted objects too (MS-ADTS 3.1.1.3.4.1.14).
+const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
+
 /// A paged search, handing each entry to `each` as it arrives; an error ends it. Every
 /// answer — each entry, each page, the final result — must come within the timeout.
 async fn search_each(
@@ -348,6 +351,64 @@ impl Reader {
         )
         .await?;
         Ok((count, high_water))
+    }
+
+    /// The ids of users Active Directory deleted since the change mark `since`: their
+    /// tombstones (`isDeleted`, read with the show-deleted control, OID
+    /// 1.2.840.113556.1.4.417) keep `objectGUID` and get a new `uSNChanged` when deleted.
+    /// Tombstones live under the domain's `CN=Deleted Objects`, wherever the user was, so
+    /// the whole naming context is searched; callers keep the ids they know. `None` when
+    /// there are too many to read in one answer (more than the server's MaxPageSize since
+    /// the last run): read everyone instead. Other flavours keep no tombstones: their
+    /// deletions are found by full runs only, and this answers `Some([])`.
+    pub async fn deleted_since(&mut self, source: &LdapSource, since: &str) -> Result<Option<Vec<String>>, ReadError> {
+        if source.flavour != Flavour::ActiveDirectory {
+            return Ok(Some(Vec::new()));
+        }
+        let (url, seconds) = (self.conn.url.clone(), self.conn.seconds);
+        let timeout = Duration::from_secs(seconds);
+        let root = {
+            let fail = |e| step_error(&url, "read the root DSE", seconds, e);
+            self.conn.ldap.with_timeout(timeout);
+            let (entries, _) = self
+                .conn
+                .ldap
+                .search("", Scope::Base, "(objectClass=*)", vec!["defaultNamingContext"])
+                .await
+                .map_err(fail)?
+                .success()
+                .map_err(fail)?;
+            let root = entries.into_iter().next().map(SearchEntry::construct);
+            match root.as_ref().and_then(|e| first(e, "defaultNamingContext")) {
+                Some(nc) => nc.to_owned(),
+                None => {
+                    return Err(ReadError::Search {
+                        url,
+                        step: "read the root DSE".into(),
+                        message: "it names no defaultNamingContext".into(),
+                    });
+                }
+            }
+        };
+        let step = format!("search for deleted users under {root:?}");
+        let fail = |e| step_error(&url, step.clone(), seconds, e);
+        let id = source.attributes().id.clone();
+        let filter = format!("(&(isDeleted=TRUE)(objectClass=user)(uSNChanged>={}))", ldap3::ldap_escape(since.trim()));
+        self.conn.ldap.with_timeout(timeout);
+        let show_deleted = ldap3::controls::RawControl { ctype: SHOW_DELETED.to_owned(), crit: true, val: None };
+        let result = self
+            .conn
+            .ldap
+            .with_controls(show_deleted)
+            .search(&root, Scope::Subtree, &filter, vec![id.as_str()])
+            .await
+            .map_err(fail)?;
+        // sizeLimitExceeded: more tombstones than one answer holds.
+        if result.1.rc == 4 {
+            return Ok(None);
+        }
+        let (entries, _) = result.success().map_err(fail)?;
+        Ok(Some(entries.into_iter().map(SearchEntry::construct).filter_map(|entry| entry_id(&entry, &id)).collect()))
     }
 
     pub async fn close(mut self) {
