@@ -3,6 +3,21 @@
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# Installs packages without starting the services they bring (policy-rc.d answers 101):
+# the tests run their own servers.
+apt_install_without_starting() {
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    local policy=/usr/sbin/policy-rc.d created=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod +x "$policy"
+        created=1
+    fi
+    apt_install "$@"
+    if [ -n "$created" ]; then $sudo rm -f "$policy"; fi
+}
+
 apt_install() {
     if ! have apt-get; then
         echo "scripts/test: need Debian packages $* but apt-get is not available" >&2
@@ -66,16 +81,7 @@ ensure_slapd() {
     if have slapd || [ -x /usr/sbin/slapd ]; then
         have ldapadd && return 0
     fi
-    local sudo=""
-    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-    local policy=/usr/sbin/policy-rc.d created=""
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
-        $sudo chmod +x "$policy"
-        created=1
-    fi
-    apt_install slapd ldap-utils
-    if [ -n "$created" ]; then $sudo rm -f "$policy"; fi
+    apt_install_without_starting slapd ldap-utils
 }
 
 # Samba's Active Directory domain controller for the AD tests (tests/src/samba.rs runs
@@ -85,17 +91,7 @@ ensure_samba() {
     if have samba-tool && [ -x /usr/sbin/samba ] && dpkg -s samba-dsdb-modules >/dev/null 2>&1; then
         return 0
     fi
-    local sudo=""
-    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-    # Installing must not start the distribution's own Samba services.
-    local policy=/usr/sbin/policy-rc.d created=""
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
-        $sudo chmod +x "$policy"
-        created=1
-    fi
-    apt_install samba samba-dsdb-modules
-    if [ -n "$created" ]; then $sudo rm -f "$policy"; fi
+    apt_install_without_starting samba samba-dsdb-modules
 }
 
 # The SSO tests' peers from npm (tests/oidc/package-lock.json): oidc-provider as the
