@@ -5,6 +5,7 @@ pub mod browser;
 pub mod idp;
 pub mod pg;
 pub mod portal;
+pub mod proxy;
 pub mod samba;
 pub mod scim;
 pub mod slapd;

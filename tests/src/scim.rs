@@ -11,10 +11,15 @@ pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// A daemon with tenants and a SCIM token for each.
+/// A daemon with tenants and a SCIM token for each — or several daemons on one
+/// PostgreSQL database behind a balancer that sends each request to the next.
 pub struct Scim {
     _work: Workdir,
-    pub daemon: Daemon,
+    daemons: Vec<Daemon>,
+    /// Where clients send requests: the daemon, or the balancer.
+    base: String,
+    http: reqwest::Client,
+    _db: Option<crate::SharedPgDatabase>,
 }
 
 pub struct Client<'a> {
@@ -23,20 +28,56 @@ pub struct Client<'a> {
     pub token: String,
 }
 
+fn with_tenants(work: &Workdir, tenants: &[&str]) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for t in tenants {
+        work.ok(&["tenant", "create", t, "--name", t]);
+        tokens.push(work.ok(&["scim-token", "create", t]).trim().to_owned());
+    }
+    tokens
+}
+
 impl Scim {
     pub fn start(tenants: &[&str]) -> (Self, Vec<String>) {
         let work = Workdir::new().with_env("IDBRIDGE_SERVER__MAX_BODY_BYTES", "65536");
-        let mut tokens = Vec::new();
-        for t in tenants {
-            work.ok(&["tenant", "create", t, "--name", t]);
-            tokens.push(work.ok(&["scim-token", "create", t]).trim().to_owned());
-        }
+        let tokens = with_tenants(&work, tenants);
         let daemon = work.serve();
-        (Self { _work: work, daemon }, tokens)
+        let base = daemon.base.clone();
+        let http = daemon.client().clone();
+        (Self { _work: work, daemons: vec![daemon], base, http, _db: None }, tokens)
+    }
+
+    /// `instances` daemons on a database of their own on the shared PostgreSQL server,
+    /// each request to the next; `None` where the tests skip PostgreSQL.
+    pub async fn start_instances(tenants: &[&str], instances: usize) -> Option<(Self, Vec<String>)> {
+        let db = crate::SharedPgDatabase::create("idbridge_scim_instances")?;
+        let work = Workdir::new()
+            .with_env("IDBRIDGE_SERVER__MAX_BODY_BYTES", "65536")
+            .with_env("IDBRIDGE_DATABASE__URL", &db.url);
+        let tokens = with_tenants(&work, tenants);
+        let daemons: Vec<Daemon> = (0..instances).map(|_| work.serve()).collect();
+        let base = crate::proxy::round_robin(daemons.iter().map(|d| d.base.clone()).collect()).await;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Some((Self { _work: work, daemons, base, http, _db: Some(db) }, tokens))
     }
 
     pub fn client(&self, tenant: &str, token: &str) -> Client<'_> {
         Client { scim: self, tenant: tenant.to_owned(), token: token.to_owned() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Kills instance `n` (SIGKILL): the balancer sends its share to the others.
+    pub fn kill(&mut self, n: usize) {
+        let daemon = &mut self.daemons[n];
+        daemon.child.kill().unwrap();
+        daemon.child.wait().unwrap();
     }
 }
 
@@ -54,7 +95,7 @@ impl Answer {
 
 impl Client<'_> {
     pub fn url(&self, path: &str) -> String {
-        self.scim.daemon.url(&format!("/scim/v2/{}{path}", self.tenant))
+        self.scim.url(&format!("/scim/v2/{}{path}", self.tenant))
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
@@ -62,7 +103,7 @@ impl Client<'_> {
     }
 
     pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Answer {
-        let mut req = self.scim.daemon.client().request(method, self.url(path)).bearer_auth(&self.token);
+        let mut req = self.scim.http.request(method, self.url(path)).bearer_auth(&self.token);
         if let Some(body) = body {
             if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
                 req = req.header("content-type", "application/scim+json");

@@ -9,13 +9,45 @@ use serde_json::json;
 #[tokio::test]
 async fn scim2_tester_reports_no_failures() {
     let (scim, tokens) = Scim::start(&["compliance"]);
+    compliance_run(&scim, "compliance", &tokens[0]);
+}
+
+#[tokio::test]
+async fn entra_id_provisioning_sequence() {
+    let (scim, tokens) = Scim::start(&["contoso"]);
+    entra_id_sequence(&scim, "contoso", &tokens[0]).await;
+}
+
+#[tokio::test]
+async fn okta_provisioning_sequence() {
+    let (scim, tokens) = Scim::start(&["okta-co"]);
+    okta_sequence(&scim, "okta-co", &tokens[0]).await;
+}
+
+/// Three instances on one PostgreSQL database, each request to the next: the compliance
+/// run and the Entra ID and Okta sequences pass as against one, a write at one instance
+/// read back at another; then one instance is killed and they pass again on the two left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_database_pass_the_compliance_run_and_the_replays() {
+    let tenants = ["compliance", "contoso", "okta-co", "contoso-2", "okta-co-2"];
+    let Some((mut scim, tokens)) = Scim::start_instances(&tenants, 3).await else { return };
+    compliance_run(&scim, "compliance", &tokens[0]);
+    entra_id_sequence(&scim, "contoso", &tokens[1]).await;
+    okta_sequence(&scim, "okta-co", &tokens[2]).await;
+    scim.kill(1);
+    entra_id_sequence(&scim, "contoso-2", &tokens[3]).await;
+    okta_sequence(&scim, "okta-co-2", &tokens[4]).await;
+}
+
+/// The independent checker (PyPI `scim2-tester`) against tenant `tenant`.
+fn compliance_run(scim: &Scim, tenant: &str, token: &str) {
     let cli = std::env::var("IDBRIDGE_TEST_SCIM2")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join(".venv/bin/scim2"));
     assert!(cli.exists(), "{} missing: run scripts/test, which installs scim2-tester into .venv", cli.display());
     let out = std::process::Command::new(cli)
-        .args(["-u", &scim.daemon.url("/scim/v2/compliance"), "test"])
-        .env("SCIM_CLI_HEADERS", format!("Authorization: Bearer {}", tokens[0]))
+        .args(["-u", &scim.url(&format!("/scim/v2/{tenant}")), "test"])
+        .env("SCIM_CLI_HEADERS", format!("Authorization: Bearer {token}"))
         .output()
         .expect("run scim2 test");
     let report = String::from_utf8_lossy(&out.stdout);
@@ -29,10 +61,10 @@ async fn scim2_tester_reports_no_failures() {
     assert!(successes > 100, "too few checks ran ({successes}):\n{report}");
 }
 
-#[tokio::test]
-async fn entra_id_provisioning_sequence() {
-    let (scim, tokens) = Scim::start(&["contoso"]);
-    let entra = scim.client("contoso", &tokens[0]);
+/// What Entra ID's provisioning service sends, in the order Microsoft documents it,
+/// against tenant `tenant`.
+async fn entra_id_sequence(scim: &Scim, tenant: &str, token: &str) {
+    let entra = scim.client(tenant, token);
 
     // "Test connection": a filter on a user that does not exist.
     let probe = entra.get("/Users?filter=userName+eq+%22non-existent+user%22").await;
@@ -54,7 +86,7 @@ async fn entra_id_provisioning_sequence() {
     assert_eq!(created.status, 201, "{}", created.body);
     let user = created.id();
     assert_eq!(created.headers["etag"], "W/\"1\"");
-    assert!(created.headers["location"].to_str().unwrap().ends_with(&format!("/scim/v2/contoso/Users/{user}")));
+    assert!(created.headers["location"].to_str().unwrap().ends_with(&format!("/scim/v2/{tenant}/Users/{user}")));
     assert_eq!(created.body["meta"]["version"], "W/\"1\"");
 
     let by_name =
@@ -132,10 +164,9 @@ async fn entra_id_provisioning_sequence() {
     assert_eq!(entra.send(Method::DELETE, &format!("/Groups/{gid}"), None).await.status, 204);
 }
 
-#[tokio::test]
-async fn okta_provisioning_sequence() {
-    let (scim, tokens) = Scim::start(&["okta-co"]);
-    let okta = scim.client("okta-co", &tokens[0]);
+/// What Okta's SCIM 2.0 app sends, in the order Okta documents it, against `tenant`.
+async fn okta_sequence(scim: &Scim, tenant: &str, token: &str) {
+    let okta = scim.client(tenant, token);
     let none = okta.get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100").await;
     assert_eq!(none.body["totalResults"], 0);
     assert_eq!(none.body["startIndex"], 1);
@@ -268,7 +299,7 @@ async fn one_tenant_never_reaches_another() {
         assert_scim_error(&answer, 401, None);
         assert_eq!(answer.body["detail"], "a valid bearer token for this tenant is required");
     }
-    let no_token = scim.daemon.client().get(a.url("/Users")).send().await.unwrap();
+    let no_token = scim.http().get(a.url("/Users")).send().await.unwrap();
     assert_eq!(no_token.status(), 401);
 
     // Everything of beta is still there.

@@ -98,8 +98,7 @@ async fn protocol_details_and_bad_input() {
     assert_scim_error(&c.get("/Users/not-a-uuid").await, 404, None);
     // A plain application/json body is accepted too.
     let plain = scim
-        .daemon
-        .client()
+        .http()
         .post(c.url("/Users"))
         .bearer_auth(&c.token)
         .header("content-type", "application/json")
