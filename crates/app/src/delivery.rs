@@ -160,6 +160,9 @@ async fn deliver_pending(
     // Slugs once per batch, not per event.
     let slugs: std::collections::HashMap<_, _> = tenants.into_iter().map(|t| (t.id, t.slug.to_string())).collect();
     let webhook = &destination.webhook;
+    // Events for other audiences are passed over together: the position moves past them
+    // with the next delivery, or once at the end — not one transaction per event.
+    let mut passed_over = None;
     for (at, event) in events {
         let slug = slugs.get(&event.tenant_id).map(String::as_str);
         let excluded = match &destination.audience {
@@ -167,9 +170,10 @@ async fn deliver_pending(
             Audience::Tenant(_) => only != Some(event.tenant_id),
         };
         if excluded {
-            store.advance_consumer(consumer, *at, None).await?;
+            passed_over = Some(*at);
             continue;
         }
+        passed_over = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -196,6 +200,9 @@ async fn deliver_pending(
                 }
             }
         }
+    }
+    if let Some(at) = passed_over {
+        store.advance_consumer(consumer, at, None).await?;
     }
     Ok(events.len())
 }

@@ -307,7 +307,7 @@ async fn logout_pass(
     let roles: BTreeMap<String, Role> = operator.roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
     let profiles: BTreeMap<String, AccessProfile> =
         operator.access_profiles().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
-    for (position, event) in &events[..ready] {
+    for (_, event) in &events[..ready] {
         if idbridge_core::permissions::access_shrank(event, &roles, &profiles, &catalog) {
             // Sessions opened after the change were decided on it: they stay.
             let ended = sso
@@ -319,8 +319,10 @@ async fn logout_pass(
                 notifier.notify();
             }
         }
-        store.advance_consumer(CONSUMER, *position, None).await?;
     }
+    // Once per batch, not per event (a transaction each): a crash before this re-reads the
+    // batch, and ending sessions that ended already ends none.
+    store.advance_consumer(CONSUMER, events[ready - 1].0, None).await?;
     Ok(())
 }
 

@@ -30,3 +30,20 @@ pub(crate) fn value_rows(backend: Backend, rows: usize, width: usize, bigint: &[
     }
     sql
 }
+
+/// `count` placeholders for values `from`, `from + 1`, … (1-based), comma-separated: `$n`
+/// on PostgreSQL, anonymous `?` on SQLite — whose values are then bound in the order the
+/// placeholders appear in the statement, so callers write them in bind order.
+pub(crate) fn placeholders(backend: Backend, from: usize, count: usize) -> String {
+    let mut sql = String::with_capacity(count * 4);
+    for n in from..from + count {
+        if n > from {
+            sql.push_str(", ");
+        }
+        match backend {
+            Backend::Sqlite => sql.push('?'),
+            Backend::Postgres => sql.push_str(&format!("${n}")),
+        }
+    }
+    sql
+}

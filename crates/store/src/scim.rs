@@ -10,7 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::SqlStore;
+use crate::rows::placeholders;
+use crate::{Backend, SqlStore};
 use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
 use crate::intents;
 use crate::log::append_audit;
@@ -47,6 +48,7 @@ async fn fetch(conn: &mut AnyConnection, tenant: &str, kind: ScimKind, id: &str)
 
 async fn change_members(
     conn: &mut AnyConnection,
+    backend: Backend,
     tenant: &str,
     group: &str,
     change: &MemberChange,
@@ -61,46 +63,61 @@ async fn change_members(
                 .map_err(storage)?;
         }
         MemberChange::Remove(ids) => {
-            for id in ids {
-                sqlx::query("DELETE FROM scim_members WHERE tenant_id = $1 AND group_id = $2 AND member_id = $3")
-                    .bind(tenant)
-                    .bind(group)
-                    .bind(id.to_string())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(storage)?;
+            // A few statements per thousand members, not one per member.
+            for chunk in ids.chunks(MEMBER_CHUNK) {
+                let sql = format!(
+                    "DELETE FROM scim_members WHERE tenant_id = {} AND group_id = {} AND member_id IN ({})",
+                    placeholders(backend, 1, 1),
+                    placeholders(backend, 2, 1),
+                    placeholders(backend, 3, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(tenant).bind(group);
+                for id in chunk {
+                    query = query.bind(id.to_string());
+                }
+                query.execute(&mut *conn).await.map_err(storage)?;
             }
         }
         MemberChange::Add(ids) => {
-            for id in ids {
-                let id = id.to_string();
-                if id == group {
-                    return Err(DomainError::invalid("members", "a group cannot be a member of itself"));
-                }
-                // The member must be a resource of the same tenant; adding twice is a no-op.
-                let added = sqlx::query(
+            let mut ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+            if ids.iter().any(|id| id == group) {
+                return Err(DomainError::invalid("members", "a group cannot be a member of itself"));
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            for chunk in ids.chunks(MEMBER_CHUNK) {
+                // Members must be resources of the same tenant; adding twice is a no-op.
+                let sql = format!(
                     "INSERT INTO scim_members (tenant_id, group_id, member_id, member_kind)
-                     SELECT tenant_id, $2, id, kind FROM scim_resources WHERE tenant_id = $1 AND id = $3
+                     SELECT tenant_id, CAST({} AS TEXT), id, kind FROM scim_resources
+                     WHERE tenant_id = {} AND id IN ({})
                      ON CONFLICT (tenant_id, group_id, member_id) DO NOTHING",
-                )
-                .bind(tenant)
-                .bind(group)
-                .bind(&id)
-                .execute(&mut *conn)
-                .await
-                .map_err(storage)?;
-                if added.rows_affected() == 0 {
-                    let exists: Option<(String,)> =
-                        sqlx::query_as("SELECT id FROM scim_resources WHERE tenant_id = $1 AND id = $2")
-                            .bind(tenant)
-                            .bind(&id)
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .map_err(storage)?;
-                    if exists.is_none() {
+                    placeholders(backend, 1, 1),
+                    placeholders(backend, 2, 1),
+                    placeholders(backend, 3, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(group).bind(tenant);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                let added = query.execute(&mut *conn).await.map_err(storage)?;
+                if added.rows_affected() < chunk.len() as u64 {
+                    // Fewer rows than ids: members already, or ids that name nothing here.
+                    let sql = format!(
+                        "SELECT id FROM scim_resources WHERE tenant_id = {} AND id IN ({})",
+                        placeholders(backend, 1, 1),
+                        placeholders(backend, 2, chunk.len())
+                    );
+                    let mut query = sqlx::query_as::<_, (String,)>(&sql).bind(tenant);
+                    for id in chunk {
+                        query = query.bind(id);
+                    }
+                    let known: std::collections::HashSet<String> =
+                        query.fetch_all(&mut *conn).await.map_err(storage)?.into_iter().map(|(id,)| id).collect();
+                    if let Some(missing) = chunk.iter().find(|id| !known.contains(*id)) {
                         return Err(DomainError::invalid(
                             "members",
-                            format!("member {id:?} is not a user or group of this tenant"),
+                            format!("member {missing:?} is not a user or group of this tenant"),
                         ));
                     }
                 }
@@ -109,6 +126,9 @@ async fn change_members(
     }
     Ok(())
 }
+
+/// Members added or removed per statement.
+const MEMBER_CHUNK: usize = 500;
 
 impl SqlStore {
     pub(crate) async fn scim_write(&self, write: &ScimWrite) -> DomainResult<ScimWritten> {
@@ -196,7 +216,7 @@ impl SqlStore {
             }
         };
         for change in &write.members {
-            change_members(&mut tx, &tenant, &id, change).await?;
+            change_members(&mut tx, self.backend, &tenant, &id, change).await?;
         }
         match r.kind {
             ScimKind::User => intents::scim_users(&mut tx, &tenant, &[r.id], write.change, instant, &mut owed).await?,
