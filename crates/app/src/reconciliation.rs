@@ -113,11 +113,24 @@ impl SourceReconciliation {
     pub async fn plan_scim(&self, tenant: &Tenant, changes: &ScimChanges) -> DomainResult<ChangeSet> {
         let pipeline = self.mapping.pipeline(tenant).await?;
         let mut set = ChangeSet::new(changes.origin.clone());
+        let mut found: HashMap<Uuid, ScimRecord> = self
+            .records
+            .get_scim_many(tenant.id, ScimKind::User, &changes.changed)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
         let mut records = Vec::with_capacity(changes.changed.len());
         let mut gone = changes.removed.clone();
+        let mut taken = std::collections::HashSet::with_capacity(changes.changed.len());
         for id in &changes.changed {
-            match self.records.get_scim(tenant.id, ScimKind::User, *id).await? {
-                Some(record) => records.push(record),
+            match found.remove(id) {
+                Some(record) => {
+                    taken.insert(*id);
+                    records.push(record);
+                }
+                // Named twice: planned once.
+                None if taken.contains(id) => {}
                 // Deleted by a later operation of the same request.
                 None => gone.push(*id),
             }

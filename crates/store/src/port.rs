@@ -288,6 +288,10 @@ impl ScimRecordStore for SqlStore {
         self.scim_get(tenant, kind, id).await
     }
 
+    async fn get_scim_many(&self, tenant: TenantId, kind: ScimKind, ids: &[Uuid]) -> DomainResult<Vec<ScimRecord>> {
+        self.scim_get_many(tenant, kind, ids).await
+    }
+
     async fn delete_scim(
         &self,
         tenant: TenantId,

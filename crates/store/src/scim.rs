@@ -10,11 +10,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::rows::placeholders;
-use crate::{Backend, SqlStore};
 use crate::convert::{from_json, micros, storage, timestamp, to_json, unique_or_storage, uuid};
 use crate::intents;
 use crate::log::append_audit;
+use crate::rows::placeholders;
+use crate::{Backend, SqlStore};
 
 const COLUMNS: &str = "seq, tenant_id, kind, id, external_id, name, data, version, created_at, updated_at";
 
@@ -258,6 +258,32 @@ impl SqlStore {
     ) -> DomainResult<Option<ScimRecord>> {
         let mut conn = self.pool.acquire().await.map_err(storage)?;
         fetch(&mut conn, &tenant.0.to_string(), kind, &id.to_string()).await
+    }
+
+    pub(crate) async fn scim_get_many(
+        &self,
+        tenant: TenantId,
+        kind: ScimKind,
+        ids: &[Uuid],
+    ) -> DomainResult<Vec<ScimRecord>> {
+        let tenant = tenant.0.to_string();
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MEMBER_CHUNK) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM scim_resources WHERE tenant_id = {} AND kind = {} AND id IN ({})",
+                placeholders(self.backend, 1, 1),
+                placeholders(self.backend, 2, 1),
+                placeholders(self.backend, 3, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(&tenant).bind(kind.as_str());
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(storage)? {
+                records.push(record_from_row(&row)?);
+            }
+        }
+        Ok(records)
     }
 
     pub(crate) async fn scim_delete(

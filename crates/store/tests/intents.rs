@@ -68,6 +68,10 @@ async fn scim_writes_owe_exactly_whom_they_affect(store: Arc<SqlStore>) {
         assert_eq!(written.owed.intents.len(), 1);
         users.push(written.record.id);
     }
+    // Many read at once: only those that exist, of this tenant and kind.
+    let many = store.get_scim_many(acme.id, ScimKind::User, &[users[0], users[2], Uuid::new_v4()]).await.unwrap();
+    assert_eq!(sorted(many.iter().map(|r| r.id).collect()), sorted(vec![users[0], users[2]]));
+    assert!(store.get_scim_many(acme.id, ScimKind::Group, &users).await.unwrap().is_empty());
     // A group created with two members owes them (not the group itself).
     let group = record(&acme, ScimKind::Group, "pbx-admins");
     let written =
@@ -105,6 +109,33 @@ async fn scim_writes_owe_exactly_whom_they_affect(store: Arc<SqlStore>) {
     // Every owed person is queued until settled; the person's own intents are listed.
     let stats = store.intent_stats(idbridge_core::clock::now()).await.unwrap();
     assert_eq!(stats.queued, 3 + 2 + 1 + 3 + 3 + 1 + 1);
+
+    // Members by the hundred, added and removed in statements of several (600: more than
+    // one), each named twice on the way in; an id that names nothing fails the whole write
+    // by name and adds no one.
+    let mut crowd = Vec::new();
+    for n in 0..600 {
+        let user = record(&acme, ScimKind::User, &format!("crowd{n}"));
+        crowd.push(store.write_scim(&write(&acme, user, None, vec![])).await.unwrap().record.id);
+    }
+    let twice: Vec<Uuid> = crowd.iter().chain(crowd.iter()).copied().collect();
+    let big = record(&acme, ScimKind::Group, "everyone");
+    let big = store.write_scim(&write(&acme, big, None, vec![MemberChange::Add(twice)])).await.unwrap().record;
+    let members = store.list_scim_members(acme.id, big.id, None, 10_000).await.unwrap();
+    assert_eq!(members.len(), 600);
+    let stranger = Uuid::new_v4();
+    let mut with_stranger = crowd[..10].to_vec();
+    with_stranger.push(stranger);
+    let other_group = record(&acme, ScimKind::Group, "strangers");
+    let refused = store.write_scim(&write(&acme, other_group, None, vec![MemberChange::Add(with_stranger)])).await;
+    assert!(
+        matches!(&refused, Err(idbridge_core::DomainError::Invalid { reason, .. }) if reason.contains(&stranger.to_string())),
+        "{refused:?}"
+    );
+    let mut removing = write(&acme, big.clone(), Some(big.version), vec![MemberChange::Remove(crowd[..550].to_vec())]);
+    removing.body_changed = false;
+    store.write_scim(&removing).await.unwrap();
+    assert_eq!(store.list_scim_members(acme.id, big.id, None, 10_000).await.unwrap().len(), 50);
     let link = SourceLink { source: SourceKind::Scim, connection: "scim".into(), external_id: users[2].to_string() };
     assert_eq!(store.intents_of(acme.id, &[link]).await.unwrap().len(), 4);
     let other = tenant(&dyn_store, "other").await;
