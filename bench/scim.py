@@ -61,6 +61,8 @@ def wait_ready(url, token):
 class Target:
     def __init__(self, name, base, token, proc, cleanup=None):
         self.name, self.base, self.token, self.proc, self.cleanup = name, base, token, proc, cleanup
+        # The PostgreSQL database, when the target has one.
+        self.db_url = None
 
     def stop(self):
         self.proc.terminate()
@@ -95,7 +97,9 @@ def start_idbridge(name, binary, db_url=None):
     proc = subprocess.Popen([binary, "serve"], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/scim/v2/bench"
     wait_ready(base, token)
-    return Target(name, base, token, proc, lambda: shutil.rmtree(work, ignore_errors=True))
+    target = Target(name, base, token, proc, lambda: shutil.rmtree(work, ignore_errors=True))
+    target.db_url = db_url
+    return target
 
 
 def start_peer():
@@ -190,6 +194,14 @@ def run_target(target, users, duration):
     gid, pool_ids, seed_seconds = seed(target, users, 1000)
     settle_seconds = settle(target)
     print(f"   settled {settle_seconds:.0f} s after seeding", file=sys.stderr)
+    if target.db_url:
+        # What a DBA does after a bulk load, and autovacuum does within a minute when it is
+        # on: without statistics the planner takes the freshly filled tables for empty
+        # (measured: 375 lookups/s before, 3,202/s after, at 20,000 users).
+        autovacuum = subprocess.run(["psql", target.db_url, "-Atc", "SHOW autovacuum"], capture_output=True,
+                                    text=True).stdout.strip()
+        subprocess.run(["psql", target.db_url, "-qc", "ANALYZE"], check=True)
+        print(f"   ANALYZE after seeding (autovacuum is {autovacuum or '?'} on this server)", file=sys.stderr)
     ids_file = tempfile.NamedTemporaryFile("w", delete=False, suffix=".ids")
     ids_file.write("\n".join(pool_ids))
     ids_file.close()

@@ -184,6 +184,9 @@ impl SqlStore {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.map_err(|e| DomainError::Storage(format!("migrating {shown}: {e}")))?;
+        if backend == Backend::Postgres {
+            warn_without_autovacuum(&pool, &shown).await;
+        }
         tracing::debug!(database = %shown, "store ready");
         let sqlite_writer = (backend == Backend::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
         Ok(Self { pool, backend, sqlite_writer })
@@ -222,6 +225,22 @@ impl SqlStore {
             return Ok(WriteTx { tx, _writer: writer });
         }
         Err(DomainError::Storage("no usable database connection: each was left inside a transaction".into()))
+    }
+}
+
+/// Without autovacuum nothing keeps the planner's statistics: tables filled since the last
+/// `ANALYZE` look empty to it, and lookups that should take an index walk whole tables (on
+/// a server with autovacuum off, 20,000 SCIM users answered 375 lookups/s before
+/// `ANALYZE` and 3,202/s after). Said once at start-up, for the operator to fix.
+async fn warn_without_autovacuum(pool: &AnyPool, shown: &str) {
+    if let Ok((setting,)) = sqlx::query_as::<_, (String,)>("SHOW autovacuum").fetch_one(pool).await
+        && setting == "off"
+    {
+        tracing::warn!(
+            database = %shown,
+            "PostgreSQL has autovacuum off: statistics go stale as tables grow and queries slow down; turn it on, \
+             or run ANALYZE after bulk changes"
+        );
     }
 }
 
