@@ -61,15 +61,21 @@ async fn fields_written_by_a_newer_version_are_ignored_on_read() {
          '$.value.from_a_newer_version', json('{\"x\": 1}'), '$.value.oidc[0].newer_connection_field', 'x', \
          '$.value.oidc[0].claims.newer_claim', 'c') WHERE slug = 'acme'",
         "UPDATE mapping_rules SET rules = json_set(rules, '$.format', 2, '$.value[0].newer_rule_field', 1)",
-        "UPDATE change_sets SET writes = json_set(writes, '$.writes[0].newer_write_field', 1, \
-         '$.newer_envelope_field', 1, '$.format', 2), \
-         summary = json_set(summary, '$.format', 2, '$.value.newer_summary_field', 1)",
+        "UPDATE change_sets SET summary = json_set(summary, '$.format', 2, '$.value.newer_summary_field', 1)",
+        "UPDATE change_set_writes SET write = json_set(write, '$.format', 2, '$.newer_envelope_field', 1, \
+         '$.value.newer_write_field', 1, '$.value.links[0].newer_link_field', 'x')",
         "UPDATE individuals SET scopes = json_set(scopes, '$.format', 2, '$.value.newer_scope_kind', json('[]')), \
          provenance = json_set(provenance, '$.format', 2, '$.value.newer_origin', 'x')",
     ] {
         let done = sqlx::query(statement).execute(&db).await.unwrap();
-        // One tenant, one rule set, one held set; every individual.
-        let rows = if statement.contains("UPDATE individuals") { 40 } else { 1 };
+        // One tenant, one rule set, one held set with its 30 writes; every individual.
+        let rows = if statement.contains("UPDATE individuals") {
+            40
+        } else if statement.contains("change_set_writes") {
+            30
+        } else {
+            1
+        };
         assert_eq!(done.rows_affected(), rows, "{statement}");
     }
     // Every stored value was written in an envelope, and each statement above changed one.
@@ -83,6 +89,42 @@ async fn fields_written_by_a_newer_version_are_ignored_on_read() {
     assert!(work.ok(&["tenant", "show", "acme"]).contains("acme"));
     assert!(work.ok(&["sign-in", "show", "acme"]).contains("okta"));
     assert!(work.ok(&["changes", "show", &set_id]).contains("active → suspended"));
+    // Writes are read a page at a time: by the CLI (all, or --limit of them, as text or
+    // one JSON document) and by the admin API (`after` the page before's `next_after`).
+    let some = work.ok(&["changes", "show", &set_id, "--limit", "5"]);
+    assert_eq!(some.matches("active → suspended").count(), 5, "{some}");
+    assert!(some.contains("… 25 more"), "{some}");
+    let whole: Value = serde_json::from_str(&work.ok(&["changes", "show", &set_id, "--json"])).unwrap();
+    assert_eq!(whole["writes"].as_array().map(Vec::len), Some(30), "{whole}");
+    assert_eq!(whole["summary"]["takes_access"], 30);
+    let mut after: Option<u64> = None;
+    let mut seen = Vec::new();
+    loop {
+        let mut url = format!("/admin/v1/tenants/acme/change-sets/{set_id}?limit=12");
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        let page: Value =
+            daemon.client().get(daemon.url(&url)).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+        seen.extend(page["writes"].as_array().unwrap().iter().map(|w| w["login"].as_str().unwrap().to_owned()));
+        match page["next_after"].as_u64() {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        whole["writes"].as_array().unwrap().iter().map(|w| w["login"].as_str().unwrap()).collect::<Vec<_>>()
+    );
+    let too_many = daemon
+        .client()
+        .get(daemon.url(&format!("/admin/v1/tenants/acme/change-sets/{set_id}?limit=50000")))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_many.status(), 422);
+    assert!(too_many.text().await.unwrap().contains("limit"));
     assert_eq!(active(), 40, "individuals whose scopes and provenance a newer version wrote");
     let listing = work.ok(&["individual", "list", "acme"]);
     let someone = listing.lines().find(|l| l.contains(" active")).and_then(|l| l.split_whitespace().next()).unwrap();

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use idbridge_core::audit::{AuditContext, AuditEntry, AuditQuery, ChangeEvent};
 use idbridge_core::catalog::Catalog;
-use idbridge_core::changeset::{ChangeSetHeader, ChangeSetStatus, HeldChangeSet};
+use idbridge_core::changeset::{ChangeSetHeader, ChangeSetStatus, HeldWrite};
 use idbridge_core::config_plan::{self, ConfigChange, CurrentConfig, DesiredConfig};
 use idbridge_core::individual::{Individual, IndividualId, IndividualQuery};
 use idbridge_core::ports::Store;
@@ -17,6 +17,9 @@ use idbridge_core::role::{AccessLevel, AccessProfile, Role};
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
 use idbridge_core::token::{self, ScimTokenRecord};
 use idbridge_core::{DomainError, DomainResult};
+
+/// The most writes of a held change set one page shows.
+pub const MAX_WRITES_PAGE: usize = 5_000;
 
 /// The operator's handle on the bridge.
 #[derive(Clone)]
@@ -186,14 +189,32 @@ impl Operator {
         self.store.list_change_sets(tenant, status).await
     }
 
-    /// A held change set of a tenant, with its writes.
-    pub async fn change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<HeldChangeSet> {
-        self.store.get_change_set(tenant, id).await?.ok_or_else(|| DomainError::not_found("change set", id.to_string()))
+    /// A held change set of a tenant, without its writes.
+    pub async fn change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<ChangeSetHeader> {
+        self.store
+            .get_change_set_header(tenant, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("change set", id.to_string()))
     }
 
-    /// A held change set by id across tenants (ids are UUIDs), with its writes.
-    pub async fn find_change_set(&self, id: Uuid) -> DomainResult<HeldChangeSet> {
+    /// A held change set by id across tenants (ids are UUIDs), without its writes.
+    pub async fn find_change_set(&self, id: Uuid) -> DomainResult<ChangeSetHeader> {
         self.store.find_change_set(id).await?.ok_or_else(|| DomainError::not_found("change set", id.to_string()))
+    }
+
+    /// One page of a held change set's writes, after position `after`, at most
+    /// [`MAX_WRITES_PAGE`] of them.
+    pub async fn change_set_writes(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> DomainResult<Vec<(u64, HeldWrite)>> {
+        if limit == 0 || limit > MAX_WRITES_PAGE {
+            return Err(DomainError::invalid("limit", format!("{limit} is not between 1 and {MAX_WRITES_PAGE}")));
+        }
+        self.store.change_set_writes(tenant, id, after, limit).await
     }
 
     /// A tenant's change events after outbox position `after`.

@@ -450,7 +450,7 @@ impl SourceReconciliation {
 #[async_trait]
 impl Replan for SourceReconciliation {
     async fn replan(&self, tenant: &Tenant, set: &HeldChangeSet) -> DomainResult<Vec<PlannedWrite>> {
-        let mut people: Vec<SourceLink> = set.writes.iter().flat_map(|w| w.after.links.iter().cloned()).collect();
+        let mut people: Vec<SourceLink> = set.writes.iter().flat_map(|w| w.links.iter().cloned()).collect();
         people.sort();
         people.dedup();
         Ok(self.plan_now(tenant, &people, &set.origin).await?.writes)

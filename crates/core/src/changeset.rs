@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audit::ChangeKind;
-use crate::individual::{Individual, IndividualStatus};
+use crate::individual::{Individual, IndividualId, IndividualStatus, SourceLink};
 use crate::tenant::{TenantId, TenantPolicy};
 use crate::{DomainError, DomainResult};
 
@@ -38,6 +38,117 @@ impl PlannedWrite {
     /// The individual holds access now and would not afterwards.
     pub fn takes_access(&self) -> bool {
         self.before.as_ref().is_some_and(|b| b.status.holds_access()) && !self.after.status.holds_access()
+    }
+}
+
+/// The fields of an individual's state that differ, as two JSON objects: their values
+/// before and after (the audit trail's before and after, and what a held write shows).
+pub(crate) fn changed_fields(before: &Individual, after: &Individual) -> (serde_json::Value, serde_json::Value) {
+    let as_map = |i: &Individual| match serde_json::to_value(i.state()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (mut old, mut new) = (as_map(before), as_map(after));
+    old.retain(|field, value| new.get(field) != Some(value));
+    new.retain(|field, _| old.contains_key(field));
+    (serde_json::Value::Object(old), serde_json::Value::Object(new))
+}
+
+/// One write of a held change set as it is kept while it waits: enough to show an
+/// operator what it would do and to re-plan its person on approval — not the two full
+/// copies of the individual its plan carried (100,000 of those made one 366 MB row).
+/// Approval never applies it (the sources may have moved on): it says whom to re-plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldWrite {
+    pub individual_id: IndividualId,
+    pub login: String,
+    /// Audit action: `individual.created`, `individual.deprovisioned`, …
+    pub action: String,
+    /// The status as read (`None`: this write creates the individual) and as it would become.
+    pub before: Option<IndividualStatus>,
+    pub after: IndividualStatus,
+    /// The individual holds access now and would not afterwards.
+    pub takes_access: bool,
+    /// The fields that would change, before and after (a create: every field after).
+    /// Why the mapping decided (provenance) and the links are not repeated here.
+    pub changed_before: serde_json::Value,
+    pub changed_after: serde_json::Value,
+    /// The person's identities at their sources, which approval re-plans.
+    pub links: Vec<SourceLink>,
+}
+
+impl HeldWrite {
+    pub fn of(write: &PlannedWrite) -> Self {
+        let (mut changed_before, mut changed_after) = match &write.before {
+            Some(before) => changed_fields(before, &write.after),
+            None => (
+                serde_json::Value::Object(serde_json::Map::new()),
+                serde_json::to_value(write.after.state()).unwrap_or_default(),
+            ),
+        };
+        for side in [&mut changed_before, &mut changed_after] {
+            if let Some(map) = side.as_object_mut() {
+                map.remove("provenance");
+                map.remove("links");
+            }
+        }
+        Self {
+            individual_id: write.after.id,
+            login: write.after.login.clone(),
+            action: write.action.clone(),
+            before: write.before.as_ref().map(|b| b.status),
+            after: write.after.status,
+            takes_access: write.takes_access(),
+            changed_before,
+            changed_after,
+            links: write.after.links.clone(),
+        }
+    }
+
+    /// The held writes of planned ones, a person once: where the plan has two writes for
+    /// one individual, the later is kept (in its place).
+    pub fn all_of(writes: &[PlannedWrite]) -> Vec<Self> {
+        let mut last = std::collections::HashMap::with_capacity(writes.len());
+        for (n, write) in writes.iter().enumerate() {
+            last.insert(write.after.id, n);
+        }
+        writes.iter().enumerate().filter(|(n, w)| last[&w.after.id] == *n).map(|(_, w)| Self::of(w)).collect()
+    }
+
+    /// How it counts in the set's summary.
+    pub fn counts_as(&self) -> WriteCount {
+        match (self.before, self.takes_access) {
+            (None, _) => WriteCount::Create,
+            (Some(_), true) => WriteCount::TakesAccess,
+            (Some(_), false) => WriteCount::Update,
+        }
+    }
+}
+
+/// The three counts of a [`ChangeSummary`] a write can add to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCount {
+    Create,
+    Update,
+    TakesAccess,
+}
+
+impl WriteCount {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::TakesAccess => "takes_access",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "create" => Some(Self::Create),
+            "update" => Some(Self::Update),
+            "takes_access" => Some(Self::TakesAccess),
+            _ => None,
+        }
     }
 }
 
@@ -154,7 +265,7 @@ pub struct HeldChangeSet {
     pub origin: String,
     pub status: ChangeSetStatus,
     pub summary: ChangeSummary,
-    pub writes: Vec<PlannedWrite>,
+    pub writes: Vec<HeldWrite>,
     pub created_at: Timestamp,
     /// Who caused it (`scim_token:…`, `operator:…`).
     pub created_by: String,
@@ -182,7 +293,7 @@ pub struct ChangeSetHeader {
 
 impl HeldChangeSet {
     /// The set of this header with these writes.
-    pub fn from_header(header: ChangeSetHeader, writes: Vec<PlannedWrite>) -> Self {
+    pub fn from_header(header: ChangeSetHeader, writes: Vec<HeldWrite>) -> Self {
         let ChangeSetHeader {
             id,
             tenant_id,

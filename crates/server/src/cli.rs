@@ -231,9 +231,12 @@ pub enum ChangesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A held change set and every write in it.
+    /// A held change set and its writes (read a page at a time, so any size shows at once).
     Show {
         id: String,
+        /// Show at most this many writes (default: all of them).
+        #[arg(long)]
+        limit: Option<u64>,
         #[arg(long)]
         json: bool,
     },

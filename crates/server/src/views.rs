@@ -158,7 +158,8 @@ pub fn individuals(individuals: &[idbridge_core::individual::Individual]) -> Vec
     individuals.iter().map(Individual::from).collect()
 }
 
-/// A held change set as operators read it, with its writes.
+/// A held change set as operators read it: its header and one page of its writes, with
+/// the position to ask for the next page after (`null` after the last).
 #[derive(Debug, Serialize)]
 pub struct HeldChangeSet<'a> {
     pub id: uuid::Uuid,
@@ -166,7 +167,8 @@ pub struct HeldChangeSet<'a> {
     pub origin: &'a str,
     pub status: idbridge_core::changeset::ChangeSetStatus,
     pub summary: &'a idbridge_core::changeset::ChangeSummary,
-    pub writes: Vec<PlannedWrite<'a>>,
+    pub writes: Vec<HeldWrite<'a>>,
+    pub next_after: Option<u64>,
     pub created_at: jiff::Timestamp,
     pub created_by: &'a str,
     pub decided_at: Option<jiff::Timestamp>,
@@ -174,43 +176,78 @@ pub struct HeldChangeSet<'a> {
     pub result: Option<&'a str>,
 }
 
-/// One held write: the individual as read (`null` for a create) and as it would become.
+/// One held write: whom it would change, from which status to which, and the fields it
+/// would change (before and after; a create has only after).
 #[derive(Debug, Serialize)]
-pub struct PlannedWrite<'a> {
-    pub before: Option<Individual<'a>>,
-    pub after: Individual<'a>,
+pub struct HeldWrite<'a> {
+    pub position: u64,
+    pub individual_id: idbridge_core::individual::IndividualId,
+    pub login: &'a str,
     pub action: &'a str,
+    pub before: Option<idbridge_core::individual::IndividualStatus>,
+    pub after: idbridge_core::individual::IndividualStatus,
+    pub takes_access: bool,
+    pub changed_before: &'a serde_json::Value,
+    pub changed_after: &'a serde_json::Value,
+    pub links: &'a [idbridge_core::individual::SourceLink],
 }
 
-impl<'a> From<&'a idbridge_core::changeset::HeldChangeSet> for HeldChangeSet<'a> {
-    fn from(set: &'a idbridge_core::changeset::HeldChangeSet) -> Self {
-        let idbridge_core::changeset::HeldChangeSet {
+impl<'a> HeldWrite<'a> {
+    pub fn at(position: u64, write: &'a idbridge_core::changeset::HeldWrite) -> Self {
+        let idbridge_core::changeset::HeldWrite {
+            individual_id,
+            login,
+            action,
+            before,
+            after,
+            takes_access,
+            changed_before,
+            changed_after,
+            links,
+        } = write;
+        Self {
+            position,
+            individual_id: *individual_id,
+            login,
+            action,
+            before: *before,
+            after: *after,
+            takes_access: *takes_access,
+            changed_before,
+            changed_after,
+            links,
+        }
+    }
+}
+
+impl<'a> HeldChangeSet<'a> {
+    /// The header with one page of writes; `full` says the page is as long as was asked
+    /// for, so there may be more after its last.
+    pub fn page(
+        header: &'a idbridge_core::changeset::ChangeSetHeader,
+        writes: &'a [(u64, idbridge_core::changeset::HeldWrite)],
+        full: bool,
+    ) -> Self {
+        let idbridge_core::changeset::ChangeSetHeader {
             id,
             tenant_id,
             origin,
             status,
             summary,
-            writes,
             created_at,
             created_by,
             decided_at,
             decided_by,
             result,
-        } = set;
+        } = header;
         Self {
             id: *id,
             tenant_id: *tenant_id,
             origin,
             status: *status,
             summary,
-            writes: writes
-                .iter()
-                .map(|idbridge_core::changeset::PlannedWrite { before, after, action }| PlannedWrite {
-                    before: before.as_ref().map(Individual::from),
-                    after: Individual::from(after),
-                    action,
-                })
-                .collect(),
+            writes: writes.iter().map(|(position, write)| HeldWrite::at(*position, write)).collect(),
+            next_after: writes.last().filter(|_| full).map(|(position, _)| *position),
             created_at: *created_at,
             created_by,
             decided_at: *decided_at,
@@ -467,11 +504,24 @@ mod tests {
         "status",
         "summary",
         "writes",
+        "next_after",
         "created_at",
         "created_by",
         "decided_at",
         "decided_by",
         "result",
+    ];
+    const HELD_WRITE: &[&str] = &[
+        "position",
+        "individual_id",
+        "login",
+        "action",
+        "before",
+        "after",
+        "takes_access",
+        "changed_before",
+        "changed_after",
+        "links",
     ];
 
     const AUDIT: &[&str] =
@@ -531,28 +581,35 @@ mod tests {
         );
         let mut after = individual.clone();
         after.status = IndividualStatus::Suspended;
-        let set = idbridge_core::changeset::HeldChangeSet {
+        let header = idbridge_core::changeset::ChangeSetHeader {
             id: Uuid::nil(),
             tenant_id: tenant.id,
             origin: "SCIM DELETE /Users".into(),
             status: idbridge_core::changeset::ChangeSetStatus::Pending,
             summary: Default::default(),
-            writes: vec![idbridge_core::changeset::PlannedWrite {
-                before: Some(individual),
-                after,
-                action: "individual.deprovisioned".into(),
-            }],
             created_at: at,
             created_by: "scim_token:abc".into(),
             decided_at: None,
             decided_by: None,
             result: None,
         };
-        published(
-            serde_json::to_value(super::HeldChangeSet::from(&set)).unwrap(),
-            serde_json::to_value(&set).unwrap(),
-            HELD,
-        );
+        let write = idbridge_core::changeset::HeldWrite::of(&idbridge_core::changeset::PlannedWrite {
+            before: Some(individual),
+            after,
+            action: "individual.deprovisioned".into(),
+        });
+        let writes = vec![(7, write.clone())];
+        let page = serde_json::to_value(super::HeldChangeSet::page(&header, &writes, true)).unwrap();
+        let mut domain = serde_json::to_value(&header).unwrap();
+        domain["writes"] = page["writes"].clone();
+        domain["next_after"] = 7.into();
+        published(page.clone(), domain, HELD);
+        let mut held = serde_json::to_value(&write).unwrap();
+        held["position"] = 7.into();
+        published(page["writes"][0].clone(), held, HELD_WRITE);
+        assert_eq!(page["writes"][0]["changed_after"], serde_json::json!({ "status": "suspended" }));
+        let last = serde_json::to_value(super::HeldChangeSet::page(&header, &writes, false)).unwrap();
+        assert_eq!(last["next_after"], serde_json::Value::Null, "a short page is the last");
         let entry = idbridge_core::audit::AuditEntry {
             id: 7,
             record: idbridge_core::audit::AuditRecord {

@@ -187,9 +187,14 @@ impl SqlStore {
         if backend == Backend::Postgres {
             warn_without_autovacuum(&pool, &shown).await;
         }
-        tracing::debug!(database = %shown, "store ready");
         let sqlite_writer = (backend == Backend::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
-        Ok(Self { pool, backend, sqlite_writer })
+        let store = Self { pool, backend, sqlite_writer };
+        let moved = store.move_legacy_held_writes().await?;
+        if moved > 0 {
+            tracing::info!(database = %shown, change_sets = moved, "held change sets moved to one row per write");
+        }
+        tracing::debug!(database = %shown, "store ready");
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

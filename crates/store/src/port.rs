@@ -172,19 +172,34 @@ impl IndividualWriter for SqlStore {
 
 #[async_trait]
 impl ChangeSetStore for SqlStore {
-    async fn put_change_set(&self, set: &HeldChangeSet, audit: &AuditRecord) -> DomainResult<()> {
-        self.change_set_put(set, audit).await
+    async fn put_change_set(
+        &self,
+        set: &idbridge_core::changeset::ChangeSetHeader,
+        writes: &[idbridge_core::changeset::HeldWrite],
+        audit: &AuditRecord,
+    ) -> DomainResult<()> {
+        self.change_set_put(set, writes, audit).await
     }
 
     async fn get_change_set(&self, tenant: TenantId, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
         self.change_set_get(tenant, id).await
     }
 
+    async fn change_set_writes(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> DomainResult<Vec<(u64, idbridge_core::changeset::HeldWrite)>> {
+        self.change_set_page(tenant, id, after, limit).await
+    }
+
     async fn extend_change_set(
         &self,
         tenant: TenantId,
         id: Uuid,
-        writes: &[idbridge_core::changeset::PlannedWrite],
+        writes: &[idbridge_core::changeset::HeldWrite],
         audit: &AuditRecord,
     ) -> DomainResult<Option<idbridge_core::changeset::ChangeSummary>> {
         self.change_set_extend(tenant, id, writes, audit).await
@@ -206,7 +221,7 @@ impl ChangeSetStore for SqlStore {
         self.change_set_list(tenant, status).await
     }
 
-    async fn find_change_set(&self, id: Uuid) -> DomainResult<Option<HeldChangeSet>> {
+    async fn find_change_set(&self, id: Uuid) -> DomainResult<Option<idbridge_core::changeset::ChangeSetHeader>> {
         self.change_set_find(id).await
     }
 

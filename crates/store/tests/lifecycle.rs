@@ -242,10 +242,29 @@ async fn the_guard_holds_a_mass_deprovision_until_approved(sql: SqlStore) {
     assert_eq!((pending[0].id, pending[0].summary.takes_access), (id, 30), "listed without its writes");
     let held = store.get_change_set(acme.id, id).await.unwrap().unwrap();
     assert_eq!(held.writes.len(), 30);
-    assert_eq!(store.find_change_set(id).await.unwrap().unwrap().writes.len(), 30, "found by id alone");
+    let logins: Vec<&str> = held.writes.iter().map(|w| w.login.as_str()).collect();
+    let planned: Vec<&str> = staff[20..50].iter().map(|p| p.login.as_str()).collect();
+    assert_eq!(logins, planned, "kept in the order planned");
+    assert!(
+        held.writes.iter().all(|w| w.takes_access && w.changed_after["status"] == w.after.as_str()),
+        "{:?}",
+        held.writes[0]
+    );
+    assert_eq!(store.find_change_set(id).await.unwrap().unwrap().summary.takes_access, 30, "found by id alone");
+    // Read in pages: each after the position the one before ended on, the last one short.
+    let first = store.change_set_writes(acme.id, id, None, 12).await.unwrap();
+    let second = store.change_set_writes(acme.id, id, Some(first[11].0), 12).await.unwrap();
+    let third = store.change_set_writes(acme.id, id, Some(second[11].0), 12).await.unwrap();
+    assert_eq!((first.len(), second.len(), third.len()), (12, 12, 6));
+    let paged: Vec<_> = first.into_iter().chain(second).chain(third).map(|(_, w)| w).collect();
+    assert_eq!(paged, held.writes);
+    assert!(store.change_set_writes(acme.id, id, None, 12).await.unwrap().len() == 12);
+    let other = tenant(&store, "other").await;
+    assert!(store.change_set_writes(other.id, id, None, 12).await.unwrap().is_empty(), "another tenant's");
+    assert!(store.get_change_set(other.id, id).await.unwrap().is_none(), "another tenant's");
 
     // No sources here: what they say now is what was held.
-    let now = Planned(held.writes.clone());
+    let now = Planned(removal_set(&reconciler, &acme, &staff[20..50]).writes);
     let report = reconciler.approve(&acme, id, &now, &ctx("ops")).await.unwrap();
     assert_eq!((report.written.len(), report.skipped.len()), (30, 0));
     assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 50);
@@ -286,8 +305,18 @@ async fn the_guard_holds_a_mass_deprovision_that_arrives_one_person_at_a_time(sq
     assert_eq!(pending.len(), 1);
     let writes = store.get_change_set(acme.id, *first_id).await.unwrap().unwrap().writes;
     assert_eq!(writes.len(), 6);
+    let logins: Vec<&str> = writes.iter().map(|w| w.login.as_str()).collect();
+    assert_eq!(logins, staff[24..30].iter().map(|p| p.login.as_str()).collect::<Vec<_>>());
     assert_eq!(actions(&store, &acme, "change_set.extended").await, 5);
-    let report = reconciler.approve(&acme, *first_id, &Planned(writes), &ctx("ops")).await.unwrap();
+    // The same person again joins as one write, the later one.
+    let again = removal_set(&reconciler, &acme, std::slice::from_ref(&staff[29]));
+    let Submitted::AwaitingApproval { summary, .. } = reconciler.submit(&acme, again, &entra).await.unwrap() else {
+        panic!("joins the waiting set");
+    };
+    assert_eq!(summary.takes_access, 6, "{summary:?}");
+    assert_eq!(store.get_change_set(acme.id, *first_id).await.unwrap().unwrap().writes.len(), 6);
+    let now = removal_set(&reconciler, &acme, &staff[24..30]).writes;
+    let report = reconciler.approve(&acme, *first_id, &Planned(now), &ctx("ops")).await.unwrap();
     assert_eq!(report.written.len(), 6);
     assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 70);
     // A change that is mass on its own is its own set.
@@ -534,7 +563,7 @@ async fn an_approval_whose_writes_fail_can_be_approved_again() {
     else {
         panic!("30 of 40 must be held");
     };
-    let writes = store.get_change_set(acme.id, id).await.unwrap().unwrap().writes;
+    let writes = removal_set(&reconciler, &acme, &staff[..30]).writes;
     let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     let failed = reconciler.approve(&acme, id, &DiskFills(raw.clone(), writes.clone()), &ctx("ops")).await;
     assert!(failed.is_err(), "the writes cannot have been applied: {failed:?}");
@@ -549,4 +578,53 @@ async fn an_approval_whose_writes_fail_can_be_approved_again() {
     assert_eq!(decided.status, ChangeSetStatus::Approved);
     assert!(decided.result.unwrap().contains("30 applied"));
     assert_eq!(actions(&store, &acme, "change_set.approved").await, 1, "recorded once, with the writes");
+}
+
+/// A set held before writes had rows of their own (one JSON value in `change_sets.writes`)
+/// is moved into rows when the store opens, and reads, pages and approves as any other.
+#[tokio::test]
+async fn a_set_held_before_writes_had_rows_is_moved_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("legacy.db").display());
+    let sql = SqlStore::connect(&StoreOptions::new(url.clone())).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
+    let acme = tenant(&store, "acme").await;
+    let reconciler = Reconciler::new(&sql);
+    let staff = seed_active(&reconciler, &acme, 40).await;
+    let planned = removal_set(&reconciler, &acme, &staff[..30]).writes;
+    // As 0007's version stored it: full planned writes in an envelope.
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO change_sets (tenant_id, id, origin, status, summary, writes, created_at, created_by)
+         VALUES (?, ?, 'SCIM Bulk request', 'pending', ?, ?, 0, 'scim_token:entra')",
+    )
+    .bind(acme.id.0.to_string())
+    .bind(id.to_string())
+    .bind(r#"{"creates":0,"updates":0,"takes_access":30,"holding_access":40}"#)
+    .bind(serde_json::json!({ "format": 1, "writes": planned }).to_string())
+    .execute(&raw)
+    .await
+    .unwrap();
+    sql.close().await;
+
+    let sql = SqlStore::connect(&StoreOptions::new(url.clone())).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
+    let (left,): (String,) = sqlx::query_as("SELECT writes FROM change_sets WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(left, "", "moved out of the set's row");
+    let held = store.get_change_set(acme.id, id).await.unwrap().unwrap();
+    let logins: Vec<&str> = held.writes.iter().map(|w| w.login.as_str()).collect();
+    assert_eq!(logins, staff[..30].iter().map(|p| p.login.as_str()).collect::<Vec<_>>());
+    assert_eq!(store.change_set_writes(acme.id, id, Some(24), 100).await.unwrap().len(), 5);
+    // Opening again moves nothing twice.
+    drop(SqlStore::connect(&StoreOptions::new(url)).await.unwrap());
+    assert_eq!(store.get_change_set(acme.id, id).await.unwrap().unwrap().writes.len(), 30);
+    let reconciler = Reconciler::new(&sql);
+    let report = reconciler.approve(&acme, id, &Planned(planned), &ctx("ops")).await.unwrap();
+    assert_eq!(report.written.len(), 30);
+    assert_eq!(store.count_individuals_holding_access(acme.id).await.unwrap(), 10);
 }

@@ -5,8 +5,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditRecord, ChangeEvent, ChangeKind};
-use crate::changeset::{ChangeSet, ChangeSetDecision, ChangeSetStatus, ChangeSummary, HeldChangeSet, PlannedWrite};
-use crate::individual::Individual;
+use crate::changeset::{
+    ChangeSet, ChangeSetDecision, ChangeSetHeader, ChangeSetStatus, ChangeSummary, HeldChangeSet, HeldWrite,
+    PlannedWrite, changed_fields,
+};
 use crate::ports::IndividualWrite;
 use crate::tenant::Tenant;
 use crate::{DomainError, DomainResult};
@@ -59,18 +61,18 @@ impl Reconciler {
                         None,
                         Some(json!({ "origin": set.origin, "takes_access": takes_access })),
                     );
-                    if let Some(summary) = self.store.extend_change_set(tenant.id, open, &set.writes, &audit).await? {
+                    let joining = HeldWrite::all_of(&set.writes);
+                    if let Some(summary) = self.store.extend_change_set(tenant.id, open, &joining, &audit).await? {
                         return Ok(Submitted::AwaitingApproval { id: open, summary });
                     }
                 }
                 let id = Uuid::new_v4();
-                let held = HeldChangeSet {
+                let held = ChangeSetHeader {
                     id,
                     tenant_id: tenant.id,
                     origin: set.origin.clone(),
                     status: ChangeSetStatus::Pending,
                     summary: summary.clone(),
-                    writes: set.writes,
                     created_at: self.now(),
                     created_by: format!("{}:{}", ctx.actor.kind.as_str(), ctx.actor.id),
                     decided_at: None,
@@ -85,7 +87,8 @@ impl Reconciler {
                     None,
                     Some(json!({ "origin": held.origin, "summary": summary })),
                 );
-                self.store.put_change_set(&held, &audit).await?;
+                let writes = HeldWrite::all_of(&set.writes);
+                self.store.put_change_set(&held, &writes, &audit).await?;
                 return Ok(Submitted::AwaitingApproval { id, summary });
             }
         }
@@ -117,12 +120,11 @@ impl Reconciler {
         tenant: &Tenant,
         writes: &[PlannedWrite],
     ) -> DomainResult<Option<HeldChangeSet>> {
-        let decisions = |writes: &[PlannedWrite]| {
-            let mut d: Vec<_> = writes.iter().map(|w| (w.after.id, w.after.status)).collect();
+        let sorted = |mut d: Vec<(crate::individual::IndividualId, crate::individual::IndividualStatus)>| {
             d.sort_unstable_by_key(|(id, _)| *id);
             d
         };
-        let wanted = decisions(writes);
+        let wanted = sorted(writes.iter().map(|w| (w.after.id, w.after.status)).collect());
         let takes = writes.iter().filter(|w| w.takes_access()).count() as u64;
         // Only sets that take access from as many people are read with their writes.
         for header in self.store.list_change_sets(Some(tenant.id), Some(ChangeSetStatus::Pending)).await? {
@@ -130,7 +132,7 @@ impl Reconciler {
                 continue;
             }
             if let Some(held) = self.store.get_change_set(tenant.id, header.id).await?
-                && decisions(&held.writes) == wanted
+                && sorted(held.writes.iter().map(|w| (w.individual_id, w.after)).collect()) == wanted
             {
                 return Ok(Some(held));
             }
@@ -378,19 +380,6 @@ impl Reconciler {
             individual: next,
         }
     }
-}
-
-/// The fields that differ, as two JSON objects: their values before and after.
-/// The audit trail's before and after: the fields of the individual's state that differ.
-pub(super) fn changed_fields(before: &Individual, after: &Individual) -> (serde_json::Value, serde_json::Value) {
-    let as_map = |i: &Individual| match serde_json::to_value(i.state()) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    let (mut old, mut new) = (as_map(before), as_map(after));
-    old.retain(|field, value| new.get(field) != Some(value));
-    new.retain(|field, _| old.contains_key(field));
-    (serde_json::Value::Object(old), serde_json::Value::Object(new))
 }
 
 pub(super) fn kind_of(write: &IndividualWrite) -> ChangeKind {

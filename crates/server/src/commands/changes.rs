@@ -6,13 +6,16 @@ use idbridge_core::audit::AuditContext;
 
 use crate::cli::ChangesCommand;
 
-use super::shared::{print_json, slug};
+use super::shared::slug;
 
-/// Finds a held change set by id across tenants (ids are UUIDs).
+/// Writes read per page by `changes show`.
+const PAGE: usize = 1_000;
+
+/// Finds a held change set by id across tenants (ids are UUIDs), without its writes.
 pub(crate) async fn find_change_set(
     operator: &Operator,
     raw: &str,
-) -> anyhow::Result<idbridge_core::changeset::HeldChangeSet> {
+) -> anyhow::Result<idbridge_core::changeset::ChangeSetHeader> {
     let id: uuid::Uuid = raw.parse().with_context(|| format!("change set id {raw:?} is not a UUID"))?;
     Ok(operator.find_change_set(id).await?)
 }
@@ -64,10 +67,27 @@ pub(crate) async fn changes(
                 }
             }
         }
-        ChangesCommand::Show { id, json } => {
+        ChangesCommand::Show { id, limit, json } => {
             let set = find_change_set(operator, &id).await?;
             if json {
-                print_json(&crate::views::HeldChangeSet::from(&set))?;
+                // One JSON document, its writes written as they are read.
+                let header = serde_json::to_value(crate::views::HeldChangeSet::page(&set, &[], false))?;
+                let mut header = header.as_object().cloned().unwrap_or_default();
+                header.remove("writes");
+                header.remove("next_after");
+                let text = serde_json::to_string(&header)?;
+                let open = text.strip_suffix('}').unwrap_or(&text);
+                let comma = if header.is_empty() { "" } else { "," };
+                part(&format!("{open}{comma}\"writes\":["));
+                let mut first = true;
+                for_each_write(operator, &set, limit, |position, write| {
+                    let text = serde_json::to_string(&crate::views::HeldWrite::at(position, write))?;
+                    part(&format!("{}{text}", if first { "" } else { "," }));
+                    first = false;
+                    Ok(())
+                })
+                .await?;
+                out!("]}}");
             } else {
                 out!("change set {} of {} — {}", set.id, slug_of(set.tenant_id), set.status.as_str());
                 out!("origin:   {} (by {} at {})", set.origin, set.created_by, set.created_at);
@@ -83,9 +103,20 @@ pub(crate) async fn changes(
                 if let Some(by) = &set.decided_by {
                     out!("decided:  by {by}: {}", set.result.as_deref().unwrap_or(""));
                 }
-                for w in &set.writes {
-                    let before = w.before.as_ref().map_or("new", |b| b.status.as_str());
-                    out!("  {:<32} {} → {}  ({})", w.after.login, before, w.after.status.as_str(), w.action);
+                let shown = for_each_write(operator, &set, limit, |_, w| {
+                    let before = w.before.map_or("new", |b| b.as_str());
+                    let fields: Vec<&str> = w
+                        .changed_after
+                        .as_object()
+                        .map_or_else(Vec::new, |m| m.keys().map(String::as_str).filter(|f| *f != "status").collect());
+                    let fields = if fields.is_empty() { String::new() } else { format!("; {}", fields.join(", ")) };
+                    out!("  {:<32} {} → {}  ({}{fields})", w.login, before, w.after.as_str(), w.action);
+                    Ok(())
+                })
+                .await?;
+                let total = s.creates + s.updates + s.takes_access;
+                if shown < total {
+                    out!("  … {} more (without --limit, every write is shown)", total - shown);
                 }
             }
         }
@@ -112,6 +143,47 @@ pub(crate) async fn changes(
         }
     }
     Ok(())
+}
+
+/// Part of a line on stdout; a reader that went away (`| head`) ends the command quietly,
+/// as `out!` does.
+fn part(text: &str) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Calls `each` with the set's writes in order, at most `limit` of them, reading a page
+/// at a time; how many it saw.
+async fn for_each_write(
+    operator: &Operator,
+    set: &idbridge_core::changeset::ChangeSetHeader,
+    limit: Option<u64>,
+    mut each: impl FnMut(u64, &idbridge_core::changeset::HeldWrite) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut after = None;
+    let mut seen = 0;
+    loop {
+        let page = match limit {
+            Some(limit) => usize::try_from(limit.saturating_sub(seen)).unwrap_or(PAGE).min(PAGE),
+            None => PAGE,
+        };
+        if page == 0 {
+            return Ok(seen);
+        }
+        let writes = operator.change_set_writes(set.tenant_id, set.id, after, page).await?;
+        for (position, write) in &writes {
+            each(*position, write)?;
+            seen += 1;
+        }
+        match writes.last() {
+            Some((last, _)) if writes.len() == page => after = Some(*last),
+            _ => return Ok(seen),
+        }
+    }
 }
 
 /// What the guard's window added to a held change set, for the listing.

@@ -590,15 +590,27 @@ fn change_set_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::bad_request(format!("change set id {raw:?} is not a UUID")))
 }
 
+/// `?after=` (the `next_after` of the page before) and `?limit=` (1–5,000; 1,000).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WritesPage {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
 async fn show_change_set(
     _: OperatorCaller,
     State(state): State<AppState>,
     Path((raw, id)): Path<(String, String)>,
+    AdminQuery(page): AdminQuery<WritesPage>,
 ) -> ApiResult<Response> {
     let tenant = state.operator.tenant(&slug(&raw)?).await?;
     let id = change_set_id(&id)?;
     let set = state.operator.change_set(tenant.id, id).await?;
-    Ok(Json(crate::views::HeldChangeSet::from(&set)).into_response())
+    let limit = page.limit.unwrap_or(1_000);
+    let writes = state.operator.change_set_writes(tenant.id, id, page.after, limit).await?;
+    let full = writes.len() == limit;
+    Ok(Json(crate::views::HeldChangeSet::page(&set, &writes, full)).into_response())
 }
 
 async fn approve_change_set(
