@@ -88,7 +88,7 @@ fn legacy_digest(person: &SourcePerson) -> String {
 
 /// What one complete read of a source found.
 struct Read {
-    index: idbridge_ldap::GroupIndex,
+    index: Arc<idbridge_ldap::GroupIndex>,
     found: Found,
     users: u64,
     high_water: Option<String>,
@@ -277,7 +277,7 @@ impl SourceReconciliation {
         from: usize,
         since: &mut Option<String>,
         mark: &Option<(String, String)>,
-        stored: &HashMap<String, String>,
+        stored: &Arc<HashMap<String, String>>,
     ) -> Result<Read, idbridge_ldap::ReadError> {
         let mut reader = idbridge_ldap::Reader::connect_from(source, password, from).await?;
         let mut warnings: Vec<String> =
@@ -304,36 +304,46 @@ impl SourceReconciliation {
         }
         let groups = reader.groups(source).await?;
         let group_count = groups.len() as u64;
-        let index = idbridge_ldap::GroupIndex::new(source, &groups, &mut warnings);
+        let index = Arc::new(idbridge_ldap::GroupIndex::new(source, &groups, &mut warnings));
         drop(groups);
-        let mut found = Found { seen: HashSet::with_capacity(stored.len()), changed: Vec::new(), upserts: Vec::new() };
-        let mut page = Vec::with_capacity(source.page_size as usize);
-        let mut user_warnings = Vec::new();
-        // On a terminal (`idbridge sync ldap`), a progress line; logs get the phases.
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let mut read_so_far = 0u64;
-        let (users, high_water) = reader
-            .users(source, since.as_deref(), |entry| {
-                page.push(entry);
-                read_so_far += 1;
-                if terminal && read_so_far.is_multiple_of(1000) {
-                    eprint!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
-                }
-                if page.len() >= source.page_size as usize {
-                    for person in index.people(source, &page, &mut user_warnings) {
-                        found.consider(stored, person);
+        // Users are made into people and compared on a thread of their own, a page at a
+        // time, while the reader already asks the server for the next page (processing
+        // each page inside the search left the server idle between pages).
+        let (pages, mut arriving) = tokio::sync::mpsc::channel::<Vec<idbridge_ldap::SearchEntry>>(2);
+        let worker = {
+            let (index, stored, source) = (index.clone(), stored.clone(), source.clone());
+            let label = format!("{} {}", tenant.slug, source.name);
+            tokio::task::spawn_blocking(move || {
+                let mut found =
+                    Found { seen: HashSet::with_capacity(stored.len()), changed: Vec::new(), upserts: Vec::new() };
+                let mut warnings = Vec::new();
+                // On a terminal (`idbridge sync ldap`), a progress line; logs get the phases.
+                let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                let mut read_so_far = 0usize;
+                while let Some(page) = arriving.blocking_recv() {
+                    let before = read_so_far;
+                    read_so_far += page.len();
+                    for person in index.people(&source, &page, &mut warnings) {
+                        found.consider(&stored, person);
                     }
-                    page.clear();
+                    if terminal && read_so_far / 1000 > before / 1000 {
+                        eprint!("\r{label}: {read_so_far} users read");
+                    }
                 }
+                if terminal && read_so_far >= 1000 {
+                    eprintln!("\r{label}: {read_so_far} users read");
+                }
+                (found, warnings)
             })
-            .await?;
-        for person in index.people(source, &page, &mut user_warnings) {
-            found.consider(stored, person);
-        }
-        drop(page);
-        if terminal && read_so_far >= 1000 {
-            eprintln!("\r{} {}: {read_so_far} users read", tenant.slug, source.name);
-        }
+        };
+        let read = reader.users(source, since.as_deref(), pages).await;
+        let worked = worker.await;
+        let (users, high_water) = read?;
+        let (found, user_warnings) = worked.map_err(|e| idbridge_ldap::ReadError::Search {
+            url: reader.url.clone(),
+            step: "reading users".into(),
+            message: format!("the task making people of the entries failed: {e}"),
+        })?;
         let url = reader.url.clone();
         reader.close().await;
         warnings.extend(user_warnings);
@@ -373,7 +383,7 @@ impl SourceReconciliation {
     ) -> DomainResult<Ran> {
         let password = bind_password(tenant, source)?;
         tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
-        let stored = self.directory.directory_hashes(tenant.id, &source.name).await?;
+        let stored = Arc::new(self.directory.directory_hashes(tenant.id, &source.name).await?);
         let mut since = mark.as_ref().map(|(m, _)| m.clone());
         // Read from the first URL that serves; one that hangs or drops the connection part
         // way through is left for the next, and the read starts over there.

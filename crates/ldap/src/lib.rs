@@ -15,8 +15,9 @@ use idbridge_core::directory::{Flavour, LdapSource, Membership, SearchScope};
 use idbridge_core::individual::{SourceKind, SourceLink};
 use idbridge_core::mapping::{ExternalGroup, UserFacts};
 use idbridge_core::reconcile::SourcePerson;
+pub use ldap3::SearchEntry;
 use ldap3::adapters::{Adapter, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope};
 
 use crate::entry::{Expiry, first, values};
 
@@ -190,7 +191,19 @@ async fn connect(
 /// LDAP_SERVER_SHOW_DELETED_OID: the search returns deleted objects too (MS-ADTS 3.1.1.3.4.1.14).
 const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
 
-/// A paged search, handing each entry to `each` as it arrives; an error ends it. Every
+/// Where a search's entries go: one at a time to a function, or a page at a time into a
+/// channel, whose consumer works on a page while the server already sends the next.
+enum Sink<'s> {
+    Each(&'s mut (dyn FnMut(SearchEntry) + Send)),
+    Pages {
+        to: &'s tokio::sync::mpsc::Sender<Vec<SearchEntry>>,
+        size: usize,
+        /// Sees every entry before it joins its page.
+        inspect: &'s mut (dyn FnMut(&SearchEntry) + Send),
+    },
+}
+
+/// A paged search, handing its entries to `sink` as they arrive; an error ends it. Every
 /// answer — each entry, each page, the final result — must come within the timeout.
 async fn search_each(
     conn: &mut Conn,
@@ -199,7 +212,7 @@ async fn search_each(
     filter: &str,
     attrs: &[String],
     page_size: u32,
-    mut each: impl FnMut(SearchEntry),
+    mut sink: Sink<'_>,
 ) -> Result<(), ReadError> {
     let (url, seconds) = (conn.url.clone(), conn.seconds);
     let fail = |e: ldap3::LdapError| step_error(&url, format!("search under {base:?}"), seconds, e);
@@ -207,6 +220,13 @@ async fn search_each(
     conn.ldap.with_timeout(Duration::from_secs(seconds));
     let mut stream =
         conn.ldap.streaming_search_with(adapters, base, scope, filter, attrs.to_vec()).await.map_err(fail)?;
+    let mut page = Vec::new();
+    // The consumer went away (its run was cancelled): the search ends here.
+    let gone = || ReadError::Search {
+        url: url.clone(),
+        step: format!("search under {base:?}"),
+        message: "the run stopped reading".into(),
+    };
     while let Some(entry) = stream.next().await.map_err(fail)? {
         if entry.is_ref() {
             // A continuation reference (RFC 4511 §4.5.3): part of the tree under the base
@@ -220,7 +240,17 @@ async fn search_each(
         if entry.is_intermediate() {
             continue;
         }
-        each(SearchEntry::construct(entry));
+        let entry = SearchEntry::construct(entry);
+        match &mut sink {
+            Sink::Each(each) => each(entry),
+            Sink::Pages { to, size, inspect } => {
+                inspect(&entry);
+                page.push(entry);
+                if page.len() >= *size {
+                    to.send(std::mem::replace(&mut page, Vec::with_capacity(*size))).await.map_err(|_| gone())?;
+                }
+            }
+        }
     }
     let result = stream.finish().await;
     if result.rc == 10 {
@@ -228,6 +258,11 @@ async fn search_each(
         return Err(ReadError::Referral { url, to: result.refs.join(", ") });
     }
     result.success().map_err(fail)?;
+    if let Sink::Pages { to, .. } = sink
+        && !page.is_empty()
+    {
+        to.send(page).await.map_err(|_| gone())?;
+    }
     Ok(())
 }
 
@@ -241,7 +276,7 @@ async fn search(
     page_size: u32,
 ) -> Result<Vec<SearchEntry>, ReadError> {
     let mut out = Vec::new();
-    search_each(conn, base, scope, filter, attrs, page_size, |e| out.push(e)).await?;
+    search_each(conn, base, scope, filter, attrs, page_size, Sink::Each(&mut |e| out.push(e))).await?;
     Ok(out)
 }
 
@@ -293,13 +328,17 @@ impl Reader {
         Ok(groups)
     }
 
-    /// Users (all, or with `since` only those changed since that change mark), each handed
-    /// to `each` as it arrives. Returns how many, and the highest change mark seen.
+    /// Users (all, or with `since` only those changed since that change mark), sent into
+    /// `pages` a page (`page_size` entries) at a time as they arrive: the next page is
+    /// asked for while the consumer works on this one, and a consumer that falls behind
+    /// holds the read back (the channel is bounded), so at most a few pages are held at
+    /// once. The channel closes when the read ends. Returns how many, and the highest
+    /// change mark seen.
     pub async fn users(
         &mut self,
         source: &LdapSource,
         since: Option<&str>,
-        mut each: impl FnMut(SearchEntry),
+        pages: tokio::sync::mpsc::Sender<Vec<SearchEntry>>,
     ) -> Result<(u64, Option<String>), ReadError> {
         let a = source.attributes();
         let mut user_attrs = vec![
@@ -334,19 +373,23 @@ impl Reader {
             &filter,
             &user_attrs,
             source.page_size,
-            |entry| {
-                count += 1;
-                if let Some(mark) = first(&entry, change) {
-                    // Generalized times of one server compare as text; USNs as numbers.
-                    let higher = high_water.as_deref().is_none_or(|h| match (mark.parse::<u64>(), h.parse::<u64>()) {
-                        (Ok(m), Ok(h)) => m > h,
-                        _ => mark > h,
-                    });
-                    if higher {
-                        high_water = Some(mark.to_owned());
+            Sink::Pages {
+                to: &pages,
+                size: source.page_size.max(1) as usize,
+                inspect: &mut |entry| {
+                    count += 1;
+                    if let Some(mark) = first(entry, change) {
+                        // Generalized times of one server compare as text; USNs as numbers.
+                        let higher =
+                            high_water.as_deref().is_none_or(|h| match (mark.parse::<u64>(), h.parse::<u64>()) {
+                                (Ok(m), Ok(h)) => m > h,
+                                _ => mark > h,
+                            });
+                        if higher {
+                            high_water = Some(mark.to_owned());
+                        }
                     }
-                }
-                each(entry);
+                },
             },
         )
         .await?;
@@ -422,8 +465,17 @@ impl Reader {
 pub async fn read(source: &LdapSource, password: Option<&str>, since: Option<&str>) -> Result<Snapshot, ReadError> {
     let mut reader = Reader::connect(source, password).await?;
     let groups = reader.groups(source).await?;
+    let (pages, mut arriving) = tokio::sync::mpsc::channel(2);
     let mut users = Vec::new();
-    let (_, high_water) = reader.users(source, since, |e| users.push(e)).await?;
+    let collect = async {
+        while let Some(page) = arriving.recv().await {
+            users.extend(page);
+        }
+    };
+    let ((_, high_water), ()) = tokio::try_join!(reader.users(source, since, pages), async {
+        collect.await;
+        Ok(())
+    })?;
     let url = reader.url.clone();
     reader.close().await;
     Ok(Snapshot { users, groups, url, high_water })
