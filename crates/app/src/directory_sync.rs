@@ -11,7 +11,7 @@ use idbridge_core::audit::AuditContext;
 use idbridge_core::changeset::{ChangeSet, ChangeSetStatus};
 use idbridge_core::directory::{LdapSource, RunStatus, RunSummary, SyncRun};
 use idbridge_core::individual::{Individual, SourceKind};
-use idbridge_core::ports::DirectoryRecord;
+use idbridge_core::ports::{DirectoryRecord, GroupsSeen, RecordDigest};
 use idbridge_core::reconcile::{CHANGE_DIGEST_VERSION, CommitReport, Plan, Planned, SourcePerson, Submitted};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
@@ -61,23 +61,38 @@ struct Found {
 }
 
 impl Found {
-    fn consider(&mut self, stored: &HashMap<String, String>, person: SourcePerson) {
+    fn consider(&mut self, source: &LdapSource, stored: &HashMap<String, RecordDigest>, person: SourcePerson) {
         self.seen.insert(person.link.external_id.clone());
         let digest = person.change_digest();
+        let groups_seen = groups_seen(source, &person);
         match stored.get(&person.link.external_id) {
-            Some(known) if *known == digest => {}
+            Some(known) if known.digest == digest => {
+                // Unchanged, but its record was written before groups were seen (or lists
+                // them under another key): rewritten once, without re-planning the person.
+                if known.groups_seen != groups_seen {
+                    self.upserts.push(DirectoryRecord { digest, person, groups_seen });
+                }
+            }
             // A digest of the earlier encoding (SHA-256 of the person's JSON as that
             // version wrote it): unchanged when it still matches; the row is rewritten
             // with the new digest without re-planning the person.
-            Some(known) if !known.starts_with(CHANGE_DIGEST_VERSION) && *known == legacy_digest(&person) => {
-                self.upserts.push(DirectoryRecord { digest, person });
+            Some(known)
+                if !known.digest.starts_with(CHANGE_DIGEST_VERSION) && known.digest == legacy_digest(&person) =>
+            {
+                self.upserts.push(DirectoryRecord { digest, person, groups_seen });
             }
             _ => {
-                self.upserts.push(DirectoryRecord { digest, person: person.clone() });
+                self.upserts.push(DirectoryRecord { digest, person: person.clone(), groups_seen });
                 self.changed.push(person);
             }
         }
     }
+}
+
+/// How the source's groups list the person and a digest of what they gave it.
+fn groups_seen(source: &LdapSource, person: &SourcePerson) -> Option<GroupsSeen> {
+    idbridge_ldap::GroupIndex::member_key(source, person)
+        .map(|key| GroupsSeen { key, digest: idbridge_ldap::GroupIndex::groups_digest(&person.groups) })
 }
 
 /// How runs before `CHANGE_DIGEST_VERSION` detected a change: SHA-256 of the person's
@@ -277,7 +292,7 @@ impl SourceReconciliation {
         from: usize,
         since: &mut Option<String>,
         mark: &Option<(String, String)>,
-        stored: &Arc<HashMap<String, String>>,
+        stored: &Arc<HashMap<String, RecordDigest>>,
     ) -> Result<Read, idbridge_ldap::ReadError> {
         let mut reader = idbridge_ldap::Reader::connect_from(source, password, from).await?;
         let mut warnings: Vec<String> =
@@ -324,7 +339,7 @@ impl SourceReconciliation {
                     let before = read_so_far;
                     read_so_far += page.len();
                     for person in index.people(&source, &page, &mut warnings) {
-                        found.consider(&stored, person);
+                        found.consider(&source, &stored, person);
                     }
                     if terminal && read_so_far / 1000 > before / 1000 {
                         eprint!("\r{label}: {read_so_far} users read");
@@ -426,24 +441,30 @@ impl SourceReconciliation {
         summary.users = users;
         summary.high_water = high_water.or_else(|| since.clone());
         if since.is_some() {
-            // Users not read this time are as the last run saw them, with today's groups
-            // (read a page at a time).
-            let mut after: Option<String> = None;
-            loop {
-                let page =
-                    self.directory.directory_persons_after(tenant.id, &source.name, after.as_deref(), 5000).await?;
-                let done = page.len() < 5000;
-                after = page.last().map(|p| p.link.external_id.clone());
-                let unread: Vec<SourcePerson> = page
-                    .into_iter()
-                    .filter(|p| !found.seen.contains(&p.link.external_id) && !deleted.contains(&p.link.external_id))
-                    .filter_map(|p| index.regroup(source, &p))
-                    .collect();
-                for person in unread {
-                    found.consider(&stored, person);
-                }
-                if done {
-                    break;
+            // Users not read this time are as the last run saw them, with today's groups.
+            // Only those whose groups give them something else today are read back and
+            // regrouped: an incremental run touches the changed people, not every record.
+            let mut today: HashMap<&[String], String> = HashMap::new();
+            let mut regroup: Vec<String> = stored
+                .iter()
+                .filter(|(id, _)| !found.seen.contains(*id) && !deleted.contains(*id))
+                .filter(|(_, record)| match &record.groups_seen {
+                    Some(seen) => {
+                        let direct = index.direct_groups(&seen.key);
+                        *today.entry(direct).or_insert_with(|| index.groups_digest_of(source, direct)) != seen.digest
+                    }
+                    None => true,
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            drop(today);
+            regroup.sort_unstable();
+            tracing::debug!(tenant = %tenant.slug, source = source.name, regrouped = regroup.len(), "LDAP sync: people whose groups changed");
+            for ids in regroup.chunks(5000) {
+                for person in self.directory.directory_persons(tenant.id, &source.name, ids).await? {
+                    if let Some(person) = index.regroup(source, &person) {
+                        found.consider(source, &stored, person);
+                    }
                 }
             }
         }
@@ -760,6 +781,17 @@ mod tests {
         Found { seen: HashSet::new(), changed: Vec::new(), upserts: Vec::new() }
     }
 
+    fn corp() -> LdapSource {
+        serde_json::from_value(serde_json::json!({
+            "name": "corp", "urls": ["ldap://x"], "user_base": "ou=people,dc=x", "group_base": "ou=groups,dc=x"
+        }))
+        .unwrap()
+    }
+
+    fn known(digest: String) -> HashMap<String, RecordDigest> {
+        HashMap::from([("bob".to_owned(), RecordDigest { digest, groups_seen: None })])
+    }
+
     /// A directory stored by a version that hashed the person's JSON is not re-planned
     /// person by person after the upgrade: matching rows get the new digest, unchanged.
     #[test]
@@ -767,19 +799,37 @@ mod tests {
         let bob = person("bob");
         let legacy = legacy_digest(&bob);
         let mut run = found();
-        run.consider(&HashMap::from([("bob".to_owned(), legacy.clone())]), bob.clone());
+        run.consider(&corp(), &known(legacy.clone()), bob.clone());
         assert!(run.changed.is_empty(), "an unchanged person is not re-planned");
         assert_eq!(run.upserts.len(), 1, "its row gets the new digest");
         assert_eq!(run.upserts[0].digest, bob.change_digest());
 
         let mut run = found();
-        run.consider(&HashMap::from([("bob".to_owned(), bob.change_digest())]), bob.clone());
+        run.consider(&corp(), &known(bob.change_digest()), bob.clone());
         assert!(run.changed.is_empty() && run.upserts.is_empty(), "nothing to write");
 
         let mut moved = bob.clone();
         moved.active = false;
         let mut run = found();
-        run.consider(&HashMap::from([("bob".to_owned(), legacy)]), moved);
+        run.consider(&corp(), &known(legacy), moved);
         assert_eq!(run.changed.len(), 1, "a change since the legacy digest is one");
+    }
+
+    /// A record written before groups were seen gets them at the next run that sees the
+    /// person, without re-planning an unchanged person; then nothing is written.
+    #[test]
+    fn records_without_groups_seen_are_completed_once() {
+        let mut bob = person("bob");
+        bob.facts.custom.insert("dn".into(), "uid=Bob, ou=people,dc=x".into());
+        let mut run = found();
+        run.consider(&corp(), &known(bob.change_digest()), bob.clone());
+        assert!(run.changed.is_empty(), "unchanged");
+        let seen = run.upserts[0].groups_seen.clone().expect("groups seen");
+        assert_eq!(seen.key, "uid=bob,ou=people,dc=x");
+        let stored =
+            HashMap::from([("bob".to_owned(), RecordDigest { digest: bob.change_digest(), groups_seen: Some(seen) })]);
+        let mut run = found();
+        run.consider(&corp(), &stored, bob);
+        assert!(run.upserts.is_empty() && run.changed.is_empty());
     }
 }

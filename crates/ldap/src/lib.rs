@@ -18,6 +18,7 @@ use idbridge_core::reconcile::SourcePerson;
 pub use ldap3::SearchEntry;
 use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope};
+use sha2::{Digest as _, Sha256};
 
 use crate::entry::{Expiry, first, values};
 
@@ -596,6 +597,46 @@ impl GroupIndex {
         expand(&direct, &self.parents, &self.groups, source.nested_groups && source.membership != Membership::MemberUid)
     }
 
+    /// The key by which this source's groups list `person` (its normalised DN, or its
+    /// login for `memberUid`); `None` for `memberOf`, where the user entry lists them.
+    pub fn member_key(source: &LdapSource, person: &SourcePerson) -> Option<String> {
+        match source.membership {
+            Membership::MemberOf => None,
+            Membership::MemberUid => Some(person.facts.login.to_lowercase()),
+            _ => person.facts.custom.get("dn").map(|dn| normalize_dn(dn)),
+        }
+    }
+
+    /// A digest of what these groups give a person (each group's id, name and the path it
+    /// was inherited through, in order).
+    pub fn groups_digest(groups: &[ExternalGroup]) -> String {
+        let mut hash = Sha256::new();
+        for g in groups {
+            for part in std::iter::once(&g.id).chain(std::iter::once(&g.display_name)).chain(&g.via) {
+                hash.update(part.len().to_le_bytes());
+                hash.update(part.as_bytes());
+            }
+            hash.update(b"/");
+        }
+        format!("g1:{}", hex::encode(hash.finalize()))
+    }
+
+    /// The groups that list `key` directly (a DN or a login, as [`Self::member_key`] gives).
+    pub fn direct_groups(&self, key: &str) -> &[String] {
+        self.parents.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// [`Self::groups_digest`] of what these direct groups give today (with the source's
+    /// nesting). People in the same groups share it: callers keep it per direct groups.
+    pub fn groups_digest_of(&self, source: &LdapSource, direct: &[String]) -> String {
+        Self::groups_digest(&expand(
+            direct,
+            &self.parents,
+            &self.groups,
+            source.nested_groups && source.membership != Membership::MemberUid,
+        ))
+    }
+
     /// The person as an earlier run saw it, with its groups as they are now (incremental
     /// runs read only changed users, but every group).
     pub fn regroup(&self, source: &LdapSource, person: &SourcePerson) -> Option<SourcePerson> {
@@ -760,6 +801,37 @@ mod tests {
             "flavour": flavour, "membership": membership
         }))
         .unwrap()
+    }
+
+    /// What an incremental run compares: the digest of a person's groups as read, and what
+    /// today's groups give the person's key — equal while the groups are, different when
+    /// a group above the person's gains a parent.
+    #[test]
+    fn groups_seen_match_until_the_groups_change() {
+        let source = source("openldap", "member");
+        let group = |dn: &str, id: &str, members: &[&str]| {
+            let cn = dn.split(',').next().unwrap().trim_start_matches("cn=").to_owned();
+            e(dn, &[("cn", &[cn.as_str()]), ("entryUUID", &[id]), ("member", members)])
+        };
+        let users = vec![e("uid=Bob,ou=people,dc=x", &[("uid", &["bob"]), ("entryUUID", &["U1"])])];
+        let mut groups = vec![group("cn=queue,ou=groups,dc=x", "G1", &["uid=bob,ou=people,dc=x"])];
+        let mut warnings = Vec::new();
+        let index = GroupIndex::new(&source, &groups, &mut warnings);
+        let bob = index.people(&source, &users, &mut warnings).remove(0);
+        let key = GroupIndex::member_key(&source, &bob).unwrap();
+        assert_eq!(key, "uid=bob,ou=people,dc=x");
+        let seen = GroupIndex::groups_digest(&bob.groups);
+        assert_eq!(index.groups_digest_of(&source, index.direct_groups(&key)), seen);
+
+        groups.push(group("cn=admins,ou=groups,dc=x", "G2", &["cn=queue,ou=groups,dc=x"]));
+        let index = GroupIndex::new(&source, &groups, &mut warnings);
+        let today = index.groups_digest_of(&source, index.direct_groups(&key));
+        assert_ne!(today, seen, "bob is in admins through queue now");
+        assert_eq!(today, GroupIndex::groups_digest(&index.regroup(&source, &bob).unwrap().groups));
+        assert_eq!(
+            index.groups_digest_of(&source, index.direct_groups("uid=nobody,dc=x")),
+            GroupIndex::groups_digest(&[])
+        );
     }
 
     #[test]

@@ -6,27 +6,35 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use idbridge_core::DomainResult;
 use idbridge_core::directory::{RunStatus, SyncRun};
-use idbridge_core::ports::{DirectoryRecord, DirectoryStore};
+use idbridge_core::ports::{DirectoryRecord, DirectoryStore, GroupsSeen, RecordDigest};
 use idbridge_core::reconcile::SourcePerson;
 use idbridge_core::tenant::TenantId;
 use sqlx::Row;
 
 use crate::SqlStore;
 use crate::convert::{micros, storage, timestamp, uuid};
-use crate::rows::value_rows;
+use crate::rows::{placeholders, value_rows};
 use crate::stored;
 
 #[async_trait]
 impl DirectoryStore for SqlStore {
-    async fn directory_hashes(&self, tenant: TenantId, source: &str) -> DomainResult<HashMap<String, String>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT external_id, hash FROM directory_records WHERE tenant_id = $1 AND source = $2")
-                .bind(tenant.0.to_string())
-                .bind(source)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(storage)?;
-        Ok(rows.into_iter().collect())
+    async fn directory_hashes(&self, tenant: TenantId, source: &str) -> DomainResult<HashMap<String, RecordDigest>> {
+        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT external_id, hash, member_key, groups_digest FROM directory_records
+             WHERE tenant_id = $1 AND source = $2",
+        )
+        .bind(tenant.0.to_string())
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, digest, key, groups)| {
+                let groups_seen = key.zip(groups).map(|(key, digest)| GroupsSeen { key, digest });
+                (id, RecordDigest { digest, groups_seen })
+            })
+            .collect())
     }
 
     async fn directory_person(
@@ -68,6 +76,31 @@ impl DirectoryStore for SqlStore {
         rows.iter().map(|(p,)| stored::read_person("directory person", p)).collect()
     }
 
+    async fn directory_persons(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        external_ids: &[String],
+    ) -> DomainResult<Vec<SourcePerson>> {
+        let mut people = Vec::with_capacity(external_ids.len());
+        for chunk in external_ids.chunks(500) {
+            let sql = format!(
+                "SELECT person FROM directory_records WHERE tenant_id = {} AND source = {} AND external_id IN ({})",
+                placeholders(self.backend, 1, 1),
+                placeholders(self.backend, 2, 1),
+                placeholders(self.backend, 3, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (String,)>(&sql).bind(tenant.0.to_string()).bind(source);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for (person,) in query.fetch_all(&self.pool).await.map_err(storage)? {
+                people.push(stored::read_person("directory person", &person)?);
+            }
+        }
+        Ok(people)
+    }
+
     async fn update_directory_records(
         &self,
         tenant: TenantId,
@@ -79,8 +112,10 @@ impl DirectoryStore for SqlStore {
         let tenant = tenant.0.to_string();
         for chunk in deletes.chunks(500) {
             let sql = format!(
-                "DELETE FROM directory_records WHERE tenant_id = $1 AND source = $2 AND external_id IN ({})",
-                (0..chunk.len()).map(|n| format!("${}", n + 3)).collect::<Vec<_>>().join(", ")
+                "DELETE FROM directory_records WHERE tenant_id = {} AND source = {} AND external_id IN ({})",
+                placeholders(self.backend, 1, 1),
+                placeholders(self.backend, 2, 1),
+                placeholders(self.backend, 3, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(&tenant).bind(source);
             for id in chunk {
@@ -90,9 +125,11 @@ impl DirectoryStore for SqlStore {
         }
         for chunk in upserts.chunks(500) {
             let sql = format!(
-                "INSERT INTO directory_records (tenant_id, source, external_id, hash, person) VALUES {}
-                 ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET hash = excluded.hash, person = excluded.person",
-                value_rows(self.backend, chunk.len(), 5, &[])
+                "INSERT INTO directory_records (tenant_id, source, external_id, hash, person, member_key, groups_digest)
+                 VALUES {}
+                 ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET hash = excluded.hash,
+                 person = excluded.person, member_key = excluded.member_key, groups_digest = excluded.groups_digest",
+                value_rows(self.backend, chunk.len(), 7, &[])
             );
             let mut query = sqlx::query(&sql);
             for record in chunk {
@@ -101,7 +138,9 @@ impl DirectoryStore for SqlStore {
                     .bind(source)
                     .bind(record.external_id())
                     .bind(&record.digest)
-                    .bind(stored::write_person(&record.person));
+                    .bind(stored::write_person(&record.person))
+                    .bind(record.groups_seen.as_ref().map(|g| g.key.clone()))
+                    .bind(record.groups_seen.as_ref().map(|g| g.digest.clone()));
             }
             query.execute(&mut *tx).await.map_err(storage)?;
         }

@@ -16,8 +16,8 @@ pub use individuals::{IndividualStore, IndividualWrite, IndividualWriter};
 pub use log::AuditLog;
 pub use operator::{ConfigStore, TenantStore};
 pub use sources::{
-    CollectSourceChanges, DirectoryRecord, DirectoryStore, IgnoreSourceChanges, IntentQueue, LoginRecordStore,
-    ScimChanges, ScimRecordStore, ScimWritten, SourceChanges,
+    CollectSourceChanges, DirectoryRecord, DirectoryStore, GroupsSeen, IgnoreSourceChanges, IntentQueue,
+    LoginRecordStore, RecordDigest, ScimChanges, ScimRecordStore, ScimWritten, SourceChanges,
 };
 pub use sso::SsoStore;
 

@@ -133,6 +133,27 @@ pub trait LoginRecordStore: Send + Sync + 'static {
 pub struct DirectoryRecord {
     pub digest: String,
     pub person: crate::reconcile::input::SourcePerson,
+    /// How the source's groups list the person and what they gave it, when the source's
+    /// groups list their members (not `memberOf`).
+    pub groups_seen: Option<GroupsSeen>,
+}
+
+/// What a directory record says without its person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordDigest {
+    pub digest: String,
+    pub groups_seen: Option<GroupsSeen>,
+}
+
+/// The key by which a directory's groups list a person (a normalised DN, or the login for
+/// `memberUid`) and a digest of the groups that gave the person at this run: an
+/// incremental run, which reads only changed users but every group, compares the digest
+/// with what today's groups give that key, and reads only the records that differ —
+/// never every stored person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupsSeen {
+    pub key: String,
+    pub digest: String,
 }
 
 impl DirectoryRecord {
@@ -144,12 +165,13 @@ impl DirectoryRecord {
 /// What directory sources said at their last complete run, and the runs themselves.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync + 'static {
-    /// external id → hash of the person, for one source.
+    /// external id → the person's change digest and groups seen, for one source: what a
+    /// run compares with, without reading the people.
     async fn directory_hashes(
         &self,
         tenant: TenantId,
         source: &str,
-    ) -> DomainResult<std::collections::HashMap<String, String>>;
+    ) -> DomainResult<std::collections::HashMap<String, RecordDigest>>;
     /// One person as a source had it at its last run.
     async fn directory_person(
         &self,
@@ -165,6 +187,13 @@ pub trait DirectoryStore: Send + Sync + 'static {
         source: &str,
         after: Option<&str>,
         limit: u32,
+    ) -> DomainResult<Vec<crate::reconcile::input::SourcePerson>>;
+    /// The people a source had at its last run, of these external ids (those it has).
+    async fn directory_persons(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        external_ids: &[String],
     ) -> DomainResult<Vec<crate::reconcile::input::SourcePerson>>;
     /// Upserts records and deletes people by external id, in one transaction.
     async fn update_directory_records(
