@@ -10,7 +10,10 @@ user is a PBX admin through nesting and has one queue. Then measures, one after 
   * `idbridge sync ldap acme --full` on an empty SQLite database (reads, expands nesting,
     decides, creates every individual), with wall time and peak RSS (/usr/bin/time);
   * the same full run again, when nothing changed (read, compare, write nothing);
-  * an incremental run after 100 users changed (their title).
+  * an incremental run after 100 users changed (their title);
+  * a mass deprovision held by the guard: `pbx-admins` deleted, so an incremental run
+    takes access from every user and the tenant's guard holds it; then `changes list`,
+    `changes show --limit 20` and `changes reject` of that 100,000-write change set.
 
 Usage: bench/ldap.py [--users 100000] [--groups 10000]. Needs slapd, slapadd, ldapsearch,
 ldapmodify (scripts/test installs them). Prints Markdown rows for BENCHMARKS.md.
@@ -142,12 +145,19 @@ def main():
         subprocess.run(["ldapmodify", "-x", "-H", url, "-D", ADMIN, "-w", PASSWORD], input=changes, text=True,
                        check=True, capture_output=True)
         incremental, incremental_rss, out3 = timed([binary, "sync", "ldap", "acme"], env)
+        subprocess.run(["ldapdelete", "-x", "-H", url, "-D", ADMIN, "-w", PASSWORD, f"cn=pbx-admins,ou=groups,{SUFFIX}"],
+                       check=True, capture_output=True)
+        hold, hold_rss, out4 = timed([binary, "sync", "ldap", "acme"], env)
+        listing, list_rss, listed = timed([binary, "changes", "list", "--status", "pending"], env)
+        set_id = listed.split()[0]
+        show, show_rss, _ = timed([binary, "changes", "show", set_id, "--limit", "20"], env)
+        reject, reject_rss, _ = timed([binary, "changes", "reject", set_id], env)
     finally:
         slapd.terminate()
         slapd.wait()
     print(f"Machine: {platform.node()}, {os.cpu_count()} cores; {platform.platform()}")
     print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; slapadd of the directory: {load:.1f} s")
-    for line in (out1, out2, out3):
+    for line in (out1, out2, out3, out4):
         print("  " + line.strip().splitlines()[0])
     print()
     print(f"| measurement ({args.users:,} users, {args.groups:,} groups) | time | peak RSS | goal |")
@@ -157,7 +167,12 @@ def main():
           f"| {first_rss:.0f} MiB | ≤ 2× floor, ≤ 300 MB |")
     print(f"| idbridge full sync, nothing changed | {steady:.2f} s ({steady / floor:.1f}× floor) | {steady_rss:.0f} MiB "
           f"| ≤ 2× floor, ≤ 300 MB |")
-    print(f"| idbridge incremental sync, 100 users changed | {incremental:.2f} s | {incremental_rss:.0f} MiB | ≤ 2 s |")
+    print(f"| idbridge incremental sync, 100 users changed | {incremental:.2f} s | {incremental_rss:.0f} MiB | ≤ 0.5 s |")
+    print(f"| incremental sync that holds a mass deprovision (pbx-admins deleted: {args.users:,} writes) | {hold:.2f} s "
+          f"| {hold_rss:.0f} MiB | |")
+    print(f"| `changes list` with that set pending | {listing:.2f} s | {list_rss:.0f} MiB | < 1 s, < 300 MB |")
+    print(f"| `changes show --limit 20` of it | {show:.2f} s | {show_rss:.0f} MiB | |")
+    print(f"| `changes reject` of it | {reject:.2f} s | {reject_rss:.0f} MiB | < 5 s, < 300 MB |")
 
 
 if __name__ == "__main__":

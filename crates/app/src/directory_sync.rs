@@ -81,12 +81,15 @@ impl Found {
             {
                 self.upserts.push(DirectoryRecord { digest, person, groups_seen });
             }
-            _ => {
-                self.upserts.push(DirectoryRecord { digest, person: person.clone(), groups_seen });
-                self.changed.push(person);
-            }
+            // Its record is made when it is planned (`record`), not held twice meanwhile.
+            _ => self.changed.push(person),
         }
     }
+}
+
+/// The record a run stores for a person it read.
+fn record(source: &LdapSource, person: &SourcePerson) -> DirectoryRecord {
+    DirectoryRecord { digest: person.change_digest(), person: person.clone(), groups_seen: groups_seen(source, person) }
 }
 
 /// How the source's groups list the person and a digest of what they gave it.
@@ -489,6 +492,10 @@ impl SourceReconciliation {
         let mut existing =
             crate::reconciliation::individuals_by_link(store.as_ref(), tenant, SourceKind::Ldap, &source.name, &wanted)
                 .await?;
+        if stored.is_empty() && removed.is_empty() && existing.is_empty() && matches!(mode, RunMode::Apply) {
+            return self.create_page_by_page(tenant, source, changed, upserts, ctx, summary).await;
+        }
+        upserts.extend(changed.iter().map(|p| record(source, p)));
         let pipeline = self.mapping.pipeline(tenant).await?;
         let known = Arc::new(self.reconciler.known().await?);
         let people: Vec<(SourcePerson, Option<Individual>)> = changed
@@ -577,15 +584,7 @@ impl SourceReconciliation {
             summary.change_set = Some(waiting.id);
             return Ok((RunStatus::Held, plan, None));
         }
-        let external_of: HashMap<String, String> = set
-            .writes
-            .iter()
-            .filter_map(|w| {
-                let link =
-                    w.after.links.iter().find(|l| l.source == SourceKind::Ldap && l.connection == source.name)?;
-                Some((w.after.id.to_string(), link.external_id.clone()))
-            })
-            .collect();
+        let external_of = external_ids(&set, source);
         let origin = set.origin.clone();
         let submitted = match approving {
             Some(id) => Submitted::Applied(self.reconciler.approve(tenant, id, &Planned(set.writes), ctx).await?),
@@ -623,6 +622,76 @@ impl SourceReconciliation {
             }
         }
     }
+}
+
+impl SourceReconciliation {
+    /// A run in which every write creates an individual — the source's first run, with
+    /// nobody known and nobody gone — cannot take access from anyone, so the guard has
+    /// nothing to hold: it is decided and written a page at a time (the individuals, then
+    /// the records of those written), never held whole. Stopped part way, what was
+    /// written stays consistent: the next run finds the rest unknown and creates them.
+    async fn create_page_by_page(
+        &self,
+        tenant: &Tenant,
+        source: &LdapSource,
+        changed: Vec<SourcePerson>,
+        unchanged: Vec<DirectoryRecord>,
+        ctx: &AuditContext,
+        summary: &mut RunSummary,
+    ) -> DomainResult<Ran> {
+        let pipeline = self.mapping.pipeline(tenant).await?;
+        let known = Arc::new(self.reconciler.known().await?);
+        let origin = crate::origin::run_origin(&source.name);
+        self.directory.update_directory_records(tenant.id, &source.name, &unchanged, &[]).await?;
+        let mut plan = Vec::new();
+        let mut people = changed.into_iter().peekable();
+        while people.peek().is_some() {
+            let page: Vec<SourcePerson> = people.by_ref().take(1000).collect();
+            let mut records: Vec<DirectoryRecord> = page.iter().map(|p| record(source, p)).collect();
+            let planned = self
+                .plan_people(tenant, &pipeline, known.clone(), page.into_iter().map(|p| (p, None)).collect())
+                .await
+                .map_err(|e| DomainError::Internal(format!("planning task failed: {e}")))?;
+            let set = ChangeSet { origin: origin.clone(), writes: planned.writes, held: planned.held };
+            let counts = set.summary(0);
+            summary.creates += counts.creates;
+            summary.updates += counts.updates;
+            summary.takes_access += counts.takes_access;
+            plan.extend(plan_lines(&set));
+            // People the tenant refused keep no record, so the next run tries them again.
+            let mut retry: HashSet<String> = set.held.iter().map(|h| h.source_id.clone()).collect();
+            let external_of = external_ids(&set, source);
+            match self.reconciler.submit(tenant, set, ctx).await? {
+                Submitted::Applied(report) => {
+                    summary.written += report.written.len() as u64;
+                    for (id, e) in &report.failed {
+                        summary.warnings.push(format!("individual {id}: {e}"));
+                        retry.extend(external_of.get(&id.to_string()).cloned());
+                    }
+                    records.retain(|r| !retry.contains(r.external_id()));
+                    self.directory.update_directory_records(tenant.id, &source.name, &records, &[]).await?;
+                }
+                // Somebody linked an individual to this source meanwhile and the guard
+                // found access to take after all: what is left waits for the next run.
+                Submitted::AwaitingApproval { id, .. } => {
+                    summary.change_set = Some(id);
+                    return Ok((RunStatus::Held, plan, None));
+                }
+            }
+        }
+        Ok((RunStatus::Succeeded, plan, None))
+    }
+}
+
+/// Individual id → the person's id at this source, for the writes of a set.
+fn external_ids(set: &ChangeSet, source: &LdapSource) -> HashMap<String, String> {
+    set.writes
+        .iter()
+        .filter_map(|w| {
+            let link = w.after.links.iter().find(|l| l.source == SourceKind::Ldap && l.connection == source.name)?;
+            Some((w.after.id.to_string(), link.external_id.clone()))
+        })
+        .collect()
 }
 
 fn plan_lines(set: &ChangeSet) -> Vec<PlanLine> {
