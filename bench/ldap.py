@@ -13,9 +13,10 @@ user is a PBX admin through nesting and has one queue. Then measures, one after 
   * an incremental run after 100 users changed (their title);
   * a mass deprovision held by the guard: `pbx-admins` deleted, so an incremental run
     takes access from every user and the tenant's guard holds it; then `changes list`,
-    `changes show --limit 20` and `changes reject` of that 100,000-write change set.
+    `changes show` (every write) and `changes reject` of that 100,000-write change set.
 
-Usage: bench/ldap.py [--users 100000] [--groups 10000]. Needs slapd, slapadd, ldapsearch,
+Usage: bench/ldap.py [--users 100000] [--groups 10000] [--baseline path/to/older/idbridge]
+(the baseline runs the same workloads on a fresh copy of the same directory). Needs slapd, slapadd, ldapsearch,
 ldapmodify (scripts/test installs them). Prints Markdown rows for BENCHMARKS.md.
 Reported, never asserted.
 """
@@ -23,6 +24,7 @@ import argparse
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -90,89 +92,138 @@ def timed(cmd, env=None, capture=True):
     return elapsed, rss, out.stdout
 
 
+def start_slapd(work, data):
+    """slapd on a copy of the loaded directory, so each binary measured starts from the same one."""
+    if os.path.exists(f"{work}/data"):
+        shutil.rmtree(f"{work}/data")
+    shutil.copytree(data, f"{work}/data")
+    port = free_port()
+    url = f"ldap://127.0.0.1:{port}"
+    slapd = subprocess.Popen(["slapd", "-f", f"{work}/slapd.conf", "-h", url + "/", "-d", "0"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return slapd, url
+
+
+def floor(url):
+    search = ["ldapsearch", "-x", "-LLL", "-H", url, "-D", ADMIN, "-w", PASSWORD, "-E", f"pr={PAGE}/noprompt"]
+    users, _, _ = timed(search + ["-b", f"ou=people,{SUFFIX}", "(objectClass=inetOrgPerson)", "uid", "mail",
+                                  "givenName", "sn", "cn", "title", "entryUUID", "modifyTimestamp"])
+    groups, _, _ = timed(search + ["-b", f"ou=groups,{SUFFIX}", "(objectClass=groupOfNames)", "cn", "entryUUID",
+                                   "member"])
+    return users + groups
+
+
+def runs(binary, work, url, users):
+    """The workloads, one after the other, on an empty SQLite database: (name, seconds, MiB) rows."""
+    with open(f"{work}/ldap.secret", "w") as f:
+        f.write(PASSWORD)
+    with open(os.path.join(ROOT, "config/examples/acme.toml")) as f:
+        example = f.read()
+    with open(f"{work}/acme-ldap.toml", "w") as f:
+        f.write(example + f'\n[[tenants.ldap]]\nname = "corp"\nurls = ["{url}"]\nbind_dn = "{ADMIN}"\n'
+                f'bind_password_file = "{work}/ldap.secret"\nuser_base = "ou=people,{SUFFIX}"\n'
+                f'group_base = "ou=groups,{SUFFIX}"\npage_size = {PAGE}\nschedule_seconds = 0\n')
+    db = f"{work}/idbridge.db"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+    env = dict(os.environ, IDBRIDGE_DATABASE__URL=f"sqlite://{db}", RUST_LOG="warn")
+    subprocess.run([binary, "apply", f"{work}/acme-ldap.toml"], env=env, check=True, capture_output=True)
+    rows, outputs = [], []
+
+    def run(name, cmd):
+        elapsed, rss, out = timed(cmd, env)
+        rows.append((name, elapsed, rss))
+        outputs.append(out)
+        return out
+
+    run("first", [binary, "sync", "ldap", "acme", "--full"])
+    run("steady", [binary, "sync", "ldap", "acme", "--full"])
+    changes = "".join(f"dn: uid=user{n:06d},ou=people,{SUFFIX}\nchangetype: modify\nreplace: title\n"
+                      f"title: Supervisor\n\n" for n in range(0, users, max(1, users // 100)))
+    subprocess.run(["ldapmodify", "-x", "-H", url, "-D", ADMIN, "-w", PASSWORD], input=changes, text=True,
+                   check=True, capture_output=True)
+    run("incremental", [binary, "sync", "ldap", "acme"])
+    subprocess.run(["ldapdelete", "-x", "-H", url, "-D", ADMIN, "-w", PASSWORD, f"cn=pbx-admins,ou=groups,{SUFFIX}"],
+                   check=True, capture_output=True)
+    run("hold", [binary, "sync", "ldap", "acme"])
+    listed = run("list", [binary, "changes", "list", "--status", "pending"])
+    set_id = listed.split()[0]
+    run("show", [binary, "changes", "show", set_id])
+    run("reject", [binary, "changes", "reject", set_id])
+    return rows, outputs
+
+
+LABELS = {
+    "first": ("idbridge full sync, first run (creates every individual)", "≤ 10 s, ≤ 300 MB"),
+    "steady": ("idbridge full sync, nothing changed", "≤ 1.5× floor, ≤ 300 MB"),
+    "incremental": ("idbridge incremental sync, 100 users changed", "≤ 0.5 s"),
+    "hold": ("incremental sync that holds a mass deprovision (pbx-admins deleted)", ""),
+    "list": ("`changes list` with that set pending", "< 1 s, < 300 MB"),
+    "show": ("`changes show` of it (every write)", ""),
+    "reject": ("`changes reject` of it", "< 5 s, < 300 MB"),
+}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--baseline", help="another idbridge binary (an earlier commit) measured in the same run")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "idbridge-server", "--bin", "idbridge"],
                    cwd=ROOT, check=True)
     binary = os.path.join(ROOT, "target", "release", "idbridge")
     work = tempfile.mkdtemp(prefix="idbridge-ldap-bench-")
-    os.makedirs(f"{work}/data")
+    loaded = f"{work}/loaded"
+    os.makedirs(loaded)
     with open(f"{work}/slapd.conf", "w") as f:
         f.write(config(work))
     with open(f"{work}/load.ldif", "w") as f:
         for chunk in ldif(args.users, args.groups):
             f.write(chunk)
+    os.makedirs(f"{work}/data")
     started = time.monotonic()
     subprocess.run(["slapadd", "-q", "-f", f"{work}/slapd.conf", "-l", f"{work}/load.ldif"], check=True)
     load = time.monotonic() - started
-    port = free_port()
-    url = f"ldap://127.0.0.1:{port}"
-    slapd = subprocess.Popen(["slapd", "-f", f"{work}/slapd.conf", "-h", url + "/", "-d", "0"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        search = ["ldapsearch", "-x", "-LLL", "-H", url, "-D", ADMIN, "-w", PASSWORD, "-E", f"pr={PAGE}/noprompt"]
-        floor_users, _, _ = timed(search + ["-b", f"ou=people,{SUFFIX}", "(objectClass=inetOrgPerson)", "uid", "mail",
-                                            "givenName", "sn", "cn", "title", "entryUUID", "modifyTimestamp"])
-        floor_groups, _, _ = timed(search + ["-b", f"ou=groups,{SUFFIX}", "(objectClass=groupOfNames)", "cn",
-                                             "entryUUID", "member"])
-        floor = floor_users + floor_groups
-
-        with open(f"{work}/ldap.secret", "w") as f:
-            f.write(PASSWORD)
-        with open(os.path.join(ROOT, "config/examples/acme.toml")) as f:
-            example = f.read()
-        with open(f"{work}/acme-ldap.toml", "w") as f:
-            f.write(example + f'\n[[tenants.ldap]]\nname = "corp"\nurls = ["{url}"]\nbind_dn = "{ADMIN}"\n'
-                    f'bind_password_file = "{work}/ldap.secret"\nuser_base = "ou=people,{SUFFIX}"\n'
-                    f'group_base = "ou=groups,{SUFFIX}"\npage_size = {PAGE}\nschedule_seconds = 0\n')
-        # The tenant's guard would (rightly) hold 100,000 first-time grants only if they took
-        # access away; creating is never held.
-        env = dict(os.environ, IDBRIDGE_DATABASE__URL=f"sqlite://{work}/idbridge.db", RUST_LOG="warn")
-        subprocess.run([binary, "apply", f"{work}/acme-ldap.toml"], env=env, check=True, capture_output=True)
-        first, first_rss, out1 = timed([binary, "sync", "ldap", "acme", "--full"], env)
-        steady, steady_rss, out2 = timed([binary, "sync", "ldap", "acme", "--full"], env)
-        changes = "".join(f"dn: uid=user{n:06d},ou=people,{SUFFIX}\nchangetype: modify\nreplace: title\n"
-                          f"title: Supervisor\n\n" for n in range(0, args.users, max(1, args.users // 100)))
-        subprocess.run(["ldapmodify", "-x", "-H", url, "-D", ADMIN, "-w", PASSWORD], input=changes, text=True,
-                       check=True, capture_output=True)
-        incremental, incremental_rss, out3 = timed([binary, "sync", "ldap", "acme"], env)
-        subprocess.run(["ldapdelete", "-x", "-H", url, "-D", ADMIN, "-w", PASSWORD, f"cn=pbx-admins,ou=groups,{SUFFIX}"],
-                       check=True, capture_output=True)
-        hold, hold_rss, out4 = timed([binary, "sync", "ldap", "acme"], env)
-        listing, list_rss, listed = timed([binary, "changes", "list", "--status", "pending"], env)
-        set_id = listed.split()[0]
-        show, show_rss, _ = timed([binary, "changes", "show", set_id, "--limit", "20"], env)
-        reject, reject_rss, _ = timed([binary, "changes", "reject", set_id], env)
-    finally:
-        slapd.terminate()
-        slapd.wait()
+    shutil.rmtree(loaded)
+    shutil.copytree(f"{work}/data", loaded)
+    measured = {}
+    floors = []
+    for name, path in [("this", binary)] + ([("baseline", args.baseline)] if args.baseline else []):
+        slapd, url = start_slapd(work, loaded)
+        try:
+            floors.append(floor(url))
+            measured[name] = runs(path, work, url, args.users)
+        finally:
+            slapd.terminate()
+            slapd.wait()
+    floor_s = min(floors)
     print(f"Machine: {platform.node()}, {os.cpu_count()} cores; {platform.platform()}")
     print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; slapadd of the directory: {load:.1f} s")
-    for line in (out1, out2, out3, out4):
-        print("  " + line.strip().splitlines()[0])
+    for name, (_, outputs) in measured.items():
+        for out in outputs[:4]:
+            print(f"  {name}: " + out.strip().splitlines()[0])
     print()
-    print(f"| measurement ({args.users:,} users, {args.groups:,} groups) | time | peak RSS | goal |")
-    print("|---|---|---|---|")
-    print(f"| floor: ldapsearch reads users and groups (pages of {PAGE}) | {floor:.2f} s | | |")
-    print(f"| idbridge full sync, first run (creates every individual) | {first:.2f} s ({first / floor:.1f}× floor) "
-          f"| {first_rss:.0f} MiB | ≤ 2× floor, ≤ 300 MB |")
-    print(f"| idbridge full sync, nothing changed | {steady:.2f} s ({steady / floor:.1f}× floor) | {steady_rss:.0f} MiB "
-          f"| ≤ 2× floor, ≤ 300 MB |")
-    print(f"| idbridge incremental sync, 100 users changed | {incremental:.2f} s | {incremental_rss:.0f} MiB | ≤ 0.5 s |")
-    print(f"| incremental sync that holds a mass deprovision (pbx-admins deleted: {args.users:,} writes) | {hold:.2f} s "
-          f"| {hold_rss:.0f} MiB | |")
-    print(f"| `changes list` with that set pending | {listing:.2f} s | {list_rss:.0f} MiB | < 1 s, < 300 MB |")
-    print(f"| `changes show --limit 20` of it | {show:.2f} s | {show_rss:.0f} MiB | |")
-    print(f"| `changes reject` of it | {reject:.2f} s | {reject_rss:.0f} MiB | < 5 s, < 300 MB |")
+    columns = " | ".join(["this build"] + (["baseline"] if args.baseline else []))
+    print(f"| measurement ({args.users:,} users, {args.groups:,} groups) | {columns} | goal |")
+    print("|---|" + "---|" * len(measured) + "---|")
+    print(f"| floor: ldapsearch reads users and groups (pages of {PAGE}) | "
+          + " | ".join(f"{f:.2f} s" for f in floors) + " | |")
+    for i, key in enumerate(LABELS):
+        label, goal = LABELS[key]
+        cells = []
+        for name in measured:
+            _, seconds, mib = measured[name][0][i]
+            ratio = f" ({seconds / floor_s:.1f}× floor)" if key in ("first", "steady") else ""
+            cells.append(f"{seconds:.2f} s{ratio}, {mib:.0f} MiB")
+        print(f"| {label} | " + " | ".join(cells) + f" | {goal} |")
 
 
 if __name__ == "__main__":

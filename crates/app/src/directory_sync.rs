@@ -119,6 +119,19 @@ struct Read {
     deleted: HashSet<String>,
 }
 
+/// Why an attempt at reading a source failed: the directory (another URL may serve), or
+/// idbridge's own records of it (the database).
+enum ReadFailed {
+    Directory(idbridge_ldap::ReadError),
+    Records(DomainError),
+}
+
+impl From<idbridge_ldap::ReadError> for ReadFailed {
+    fn from(e: idbridge_ldap::ReadError) -> Self {
+        Self::Directory(e)
+    }
+}
+
 /// What a run does with what it planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunMode {
@@ -285,7 +298,9 @@ impl SourceReconciliation {
 
     /// One attempt at reading the source, from its `from`th URL on: every group, then the
     /// users a page at a time, keeping only the people whose facts changed since the last
-    /// complete run (with their new records), the rest only as seen.
+    /// complete run (with their new records), the rest only as seen. What idbridge stored
+    /// of the source (`stored`, loaded by the first attempt) is read from the database
+    /// while the directory is connected to and its groups are read.
     #[allow(clippy::too_many_arguments)]
     async fn read_directory(
         &self,
@@ -295,32 +310,41 @@ impl SourceReconciliation {
         from: usize,
         since: &mut Option<String>,
         mark: &Option<(String, String)>,
-        stored: &Arc<HashMap<String, RecordDigest>>,
-    ) -> Result<Read, idbridge_ldap::ReadError> {
-        let mut reader = idbridge_ldap::Reader::connect_from(source, password, from).await?;
-        let mut warnings: Vec<String> =
-            reader.passed_over.iter().map(|(url, why)| format!("passed over {url}: {why}")).collect();
-        if let Some((_, url)) = mark
-            && source.flavour == idbridge_core::directory::Flavour::ActiveDirectory
-            && &reader.url != url
-        {
-            // Failed over to another domain controller: its USNs are not comparable.
-            tracing::info!(tenant = %tenant.slug, source = source.name, "another domain controller answered; reading everyone");
-            *since = None;
-        }
-        // Deletions since the mark, before the users: when there are too many to tell, the
-        // run reads everyone and finds them as a full run does.
-        let mut deleted = HashSet::new();
-        if let Some(mark) = since.clone() {
-            match reader.deleted_since(source, &mark).await? {
-                Some(ids) => deleted.extend(ids.into_iter().filter(|id| stored.contains_key(id))),
-                None => {
-                    tracing::info!(tenant = %tenant.slug, source = source.name, "too many deletions since the last run to list; reading everyone");
-                    *since = None;
+        stored: &tokio::sync::OnceCell<Arc<HashMap<String, RecordDigest>>>,
+    ) -> Result<Read, ReadFailed> {
+        let directory = async {
+            let mut reader = idbridge_ldap::Reader::connect_from(source, password, from).await?;
+            if let Some((_, url)) = mark
+                && source.flavour == idbridge_core::directory::Flavour::ActiveDirectory
+                && &reader.url != url
+            {
+                // Failed over to another domain controller: its USNs are not comparable.
+                tracing::info!(tenant = %tenant.slug, source = source.name, "another domain controller answered; reading everyone");
+                *since = None;
+            }
+            // Deletions since the mark, before the users: when there are too many to tell,
+            // the run reads everyone and finds them as a full run does.
+            let mut deleted = Vec::new();
+            if let Some(mark) = since.clone() {
+                match reader.deleted_since(source, &mark).await? {
+                    Some(ids) => deleted = ids,
+                    None => {
+                        tracing::info!(tenant = %tenant.slug, source = source.name, "too many deletions since the last run to list; reading everyone");
+                        *since = None;
+                    }
                 }
             }
-        }
-        let groups = reader.groups(source).await?;
+            let groups = reader.groups(source).await?;
+            Ok::<_, idbridge_ldap::ReadError>((reader, deleted, groups))
+        };
+        let records = stored
+            .get_or_try_init(|| async { self.directory.directory_hashes(tenant.id, &source.name).await.map(Arc::new) });
+        let (directory, records) = tokio::join!(directory, records);
+        let stored = records.map_err(ReadFailed::Records)?.clone();
+        let (mut reader, deleted, groups) = directory?;
+        let deleted: HashSet<String> = deleted.into_iter().filter(|id| stored.contains_key(id)).collect();
+        let mut warnings: Vec<String> =
+            reader.passed_over.iter().map(|(url, why)| format!("passed over {url}: {why}")).collect();
         let group_count = groups.len() as u64;
         let index = Arc::new(idbridge_ldap::GroupIndex::new(source, &groups, &mut warnings));
         drop(groups);
@@ -329,7 +353,7 @@ impl SourceReconciliation {
         // each page inside the search left the server idle between pages).
         let (pages, mut arriving) = tokio::sync::mpsc::channel::<Vec<idbridge_ldap::SearchEntry>>(2);
         let worker = {
-            let (index, stored, source) = (index.clone(), stored.clone(), source.clone());
+            let (index, stored, source) = (index.clone(), stored, source.clone());
             let label = format!("{} {}", tenant.slug, source.name);
             tokio::task::spawn_blocking(move || {
                 let mut found =
@@ -401,7 +425,7 @@ impl SourceReconciliation {
     ) -> DomainResult<Ran> {
         let password = bind_password(tenant, source)?;
         tracing::info!(tenant = %tenant.slug, source = source.name, "LDAP sync: reading the directory");
-        let stored = Arc::new(self.directory.directory_hashes(tenant.id, &source.name).await?);
+        let stored = tokio::sync::OnceCell::new();
         let mut since = mark.as_ref().map(|(m, _)| m.clone());
         // Read from the first URL that serves; one that hangs or drops the connection part
         // way through is left for the next, and the read starts over there.
@@ -410,7 +434,8 @@ impl SourceReconciliation {
         let read = loop {
             match self.read_directory(tenant, source, password.as_deref(), from, &mut since, &mark, &stored).await {
                 Ok(read) => break read,
-                Err(e) => {
+                Err(ReadFailed::Records(e)) => return Err(e),
+                Err(ReadFailed::Directory(e)) => {
                     let next = e.url().and_then(|u| source.urls.iter().position(|x| x == u)).map(|i| i + 1);
                     match next {
                         Some(next) if e.fails_over() && next < source.urls.len() => {
@@ -434,6 +459,9 @@ impl SourceReconciliation {
             summary.warnings.extend(passed_over.iter().map(|e| format!("passed over: {e}")));
         }
         let Read { index, mut found, users, high_water, url, groups, warnings: mut read_warnings, deleted } = read;
+        // A read that succeeded loaded them.
+        let stored =
+            stored.get().cloned().ok_or_else(|| DomainError::Internal("the directory records were not read".into()))?;
         if since.is_none() && mark.is_some() {
             summary.mode = "full".into();
         }
@@ -537,23 +565,25 @@ impl SourceReconciliation {
                 .chain(set.held.iter().map(|h| h.source_id.clone()))
                 .chain(removed.iter().cloned())
                 .collect();
+            // The next page is read while the last one is decided (off the runtime).
             let mut after = None;
+            let mut deciding: Option<tokio::task::JoinHandle<ChangeSet>> = None;
             loop {
                 let (page, next) = self.directory_people_page(tenant, source, after.as_deref(), 1000).await?;
+                if let Some(decided) = deciding.take() {
+                    add_drift(summary, &mut set, decided).await?;
+                }
                 let page: Vec<_> = page.into_iter().filter(|(p, _)| !planned.contains(&p.link.external_id)).collect();
                 if !page.is_empty() {
-                    let drift = self
-                        .plan_people(tenant, &pipeline, known.clone(), page)
-                        .await
-                        .map_err(|e| DomainError::Internal(format!("planning task failed: {e}")))?;
-                    summary.drift += drift.writes.len() as u64;
-                    // Unchanged people the tenant refuses were audited when they changed.
-                    set.writes.extend(drift.writes);
+                    deciding = Some(self.plan_people(tenant, &pipeline, known.clone(), page));
                 }
                 match next {
                     Some(next) => after = Some(next),
                     None => break,
                 }
+            }
+            if let Some(decided) = deciding {
+                add_drift(summary, &mut set, decided).await?;
             }
         }
         let counts = set.summary(0);
@@ -681,6 +711,19 @@ impl SourceReconciliation {
         }
         Ok((RunStatus::Succeeded, plan, None))
     }
+}
+
+/// What a full run's comparison of unchanged people found to repair, added to its set.
+async fn add_drift(
+    summary: &mut RunSummary,
+    set: &mut ChangeSet,
+    decided: tokio::task::JoinHandle<ChangeSet>,
+) -> DomainResult<()> {
+    let drift = decided.await.map_err(|e| DomainError::Internal(format!("planning task failed: {e}")))?;
+    summary.drift += drift.writes.len() as u64;
+    // Unchanged people the tenant refuses were audited when they changed.
+    set.writes.extend(drift.writes);
+    Ok(())
 }
 
 /// Individual id → the person's id at this source, for the writes of a set.
