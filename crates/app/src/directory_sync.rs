@@ -64,11 +64,11 @@ impl Found {
     fn consider(&mut self, source: &LdapSource, stored: &HashMap<String, RecordDigest>, person: SourcePerson) {
         self.seen.insert(person.link.external_id.clone());
         let digest = person.change_digest();
-        let groups_seen = groups_seen(source, &person);
         match stored.get(&person.link.external_id) {
             Some(known) if known.digest == digest => {
                 // Unchanged, but its record was written before groups were seen (or lists
                 // them under another key): rewritten once, without re-planning the person.
+                let groups_seen = groups_seen(source, &person);
                 if known.groups_seen != groups_seen {
                     self.upserts.push(DirectoryRecord { digest, person, groups_seen });
                 }
@@ -79,7 +79,7 @@ impl Found {
             Some(known)
                 if !known.digest.starts_with(CHANGE_DIGEST_VERSION) && known.digest == legacy_digest(&person) =>
             {
-                self.upserts.push(DirectoryRecord { digest, person, groups_seen });
+                self.upserts.push(DirectoryRecord { digest, groups_seen: groups_seen(source, &person), person });
             }
             // Its record is made when it is planned (`record`), not held twice meanwhile.
             _ => self.changed.push(person),

@@ -473,10 +473,8 @@ pub async fn read(source: &LdapSource, password: Option<&str>, since: Option<&st
             users.extend(page);
         }
     };
-    let ((_, high_water), ()) = tokio::try_join!(reader.users(source, since, pages), async {
-        collect.await;
-        Ok(())
-    })?;
+    let (read, ()) = tokio::join!(reader.users(source, since, pages), collect);
+    let (_, high_water) = read?;
     let url = reader.url.clone();
     reader.close().await;
     Ok(Snapshot { users, groups, url, high_water })
