@@ -133,19 +133,14 @@ pub async fn explain(rec: &SourceReconciliation, slug: &TenantSlug, id_or_login:
     let i = operator.individual(slug, id_or_login).await?;
     let reasons =
         |part: &str| -> Vec<Reason> { i.provenance.mapping.iter().filter(|r| r.grants == part).cloned().collect() };
-    let mut scopes = Vec::new();
-    let s = &i.scopes;
-    let lists = [
-        ("extensions", &s.extensions),
-        ("queues", &s.queues),
-        ("phone_numbers", &s.phone_numbers),
-        ("billing_accounts", &s.billing_accounts),
-    ];
-    let manual = &i.provenance.manual_scopes;
-    let manual_lists = [&manual.extensions, &manual.queues, &manual.phone_numbers, &manual.billing_accounts];
-    for ((kind, values), manual_values) in lists.into_iter().zip(manual_lists) {
-        for value in values {
-            let scope = format!("scope:{kind}={value}");
+    // Every grant, with the rules behind it and "manual" when set by hand.
+    let manual = i.provenance.manual_scopes.entries();
+    let scopes = i
+        .scopes
+        .entries()
+        .into_iter()
+        .map(|entry| {
+            let scope = format!("scope:{entry}");
             let mut because: Vec<String> = i
                 .provenance
                 .mapping
@@ -153,21 +148,12 @@ pub async fn explain(rec: &SourceReconciliation, slug: &TenantSlug, id_or_login:
                 .filter(|r| r.grants == scope)
                 .map(|r| format!("{} rule {} groups {:?}", r.mapper, r.rule.as_deref().unwrap_or("-"), r.groups))
                 .collect();
-            if manual_values.contains(value) {
+            if manual.contains(&entry) {
                 because.push("manual".into());
             }
-            scopes.push(ScopeExplanation { scope, because });
-        }
-    }
-    if s.full_call_reports {
-        scopes.push(ScopeExplanation {
-            scope: "scope:full_call_reports".into(),
-            because: reasons("scope:full_call_reports")
-                .iter()
-                .map(|r| format!("{} rule {:?}", r.mapper, r.rule))
-                .collect(),
-        });
-    }
+            ScopeExplanation { scope, because }
+        })
+        .collect();
     let (sources, decision_now) = sources_and_decision(rec, &tenant, &i).await?;
     let pending = rec
         .intents

@@ -738,11 +738,8 @@ impl RemapSummary {
 }
 
 impl SourceReconciliation {
-    /// Approves a held change set, never with stale decisions: a directory run's set by
-    /// reading the directory again; any other by re-planning its people from their
-    /// sources now (`Replan`).
     /// An operator's change by hand to one individual: dates, time zone, scopes added or
-    /// removed (a re-map never undoes them).
+    /// removed (a re-map never undoes them). Group-scoped rights must be in the catalog.
     pub async fn change_by_hand(
         &self,
         tenant: &Tenant,
@@ -750,6 +747,7 @@ impl SourceReconciliation {
         change: &idbridge_core::reconcile::ManualChange,
         ctx: &AuditContext,
     ) -> DomainResult<idbridge_core::reconcile::Outcome> {
+        change.add_scopes.check_rights_in(&self.mapping.operator.catalog().await?)?;
         self.reconciler.manual(tenant, individual, change, ctx).await
     }
 

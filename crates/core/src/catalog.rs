@@ -1,5 +1,6 @@
-//! The catalog: the operator's list of portal sections (which roles grant levels on) and
-//! access-profile flags (Yeti's boolean feature switches).
+//! The catalog: the operator's list of portal sections (which roles grant levels on),
+//! access-profile flags (Yeti's boolean feature switches) and group-scoped rights (what a
+//! person may do for the members of chosen groups, seed 003).
 //!
 //! The default catalog is taken from the seed documents; operators extend it in config
 //! (`[catalog]`) or through `idbridge apply` without code changes.
@@ -84,12 +85,23 @@ pub const DEFAULT_FLAGS: &[(&str, &str)] = &[
     ("transactions", "View account transactions"),
 ];
 
-/// Whether a catalog entry names a portal section or an access-profile flag.
+/// Rights scoped to groups of users (Cloud PBX seed 003): each is held for every group or
+/// for a set of portal groups (`scopes::GroupReach`).
+pub const DEFAULT_GROUP_RIGHTS: &[(&str, &str)] = &[
+    ("statistics", "Fetch statistics for members of the group"),
+    ("co_monitoring", "Listen in to the calls of members of the group (listen, whisper, barge)"),
+    ("recorded_calls", "Recorded calls of members of the group"),
+    ("administration", "Manage the members of the group (group administrator)"),
+];
+
+/// Whether a catalog entry names a portal section, an access-profile flag or a
+/// group-scoped right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CatalogKind {
     Section,
     Flag,
+    GroupRight,
 }
 
 impl CatalogKind {
@@ -97,6 +109,7 @@ impl CatalogKind {
         match self {
             Self::Section => "section",
             Self::Flag => "flag",
+            Self::GroupRight => "group_right",
         }
     }
 
@@ -104,7 +117,10 @@ impl CatalogKind {
         match s {
             "section" => Ok(Self::Section),
             "flag" => Ok(Self::Flag),
-            other => Err(DomainError::invalid("catalog kind", format!("{other:?} is neither section nor flag"))),
+            "group_right" => Ok(Self::GroupRight),
+            other => {
+                Err(DomainError::invalid("catalog kind", format!("{other:?} is not one of section, flag, group_right")))
+            }
         }
     }
 }
@@ -144,13 +160,14 @@ pub fn validate_identifier(what: &str, name: &str) -> DomainResult<()> {
 pub struct Catalog {
     pub sections: BTreeMap<String, String>,
     pub flags: BTreeMap<String, String>,
+    pub group_rights: BTreeMap<String, String>,
 }
 
 impl Catalog {
     /// The catalog idbridge ships with.
     pub fn builtin() -> Self {
         let own = |list: &[(&str, &str)]| list.iter().map(|(n, d)| (n.to_string(), d.to_string())).collect();
-        Self { sections: own(DEFAULT_SECTIONS), flags: own(DEFAULT_FLAGS) }
+        Self { sections: own(DEFAULT_SECTIONS), flags: own(DEFAULT_FLAGS), group_rights: own(DEFAULT_GROUP_RIGHTS) }
     }
 
     /// Adds operator entries; an entry that already exists keeps its name and takes the
@@ -160,6 +177,7 @@ impl Catalog {
             let map = match entry.kind {
                 CatalogKind::Section => &mut self.sections,
                 CatalogKind::Flag => &mut self.flags,
+                CatalogKind::GroupRight => &mut self.group_rights,
             };
             let slot = map.entry(entry.name.clone()).or_default();
             if !entry.description.is_empty() {
@@ -174,6 +192,10 @@ impl Catalog {
 
     pub fn has_flag(&self, name: &str) -> bool {
         self.flags.contains_key(name)
+    }
+
+    pub fn has_group_right(&self, name: &str) -> bool {
+        self.group_rights.contains_key(name)
     }
 }
 
@@ -201,7 +223,11 @@ mod tests {
             assert!(catalog.has_section(section), "missing section {section}");
         }
         assert_eq!(catalog.sections.len(), 21);
-        for (name, _) in DEFAULT_SECTIONS.iter().chain(DEFAULT_FLAGS) {
+        for right in ["statistics", "co_monitoring", "recorded_calls", "administration"] {
+            assert!(catalog.has_group_right(right), "missing group right {right}");
+        }
+        assert_eq!(crate::scopes::ADMINISTRATION, "administration");
+        for (name, _) in DEFAULT_SECTIONS.iter().chain(DEFAULT_FLAGS).chain(DEFAULT_GROUP_RIGHTS) {
             validate_identifier("name", name).unwrap();
         }
     }
@@ -212,8 +238,15 @@ mod tests {
         catalog.extend(&[
             CatalogEntry { kind: CatalogKind::Section, name: "fax".into(), description: "Fax to mail".into() },
             CatalogEntry { kind: CatalogKind::Flag, name: "account".into(), description: String::new() },
+            CatalogEntry {
+                kind: CatalogKind::GroupRight,
+                name: "queue_reports".into(),
+                description: "Queue reports".into(),
+            },
         ]);
         assert!(catalog.has_section("fax"));
+        assert!(catalog.has_group_right("queue_reports") && !catalog.has_section("queue_reports"));
+        assert_eq!(CatalogKind::parse("group_right").unwrap(), CatalogKind::GroupRight);
         assert_eq!(catalog.flags["account"], "View account information");
     }
 

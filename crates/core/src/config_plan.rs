@@ -300,6 +300,16 @@ pub fn plan(base: &Catalog, current: &CurrentConfig, desired: &DesiredConfig) ->
                         ),
                     ));
                 }
+                if let Some(right) = rule.scopes.group_rights.keys().find(|r| !catalog.has_group_right(r)) {
+                    return Err(DomainError::invalid(
+                        "rules",
+                        format!(
+                            "tenant {slug}: rule {:?} grants group right {right:?}, which is not in the catalog \
+                             (add it under [catalog] group_rights)",
+                            rule.name
+                        ),
+                    ));
+                }
                 if let Some(profile) = &rule.access_profile
                     && !settings.allowed_access_profiles.contains(profile)
                 {

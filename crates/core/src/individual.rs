@@ -314,6 +314,9 @@ pub struct IndividualQuery {
     pub status: Option<IndividualStatus>,
     /// Return individuals whose login sorts after this one (keyset pagination).
     pub after_login: Option<String>,
+    /// Only members of at least one of these portal groups (a group administrator's reach,
+    /// or a portal asking for the members of a group). `Some` of an empty set: nobody.
+    pub in_groups: Option<std::collections::BTreeSet<String>>,
     pub limit: u32,
 }
 

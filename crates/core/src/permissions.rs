@@ -83,8 +83,10 @@ impl PermissionDiff {
     }
 }
 
-/// Whether a change event takes anything away from its individual — such a change logs
-/// them out everywhere (the `sso-logout` consumer).
+/// Whether a change event ends its individual's sessions everywhere (the `sso-logout`
+/// consumer): anything taken away, and any change of group memberships or group-scoped
+/// rights, given or taken (seed 003: "Changing these permissions will cause the user to be
+/// logged out of all applications").
 pub fn access_shrank(
     event: &ChangeEvent,
     roles: &BTreeMap<String, Role>,
@@ -94,11 +96,11 @@ pub fn access_shrank(
     match event.kind {
         ChangeKind::IndividualSuspended | ChangeKind::IndividualExpired | ChangeKind::IndividualDeleted => true,
         ChangeKind::IndividualCreated | ChangeKind::IndividualActivated => false,
-        ChangeKind::IndividualUpdated => event
-            .permission_diff
-            .as_ref()
-            .and_then(PermissionDiff::from_value)
-            .is_some_and(|diff| diff.takes_access(roles, profiles, catalog)),
+        ChangeKind::IndividualUpdated => {
+            event.permission_diff.as_ref().and_then(PermissionDiff::from_value).is_some_and(|diff| {
+                diff.scopes.0.group_scopes_differ(&diff.scopes.1) || diff.takes_access(roles, profiles, catalog)
+            })
+        }
     }
 }
 

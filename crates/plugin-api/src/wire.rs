@@ -41,6 +41,14 @@ pub struct Scopes {
     pub phone_numbers: BTreeSet<String>,
     pub billing_accounts: BTreeSet<String>,
     pub default_caller_id: Option<String>,
+    /// Portal groups the person is a member of. Added within ABI 1: absent when empty, so
+    /// plugins built before it read the same JSON.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub groups: BTreeSet<String>,
+    /// Group-scoped right → the portal groups it reaches; `["*"]` is every group, as in
+    /// the rules' templates.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_rights: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

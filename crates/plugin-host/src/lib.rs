@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use idbridge_core::individual::SourceKind;
 use idbridge_core::mapping::{self, Mapper, MapperError, MapperOutput, MappingInput, Reason, Verdict};
-use idbridge_core::scopes::Scopes;
+use idbridge_core::scopes::{GroupReach, Scopes};
 use idbridge_plugin_api::{self as api, PluginBuffer, PluginTable, wire};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -411,6 +411,18 @@ fn to_wire(input: &MappingInput) -> wire::MappingInput {
         phone_numbers: s.phone_numbers.clone(),
         billing_accounts: s.billing_accounts.clone(),
         default_caller_id: s.default_caller_id.clone(),
+        groups: s.groups.clone(),
+        group_rights: s
+            .group_rights
+            .iter()
+            .map(|(right, reach)| {
+                let groups = match reach {
+                    GroupReach::All => vec!["*".to_owned()],
+                    GroupReach::Groups(groups) => groups.iter().cloned().collect(),
+                };
+                (right.clone(), groups)
+            })
+            .collect(),
     };
     let u = &input.user;
     wire::MappingInput {
@@ -462,6 +474,20 @@ fn from_wire(id: &str, out: wire::MapperOutput) -> MapperOutput {
             phone_numbers: out.scopes.phone_numbers,
             billing_accounts: out.scopes.billing_accounts,
             default_caller_id: out.scopes.default_caller_id,
+            groups: out.scopes.groups,
+            group_rights: out
+                .scopes
+                .group_rights
+                .into_iter()
+                .map(|(right, groups)| {
+                    let reach = if groups.iter().any(|g| g == "*") {
+                        GroupReach::All
+                    } else {
+                        GroupReach::Groups(groups.into_iter().collect())
+                    };
+                    (right, reach)
+                })
+                .collect(),
         },
         activation: out.activation,
         expiration: out.expiration,

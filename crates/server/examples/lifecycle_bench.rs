@@ -177,7 +177,10 @@ async fn main() -> anyhow::Result<()> {
     let mut after = None;
     loop {
         let page = shared
-            .list_individuals(tenant.id, &IndividualQuery { status: None, after_login: after.clone(), limit: 10_000 })
+            .list_individuals(
+                tenant.id,
+                &IndividualQuery { status: None, after_login: after.clone(), in_groups: None, limit: 10_000 },
+            )
             .await?;
         after = page.last().map(|i| i.login.clone());
         for i in &page {

@@ -34,6 +34,8 @@ pub struct CatalogDoc {
     pub sections: Vec<CatalogItemDoc>,
     #[serde(default)]
     pub flags: Vec<CatalogItemDoc>,
+    #[serde(default)]
+    pub group_rights: Vec<CatalogItemDoc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +162,7 @@ impl ApplyDocument {
             .into_iter()
             .map(|i| (CatalogKind::Section, i))
             .chain(self.catalog.flags.into_iter().map(|i| (CatalogKind::Flag, i)))
+            .chain(self.catalog.group_rights.into_iter().map(|i| (CatalogKind::GroupRight, i)))
             .map(|(kind, i)| CatalogEntry { kind, name: i.name, description: i.description })
             .collect();
         let roles = self

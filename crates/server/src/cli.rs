@@ -149,6 +149,9 @@ pub enum IndividualCommand {
         slug: String,
         #[arg(long)]
         status: Option<String>,
+        /// Only the members of this portal group.
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: u32,
         #[arg(long)]
@@ -183,9 +186,12 @@ pub enum IndividualCommand {
         /// IANA time zone; dates keep their local times.
         #[arg(long)]
         time_zone: Option<String>,
-        /// KIND=VALUE with KIND one of extensions, queues, phone_numbers, billing_accounts (repeatable).
+        /// KIND=VALUE with KIND one of extensions, queues, phone_numbers, billing_accounts,
+        /// groups (membership of a portal group), or a group right with a group or `all`
+        /// (`co_monitoring=sales`, `statistics=all`) (repeatable).
         #[arg(long)]
         add_scope: Vec<String>,
+        /// As --add-scope; a right reaching every group is taken back with `RIGHT=all`.
         #[arg(long)]
         remove_scope: Vec<String>,
     },

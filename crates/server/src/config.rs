@@ -222,6 +222,24 @@ pub struct AdminSettings {
 pub struct CatalogSettings {
     pub sections: Vec<CatalogItem>,
     pub flags: Vec<CatalogItem>,
+    pub group_rights: Vec<CatalogItem>,
+}
+
+impl CatalogSettings {
+    /// Each item with its kind and the key it was written under.
+    fn entries(&self) -> impl Iterator<Item = (&'static str, CatalogEntry)> + '_ {
+        [
+            (CatalogKind::Section, "catalog.sections", &self.sections),
+            (CatalogKind::Flag, "catalog.flags", &self.flags),
+            (CatalogKind::GroupRight, "catalog.group_rights", &self.group_rights),
+        ]
+        .into_iter()
+        .flat_map(|(kind, key, items)| {
+            items
+                .iter()
+                .map(move |i| (key, CatalogEntry { kind, name: i.name.clone(), description: i.description.clone() }))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,15 +381,8 @@ impl Settings {
                 ));
             }
         }
-        for (kind, key, items) in [
-            (CatalogKind::Section, "catalog.sections", &self.catalog.sections),
-            (CatalogKind::Flag, "catalog.flags", &self.catalog.flags),
-        ] {
-            for item in items {
-                CatalogEntry { kind, name: item.name.clone(), description: item.description.clone() }
-                    .validate()
-                    .map_err(|e| invalid(key, e.to_string()))?;
-            }
+        for (key, entry) in self.catalog.entries() {
+            entry.validate().map_err(|e| invalid(key, e.to_string()))?;
         }
         Ok(())
     }
@@ -426,14 +437,7 @@ impl Settings {
     /// Built-in catalog plus `[catalog]`.
     pub fn catalog(&self) -> Catalog {
         let mut catalog = Catalog::builtin();
-        let entries: Vec<CatalogEntry> = self
-            .catalog
-            .sections
-            .iter()
-            .map(|i| (CatalogKind::Section, i))
-            .chain(self.catalog.flags.iter().map(|i| (CatalogKind::Flag, i)))
-            .map(|(kind, i)| CatalogEntry { kind, name: i.name.clone(), description: i.description.clone() })
-            .collect();
+        let entries: Vec<CatalogEntry> = self.catalog.entries().map(|(_, entry)| entry).collect();
         catalog.extend(&entries);
         catalog
     }

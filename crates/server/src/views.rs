@@ -378,17 +378,18 @@ pub fn access_profiles(profiles: &[idbridge_core::role::AccessProfile]) -> Vec<A
     profiles.iter().map(AccessProfile::from).collect()
 }
 
-/// The portal's sections and flags, each with its description.
+/// The portal's sections, flags and group-scoped rights, each with its description.
 #[derive(Debug, Serialize)]
 pub struct Catalog<'a> {
     pub sections: &'a std::collections::BTreeMap<String, String>,
     pub flags: &'a std::collections::BTreeMap<String, String>,
+    pub group_rights: &'a std::collections::BTreeMap<String, String>,
 }
 
 impl<'a> From<&'a idbridge_core::catalog::Catalog> for Catalog<'a> {
     fn from(catalog: &'a idbridge_core::catalog::Catalog) -> Self {
-        let idbridge_core::catalog::Catalog { sections, flags } = catalog;
-        Self { sections, flags }
+        let idbridge_core::catalog::Catalog { sections, flags, group_rights } = catalog;
+        Self { sections, flags, group_rights }
     }
 }
 

@@ -131,6 +131,7 @@ async fn write_many(backend: Backend, tx: &mut AnyConnection, writes: &[Individu
         let applied: Vec<&IndividualWrite> =
             (0..chunk.len()).filter(|n| written[offset + n]).map(|n| &chunk[n]).collect();
         replace_links_many(backend, tx, applied.iter().copied().filter(|w| w.links_changed)).await?;
+        replace_groups_many(backend, tx, applied.iter().copied().filter(|w| w.groups_changed)).await?;
         crate::log::append_audit_many(backend, tx, applied.iter().map(|w| &w.audit)).await?;
         crate::log::append_change_events_many(backend, tx, applied.iter().filter_map(|w| w.event.as_ref())).await?;
     }
@@ -339,6 +340,49 @@ async fn replace_links_many<'w>(
                 .bind(link.external_id.clone());
         }
         query.execute(&mut *conn).await.map_err(unique_or_storage("source identity", "(one of a batch)"))?;
+    }
+    Ok(())
+}
+
+/// Rewrites the portal-group rows of individuals whose groups changed: a statement per
+/// tenant to drop the old rows (none for creates), one per 1,000 new rows.
+async fn replace_groups_many<'w>(
+    backend: Backend,
+    conn: &mut AnyConnection,
+    writes: impl Iterator<Item = &'w IndividualWrite>,
+) -> DomainResult<()> {
+    let writes: Vec<&IndividualWrite> = writes.collect();
+    let mut updated: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for w in writes.iter().filter(|w| w.expected_version.is_some()) {
+        updated.entry(w.individual.tenant_id.0.to_string()).or_default().push(w.individual.id.0.to_string());
+    }
+    for (tenant, ids) in &updated {
+        let sql = format!(
+            "DELETE FROM individual_groups WHERE tenant_id = {} AND individual_id IN ({})",
+            crate::rows::placeholders(backend, 1, 1),
+            crate::rows::placeholders(backend, 2, ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(tenant);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *conn).await.map_err(storage)?;
+    }
+    let rows: Vec<(&IndividualWrite, &String)> =
+        writes.iter().flat_map(|w| w.individual.scopes.groups.iter().map(move |g| (*w, g))).collect();
+    for chunk in rows.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO individual_groups (tenant_id, individual_id, group_name) VALUES {}",
+            value_rows(backend, chunk.len(), 3, &[])
+        );
+        let mut query = sqlx::query(&sql);
+        for (w, group) in chunk {
+            query = query
+                .bind(w.individual.tenant_id.0.to_string())
+                .bind(w.individual.id.0.to_string())
+                .bind(group.as_str());
+        }
+        query.execute(&mut *conn).await.map_err(storage)?;
     }
     Ok(())
 }
@@ -571,18 +615,36 @@ impl SqlStore {
 
     pub(crate) async fn individual_list(&self, tenant: TenantId, q: &IndividualQuery) -> DomainResult<Vec<Individual>> {
         let mut conn = self.pool.acquire().await.map_err(storage)?;
-        let rows = sqlx::query(&format!(
+        let groups: Vec<&String> = match &q.in_groups {
+            Some(groups) if groups.is_empty() => return Ok(Vec::new()),
+            Some(groups) => groups.iter().collect(),
+            None => Vec::new(),
+        };
+        // Members of the groups through their rows' primary key (tenant, group, individual).
+        // Parameters are numbered in the order they first appear, as SQLite numbers `$n`.
+        let in_groups = if groups.is_empty() {
+            String::new()
+        } else {
+            let numbered: Vec<String> = (4..4 + groups.len()).map(|n| format!("${n}")).collect();
+            format!(
+                "AND id IN (SELECT individual_id FROM individual_groups WHERE tenant_id = $1 AND group_name IN ({}))",
+                numbered.join(", ")
+            )
+        };
+        let sql = format!(
             "SELECT {COLUMNS} FROM individuals
-             WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR login_key > $3)
-             ORDER BY login_key LIMIT $4"
-        ))
-        .bind(tenant.0.to_string())
-        .bind(q.status.map(|s| s.as_str()))
-        .bind(q.after_login.as_ref().map(|l| l.to_lowercase()))
-        .bind(i64::from(q.limit.clamp(1, 10_000)))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(storage)?;
+             WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR login_key > $3) {in_groups}
+             ORDER BY login_key LIMIT ${}",
+            4 + groups.len()
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tenant.0.to_string())
+            .bind(q.status.map(|s| s.as_str()))
+            .bind(q.after_login.as_ref().map(|l| l.to_lowercase()));
+        for group in groups {
+            query = query.bind(group.as_str());
+        }
+        let rows = query.bind(i64::from(q.limit.clamp(1, 10_000))).fetch_all(&mut *conn).await.map_err(storage)?;
         load_many(&mut conn, rows).await
     }
 }

@@ -28,6 +28,7 @@ contract!(
     apply_writes_everything_or_nothing,
     scim_tokens_belong_to_one_tenant,
     individuals_are_versioned_unique_and_tenant_scoped,
+    members_of_portal_groups_are_listed_by_group_within_their_tenant,
     audit_reads_filter_by_tenant_actor_subject_and_time,
 );
 
@@ -197,6 +198,7 @@ fn write(i: &Individual, expected_version: Option<i64>, kind: ChangeKind) -> Ind
         individual: i.clone(),
         expected_version,
         links_changed: true,
+        groups_changed: true,
         status_only: false,
         audit: ctx("ops").record(Some(i.tenant_id), "individual", i.id.to_string(), "individual.written", None, None),
         event: Some(ChangeEvent {
@@ -262,7 +264,7 @@ async fn individuals_are_versioned_unique_and_tenant_scoped(sql: SqlStore) {
         let after = after.map(str::to_owned);
         async move {
             store
-                .list_individuals(acme.id, &IndividualQuery { status, after_login: after, limit: 2 })
+                .list_individuals(acme.id, &IndividualQuery { status, after_login: after, in_groups: None, limit: 2 })
                 .await
                 .unwrap()
                 .into_iter()
@@ -282,6 +284,51 @@ async fn individuals_are_versioned_unique_and_tenant_scoped(sql: SqlStore) {
     let after_first = store.list_change_events(acme.id, events[0].0, 100).await.unwrap();
     assert_eq!(after_first.len(), 4);
     assert_eq!(store.list_change_events(beta.id, 0, 100).await.unwrap().len(), 1);
+}
+
+async fn members_of_portal_groups_are_listed_by_group_within_their_tenant(sql: SqlStore) {
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
+    let acme = tenant(&store, "acme").await;
+    let beta = tenant(&store, "beta").await;
+    let in_groups = |i: &Individual, groups: &[&str]| {
+        let mut i = i.clone();
+        i.scopes.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        i
+    };
+    let mut stored = Vec::new();
+    for (login, groups) in
+        [("ann", &["sales"][..]), ("ben", &["sales", "support"]), ("cat", &["support"]), ("dan", &[])]
+    {
+        let i = in_groups(&individual(&acme, login), groups);
+        stored.push(sql.write_individual(&write(&i, None, ChangeKind::IndividualCreated)).await.unwrap());
+    }
+    // Another tenant's member of a group of the same name is never listed.
+    let other = in_groups(&individual(&beta, "eve"), &["sales"]);
+    sql.write_individual(&write(&other, None, ChangeKind::IndividualCreated)).await.unwrap();
+    let members = |tenant: TenantId, groups: Option<&[&str]>, after: Option<&str>| {
+        let store = store.clone();
+        let query = IndividualQuery {
+            after_login: after.map(str::to_owned),
+            in_groups: groups.map(|g| g.iter().map(|g| (*g).to_owned()).collect()),
+            limit: 2,
+            ..Default::default()
+        };
+        async move { store.list_individuals(tenant, &query).await.unwrap().into_iter().map(|i| i.login).collect::<Vec<_>>() }
+    };
+    assert_eq!(members(acme.id, Some(&["sales"]), None).await, ["ann", "ben"]);
+    assert_eq!(members(acme.id, Some(&["sales", "support"]), None).await, ["ann", "ben"]);
+    assert_eq!(members(acme.id, Some(&["sales", "support"]), Some("ben")).await, ["cat"], "pages by login");
+    assert_eq!(members(acme.id, Some(&[]), None).await, Vec::<String>::new(), "no group reaches nobody");
+    assert_eq!(members(acme.id, Some(&["nobody"]), None).await, Vec::<String>::new());
+    assert_eq!(members(beta.id, Some(&["sales"]), None).await, ["eve"]);
+    // A change of groups rewrites the rows: ben leaves sales, dan joins it.
+    let ben = in_groups(&stored[1], &["support"]);
+    sql.write_individual(&write(&ben, Some(1), ChangeKind::IndividualUpdated)).await.unwrap();
+    let dan = in_groups(&stored[3], &["sales"]);
+    sql.write_individual(&write(&dan, Some(1), ChangeKind::IndividualUpdated)).await.unwrap();
+    assert_eq!(members(acme.id, Some(&["sales"]), None).await, ["ann", "dan"]);
+    assert_eq!(members(acme.id, Some(&["support"]), None).await, ["ben", "cat"]);
+    assert_eq!(store.get_individual(acme.id, stored[1].id).await.unwrap().unwrap().scopes.groups, ben.scopes.groups);
 }
 
 async fn audit_reads_filter_by_tenant_actor_subject_and_time(sql: SqlStore) {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::glob::{Glob, Subject};
 use super::{ExternalGroup, MapperError, MapperOutput, MappingInput, Reason, Verdict};
-use crate::scopes::Scopes;
+use crate::scopes::{GroupReach, Scopes};
 use crate::{DomainError, DomainResult};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,13 @@ pub struct ScopeTemplates {
     pub phone_numbers: Vec<String>,
     pub billing_accounts: Vec<String>,
     pub default_caller_id: Option<String>,
+    /// Portal groups the person becomes a member of (`groups = ["{1}"]` for `pbx-team-*`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Group-scoped right → the groups it reaches; `"*"` is every group
+    /// (`group_rights.co_monitoring = ["{1}"]`, `group_rights.statistics = ["*"]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_rights: BTreeMap<String, Vec<String>>,
 }
 
 impl ScopeTemplates {
@@ -211,6 +218,16 @@ pub fn validate_rules(rules: &[Rule]) -> DomainResult<()> {
         {
             return Err(DomainError::invalid("rules", format!("deny rule {:?} cannot also grant", rule.name)));
         }
+        for (right, templates) in &rule.scopes.group_rights {
+            crate::catalog::validate_identifier("group right", right)
+                .map_err(|e| DomainError::invalid("rules", format!("rule {:?}: {e}", rule.name)))?;
+            if templates.is_empty() {
+                return Err(DomainError::invalid(
+                    "rules",
+                    format!("rule {:?}: group right {right:?} names no group (use [\"*\"] for every group)", rule.name),
+                ));
+            }
+        }
         if rule.groups.iter().any(|g| g.trim().is_empty() || g == "id:" || g == "exact:") {
             return Err(DomainError::invalid("rules", format!("rule {:?} has an empty group pattern", rule.name)));
         }
@@ -267,6 +284,8 @@ fn rule_templates(t: &ScopeTemplates) -> impl Iterator<Item = &String> {
         .chain(&t.phone_numbers)
         .chain(&t.billing_accounts)
         .chain(t.default_caller_id.iter())
+        .chain(&t.groups)
+        .chain(t.group_rights.values().flatten())
 }
 
 enum Placeholder {
@@ -478,27 +497,18 @@ impl super::Mapper for RulesMapper {
                 scopes.phone_numbers = t.phone_numbers.iter().map(|v| fill(v, ctx)).collect();
                 scopes.billing_accounts = t.billing_accounts.iter().map(|v| fill(v, ctx)).collect();
                 scopes.default_caller_id = t.default_caller_id.as_ref().map(|v| fill(v, ctx));
-                let group = ctx.map(|(g, _)| vec![g.id.clone()]).unwrap_or_default();
-                for (kind, values) in [
-                    ("extensions", &scopes.extensions),
-                    ("queues", &scopes.queues),
-                    ("phone_numbers", &scopes.phone_numbers),
-                    ("billing_accounts", &scopes.billing_accounts),
-                ] {
-                    for v in values {
-                        output.reasons.push(Reason {
-                            mapper: "rules".into(),
-                            rule: Some(rule.name.clone()),
-                            grants: format!("scope:{kind}={v}"),
-                            groups: group.clone(),
-                        });
-                    }
+                scopes.groups = t.groups.iter().map(|v| fill(v, ctx)).collect();
+                for (right, templates) in &t.group_rights {
+                    let filled: BTreeSet<String> = templates.iter().map(|v| fill(v, ctx)).collect();
+                    let reach = if filled.contains("*") { GroupReach::All } else { GroupReach::Groups(filled) };
+                    scopes.group_rights.insert(right.clone(), reach);
                 }
-                if scopes.full_call_reports {
+                let group = ctx.map(|(g, _)| vec![g.id.clone()]).unwrap_or_default();
+                for entry in scopes.entries() {
                     output.reasons.push(Reason {
                         mapper: "rules".into(),
                         rule: Some(rule.name.clone()),
-                        grants: "scope:full_call_reports".into(),
+                        grants: format!("scope:{entry}"),
                         groups: group.clone(),
                     });
                 }
@@ -601,5 +611,39 @@ mod tests {
         assert!(bad(r#"{"rules": [{"name": "a", "expression": "((", "role": "r"}]}"#).contains("does not compile"));
         assert!(bad(r#"{"rules": [{"name": "a", "role": "r"}, {"name": "a", "role": "r"}]}"#).contains("twice"));
         assert!(bad(r#"{"rules": [{"name": "a", "effect": "deny", "role": "r"}]}"#).contains("cannot also grant"));
+    }
+
+    #[test]
+    fn directory_teams_become_portal_groups_with_group_scoped_rights() {
+        let mapper = RulesMapper::new(&rules(
+            r#"{"rules": [
+            {"name": "teams", "groups": ["pbx-team-*"],
+             "scopes": {"groups": ["{1}"], "group_rights": {"co_monitoring": ["{1}"]}}},
+            {"name": "supervisors", "groups": ["supervisors"],
+             "scopes": {"group_rights": {"statistics": ["*"], "administration": ["sales"]}}}
+        ]}"#,
+        ))
+        .unwrap();
+        let out = mapper.map(&input(&["pbx-team-sales", "pbx-team-support", "supervisors"], None)).unwrap();
+        assert_eq!(out.scopes.groups, ["sales".to_string(), "support".to_string()].into());
+        assert_eq!(
+            out.scopes.group_rights["co_monitoring"],
+            GroupReach::Groups(["sales".to_string(), "support".to_string()].into())
+        );
+        assert_eq!(out.scopes.group_rights["statistics"], GroupReach::All);
+        assert_eq!(out.scopes.administration(), Some(&GroupReach::Groups(["sales".to_string()].into())));
+        let grants: Vec<&str> = out.reasons.iter().map(|r| r.grants.as_str()).collect();
+        for grant in ["scope:groups=sales", "scope:co_monitoring=support", "scope:statistics=all"] {
+            assert!(grants.contains(&grant), "{grant} missing from {grants:?}");
+        }
+        let bad = |json: &str| RulesMapper::new(&rules(json)).unwrap_err().to_string();
+        assert!(
+            bad(r#"{"rules": [{"name": "a", "scopes": {"group_rights": {"statistics": []}}}]}"#)
+                .contains("names no group")
+        );
+        assert!(
+            bad(r#"{"rules": [{"name": "a", "scopes": {"group_rights": {"Stats": ["x"]}}}]}"#).contains("snake_case")
+        );
+        assert!(bad(r#"{"rules": [{"name": "a", "groups": ["t-*"], "scopes": {"groups": ["{2}"]}}]}"#).contains("{2}"));
     }
 }

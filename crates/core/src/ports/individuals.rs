@@ -16,6 +16,9 @@ pub struct IndividualWrite {
     pub expected_version: Option<i64>,
     /// Whether the source links differ from the stored ones (they are rewritten only then).
     pub links_changed: bool,
+    /// Whether the portal groups (`scopes.groups`) differ from the stored ones (their
+    /// rows are rewritten only then).
+    pub groups_changed: bool,
     /// Only the status (and when access was taken) changes: the store may update just
     /// those columns, as a scheduler tick over 100,000 expirations does.
     pub status_only: bool,

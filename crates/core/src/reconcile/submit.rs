@@ -358,6 +358,7 @@ impl Reconciler {
         IndividualWrite {
             expected_version: before.map(|b| b.version),
             links_changed: before.is_none_or(|b| b.links != next.links),
+            groups_changed: before.map_or(!next.scopes.groups.is_empty(), |b| b.scopes.groups != next.scopes.groups),
             status_only: before.is_some_and(|b| {
                 let mut same = next.clone();
                 same.status = b.status;

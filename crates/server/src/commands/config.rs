@@ -96,6 +96,10 @@ pub(super) async fn catalog(operator: &Operator, json: bool) -> anyhow::Result<(
         for (name, description) in &catalog.flags {
             out!("  {name:<44} {description}");
         }
+        out!("group rights (for all groups or chosen ones):");
+        for (name, description) in &catalog.group_rights {
+            out!("  {name:<24} {description}");
+        }
     }
     Ok(())
 }

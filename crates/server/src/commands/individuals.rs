@@ -14,10 +14,14 @@ pub(crate) async fn individual(
 ) -> anyhow::Result<()> {
     let operator = &services.operator;
     match command {
-        IndividualCommand::List { slug: raw, status, limit, json } => {
+        IndividualCommand::List { slug: raw, status, group, limit, json } => {
+            if let Some(group) = &group {
+                idbridge_core::scopes::check_group_name("groups", group)?;
+            }
             let query = IndividualQuery {
                 status: status.as_deref().map(IndividualStatus::parse).transpose()?,
                 after_login: None,
+                in_groups: group.map(|g| [g].into()),
                 limit,
             };
             let individuals = operator.individuals(&slug(&raw)?, &query).await?;
@@ -95,21 +99,42 @@ pub(crate) async fn individual(
     Ok(())
 }
 
-/// `queues=101` → scopes with queue 101.
+/// `queues=101` → scopes with queue 101; `groups=sales` → member of portal group sales;
+/// `co_monitoring=sales` or `statistics=all` → a group-scoped right (checked against the
+/// catalog by the use case).
 pub(crate) fn scopes_arg(flag: &str, values: &[String]) -> anyhow::Result<idbridge_core::scopes::Scopes> {
+    use idbridge_core::scopes::GroupReach;
     let mut scopes = idbridge_core::scopes::Scopes::default();
     for value in values {
         let Some((kind, v)) = value.split_once('=') else {
-            anyhow::bail!("{flag} {value:?}: expected KIND=VALUE, e.g. queues=101");
+            anyhow::bail!(
+                "{flag} {value:?}: expected KIND=VALUE, e.g. queues=101, groups=sales or co_monitoring=sales"
+            );
         };
         let list = match kind {
             "extensions" => &mut scopes.extensions,
             "queues" => &mut scopes.queues,
             "phone_numbers" => &mut scopes.phone_numbers,
             "billing_accounts" => &mut scopes.billing_accounts,
-            other => anyhow::bail!(
-                "{flag} {value:?}: {other:?} is not one of extensions, queues, phone_numbers, billing_accounts"
-            ),
+            "groups" => &mut scopes.groups,
+            right => {
+                idbridge_core::catalog::validate_identifier("group right", right).map_err(|_| {
+                    anyhow::anyhow!(
+                        "{flag} {value:?}: {right:?} is not one of extensions, queues, phone_numbers, \
+                         billing_accounts, groups, nor a group right (statistics, co_monitoring, …)"
+                    )
+                })?;
+                let reach =
+                    scopes.group_rights.entry(right.to_owned()).or_insert(GroupReach::Groups(Default::default()));
+                match (v, &mut *reach) {
+                    ("all", _) => *reach = GroupReach::All,
+                    (_, GroupReach::All) => {}
+                    (group, GroupReach::Groups(groups)) => {
+                        groups.insert(group.to_owned());
+                    }
+                }
+                continue;
+            }
         };
         list.insert(v.to_owned());
     }

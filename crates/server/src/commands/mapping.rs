@@ -37,15 +37,8 @@ pub(crate) async fn mapping(
                 out!("verdict:         {:?}{}", d.verdict, if d.has_access() { "" } else { " (no access)" });
                 out!("role:            {}", d.role.as_deref().unwrap_or("-"));
                 out!("access profile:  {}", d.access_profile.as_deref().unwrap_or("-"));
-                let s = &d.scopes;
-                out!(
-                    "scopes:          full_call_reports={} extensions={:?} queues={:?} numbers={:?} accounts={:?}",
-                    s.full_call_reports,
-                    s.extensions,
-                    s.queues,
-                    s.phone_numbers,
-                    s.billing_accounts
-                );
+                let entries = d.scopes.entries();
+                out!("scopes:          {}", if entries.is_empty() { "-".to_owned() } else { entries.join(" ") });
                 if let Some(held) = &preview.held {
                     out!("HELD:            {held}");
                 }
@@ -91,10 +84,10 @@ pub(crate) async fn mapping(
                     let show = |a: &idbridge_app::diff::Assignment| {
                         if a.access {
                             format!(
-                                "{} / {} queues={:?}",
+                                "{} / {} {}",
                                 a.role.as_deref().unwrap_or("-"),
                                 a.access_profile.as_deref().unwrap_or("-"),
-                                a.scopes.queues
+                                a.scopes.entries().join(" ")
                             )
                         } else {
                             "no access".to_owned()

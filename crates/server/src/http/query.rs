@@ -39,14 +39,20 @@ pub(super) struct IndividualParams {
     status: Option<String>,
     /// Login to continue after (keyset pagination; logins sort case-insensitively).
     after: Option<String>,
+    /// Only the members of this portal group.
+    group: Option<String>,
     limit: Option<u32>,
 }
 
 impl IndividualParams {
     pub(super) fn query(self) -> ApiResult<IndividualQuery> {
+        if let Some(group) = &self.group {
+            idbridge_core::scopes::check_group_name("groups", group)?;
+        }
         Ok(IndividualQuery {
             status: self.status.as_deref().map(IndividualStatus::parse).transpose()?,
             after_login: self.after,
+            in_groups: self.group.map(|g| [g].into()),
             limit: self.limit.unwrap_or(100).clamp(1, 1000),
         })
     }
