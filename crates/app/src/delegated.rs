@@ -3,9 +3,15 @@
 //! own access token — never handing out more than it holds (role within its role, access
 //! profile flags within its flags, scopes within its scopes, only what the tenant allows).
 //!
+//! A **group administrator** is one whose `administration` group right reaches chosen
+//! portal groups (seed 003: "all users in the company or a specific group"): it lists,
+//! creates, changes and expires only members of those groups, places people only in them,
+//! and never takes someone out of its own reach. Without the right, or with it for all
+//! groups, the role alone decides and the whole organisation is in reach.
+//!
 //! The Portal API (`/portal/v1/individuals`) is the adapter; every rule is here. Lookups
-//! are scoped by the caller's tenant, so another organisation's individual is "not found",
-//! never "forbidden".
+//! are scoped by the caller's tenant and reach, so another organisation's individual, or a
+//! member of another group, is "not found", never "forbidden".
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +20,7 @@ use idbridge_core::catalog::Catalog;
 use idbridge_core::individual::{Individual, IndividualQuery};
 use idbridge_core::reconcile::{ManualChange, NewIndividual};
 use idbridge_core::role::{AccessLevel, AccessProfile, Role};
-use idbridge_core::scopes::Scopes;
+use idbridge_core::scopes::{GroupReach, Scopes};
 use idbridge_core::tenant::Tenant;
 use idbridge_core::{DomainError, DomainResult};
 
@@ -41,6 +47,8 @@ pub struct DelegatedAdmin<'a> {
     own_flags: BTreeSet<String>,
     roles: BTreeMap<String, Role>,
     profiles: BTreeMap<String, AccessProfile>,
+    /// The groups a group administrator manages; `None`: the whole organisation.
+    groups: Option<BTreeSet<String>>,
     ctx: AuditContext,
 }
 
@@ -67,18 +75,30 @@ impl<'a> DelegatedAdmin<'a> {
         }
         let own_flags =
             caller.access_profile.as_ref().and_then(|p| profiles.get(p)).map(|p| p.flags.clone()).unwrap_or_default();
+        let groups = match caller.scopes.administration() {
+            Some(GroupReach::Groups(groups)) => Some(groups.clone()),
+            Some(GroupReach::All) | None => None,
+        };
         let ctx = AuditContext::new(Actor::new(ActorKind::Individual, caller.id.to_string()));
-        Ok(Self { reconciliation, tenant, caller, catalog, own_role, own_flags, roles, profiles, ctx })
+        Ok(Self { reconciliation, tenant, caller, catalog, own_role, own_flags, roles, profiles, groups, ctx })
     }
 
-    /// A page of the organisation's individuals.
+    /// A page of the individuals in reach: a group administrator's query is narrowed to
+    /// its groups (a group asked for outside them lists nobody).
     pub async fn list(&self, query: &IndividualQuery) -> DomainResult<Vec<Individual>> {
-        self.operator().individuals(&self.tenant.slug, query).await
+        let mut query = query.clone();
+        if let Some(mine) = &self.groups {
+            query.in_groups = Some(match &query.in_groups {
+                Some(asked) => asked.intersection(mine).cloned().collect(),
+                None => mine.clone(),
+            });
+        }
+        self.operator().individuals(&self.tenant.slug, &query).await
     }
 
-    /// One individual of the organisation, by id or login.
+    /// One individual in reach, by id or login.
     pub async fn show(&self, id: &str) -> DomainResult<Individual> {
-        self.operator().individual(&self.tenant.slug, id).await
+        self.in_reach(id).await
     }
 
     pub async fn create(&self, new: NewIndividual) -> DomainResult<Individual> {
@@ -88,6 +108,14 @@ impl<'a> DelegatedAdmin<'a> {
             self.check_profile(p)?;
         }
         self.check_scopes(&new.scopes)?;
+        if let Some(mine) = &self.groups
+            && new.scopes.groups.is_empty()
+        {
+            return Err(forbidden(format!(
+                "you administer the members of {}: place the new individual in one of them (scopes.groups)",
+                list(mine)
+            )));
+        }
         reconciler.create_manual(&self.tenant, new, &self.ctx).await
     }
 
@@ -101,6 +129,7 @@ impl<'a> DelegatedAdmin<'a> {
             self.check_profile(p)?;
         }
         self.check_scopes(&change.manual.add_scopes)?;
+        self.check_regrouping(&target, &change.manual.add_scopes.groups, &change.manual.remove_scopes.groups)?;
         reconciler
             .assign_manual(&self.tenant, &target, change.role.clone(), change.access_profile.clone(), &self.ctx)
             .await?;
@@ -126,10 +155,20 @@ impl<'a> DelegatedAdmin<'a> {
         &self.reconciliation.mapping.operator
     }
 
-    /// The target must be of the caller's tenant (the lookup is scoped by it) and not hold
-    /// more than the caller.
+    /// The individual, when it is of the caller's tenant (the lookup is scoped by it) and,
+    /// for a group administrator, a member of one of its groups — "not found" otherwise,
+    /// as another tenant's individual is.
+    async fn in_reach(&self, id: &str) -> DomainResult<Individual> {
+        let found = self.operator().individual(&self.tenant.slug, id).await?;
+        match &self.groups {
+            Some(mine) if mine.is_disjoint(&found.scopes.groups) => Err(DomainError::not_found("individual", id)),
+            _ => Ok(found),
+        }
+    }
+
+    /// The target must be in reach and not hold more than the caller.
     async fn target(&self, id: &str) -> DomainResult<Individual> {
-        let target = self.operator().individual(&self.tenant.slug, id).await?;
+        let target = self.in_reach(id).await?;
         if let Some(role) = target.role.as_ref().and_then(|r| self.roles.get(r))
             && !role.is_within(&self.own_role, &self.catalog)
         {
@@ -164,11 +203,51 @@ impl<'a> DelegatedAdmin<'a> {
         Ok(())
     }
 
+    /// Rights within the caller's own, group rights the catalog knows, and groups a group
+    /// administrator manages.
     fn check_scopes(&self, wanted: &Scopes) -> DomainResult<()> {
-        if wanted.is_within(&self.caller.scopes) {
-            Ok(())
-        } else {
-            Err(forbidden("the scopes include some you do not have"))
+        wanted.check_rights_in(&self.catalog)?;
+        if !wanted.is_within(&self.caller.scopes) {
+            return Err(forbidden("the scopes include some you do not have"));
+        }
+        self.check_groups(&wanted.groups)
+    }
+
+    fn check_groups(&self, groups: &BTreeSet<String>) -> DomainResult<()> {
+        match &self.groups {
+            Some(mine) if !groups.is_subset(mine) => Err(forbidden(format!(
+                "you administer the members of {} only; {} is not one of them",
+                list(mine),
+                list(&groups.difference(mine).cloned().collect())
+            ))),
+            _ => Ok(()),
         }
     }
+
+    /// A group administrator moves people only between its own groups and never out of
+    /// its reach (it could not see them again).
+    fn check_regrouping(
+        &self,
+        target: &Individual,
+        added: &BTreeSet<String>,
+        removed: &BTreeSet<String>,
+    ) -> DomainResult<()> {
+        let Some(mine) = &self.groups else { return Ok(()) };
+        self.check_groups(removed)?;
+        let after: BTreeSet<&String> =
+            target.scopes.groups.iter().filter(|g| !removed.contains(*g)).chain(added).collect();
+        if after.iter().all(|g| !mine.contains(*g)) {
+            return Err(forbidden(format!(
+                "that would take {} out of every group you administer ({})",
+                target.login,
+                list(mine)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Group names for a message: `"sales", "support"`.
+fn list(groups: &BTreeSet<String>) -> String {
+    groups.iter().map(|g| format!("{g:?}")).collect::<Vec<_>>().join(", ")
 }

@@ -142,4 +142,29 @@ mod tests {
         };
         assert!(ended.takes_access(&roles, &profiles, &catalog));
     }
+
+    #[test]
+    fn any_change_of_groups_or_group_rights_ends_sessions_and_other_gains_do_not() {
+        let (roles, profiles, catalog) = (BTreeMap::new(), BTreeMap::new(), Catalog::default());
+        let event = |before: Scopes, after: Scopes| ChangeEvent {
+            id: uuid::Uuid::new_v4(),
+            tenant_id: crate::tenant::TenantId(uuid::Uuid::new_v4()),
+            individual_id: crate::individual::IndividualId(uuid::Uuid::new_v4()),
+            kind: ChangeKind::IndividualUpdated,
+            individual: Value::Null,
+            permission_diff: Some(PermissionDiff { scopes: (before, after), ..Default::default() }.to_value()),
+            at: crate::clock::now(),
+        };
+        let none = Scopes::default();
+        let member = Scopes { groups: ["sales".into()].into(), ..Default::default() };
+        let right = Scopes {
+            group_rights: [("statistics".into(), crate::scopes::GroupReach::All)].into(),
+            ..Default::default()
+        };
+        let queue = Scopes { queues: ["101".into()].into(), ..Default::default() };
+        assert!(access_shrank(&event(none.clone(), member.clone()), &roles, &profiles, &catalog), "joined a group");
+        assert!(access_shrank(&event(none.clone(), right.clone()), &roles, &profiles, &catalog), "gained a right");
+        assert!(access_shrank(&event(right, none.clone()), &roles, &profiles, &catalog), "lost a right");
+        assert!(!access_shrank(&event(none, queue), &roles, &profiles, &catalog), "a queue gained keeps sessions");
+    }
 }

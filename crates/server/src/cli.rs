@@ -73,7 +73,7 @@ pub enum AdminCommand {
     /// idbridge's token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Show the catalog of portal sections and access-profile flags.
+    /// Show the catalog of portal sections, access-profile flags and group-scoped rights.
     Catalog {
         #[arg(long)]
         json: bool,
