@@ -1,12 +1,13 @@
-//! Group-scoped permissions (seed 003) end to end: directory groups pushed over SCIM become
-//! portal groups and group-scoped rights; the Portal API, ID tokens and userinfo carry
-//! them; a group administrator reaches only the members of its group; a change of a
-//! person's group rights logs them out everywhere. The customer's IdP is the npm
-//! `oidc-provider`, the portal the `openidconnect` crate.
+//! Group-scoped permissions (seed 003) end to end: directory groups pushed over SCIM or read
+//! from OpenLDAP `slapd` become portal groups and group-scoped rights; the Portal API, ID
+//! tokens and userinfo carry them; a group administrator reaches only the members of its
+//! group; a change of a person's group rights logs them out everywhere. The customer's IdP
+//! is the npm `oidc-provider`, the portal the `openidconnect` crate.
 
 use idbridge_e2e::Workdir;
 use idbridge_e2e::idp::{Agent, Idp, free_port, generate_key};
 use idbridge_e2e::portal::{PORTAL_SECRET, Portal, logout_receiver, payload};
+use idbridge_e2e::slapd::{ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd};
 use openidconnect::OAuth2TokenResponse;
 use serde_json::{Value, json};
 
@@ -290,4 +291,104 @@ async fn directory_teams_scope_rights_and_group_administrators_reach_only_their_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     drop(idp);
+}
+
+/// Nested directory groups: `sales-east` is inside `pbx-team-sales`, so its members are
+/// members of portal group `sales`; a supervisor group grants co-monitoring of it. An
+/// incremental run that moves a person between teams moves them between portal groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_groups_from_slapd_become_portal_groups_and_group_rights() {
+    let slapd = Slapd::start();
+    let person = |uid: &str| {
+        format!(
+            "dn: uid={uid},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@acme.example\n\n"
+        )
+    };
+    let user = |uid: &str| format!("uid={uid},ou=people,{SUFFIX}");
+    let group = |cn: &str, members: &[String]| {
+        let members: String = members.iter().map(|m| format!("member: {m}\n")).collect();
+        format!("dn: cn={cn},ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: {cn}\n{members}\n")
+    };
+    let grp = |cn: &str| format!("cn={cn},ou=groups,{SUFFIX}");
+    let mut ldif = format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: ACME\ndc: acme\n\n\
+         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    );
+    for uid in ["ann", "ben", "cy", "dee"] {
+        ldif += &person(uid);
+    }
+    ldif += &group("sales-east", &[user("ben"), user("dee")]);
+    ldif += &group("pbx-team-sales", &[user("ann"), grp("sales-east")]);
+    ldif += &group("pbx-team-support", &[user("cy")]);
+    ldif += &group("pbx-supervisors-sales", &[user("ann")]);
+    ldif += &group("pbx-admins", &[user("ann"), user("ben"), user("cy"), user("dee")]);
+    slapd.ldif(&ldif);
+
+    let (portal_token, hash) = idbridge_e2e::new_token();
+    let work = Workdir::new().with_env("IDBRIDGE_PORTAL__TOKEN_HASHES", &format!("[\"{hash}\"]"));
+    let secret = work.path().join("ldap.secret");
+    std::fs::write(&secret, ADMIN_PASSWORD).unwrap();
+    let acme = std::fs::read_to_string(idbridge_e2e::workspace_root().join("config/examples/acme.toml")).unwrap();
+    let file = work.path().join("acme-ldap.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{acme}{RULES}\n[[tenants.ldap]]\nname = \"corp\"\nurls = [\"{}\"]\nbind_dn = \"{ADMIN_DN}\"\n\
+             bind_password_file = \"{}\"\nuser_base = \"ou=people,{SUFFIX}\"\ngroup_base = \"ou=groups,{SUFFIX}\"\n\
+             schedule_seconds = 0\n",
+            slapd.url(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    work.ok(&["apply", file.to_str().unwrap()]);
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("corp: succeeded (full)"), "{run}");
+
+    let show = |login: &str| -> Value {
+        serde_json::from_str(&work.ok(&["individual", "show", "acme", login, "--json"])).unwrap()
+    };
+    assert_eq!(show("ben")["scopes"]["groups"], json!(["sales"]), "through sales-east, nested in pbx-team-sales");
+    let ann = show("ann");
+    assert_eq!(ann["scopes"]["groups"], json!(["sales"]));
+    assert_eq!(ann["scopes"]["group_rights"], json!({ "co_monitoring": ["sales"], "statistics": ["sales"] }));
+    assert_eq!(show("cy")["scopes"]["groups"], json!(["support"]));
+
+    let daemon = work.serve();
+    let members = |group: &str| {
+        let (http, url, token) = (
+            daemon.client().clone(),
+            daemon.url(&format!("/portal/v1/tenants/acme/individuals?group={group}")),
+            portal_token.clone(),
+        );
+        async move {
+            let page: Value = http.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+            page["individuals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["login"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(members("sales").await, ["ann", "ben", "dee"]);
+    assert_eq!(members("support").await, ["cy"]);
+
+    // Ben moves to support in the directory; the next incremental run moves him.
+    slapd.ldif(&format!(
+        "dn: {}\nchangetype: modify\ndelete: member\nmember: {}\n\n\
+         dn: {}\nchangetype: modify\nadd: member\nmember: {}\n\n",
+        grp("sales-east"),
+        user("ben"),
+        grp("pbx-team-support"),
+        user("ben")
+    ));
+    let run = work.ok(&["sync", "ldap", "acme"]);
+    assert!(run.contains("(incremental)") && run.contains("1 changed"), "{run}");
+    assert_eq!(members("sales").await, ["ann", "dee"]);
+    assert_eq!(members("support").await, ["ben", "cy"]);
+    let explained: Value = serde_json::from_str(&work.ok(&["individual", "explain", "acme", "ben", "--json"])).unwrap();
+    let scopes = explained["scopes"].to_string();
+    assert!(scopes.contains("scope:groups=support") && scopes.contains("pbx teams"), "{scopes}");
 }
