@@ -667,7 +667,7 @@ mod tests {
         published(
             serde_json::to_value(super::Catalog::from(&catalog)).unwrap(),
             serde_json::to_value(&catalog).unwrap(),
-            &["sections", "flags"],
+            &["sections", "flags", "group_rights"],
         );
 
         // `tenant show --json`: the tenant's fields, then its roles and profiles with their
