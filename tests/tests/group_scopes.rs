@@ -391,4 +391,20 @@ async fn directory_groups_from_slapd_become_portal_groups_and_group_rights() {
     let explained: Value = serde_json::from_str(&work.ok(&["individual", "explain", "acme", "ben", "--json"])).unwrap();
     let scopes = explained["scopes"].to_string();
     assert!(scopes.contains("scope:groups=support") && scopes.contains("pbx teams"), "{scopes}");
+
+    // Set by hand: a group and a right for every group, kept across runs; an unknown right
+    // is named and changes nothing.
+    let refused = work.fails(&["individual", "set", "acme", "cy", "--add-scope", "wallboards=sales"]);
+    assert!(refused.contains("wallboards") && refused.contains("not a group right of the catalog"), "{refused}");
+    work.ok(&["individual", "set", "acme", "cy", "--add-scope", "groups=east", "--add-scope", "statistics=all"]);
+    work.ok(&["sync", "ldap", "acme", "--full"]);
+    let cy = show("cy");
+    assert_eq!(cy["scopes"]["groups"], json!(["east", "support"]), "{cy}");
+    assert_eq!(cy["scopes"]["group_rights"], json!({ "statistics": "all" }), "{cy}");
+    let explained: Value = serde_json::from_str(&work.ok(&["individual", "explain", "acme", "cy", "--json"])).unwrap();
+    let statistics = explained["scopes"].as_array().unwrap().iter().find(|s| s["scope"] == "scope:statistics=all");
+    assert_eq!(statistics.map(|s| s["because"].clone()), Some(json!(["manual"])), "{explained}");
+    work.ok(&["individual", "set", "acme", "cy", "--remove-scope", "statistics=all"]);
+    assert!(show("cy")["scopes"].get("group_rights").is_none());
+    assert_eq!(members("east").await, ["cy"]);
 }
