@@ -43,7 +43,7 @@ async fn directory_teams_scope_rights_and_group_administrators_reach_only_their_
     let idp = Idp::start(json!({
         "keys": [generate_key("k1")],
         "clients": [{ "client_id": "idbridge", "client_secret": UPSTREAM_SECRET, "redirect_uris": [format!("{idbridge}/login/callback")] }],
-        "users": { "sam": person("sam"), "sal": person("sal"), "una": person("una") },
+        "users": { "sam": person("sam"), "sal": person("sal"), "una": person("una"), "ada": person("ada") },
     }));
     let (logout_url, received) = logout_receiver().await;
     let portal_redirect = format!("http://127.0.0.1:{}/cb", free_port());
@@ -82,7 +82,7 @@ async fn directory_teams_scope_rights_and_group_administrators_reach_only_their_
             .send()
     };
     let mut ids = std::collections::BTreeMap::new();
-    for name in ["sam", "sal", "una"] {
+    for name in ["sam", "sal", "una", "ada"] {
         let email = format!("{name}@acme.example");
         let r: Value = scim(
             reqwest::Method::POST,
@@ -103,6 +103,7 @@ async fn directory_teams_scope_rights_and_group_administrators_reach_only_their_
         ("pbx-group-admins-sales", &["sam"]),
         ("pbx-supervisors-sales", &["sal"]),
         ("pbx-admins", &["sal", "una"]),
+        ("Portal-Admins", &["ada"]),
     ] {
         let members: Vec<Value> = members.iter().map(|m| json!({ "value": ids[m] })).collect();
         let r =
@@ -252,6 +253,26 @@ async fn directory_teams_scope_rights_and_group_administrators_reach_only_their_
     let (status, body) = call(reqwest::Method::POST, "/portal/v1/individuals/tom@acme.example/expire", None).await;
     assert_eq!(status, 200, "{body}");
 
+    // An administrator of the whole organisation (by role, without the right) holds the
+    // administration of every group: it makes group administrators; a group administrator
+    // cannot widen its own reach.
+    let (_, ada_tokens) = sign_in("ada").await;
+    let r = http
+        .post(daemon.url("/portal/v1/individuals"))
+        .bearer_auth(ada_tokens.access_token().secret())
+        .json(&json!({ "login": "ivy@acme.example", "role": "PBX admin", "scopes": { "groups": ["support"], "group_rights": { "administration": ["support"] } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        "/portal/v1/individuals/sal@acme.example",
+        Some(json!({ "add_scopes": { "group_rights": { "administration": "all" } } })),
+    )
+    .await;
+    assert!(status == 403 && body.contains("scopes"), "{status} {body}");
+
     // --- sal loses co-monitoring at the directory: logged out everywhere -----------------
     let r = scim(
         reqwest::Method::PATCH,
@@ -272,6 +293,12 @@ async fn directory_teams_scope_rights_and_group_administrators_reach_only_their_
     let sal = portal_get("/portal/v1/tenants/acme/individuals/sal@acme.example".into()).await;
     assert!(sal["scopes"].get("group_rights").is_none(), "{sal}");
     assert_eq!(sal["scopes"]["groups"], json!(["sales"]), "still a member of sales: {sal}");
+    // The change feed carries what changed, before and after.
+    let feed = portal_get("/portal/v1/tenants/acme/changes?limit=1000".into()).await;
+    let lost =
+        feed["changes"].as_array().unwrap().iter().rev().find(|c| c["individual_id"] == sal["id"]).unwrap().clone();
+    assert_eq!(lost["permission_diff"]["scopes"][0]["group_rights"]["co_monitoring"], json!(["sales"]), "{lost}");
+    assert!(lost["permission_diff"]["scopes"][1].get("group_rights").is_none(), "{lost}");
     assert!(
         !received.lock().unwrap().iter().any(|t| payload(t)["sid"] == sam_claims["sid"]),
         "sam's access did not change"

@@ -41,7 +41,6 @@ pub struct DelegatedChange {
 pub struct DelegatedAdmin<'a> {
     reconciliation: &'a SourceReconciliation,
     tenant: Tenant,
-    caller: Individual,
     catalog: Catalog,
     own_role: Role,
     own_flags: BTreeSet<String>,
@@ -49,6 +48,9 @@ pub struct DelegatedAdmin<'a> {
     profiles: BTreeMap<String, AccessProfile>,
     /// The groups a group administrator manages; `None`: the whole organisation.
     groups: Option<BTreeSet<String>>,
+    /// What the caller may hand out: its own scopes, and for an administrator of the whole
+    /// organisation the administration of every group (it holds that by its role).
+    own_scopes: Scopes,
     ctx: AuditContext,
 }
 
@@ -79,8 +81,12 @@ impl<'a> DelegatedAdmin<'a> {
             Some(GroupReach::Groups(groups)) => Some(groups.clone()),
             Some(GroupReach::All) | None => None,
         };
+        let mut own_scopes = caller.scopes.clone();
+        if groups.is_none() {
+            own_scopes.group_rights.insert(idbridge_core::scopes::ADMINISTRATION.to_owned(), GroupReach::All);
+        }
         let ctx = AuditContext::new(Actor::new(ActorKind::Individual, caller.id.to_string()));
-        Ok(Self { reconciliation, tenant, caller, catalog, own_role, own_flags, roles, profiles, groups, ctx })
+        Ok(Self { reconciliation, tenant, catalog, own_role, own_flags, roles, profiles, groups, own_scopes, ctx })
     }
 
     /// A page of the individuals in reach: a group administrator's query is narrowed to
@@ -207,7 +213,7 @@ impl<'a> DelegatedAdmin<'a> {
     /// administrator manages.
     fn check_scopes(&self, wanted: &Scopes) -> DomainResult<()> {
         wanted.check_rights_in(&self.catalog)?;
-        if !wanted.is_within(&self.caller.scopes) {
+        if !wanted.is_within(&self.own_scopes) {
             return Err(forbidden("the scopes include some you do not have"));
         }
         self.check_groups(&wanted.groups)
