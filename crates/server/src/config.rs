@@ -497,6 +497,22 @@ mod tests {
     }
 
     #[test]
+    fn the_catalog_is_extended_with_group_rights_from_config() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[catalog]\ngroup_rights = [{ name = \"wallboard\", description = \"Wallboard of the group\" }]\n",
+            )?;
+            let catalog = Settings::load(Some(Path::new("c.toml"))).unwrap().catalog();
+            assert!(catalog.has_group_right("wallboard") && catalog.has_group_right("co_monitoring"));
+            jail.create_file("d.toml", "[catalog]\ngroup_rights = [{ name = \"Wall Board\" }]\n")?;
+            let err = Settings::load(Some(Path::new("d.toml"))).unwrap_err().to_string();
+            assert!(err.contains("catalog.group_rights"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_by_name() {
         Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[server]\nlisten_adress = \"127.0.0.1:9000\"\n")?;
