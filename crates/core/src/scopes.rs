@@ -31,22 +31,6 @@ impl GroupReach {
         }
     }
 
-    /// Whether a member of `group` is within reach.
-    pub fn includes(&self, group: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::Groups(groups) => groups.contains(group),
-        }
-    }
-
-    /// Whether someone who is a member of `groups` is within reach.
-    pub fn reaches_member_of(&self, groups: &BTreeSet<String>) -> bool {
-        match self {
-            Self::All => true,
-            Self::Groups(mine) => !mine.is_disjoint(groups),
-        }
-    }
-
     fn union(&mut self, other: &GroupReach) {
         match (&mut *self, other) {
             (Self::All, _) => {}

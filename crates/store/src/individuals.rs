@@ -620,20 +620,26 @@ impl SqlStore {
             Some(groups) => groups.iter().collect(),
             None => Vec::new(),
         };
-        // Members of the groups through their rows' primary key (tenant, group, individual).
-        // Parameters are numbered in the order they first appear, as SQLite numbers `$n`.
+        // Pages walk the (tenant, login_key) index from the cursor — `login_key > ''` from
+        // the start, logins are never empty — so a page costs its own rows, not the rows
+        // before it. Members are checked per person through the group rows' primary key
+        // (tenant, group, individual): listing every member of a 100,000-member group is
+        // then linear overall, where collecting the members first costs the whole group on
+        // every page. Parameters are numbered in the order they first appear, as SQLite
+        // numbers `$n`.
         let in_groups = if groups.is_empty() {
             String::new()
         } else {
             let numbered: Vec<String> = (4..4 + groups.len()).map(|n| format!("${n}")).collect();
             format!(
-                "AND id IN (SELECT individual_id FROM individual_groups WHERE tenant_id = $1 AND group_name IN ({}))",
+                "AND EXISTS (SELECT 1 FROM individual_groups g WHERE g.tenant_id = individuals.tenant_id
+                     AND g.individual_id = individuals.id AND g.group_name IN ({}))",
                 numbered.join(", ")
             )
         };
         let sql = format!(
             "SELECT {COLUMNS} FROM individuals
-             WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR login_key > $3) {in_groups}
+             WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND login_key > COALESCE($3, '') {in_groups}
              ORDER BY login_key LIMIT ${}",
             4 + groups.len()
         );
