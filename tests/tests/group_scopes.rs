@@ -419,6 +419,27 @@ async fn directory_groups_from_slapd_become_portal_groups_and_group_rights() {
     let scopes = explained["scopes"].to_string();
     assert!(scopes.contains("scope:groups=support") && scopes.contains("pbx teams"), "{scopes}");
 
+    // What a person would get, and who would change under other rules.
+    let person = work.path().join("person.json");
+    let groups_of = |names: &[&str]| -> Vec<Value> {
+        names.iter().map(|n| json!({ "source": "ldap", "id": format!("id-{n}"), "display_name": n })).collect()
+    };
+    std::fs::write(
+        &person,
+        json!({ "user": { "login": "zed" }, "groups": groups_of(&["pbx-team-support", "pbx-supervisors-support"]) })
+            .to_string(),
+    )
+    .unwrap();
+    let preview = work.ok(&["mapping", "preview", "acme", "--user", person.to_str().unwrap()]);
+    assert!(preview.contains("groups=support") && preview.contains("co_monitoring=support"), "{preview}");
+    assert!(preview.contains("scope:statistics=support") && preview.contains("team supervisors"), "{preview}");
+    let rules: Vec<Value> = serde_json::from_str(&work.ok(&["mapping", "rules", "acme", "--json"])).unwrap();
+    let without: Vec<&Value> = rules.iter().filter(|r| r["name"] != "team supervisors").collect();
+    let rules_file = work.path().join("rules.json");
+    std::fs::write(&rules_file, serde_json::to_string(&without).unwrap()).unwrap();
+    let diff = work.ok(&["mapping", "diff", "acme", "--rules", rules_file.to_str().unwrap()]);
+    assert!(diff.contains("1 of 4 individuals would change") && diff.contains("co_monitoring=sales"), "{diff}");
+
     // Set by hand: a group and a right for every group, kept across runs; an unknown right
     // is named and changes nothing.
     let refused = work.fails(&["individual", "set", "acme", "cy", "--add-scope", "wallboards=sales"]);
