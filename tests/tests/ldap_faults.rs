@@ -1,7 +1,7 @@
 //! Directory sync under faults, against real `slapd`: a server that accepts connections
 //! and never answers, one that hangs in the middle of a read (SIGSTOP), failover to the
 //! next URL, an interrupted run (SIGINT), and one hung source beside another tenant's
-//! schedule. On 791f4cb a hung read waited for the server forever (`timeout_seconds`
+//! schedule, and a first run killed part way. On 791f4cb a hung read waited for the server forever (`timeout_seconds`
 //! covered the bind only), failover skipped a hanging server, an interrupted run kept
 //! its lease for 420 s, and one hung source stopped every tenant's scheduled runs.
 
@@ -256,4 +256,58 @@ async fn three_instances_run_a_scheduled_source_once_per_schedule() {
     for pair in runs.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "two runs at once: {pair:?}");
     }
+}
+
+/// A first run killed (`kill -9`) part way: what it wrote stays consistent — each page's
+/// directory records follow its individuals — and the next run, once the dead process's
+/// lease has expired (a minute), creates the rest: everyone once, nobody twice.
+#[test]
+fn a_first_run_killed_part_way_is_completed_by_the_next_each_person_once() {
+    let slapd = Slapd::start();
+    slapd.ldif(&directory(3000));
+    let work = Workdir::new();
+    apply(&work, &[("acme", vec![slapd.url()], 0)]);
+    let count = || work.ok(&["individual", "list", "acme", "--limit", "10000"]).lines().count();
+
+    let mut child = start_sync(&work);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let written = loop {
+        let n = count();
+        if n > 0 {
+            break n;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(Instant::now() < deadline, "the first run wrote nobody");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = count();
+    assert!(written < 3000 && left < 3000, "killed before the end: {written} then {left} written");
+    eprintln!("killed with {left} of 3000 individuals written");
+    // The dead process still holds the lease until it expires; then the next run starts.
+    let refused = work.run(&["sync", "ldap", "acme", "--full"]);
+    assert!(!refused.status.success(), "a crashed run's lease holds for a minute");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in progress"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        let out = work.run(&["sync", "ldap", "acme", "--full"]);
+        if out.status.success() {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the lease never expired: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert!(run.contains("succeeded") && run.contains("3000 users"), "{run}");
+    let logins: Vec<String> = work
+        .ok(&["individual", "list", "acme", "--limit", "10000"])
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = logins.iter().collect();
+    assert_eq!((logins.len(), unique.len()), (3000, 3000), "everyone once");
+    // Nothing is left to do: the records of the killed run's pages were written with them.
+    let again = work.ok(&["sync", "ldap", "acme", "--full"]);
+    assert!(again.contains("0 changed, 0 gone"), "{again}");
+    eprintln!("{}", work.ok(&["sync", "status", "acme"]));
 }
