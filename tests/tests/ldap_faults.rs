@@ -260,7 +260,8 @@ async fn three_instances_run_a_scheduled_source_once_per_schedule() {
 
 /// A first run killed (`kill -9`) part way: what it wrote stays consistent — each page's
 /// directory records follow its individuals — and the next run, once the dead process's
-/// lease has expired (a minute), creates the rest: everyone once, nobody twice.
+/// lease has expired (a minute), creates the rest: everyone once, nobody twice; the killed
+/// run is recorded as `abandoned`.
 #[test]
 fn a_first_run_killed_part_way_is_completed_by_the_next_each_person_once() {
     let slapd = Slapd::start();
@@ -309,5 +310,9 @@ fn a_first_run_killed_part_way_is_completed_by_the_next_each_person_once() {
     // Nothing is left to do: the records of the killed run's pages were written with them.
     let again = work.ok(&["sync", "ldap", "acme", "--full"]);
     assert!(again.contains("0 changed, 0 gone"), "{again}");
-    eprintln!("{}", work.ok(&["sync", "status", "acme"]));
+    // The killed run is in `sync status`: found still running by the next, and said so.
+    let status = work.ok(&["sync", "status", "acme"]);
+    let oldest = status.lines().last().unwrap();
+    assert!(oldest.contains("abandoned") && oldest.contains("killed or crashed"), "{status}");
+    assert_eq!(status.lines().filter(|l| l.contains("running")).count(), 0, "{status}");
 }

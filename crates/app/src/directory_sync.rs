@@ -247,6 +247,33 @@ impl SourceReconciliation {
         let mut summary = RunSummary::default();
         let mark = if full { None } else { self.incremental_mark(tenant, source).await? };
         summary.mode = if mark.is_some() { "incremental" } else { "full" }.to_owned();
+        // Holding the lease, no earlier run of this source can still be going: one still
+        // `running` died with its process. Then this run is recorded as running, so a
+        // process killed from here on leaves a record the next run completes.
+        let abandoned = self
+            .directory
+            .abandon_sync_runs(
+                tenant.id,
+                &source.name,
+                started_at,
+                "its process ended before the run finished (killed or crashed); the next run did the rest",
+            )
+            .await?;
+        if abandoned > 0 {
+            tracing::warn!(tenant = %tenant.slug, source = source.name, abandoned, "an earlier run's process died mid-run");
+        }
+        let id = Uuid::new_v4();
+        let running = SyncRun {
+            id,
+            tenant_id: tenant.id,
+            source: source.name.clone(),
+            started_at,
+            finished_at: started_at,
+            status: RunStatus::Running,
+            summary: summary.clone(),
+            error: None,
+        };
+        self.directory.record_sync_run(&running).await?;
         let result = tokio::select! {
             result = self.sync_inner(tenant, source, mode, mark, ctx, &mut summary) => result.map(Some),
             lost = self.keep_lease(lease) => Err(lost),
@@ -263,7 +290,7 @@ impl SourceReconciliation {
             Err(e) => (RunStatus::Failed, Some(e.to_string()), Vec::new(), None),
         };
         let run = SyncRun {
-            id: Uuid::new_v4(),
+            id,
             tenant_id: tenant.id,
             source: source.name.clone(),
             started_at,

@@ -336,7 +336,7 @@ pub fn normalize_immutable_id(raw: &str) -> String {
     raw.to_lowercase()
 }
 
-/// How a sync run ended.
+/// How a sync run ended, or that it is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -350,6 +350,12 @@ pub enum RunStatus {
     Failed,
     /// The process was asked to stop during the run; the next run does what it did not.
     Cancelled,
+    /// Recorded when the run starts (it holds the source's lease); its outcome replaces it.
+    Running,
+    /// Its process ended without finishing (killed, crashed, the machine lost): found
+    /// still `running` by the next run to take the lease. What it wrote stays (each page
+    /// whole); the next run does the rest.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -360,6 +366,8 @@ impl RunStatus {
             Self::DryRun => "dry_run",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Running => "running",
+            Self::Abandoned => "abandoned",
         }
     }
 
@@ -370,6 +378,8 @@ impl RunStatus {
             "dry_run" => Self::DryRun,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
+            "running" => Self::Running,
+            "abandoned" => Self::Abandoned,
             other => return Err(DomainError::Storage(format!("unknown sync run status {other:?}"))),
         })
     }

@@ -151,7 +151,9 @@ impl DirectoryStore for SqlStore {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sync_runs (id, tenant_id, source, started_at, finished_at, status, summary, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, status = excluded.status,
+                 summary = excluded.summary, error = excluded.error",
         )
         .bind(run.id.to_string())
         .bind(run.tenant_id.0.to_string())
@@ -165,6 +167,27 @@ impl DirectoryStore for SqlStore {
         .await
         .map_err(storage)?;
         tx.commit().await.map_err(storage)
+    }
+
+    async fn abandon_sync_runs(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        at: jiff::Timestamp,
+        error: &str,
+    ) -> DomainResult<u64> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'abandoned', finished_at = $1, error = $2
+             WHERE tenant_id = $3 AND source = $4 AND status = 'running'",
+        )
+        .bind(micros(at))
+        .bind(error)
+        .bind(tenant.0.to_string())
+        .bind(source)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(done.rows_affected())
     }
 
     async fn list_sync_runs(&self, tenant: Option<TenantId>, limit: u32) -> DomainResult<Vec<SyncRun>> {

@@ -203,7 +203,18 @@ pub trait DirectoryStore: Send + Sync + 'static {
         upserts: &[DirectoryRecord],
         deletes: &[String],
     ) -> DomainResult<()>;
+    /// Writes a run, or replaces the record of the same id (a `running` run's outcome).
     async fn record_sync_run(&self, run: &crate::directory::SyncRun) -> DomainResult<()>;
+    /// Marks the source's runs still `running` as `abandoned`, with `error` and
+    /// `finished_at`: called by a run that has just taken the source's lease, so none of
+    /// them can still be going. How many there were.
+    async fn abandon_sync_runs(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        at: jiff::Timestamp,
+        error: &str,
+    ) -> DomainResult<u64>;
     /// Newest first.
     async fn list_sync_runs(
         &self,
