@@ -31,6 +31,12 @@ impl GroupReach {
         }
     }
 
+    /// Groups as rules and plugins list them: `*` among them is every group.
+    pub fn listed(groups: impl IntoIterator<Item = String>) -> Self {
+        let groups: BTreeSet<String> = groups.into_iter().collect();
+        if groups.contains("*") { Self::All } else { Self::Groups(groups) }
+    }
+
     fn union(&mut self, other: &GroupReach) {
         match (&mut *self, other) {
             (Self::All, _) => {}
@@ -252,16 +258,12 @@ impl Scopes {
 
     /// Every group-scoped right named is one the catalog knows.
     pub fn check_rights_in(&self, catalog: &crate::catalog::Catalog) -> DomainResult<()> {
-        match self.group_rights.keys().find(|r| !catalog.has_group_right(r)) {
-            Some(right) => Err(DomainError::invalid(
-                "scopes.group_rights",
-                format!("{right:?} is not a group right of the catalog ({})", {
-                    let known: Vec<&str> = catalog.group_rights.keys().map(String::as_str).collect();
-                    known.join(", ")
-                }),
-            )),
-            None => Ok(()),
-        }
+        let Some(right) = self.group_rights.keys().find(|r| !catalog.has_group_right(r)) else { return Ok(()) };
+        let known: Vec<&str> = catalog.group_rights.keys().map(String::as_str).collect();
+        Err(DomainError::invalid(
+            "scopes.group_rights",
+            format!("{right:?} is not a group right of the catalog ({})", known.join(", ")),
+        ))
     }
 
     /// How far the administration right reaches: `None` when it is not given at all (an
@@ -321,11 +323,6 @@ mod tests {
         };
         assert!(s.validate().is_err());
     }
-}
-
-#[cfg(test)]
-mod group_tests {
-    use super::*;
 
     fn groups(names: &[&str]) -> GroupReach {
         GroupReach::Groups(names.iter().map(|n| (*n).to_owned()).collect())

@@ -479,14 +479,7 @@ fn from_wire(id: &str, out: wire::MapperOutput) -> MapperOutput {
                 .scopes
                 .group_rights
                 .into_iter()
-                .map(|(right, groups)| {
-                    let reach = if groups.iter().any(|g| g == "*") {
-                        GroupReach::All
-                    } else {
-                        GroupReach::Groups(groups.into_iter().collect())
-                    };
-                    (right, reach)
-                })
+                .map(|(right, groups)| (right, GroupReach::listed(groups)))
                 .collect(),
         },
         activation: out.activation,

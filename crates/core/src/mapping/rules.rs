@@ -499,8 +499,7 @@ impl super::Mapper for RulesMapper {
                 scopes.default_caller_id = t.default_caller_id.as_ref().map(|v| fill(v, ctx));
                 scopes.groups = t.groups.iter().map(|v| fill(v, ctx)).collect();
                 for (right, templates) in &t.group_rights {
-                    let filled: BTreeSet<String> = templates.iter().map(|v| fill(v, ctx)).collect();
-                    let reach = if filled.contains("*") { GroupReach::All } else { GroupReach::Groups(filled) };
+                    let reach = GroupReach::listed(templates.iter().map(|v| fill(v, ctx)));
                     scopes.group_rights.insert(right.clone(), reach);
                 }
                 let group = ctx.map(|(g, _)| vec![g.id.clone()]).unwrap_or_default();
