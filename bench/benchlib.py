@@ -1,8 +1,10 @@
 """What the benchmark scripts share: building the release binary, free ports, and
 reading a process's resident memory."""
+import json
 import os
 import socket
 import subprocess
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,3 +27,14 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def http(method, url, token, body=None, timeout=600):
+    """A SCIM request with a bearer token; the answer's JSON (None when empty)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", "application/scim+json")
+    with urllib.request.urlopen(req, timeout=timeout) as res:
+        text = res.read()
+        return json.loads(text) if text else None

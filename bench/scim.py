@@ -38,14 +38,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(method, url, token, body=None, timeout=600):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", "application/scim+json")
-    with urllib.request.urlopen(req, timeout=timeout) as res:
-        text = res.read()
-        return json.loads(text) if text else None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import http  # noqa: E402
 
 
 def wait_ready(url, token):

@@ -63,13 +63,15 @@ ensure_postgres() {
     return 1
 }
 
-# scim2-tester (PyPI), the independent SCIM compliance checker, with its CLI, in .venv.
+# scim2-tester (PyPI), the independent SCIM compliance checker, with its CLI, and
+# scim2-server, the SCIM service provider the outbound connector's tests push to (and the
+# benchmarks' peer), and aiosmtpd, the SMTP server the local sign-in tests receive mail with, in .venv.
 ensure_scim2_tester() {
-    if [ -x .venv/bin/scim2 ] && .venv/bin/python -c "import scim2_tester" 2>/dev/null; then
+    if [ -x .venv/bin/scim2 ] && [ -x .venv/bin/scim2-server ] && .venv/bin/python -c "import scim2_tester, aiosmtpd" 2>/dev/null; then
         return 0
     fi
     python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
-    .venv/bin/pip install --quiet --disable-pip-version-check "scim2-tester==0.5.2" "scim2-cli==0.6.0"
+    .venv/bin/pip install --quiet --disable-pip-version-check "scim2-tester==0.5.2" "scim2-cli==0.6.0" "scim2-server==0.8.3" "aiosmtpd==1.4.6"
 }
 
 # OpenLDAP's slapd and the ldap-utils, for the LDAP sync tests: each test starts its own

@@ -82,7 +82,14 @@ const provider = new Provider(config.issuer, {
     email: ['email', 'email_verified'],
     profile: ['name', 'given_name', 'family_name', 'preferred_username'],
   },
-  features: { devInteractions: { enabled: false } },
+  // `client_credentials: true` in CONFIG: the OAuth 2.0 client credentials grant and
+  // token introspection (RFC 7662), for services that call an API as themselves — the
+  // outbound SCIM connector's tests, with the portal checking tokens by introspection.
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: !!config.client_credentials },
+    introspection: { enabled: !!config.client_credentials },
+  },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   // Consent is implied for the test client (a first-party app, as SSO apps are).
   loadExistingGrant: async (ctx) => {

@@ -194,6 +194,24 @@ pub struct Stop {
     pub body: String,
 }
 
+impl Stop {
+    /// What submitting the page's form sends: its hidden fields, then `extra`.
+    pub fn form_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut fields: Vec<(String, String)> = self
+            .body
+            .split("<input type=\"hidden\" ")
+            .skip(1)
+            .filter_map(|input| {
+                let name = input.split("name=\"").nth(1)?.split('"').next()?;
+                let value = input.split("value=\"").nth(1)?.split('"').next()?;
+                Some((name.to_owned(), value.replace("&amp;", "&")))
+            })
+            .collect();
+        fields.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        fields
+    }
+}
+
 impl Default for Agent {
     fn default() -> Self {
         Self::new()
@@ -202,9 +220,21 @@ impl Default for Agent {
 
 impl Agent {
     pub fn new() -> Self {
+        Self::with_headers(reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser behind a reverse proxy that says it forwards for `client`.
+    pub fn forwarded_for(client: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", client.parse().expect("an address"));
+        Self::with_headers(headers)
+    }
+
+    fn with_headers(headers: reqwest::header::HeaderMap) -> Self {
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
             .build()
             .expect("client");
         Self { http }
@@ -264,7 +294,7 @@ impl Agent {
     }
 
     /// POSTs `fields` to the action of the page's form and follows on.
-    async fn post_form(&self, page: &Stop, fields: &[(String, String)], stop_at: &str) -> Stop {
+    pub async fn post_form(&self, page: &Stop, fields: &[(String, String)], stop_at: &str) -> Stop {
         let action = page
             .body
             .split("action=\"")

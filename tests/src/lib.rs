@@ -2,13 +2,17 @@
 //! directory, on a free loopback port, and talks to it over HTTP.
 
 pub mod browser;
+pub mod fault_proxy;
 pub mod idp;
 pub mod pg;
 pub mod portal;
 pub mod proxy;
 pub mod samba;
 pub mod scim;
+pub mod scim_target;
 pub mod slapd;
+pub mod smtp;
+pub mod yeti;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

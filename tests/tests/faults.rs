@@ -209,19 +209,26 @@ async fn sigkill_under_scim_load_loses_nobody_on_postgresql() {
     kill_under_load(Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &db.url), 5).await;
 }
 
+/// A PostgreSQL server of the test's own (it is stopped and started), with an `idbridge`
+/// database; `None` when PostgreSQL is skipped or, outside CI, not installed.
+fn own_postgres() -> Option<idbridge_e2e::pg::OwnPostgres> {
+    if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let Some(pg) = idbridge_e2e::pg::OwnPostgres::start() else {
+        assert!(std::env::var("IDBRIDGE_REQUIRE_PEERS").is_err(), "no PostgreSQL server installed");
+        return None;
+    };
+    pg.create_database("idbridge");
+    Some(pg)
+}
+
 /// The test's own PostgreSQL is stopped under load and started again: no success answer
 /// for a write that did not last, refusals are 503, and everyone converges without
 /// restarting idbridge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_database_loses_nobody_and_converges_when_back() {
-    if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
-        return;
-    }
-    let Some(pg) = idbridge_e2e::pg::OwnPostgres::start() else {
-        assert!(std::env::var("IDBRIDGE_REQUIRE_PEERS").is_err(), "no PostgreSQL server installed");
-        return;
-    };
-    pg.create_database("idbridge");
+    let Some(pg) = own_postgres() else { return };
     // A request waits up to the connect timeout for a connection: with 1 s, a 3 s outage
     // is answered (503), not absorbed by waiting — on a loaded machine few requests reach
     // the dead connections that fail at once.
@@ -260,6 +267,48 @@ async fn a_stopped_database_loses_nobody_and_converges_when_back() {
         assert!(members.contains(id), "an acknowledged member add was lost: {id}");
     }
     // The queue is empty again and says so.
+    let ready: Value = daemon.client().get(daemon.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+}
+
+/// The database restarts while idbridge is idle: the connections the pool holds are dead,
+/// but none of them reaches a request — a connection unused for a while is pinged on its
+/// way out of the pool and replaced when the ping fails (`idbridge_store::connect`), so
+/// the first requests after the restart all succeed. Busy connections are not pinged (a
+/// round trip per statement saved), which is why this waits past the idle threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restarted_while_idle_fails_no_request_afterwards() {
+    let Some(pg) = own_postgres() else { return };
+    let work = Workdir::new().with_env("IDBRIDGE_DATABASE__URL", &pg.url("idbridge"));
+    let token = work.acme_with_scim_token();
+    let daemon = work.serve();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let url = daemon.url("/scim/v2/acme/Users");
+    // Concurrent creates, one connection each: the pool fills up.
+    let creates = |from: usize| {
+        (from..from + CLIENTS)
+            .map(|n| {
+                let (http, token, url) = (http.clone(), token.clone(), url.clone());
+                tokio::spawn(async move {
+                    let body = json!({"userName": format!("idle-{n}@acme.example")});
+                    http.post(url).bearer_auth(&token).json(&body).send().await.unwrap().status().as_u16()
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut warm = Vec::new();
+    for task in creates(0) {
+        warm.push(task.await.unwrap());
+    }
+    assert!(warm.iter().all(|s| *s == 201), "before the restart: {warm:?}");
+    pg.stop_server();
+    pg.start_server();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut after = Vec::new();
+    for task in creates(100) {
+        after.push(task.await.unwrap());
+    }
+    assert!(after.iter().all(|s| *s == 201), "the first requests after the restart: {after:?}");
     let ready: Value = daemon.client().get(daemon.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ready");
 }

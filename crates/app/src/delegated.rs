@@ -125,6 +125,21 @@ impl<'a> DelegatedAdmin<'a> {
         reconciler.create_manual(&self.tenant, new, &self.ctx).await
     }
 
+    /// Sends an invitation again, or revokes the link out (`revoke`), for someone in reach.
+    pub async fn invitation(
+        &self,
+        accounts: &crate::local_accounts::LocalAccounts,
+        id: &str,
+        revoke: bool,
+    ) -> DomainResult<Option<idbridge_core::local_account::Mail>> {
+        let target = self.target(id).await?;
+        if revoke {
+            accounts.revoke(&self.ctx, &self.tenant, target.id).await?;
+            return Ok(None);
+        }
+        accounts.invite(&self.ctx, &self.tenant, &target).await.map(Some)
+    }
+
     pub async fn change(&self, id: &str, change: &DelegatedChange) -> DomainResult<Individual> {
         let (operator, reconciler) = (self.operator(), &self.reconciliation.reconciler);
         let target = self.target(id).await?;

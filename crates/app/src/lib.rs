@@ -25,15 +25,20 @@
 //! - `origin`: what a change set's origin says about its source.
 //! - `sign_in`: sign-in decisions (link or provision at login) and the logout consumer.
 //! - `delegated`: delegated administration by an individual's own access token.
+//! - `local_accounts`: individuals without an IdP — invitations, passwords, second
+//!   factors, lockout, resets, the mail outbox (SMTP) and the notices change events owe.
 //! - `portal_feed`: the Portal API's change feed.
 //! - `portal_clients`: portal registration and tenants' sign-in settings.
 //! - `delivery`: the outbox's webhooks.
+//! - `connectors`: portal connectors — each individual carried into the portal (outbound
+//!   SCIM), links, retries, quarantine, drift repair; `connector status` and `resync`.
 //! - `stopping`: how a long use case learns that the process is stopping.
 
 use std::sync::Arc;
 
 use idbridge_core::ports::{DirectoryStore, IntentQueue, LoginRecordStore, ScimRecordStore, SsoStore, Store};
 
+pub mod connectors;
 pub mod delegated;
 pub mod delivery;
 pub mod diff;
@@ -41,6 +46,7 @@ pub mod directory_sync;
 pub mod explain;
 pub mod intent_clearer;
 pub mod intent_worker;
+pub mod local_accounts;
 pub mod mapping;
 pub mod operator;
 pub mod origin;
@@ -49,6 +55,7 @@ pub mod portal_feed;
 pub mod reconciliation;
 pub mod scheduler;
 pub mod scim_person;
+pub mod sealing;
 pub mod sign_in;
 pub mod stopping;
 pub mod sweep;

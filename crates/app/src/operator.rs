@@ -25,8 +25,9 @@ pub const MAX_WRITES_PAGE: usize = 5_000;
 #[derive(Clone)]
 pub struct Operator {
     store: Arc<dyn Store>,
-    /// Built-in catalog plus the entries from the daemon's config file.
-    configured_catalog: Catalog,
+    /// Built-in catalog plus the entries from the daemon's config file. Shared: the
+    /// operator is cloned into every request's state, and a catalog is dozens of maps.
+    configured_catalog: Arc<Catalog>,
 }
 
 /// A tenant with the definitions of the roles and access profiles it may use (the
@@ -140,7 +141,12 @@ pub struct IssuedScimToken {
 
 impl Operator {
     pub fn new(store: Arc<dyn Store>, configured_catalog: Catalog) -> Self {
-        Self { store, configured_catalog }
+        Self { store, configured_catalog: Arc::new(configured_catalog) }
+    }
+
+    /// The operator's view of the tenants' portal connectors (status, resync).
+    pub fn connectors(&self) -> crate::connectors::Connectors {
+        crate::connectors::Connectors::new(self.store.clone())
     }
 
     /// Cheap round trip to the database (`/readyz`, `check-config`).
@@ -234,7 +240,7 @@ impl Operator {
 
     /// Built-in, config and stored entries together.
     pub async fn catalog(&self) -> DomainResult<Catalog> {
-        let mut catalog = self.configured_catalog.clone();
+        let mut catalog = Catalog::clone(&self.configured_catalog);
         catalog.extend(&self.store.list_catalog_entries().await?);
         Ok(catalog)
     }

@@ -12,3 +12,15 @@ pub fn source_of_origin(origin: &str) -> Option<&str> {
 }
 
 const RUN_ORIGIN: &str = "LDAP run of ";
+
+/// The origin of a change set the deletion guard held for a portal connector.
+pub fn connector_origin(connector: &str) -> String {
+    format!("{CONNECTOR_ORIGIN}{connector}")
+}
+
+/// The connector a change set's origin names, if the guard held it for one.
+pub fn connector_of_origin(origin: &str) -> Option<&str> {
+    origin.strip_prefix(CONNECTOR_ORIGIN)
+}
+
+const CONNECTOR_ORIGIN: &str = "disables by connector ";

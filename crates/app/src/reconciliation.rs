@@ -751,9 +751,35 @@ impl SourceReconciliation {
         self.reconciler.manual(tenant, individual, change, ctx).await
     }
 
+    /// An individual an operator creates by hand (no directory behind it): a customer's
+    /// first administrator, a person of a customer without an IdP.
+    pub async fn create_by_hand(
+        &self,
+        tenant: &Tenant,
+        new: idbridge_core::reconcile::NewIndividual,
+        ctx: &AuditContext,
+    ) -> DomainResult<Individual> {
+        new.scopes.check_rights_in(&self.mapping.operator.catalog().await?)?;
+        self.reconciler.create_manual(tenant, new, ctx).await
+    }
+
     /// Drops a held change set: nobody changes.
     pub async fn reject(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<()> {
+        let set = self.held_header(tenant, id).await?;
+        if let Some(connector) = crate::origin::connector_of_origin(&set.origin) {
+            let connectors = crate::connectors::Connectors::new(self.reconciler.store().clone());
+            connectors.decide_held(tenant, connector, id, false, ctx).await?;
+            return Ok(());
+        }
         self.reconciler.reject(tenant, id, ctx).await
+    }
+
+    async fn held_header(&self, tenant: &Tenant, id: Uuid) -> DomainResult<idbridge_core::changeset::ChangeSetHeader> {
+        self.reconciler
+            .store()
+            .get_change_set_header(tenant.id, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("change set", id))
     }
 
     /// The lifecycle clock's pass (`scheduler`), on this service's reconciler.
@@ -763,12 +789,14 @@ impl SourceReconciliation {
 
     pub async fn approve(&self, tenant: &Tenant, id: Uuid, ctx: &AuditContext) -> DomainResult<CommitReport> {
         // Which kind of set it is, without reading its writes.
-        let set = self
-            .reconciler
-            .store()
-            .get_change_set_header(tenant.id, id)
-            .await?
-            .ok_or_else(|| DomainError::not_found("change set", id))?;
+        let set = self.held_header(tenant, id).await?;
+        if let Some(connector) = crate::origin::connector_of_origin(&set.origin) {
+            // Nothing of idbridge's individuals changes: the connector pushes the held
+            // disables, as the individuals already are.
+            let connectors = crate::connectors::Connectors::new(self.reconciler.store().clone());
+            connectors.decide_held(tenant, connector, id, true, ctx).await?;
+            return Ok(CommitReport::default());
+        }
         let source = crate::origin::source_of_origin(&set.origin)
             .and_then(|name| tenant.policy.ldap.iter().find(|s| s.name == name));
         let Some(source) = source else {

@@ -27,6 +27,8 @@ pub enum ActorKind {
     Individual,
     /// The lifecycle scheduler.
     Scheduler,
+    /// A portal connector (its deletion guard holding disables).
+    Connector,
 }
 
 impl ActorKind {
@@ -38,6 +40,7 @@ impl ActorKind {
             Self::Login => "login",
             Self::Individual => "individual",
             Self::Scheduler => "scheduler",
+            Self::Connector => "connector",
         }
     }
 
@@ -49,6 +52,7 @@ impl ActorKind {
             "login" => Self::Login,
             "individual" => Self::Individual,
             "scheduler" => Self::Scheduler,
+            "connector" => Self::Connector,
             other => return Err(DomainError::invalid("actor kind", format!("{other:?} is unknown"))),
         })
     }

@@ -83,6 +83,8 @@ pub const DEFAULT_FLAGS: &[(&str, &str)] = &[
     ("payments_cryptomus", "Pay via Cryptomus"),
     ("services", "View active services"),
     ("transactions", "View account transactions"),
+    // Yeti's later addition (yeti-web db/migrate/20260404183736_add_webrtc_dialer_to_…).
+    ("webrtc_dialer", "Place calls from the portal (WebRTC dialer)"),
 ];
 
 /// Rights scoped to groups of users (Cloud PBX seed 003): each is held for every group or
@@ -214,11 +216,12 @@ mod tests {
             "incoming_cdrs",
             "payments_cryptomus",
             "allow_listen_recording",
+            "webrtc_dialer",
         ] {
             assert!(catalog.has_flag(flag), "missing flag {flag}");
         }
-        // account + listen recording, 21 outgoing, 17 incoming, 5 billing
-        assert_eq!(catalog.flags.len(), 45);
+        // account + listen recording, 21 outgoing, 17 incoming, 5 billing, the WebRTC dialer
+        assert_eq!(catalog.flags.len(), 46);
         for section in ["customer_individuals", "allowed_roles", "co_monitoring", "wallboard", "queues"] {
             assert!(catalog.has_section(section), "missing section {section}");
         }

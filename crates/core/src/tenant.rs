@@ -116,6 +116,10 @@ pub struct TenantPolicy {
     /// Upstream OpenID providers the tenant's people log in with; the first is used
     /// unless the login names another.
     pub oidc: Vec<crate::idp::IdpConnection>,
+    /// Portal connectors: idbridge carries the tenant's individuals into the portal.
+    pub connectors: Vec<crate::connector::config::ConnectorConfig>,
+    /// Sign-in without an IdP: a password and a second factor, set from an invitation.
+    pub local_sign_in: crate::local_sign_in::LocalSignInPolicy,
 }
 
 impl Default for TenantPolicy {
@@ -135,6 +139,8 @@ impl Default for TenantPolicy {
             link_scim_external_id_to: None,
             domains: Vec::new(),
             oidc: Vec::new(),
+            connectors: Vec::new(),
+            local_sign_in: Default::default(),
         }
     }
 }
@@ -161,6 +167,7 @@ impl TenantPolicy {
                 format!("{name:?} is not one of the tenant's LDAP sources"),
             ));
         }
+        self.local_sign_in.validate()?;
         let mut names = std::collections::BTreeSet::new();
         for source in &self.ldap {
             source.validate()?;
@@ -182,6 +189,13 @@ impl TenantPolicy {
                     format!("oidc.{}.link_by.source", connection.name),
                     format!("{:?} is neither scim nor one of the tenant's LDAP sources", link.source),
                 ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for connector in &self.connectors {
+            connector.validate()?;
+            if !names.insert(connector.name.as_str()) {
+                return Err(DomainError::invalid("connectors.name", format!("{:?} is listed twice", connector.name)));
             }
         }
         for domain in &self.domains {

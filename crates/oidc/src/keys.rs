@@ -39,65 +39,10 @@ impl Default for RotationPolicy {
     }
 }
 
-/// Private key material at rest: AES-256-GCM with a key-encryption key the operator keeps
-/// outside the database (`[sso] key_encryption_key_file`). Stored as
-/// `enc:v1:<base64(nonce ‖ ciphertext ‖ tag)>`; without a key-encryption key, plain base64.
-#[derive(Clone)]
-pub struct KeyEncryption(Arc<ring::aead::LessSafeKey>);
-
-const SEALED: &str = "enc:v1:";
-
-impl KeyEncryption {
-    /// From 32 bytes, given as 64 hex digits or base64 (a file's trimmed content).
-    pub fn from_text(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let bytes = hex::decode(text)
-            .ok()
-            .or_else(|| STANDARD.decode(text).ok())
-            .ok_or("expected 32 bytes as 64 hex digits or base64")?;
-        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &bytes)
-            .map_err(|_| format!("expected 32 bytes, found {}", bytes.len()))?;
-        Ok(Self(Arc::new(ring::aead::LessSafeKey::new(key))))
-    }
-
-    fn seal(&self, plain: &[u8]) -> DomainResult<String> {
-        let mut nonce = [0u8; 12];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| DomainError::Internal("no randomness for a nonce".into()))?;
-        let mut data = plain.to_vec();
-        self.0
-            .seal_in_place_append_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::empty(),
-                &mut data,
-            )
-            .map_err(|_| DomainError::Internal("sealing a signing key failed".into()))?;
-        Ok(format!("{SEALED}{}", STANDARD.encode([nonce.as_slice(), &data].concat())))
-    }
-
-    fn open(&self, kid: &str, sealed: &[u8]) -> DomainResult<Vec<u8>> {
-        let wrong = || {
-            DomainError::invalid(
-                "sso.key_encryption_key_file",
-                format!("signing key {kid} cannot be opened with it (another key?)"),
-            )
-        };
-        if sealed.len() < 12 {
-            return Err(wrong());
-        }
-        let (nonce, data) = sealed.split_at(12);
-        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
-        let mut data = data.to_vec();
-        let plain = self.0.open_in_place(nonce, ring::aead::Aad::empty(), &mut data).map_err(|_| wrong())?;
-        Ok(plain.to_vec())
-    }
-}
-
-impl std::fmt::Debug for KeyEncryption {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyEncryption(***)")
-    }
-}
+/// Private key material at rest: sealed with the operator's key-encryption key (see
+/// `idbridge_app::sealing`); without one, plain base64.
+pub use idbridge_app::sealing::KeyEncryption;
+use idbridge_app::sealing::SEALED;
 
 #[derive(Debug)]
 struct LoadedKey {
@@ -155,20 +100,17 @@ impl KeyRing {
         let records = self.store.list_signing_keys().await?;
         let mut loaded = Vec::with_capacity(records.len());
         for record in records {
-            let der = match (record.private_pkcs8.strip_prefix(SEALED), &self.encryption) {
-                (Some(sealed), Some(encryption)) => {
-                    let sealed = STANDARD
-                        .decode(sealed)
-                        .map_err(|e| DomainError::Storage(format!("signing key {}: {e}", record.kid)))?;
-                    encryption.open(&record.kid, &sealed)?
+            let der = match (record.private_pkcs8.starts_with(SEALED), &self.encryption) {
+                (true, Some(encryption)) => {
+                    encryption.open(&format!("signing key {}", record.kid), &record.private_pkcs8)?
                 }
-                (Some(_), None) => {
+                (true, None) => {
                     return Err(DomainError::invalid(
                         "sso.key_encryption_key_file",
                         format!("signing key {} is sealed; set it to the key that sealed it", record.kid),
                     ));
                 }
-                (None, _) => STANDARD
+                (false, _) => STANDARD
                     .decode(&record.private_pkcs8)
                     .map_err(|e| DomainError::Storage(format!("signing key {}: {e}", record.kid)))?,
             };

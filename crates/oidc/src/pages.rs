@@ -42,7 +42,7 @@ fn layout(branding: &Branding, title: &str, body: &str) -> String {
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; color: #1a1a1a; }}
 label {{ display: block; margin: 1rem 0 .25rem; font-weight: 600; }}
-input[type=email] {{ width: 100%; padding: .6rem; font-size: 1rem; box-sizing: border-box; }}
+input[type=email], input[type=password], input[type=text] {{ width: 100%; padding: .6rem; font-size: 1rem; box-sizing: border-box; }}
 button {{ margin-top: 1rem; padding: .6rem 1.2rem; font-size: 1rem; }}
 .error {{ border-left: 4px solid #b00020; padding: .5rem 1rem; background: #fdecea; }}
 </style>
@@ -149,4 +149,135 @@ pub fn page_security() -> [(axum::http::HeaderName, &'static str); 4] {
 
 pub fn no_store() -> [(axum::http::HeaderName, &'static str); 2] {
     [(axum::http::header::CACHE_CONTROL, "no-store"), (axum::http::header::PRAGMA, "no-cache")]
+}
+
+/// A page of its own for the local sign-in steps: a title, an optional error, a body that
+/// is already escaped HTML, and the status.
+fn page(branding: &Branding, status: StatusCode, title: &str, error: Option<&str>, body: &str) -> Response {
+    let error_html = error
+        .map(|e| format!(r#"<p class="error" role="alert" id="form-error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let body = format!("{error_html}\n{body}");
+    (status, no_store(), page_security(), Html(layout(branding, title, &body))).into_response()
+}
+
+fn status_for(error: Option<&str>) -> StatusCode {
+    if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK }
+}
+
+/// The password step of a local sign-in: shown for every address no organisation's IdP
+/// takes, known or not.
+pub fn password_form(branding: &Branding, request: &str, email: &str, error: Option<&str>) -> Response {
+    let body = format!(
+        r#"<form method="post" action="/login/password">
+<input type="hidden" name="request" value="{request}">
+<label for="email">Email</label>
+<input type="email" id="email" name="email" autocomplete="username" required value="{email}">
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button>
+</form>
+<p><a href="/account/reset">Forgot your password?</a></p>"#,
+        request = escape(request),
+        email = escape(email),
+    );
+    page(branding, status_for(error), "Sign in", error, &body)
+}
+
+/// The second step: a code from the authenticator app, or a recovery code.
+pub fn second_factor_form(branding: &Branding, handle: &str, error: Option<&str>) -> Response {
+    let body = format!(
+        r#"<form method="post" action="/login/second-factor">
+<input type="hidden" name="handle" value="{handle}">
+<label for="code">Code from your authenticator app</label>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus>
+<p>Lost your device? Enter one of your recovery codes instead.</p>
+<button type="submit">Continue</button>
+</form>"#,
+        handle = escape(handle),
+    );
+    page(branding, status_for(error), "Two-step verification", error, &body)
+}
+
+/// Choosing a password from an invitation or reset link.
+pub fn set_password_form(branding: &Branding, action: &str, token: &str, login: &str, error: Option<&str>) -> Response {
+    let body = format!(
+        r#"<form method="post" action="{action}">
+<input type="hidden" name="token" value="{token}">
+<input type="hidden" name="username" autocomplete="username" value="{login}">
+<p>Account: <strong>{login}</strong></p>
+<label for="password">New password</label>
+<input type="password" id="password" name="password" autocomplete="new-password" required autofocus>
+<label for="confirm">The same password again</label>
+<input type="password" id="confirm" name="confirm" autocomplete="new-password" required>
+<p>At least 10 characters. Several unrelated words are easy to remember and hard to guess.</p>
+<button type="submit">Set password</button>
+</form>"#,
+        action = escape(action),
+        token = escape(token),
+        login = escape(login),
+    );
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    page(branding, status, "Choose your password", error, &body)
+}
+
+/// TOTP enrolment: the QR code (an SVG made here, embedded as a data URL so the page's
+/// policy needs no other source) and the secret as text for typing in.
+pub fn enrolment(branding: &Branding, handle: &str, secret: &str, qr_svg: &str, error: Option<&str>) -> Response {
+    use base64::Engine;
+    let qr = base64::engine::general_purpose::STANDARD.encode(qr_svg);
+    let grouped: String =
+        secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ");
+    let body = format!(
+        r#"<p>Scan this code with your authenticator app (for example Google Authenticator, Microsoft
+Authenticator or FreeOTP), then enter the six-digit code it shows.</p>
+<img src="data:image/svg+xml;base64,{qr}" alt="QR code for your authenticator app" width="200" height="200">
+<p>Or type this key in: <code id="totp-secret" data-secret="{secret}">{grouped}</code></p>
+<form method="post" action="/account/second-factor">
+<input type="hidden" name="handle" value="{handle}">
+<label for="code">Code from the app</label>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required>
+<button type="submit">Turn on two-step verification</button>
+</form>"#,
+        secret = escape(secret),
+        grouped = escape(&grouped),
+        handle = escape(handle),
+    );
+    page(branding, status_for(error), "Set up two-step verification", error, &body)
+}
+
+/// The recovery codes, shown this once; `next` goes on (to the portal, or a sign-in hint).
+pub fn recovery_codes(branding: &Branding, codes: &[String], next: Option<(&str, &str)>) -> Response {
+    let list: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", escape(c))).collect();
+    let next = match next {
+        Some((action, handle)) => format!(
+            r#"<form method="post" action="{}"><input type="hidden" name="handle" value="{}"><button type="submit">Continue</button></form>"#,
+            escape(action),
+            escape(handle)
+        ),
+        None => "<p>You can now sign in to your portal.</p>".to_owned(),
+    };
+    let body = format!(
+        r#"<p>Two-step verification is on. Keep these recovery codes somewhere safe: each signs you in
+once if you lose your device. They are shown only now.</p>
+<ul id="recovery-codes">{list}</ul>
+{next}"#
+    );
+    page(branding, StatusCode::OK, "Your recovery codes", None, &body)
+}
+
+/// A message and nothing to do (a password set, a reset mail on its way).
+pub fn notice(branding: &Branding, title: &str, message: &str) -> Response {
+    page(branding, StatusCode::OK, title, None, &format!(r#"<p role="status">{}</p>"#, escape(message)))
+}
+
+/// Asking for a reset link.
+pub fn reset_form(branding: &Branding) -> Response {
+    let body = r#"<form method="post" action="/account/reset">
+<label for="email">Email</label>
+<input type="email" id="email" name="email" autocomplete="username" required autofocus>
+<p>We send a link to choose a new password to this address, if it has an account here.</p>
+<button type="submit">Send the link</button>
+</form>"#;
+    page(branding, StatusCode::OK, "Reset your password", None, body)
 }

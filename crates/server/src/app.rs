@@ -19,6 +19,7 @@ pub struct Services {
     pub operator: Operator,
     plugins: Vec<idbridge_plugin_host::PluginSpec>,
     reconciliation: OnceLock<SourceReconciliation>,
+    local: Result<idbridge_app::local_accounts::LocalSettings, String>,
 }
 
 impl Services {
@@ -27,7 +28,14 @@ impl Services {
         let store = SqlStore::connect(&settings.store_options()?).await?;
         let ports = idbridge_app::Ports::of(&store);
         let operator = Operator::new(ports.store.clone(), settings.catalog());
-        Ok(Self { store, ports, operator, plugins: settings.plugins.clone(), reconciliation: OnceLock::new() })
+        let local = settings.local_settings().map_err(|e| e.to_string());
+        Ok(Self { store, ports, operator, plugins: settings.plugins.clone(), reconciliation: OnceLock::new(), local })
+    }
+
+    /// Local accounts (invitations, passwords), as the daemon has them.
+    pub fn local_accounts(&self) -> anyhow::Result<idbridge_app::local_accounts::LocalAccounts> {
+        let settings = self.local.clone().map_err(anyhow::Error::msg)?;
+        Ok(idbridge_app::local_accounts::LocalAccounts::new(self.ports.store.clone(), settings))
     }
 
     /// The reconciliation service with the configured mapping plugins, loaded on first

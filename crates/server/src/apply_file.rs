@@ -114,6 +114,9 @@ pub struct TenantDoc {
     /// Upstream IdP connections (`[[tenants.oidc]]`); kept with the policy.
     #[serde(default)]
     pub oidc: Vec<idbridge_core::sso::IdpConnection>,
+    /// Portal connectors (`[[tenants.connectors]]`); kept with the policy.
+    #[serde(default)]
+    pub connectors: Vec<idbridge_core::connector::ConnectorConfig>,
 }
 
 fn yes() -> bool {
@@ -202,6 +205,9 @@ impl ApplyDocument {
                 }
                 if !t.oidc.is_empty() {
                     policy.oidc = t.oidc;
+                }
+                if !t.connectors.is_empty() {
+                    policy.connectors = t.connectors;
                 }
                 let settings = TenantSettings {
                     name: t.name,

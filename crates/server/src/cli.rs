@@ -18,6 +18,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: SCIM, admin API, health and metrics.
@@ -56,6 +58,9 @@ pub enum AdminCommand {
     /// Directory sync: run a tenant's LDAP sources, show recent runs.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Portal connectors: what each carried into the portal, its problems, a resync.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
     /// Read the audit log of a tenant, or operator-wide with --operator.
     Audit(AuditArgs),
     /// Mapping pipeline tools: preview a person's decision, show a tenant's rules.
@@ -144,6 +149,50 @@ pub enum AdminTokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum IndividualCommand {
+    /// Create an individual by hand (no directory behind it). In a tenant that allows
+    /// local sign-in, one with an email gets an invitation to set a password.
+    Create {
+        slug: String,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        access_profile: Option<String>,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        family_name: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// IANA time zone (default: the tenant's).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Local date-time in the individual's zone (2027-04-20T08:00).
+        #[arg(long)]
+        activation: Option<String>,
+        #[arg(long)]
+        expiration: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an invitation again (a new single-use link; the one out stops working), or a
+    /// password-reset link to someone who already has a password.
+    Invite { slug: String, id_or_login: String },
+    /// Revoke the invitation or reset link still out.
+    RevokeInvitation { slug: String, id_or_login: String },
+    /// The mails sent to a tenant's individuals (one individual's with ID_OR_LOGIN), newest
+    /// first: kind, recipient, state, attempts, last error — never a body.
+    Mails {
+        slug: String,
+        id_or_login: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// List a tenant's individuals.
     List {
         slug: String,
@@ -222,6 +271,30 @@ pub enum SyncCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCommand {
+    /// The tenant's connectors with their link counts and health.
+    List {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One connector (or all of the tenant's): counts, health, and the links that need an
+    /// operator — conflicts, dead links, retries — with their errors.
+    Status {
+        slug: String,
+        name: Option<String>,
+        /// How many problem links to show per connector.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push every individual again, reading each remote object back first (repairs drift,
+    /// re-creates what was deleted in the portal, retries conflicts and dead links).
+    Resync { slug: String, name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,92 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     pub catalog: CatalogSettings,
     pub sso: SsoSettings,
+    pub local_sign_in: LocalSignInSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSignInSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub min_password_length: usize,
+    pub templates_dir: String,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: String,
+    pub username: String,
+    pub password_file: String,
+    pub password_env: String,
+    pub from: String,
+    pub timeout_seconds: u64,
+    pub max_attempts: u32,
+}
+
+impl Settings {
+    /// What local accounts need: links point at `server.public_url`, mails carry the
+    /// operator's name and logo from `[sso]`.
+    pub fn local_settings(&self) -> Result<idbridge_app::local_accounts::LocalSettings, ConfigError> {
+        let l = &self.local_sign_in;
+        Ok(idbridge_app::local_accounts::LocalSettings {
+            public_url: self.server.public_url.trim_end_matches('/').to_owned(),
+            operator_name: self.sso.operator_name.clone(),
+            logo_url: (!self.sso.logo_url.is_empty()).then(|| self.sso.logo_url.clone()),
+            cost: l.cost(),
+            rules: idbridge_app::local_accounts::secrets::PasswordRules { min_length: l.min_password_length },
+            templates: l.templates()?,
+            sealing: self.sso.key_encryption()?,
+        })
+    }
+}
+
+impl LocalSignInSettings {
+    pub fn cost(&self) -> idbridge_app::local_accounts::secrets::HashCost {
+        idbridge_app::local_accounts::secrets::HashCost {
+            memory_kib: self.memory_kib,
+            iterations: self.iterations,
+            parallelism: self.parallelism,
+        }
+    }
+
+    pub fn templates(&self) -> Result<idbridge_app::local_accounts::mail::Templates, ConfigError> {
+        if self.templates_dir.is_empty() {
+            return Ok(idbridge_app::local_accounts::mail::Templates::built_in());
+        }
+        idbridge_app::local_accounts::mail::Templates::from_dir(Path::new(&self.templates_dir))
+            .map_err(|e| invalid("local_sign_in.templates_dir", e))
+    }
+
+    /// The SMTP server, when one is set.
+    pub fn smtp(&self) -> Result<Option<idbridge_app::local_accounts::smtp::SmtpSettings>, ConfigError> {
+        let m = &self.smtp;
+        if m.host.is_empty() {
+            return Ok(None);
+        }
+        let security = idbridge_app::local_accounts::smtp::SmtpSecurity::parse(&m.security)
+            .ok_or_else(|| invalid("local_sign_in.smtp.security", "must be starttls, tls or none"))?;
+        let password =
+            idbridge_core::secret::read_referenced(Some(&m.password_file), Some(&m.password_env)).map_err(|e| {
+                let (suffix, reason) = e.describe();
+                invalid(format!("local_sign_in.smtp.password{suffix}"), reason)
+            })?;
+        Ok(Some(idbridge_app::local_accounts::smtp::SmtpSettings {
+            host: m.host.clone(),
+            port: m.port,
+            security,
+            username: (!m.username.is_empty()).then(|| m.username.clone()),
+            password,
+            from: m.from.clone(),
+            timeout: Duration::from_secs(m.timeout_seconds.clamp(1, 600)),
+            max_attempts: m.max_attempts.max(1),
+        }))
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -158,11 +244,29 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub http2_max_concurrent_streams: u32,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl ServerSettings {
+    /// `trusted_proxies` as networks; the first entry that is neither is named.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("trusted_proxies[{i}]: {entry:?} is not an IP address or CIDR block"))
+            })
+            .collect()
+    }
+
     pub fn limits(&self) -> crate::listener::Limits {
         crate::listener::Limits {
+            trusted_proxies: std::sync::Arc::new(self.trusted_proxies().unwrap_or_default()),
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds.max(1)),
             max_connections: self.max_connections.max(1),
             max_header_bytes: self.max_header_bytes,
@@ -313,6 +417,16 @@ impl Settings {
             return Err(invalid("sso.keep_hours", "must cover the ID and access token lifetimes"));
         }
         s.key_encryption()?;
+        let l = &self.local_sign_in;
+        l.cost().validate().map_err(|e| invalid("local_sign_in.memory_kib", e))?;
+        if !(8..=128).contains(&l.min_password_length) {
+            return Err(invalid("local_sign_in.min_password_length", "must be 8-128"));
+        }
+        l.templates()?;
+        if let Some(smtp) = l.smtp()? {
+            idbridge_app::local_accounts::smtp::Mailer::new(&smtp).map_err(|e| invalid("local_sign_in.smtp", e))?;
+        }
+        self.server.trusted_proxies().map_err(|e| invalid("server.trusted_proxies", e))?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
@@ -534,6 +648,9 @@ mod tests {
             jail.create_file("d.toml", "[server]\nlisten = \"nowhere\"\n")?;
             let err = Settings::load(Some(Path::new("d.toml"))).unwrap_err().to_string();
             assert!(err.contains("server.listen"), "{err}");
+            jail.create_file("p.toml", "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.example\"]\n")?;
+            let err = Settings::load(Some(Path::new("p.toml"))).unwrap_err().to_string();
+            assert!(err.contains("server.trusted_proxies") && err.contains("trusted_proxies[1]"), "{err}");
             jail.create_file("e.toml", "[admin]\ntoken_hashes = [\"abc\"]\n")?;
             let err = Settings::load(Some(Path::new("e.toml"))).unwrap_err().to_string();
             assert!(err.contains("admin.token_hashes[0]"), "{err}");

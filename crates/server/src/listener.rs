@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 /// What `[server]` says about connections.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Peers whose `X-Forwarded-For` is believed (`[server] trusted_proxies`).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
@@ -55,7 +57,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -79,9 +81,17 @@ pub async fn serve(
             });
             continue;
         };
+        // The client's address travels with each request (`ConnectInfo`): sign-in
+        // throttles failures per client address.
+        let trusted = limits.trusted_proxies.clone();
         let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),
-            canonical_request,
+            move |request: axum::http::Request<_>| {
+                let mut request = canonical_request(request);
+                let client = client_address(peer, request.headers(), &trusted);
+                request.extensions_mut().insert(axum::extract::ConnectInfo(client));
+                request
+            },
         ));
         let builder = builder.clone();
         let header_read_timeout = limits.header_read_timeout;
@@ -111,6 +121,33 @@ pub async fn serve(
     Ok(())
 }
 
+/// Who sent the request: the peer, or — when the peer is a trusted proxy — the last
+/// address in `X-Forwarded-For` that is not itself a trusted proxy (proxies append; what
+/// a client wrote itself comes before, and is not believed). Port 0 when forwarded.
+pub fn client_address(
+    peer: std::net::SocketAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::SocketAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    if trusted.is_empty() || !is_trusted(peer.ip()) {
+        return peer;
+    }
+    // At most 32 hops are looked at: a header of a million commas costs nothing more.
+    let hops: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    for hop in hops.iter().rev().take(32) {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return std::net::SocketAddr::new(ip, 0),
+            // Not an address (a proxy's `unknown`, garbage): the chain cannot be followed
+            // past it; the hop that wrote it is the client as far as we can tell.
+            Err(_) => break,
+        }
+    }
+    peer
+}
+
 /// Paths rewritten before routing: SCIM endpoints matched case-insensitively and with a
 /// trailing slash (`idbridge_scim::canonical_path`), as clients expect of common servers.
 fn canonical_request<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
@@ -128,4 +165,41 @@ fn canonical_request<B>(mut request: axum::http::Request<B>) -> axum::http::Requ
         }
     }
     request
+}
+
+#[cfg(test)]
+mod client_address_tests {
+    use super::client_address;
+    use axum::http::HeaderMap;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append("x-forwarded-for", v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap(), "192.0.2.7/32".parse().unwrap()];
+        let proxy = "10.1.2.3:5555".parse().unwrap();
+        let stranger = "198.51.100.9:4444".parse().unwrap();
+        // A client that is not a proxy cannot choose its address.
+        assert_eq!(client_address(stranger, &headers(&["203.0.113.5"]), &trusted), stranger);
+        // Behind the proxy: the last address not itself a proxy; what the client wrote
+        // before it is not believed.
+        let forwarded = headers(&["6.6.6.6, 203.0.113.5", "192.0.2.7"]);
+        assert_eq!(client_address(proxy, &forwarded, &trusted).ip().to_string(), "203.0.113.5");
+        assert_eq!(client_address(proxy, &headers(&["2001:db8::1"]), &trusted).ip().to_string(), "2001:db8::1");
+        // Nothing usable: the proxy itself.
+        assert_eq!(client_address(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(client_address(proxy, &headers(&["unknown"]), &trusted), proxy);
+        assert_eq!(client_address(proxy, &headers(&["10.9.9.9"]), &trusted), proxy);
+        // Nothing trusted (the default): always the peer.
+        assert_eq!(client_address(proxy, &headers(&["203.0.113.5"]), &[]), proxy);
+        // A long chain is cut short, not walked.
+        let long = vec!["10.0.0.1"; 10_000].join(",");
+        assert_eq!(client_address(proxy, &headers(&[&long]), &trusted), proxy);
+    }
 }

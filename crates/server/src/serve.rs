@@ -71,7 +71,9 @@ pub async fn sso_state(
     );
     notifier.retry_for = jiff::SignedDuration::from_hours(s.backchannel_retry_hours);
     notifier.max_interval = jiff::SignedDuration::from_secs(s.backchannel_max_interval_seconds);
+    let local = idbridge_app::local_accounts::LocalAccounts::new(Arc::new(store.clone()), settings.local_settings()?);
     Ok(idbridge_oidc::SsoState {
+        local: Some(local),
         config: idbridge_oidc::cache::ConfigCache::new(
             state.operator.clone(),
             sso_store.clone(),
@@ -137,6 +139,11 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         tracing::info!(consumer = destination.consumer, url = destination.webhook.url, "delivering change events");
         tokio::spawn(idbridge_app::delivery::run(services.ports.store.clone(), destination, instance.clone()));
     }
+    tokio::spawn(idbridge_app::connectors::supervise(
+        services.ports.store.clone(),
+        instance.clone(),
+        reconciliation.stopping.clone(),
+    ));
     tokio::spawn(idbridge_app::intent_worker::run(reconciliation.clone()));
     tokio::spawn(idbridge_app::intent_worker::publish_stats(reconciliation.clone(), state.intent_queue.clone()));
     let runs = idbridge_app::directory_sync::RunsInFlight::default();
@@ -174,6 +181,21 @@ pub async fn serve(settings: Settings, config_path: Option<std::path::PathBuf>) 
         Arc::new(sso.logout.clone()),
         instance.clone(),
     ));
+    if let Some(local) = &sso.local {
+        tokio::spawn(idbridge_app::local_accounts::notices::run(
+            local.clone(),
+            services.ports.store.clone(),
+            instance.clone(),
+        ));
+        match settings.local_sign_in.smtp()? {
+            Some(smtp) => {
+                let mailer = idbridge_app::local_accounts::smtp::Mailer::new(&smtp).map_err(anyhow::Error::msg)?;
+                tracing::info!(host = smtp.host, port = smtp.port, "sending mails");
+                tokio::spawn(idbridge_app::local_accounts::smtp::run(services.ports.store.clone(), mailer));
+            }
+            None => tracing::info!("no SMTP server configured: mails wait in the outbox"),
+        }
+    }
     let state = AppState { scim_auth_cache: Some(scim.auth_cache.clone()), sso: Some(sso.clone()), ..state };
     let app = http::router(state, scim, idbridge_oidc::router(sso), &settings.server);
     let listener = tokio::net::TcpListener::bind(settings.server.listen)

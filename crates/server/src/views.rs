@@ -439,6 +439,20 @@ impl<'a> From<&'a idbridge_app::operator::TenantView> for TenantDetail<'a> {
     }
 }
 
+/// A mail as the CLI and the APIs show it: never its body (it may hold a link).
+pub fn mail(m: &idbridge_core::local_account::Mail) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.id,
+        "kind": m.kind.as_str(),
+        "recipient": m.recipient,
+        "state": m.state.as_str(),
+        "attempts": m.attempts,
+        "last_error": m.last_error,
+        "created_at": m.created_at,
+        "sent_at": m.sent_at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use idbridge_core::individual::{IndividualId, IndividualStatus, SourceKind, SourceLink};

@@ -480,6 +480,29 @@ impl SqlStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    pub(crate) async fn individuals_by_ids(
+        &self,
+        tenant: TenantId,
+        ids: &[IndividualId],
+    ) -> DomainResult<Vec<Individual>> {
+        let mut conn = self.pool.acquire().await.map_err(storage)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM individuals WHERE tenant_id = {} AND id IN ({})",
+                crate::rows::placeholders(self.backend, 1, 1),
+                crate::rows::placeholders(self.backend, 2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(tenant.0.to_string());
+            for id in chunk {
+                query = query.bind(id.0.to_string());
+            }
+            let rows = query.fetch_all(&mut *conn).await.map_err(storage)?;
+            out.extend(load_many(&mut conn, rows).await?);
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn individual_by_links(
         &self,
         tenant: TenantId,

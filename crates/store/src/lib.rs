@@ -12,10 +12,12 @@
 mod backchannel;
 mod change_sets;
 mod config;
+mod connectors;
 mod convert;
 mod directory;
 mod individuals;
 mod intents;
+mod local_accounts;
 mod log;
 mod logins;
 mod port;
@@ -122,6 +124,10 @@ impl WriteTx {
     }
 }
 
+/// How long a PostgreSQL connection may sit unused before it is pinged on its way out of
+/// the pool (see `connect`).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -142,11 +148,24 @@ impl SqlStore {
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.connect_timeout);
-        if backend == Backend::Sqlite {
-            // A SQLite connection is a file handle in this process: it cannot have gone
-            // away, and pinging it before every statement doubled each statement's
-            // hand-offs to its thread.
-            pool_options = pool_options.test_before_acquire(false);
+        // sqlx pings every connection before handing it out, one more round trip per
+        // statement run on the pool. A SQLite connection is a file handle in this process:
+        // it cannot have gone away, and the ping doubled each statement's hand-offs to its
+        // thread — never pinged. A PostgreSQL connection can have been cut (the server
+        // restarted, a proxy timed it out), but only while it sat unused: one used a
+        // moment ago is as alive as a ping would show, so only a connection idle for
+        // longer than `PING_AFTER_IDLE` is pinged (a dead one is closed and replaced, and
+        // the request never sees it). Under load that removes a round trip per statement.
+        pool_options = pool_options.test_before_acquire(false);
+        if backend == Backend::Postgres {
+            pool_options = pool_options.before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         }
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _| {

@@ -126,6 +126,10 @@ impl IndividualStore for SqlStore {
         self.individual_by_link(tenant, source, connection, external_id).await
     }
 
+    async fn get_individuals(&self, tenant: TenantId, ids: &[IndividualId]) -> DomainResult<Vec<Individual>> {
+        self.individuals_by_ids(tenant, ids).await
+    }
+
     async fn find_individuals_by_links(
         &self,
         tenant: TenantId,
@@ -383,5 +387,119 @@ impl IntentQueue for SqlStore {
 
     async fn intents_of(&self, tenant: TenantId, people: &[SourceLink]) -> DomainResult<Vec<Intent>> {
         SqlStore::intents_of(self, tenant, people).await
+    }
+}
+
+#[async_trait]
+impl idbridge_core::ports::ConnectorStore for SqlStore {
+    async fn owe_connector_pushes(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        individuals: &[IndividualId],
+        now: jiff::Timestamp,
+    ) -> DomainResult<()> {
+        self.connector_owe(tenant, connector, individuals, now).await
+    }
+
+    async fn owe_connector_repair(&self, tenant: TenantId, connector: &str, now: jiff::Timestamp) -> DomainResult<u64> {
+        self.connector_owe_repair(tenant, connector, now).await
+    }
+
+    async fn due_connector_links(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        now: jiff::Timestamp,
+        limit: u32,
+    ) -> DomainResult<Vec<idbridge_core::connector::ConnectorLink>> {
+        self.connector_due(tenant, connector, now, limit).await
+    }
+
+    async fn begin_connector_attempts(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        individuals: &[IndividualId],
+    ) -> DomainResult<()> {
+        self.connector_attempting(tenant, connector, individuals).await
+    }
+
+    async fn finish_connector_push(&self, link: &idbridge_core::connector::ConnectorLink) -> DomainResult<()> {
+        self.connector_finish(link).await
+    }
+
+    async fn reschedule_connector_retries(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        now: jiff::Timestamp,
+    ) -> DomainResult<u64> {
+        self.connector_reschedule(tenant, connector, now).await
+    }
+
+    async fn connector_link_counts(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+    ) -> DomainResult<idbridge_core::connector::LinkCounts> {
+        self.connector_counts(tenant, connector).await
+    }
+
+    async fn list_connector_links(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        state: idbridge_core::connector::LinkState,
+        after: Option<IndividualId>,
+        limit: u32,
+    ) -> DomainResult<Vec<idbridge_core::connector::ConnectorLink>> {
+        self.connector_links_in(tenant, connector, state, after, limit).await
+    }
+
+    async fn connector_guard_counts(&self, tenant: TenantId, connector: &str) -> DomainResult<(u64, u64, bool)> {
+        self.connector_guard(tenant, connector).await
+    }
+
+    async fn hold_connector_disables(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        note: &str,
+    ) -> DomainResult<Vec<(IndividualId, Option<(String, String)>)>> {
+        self.connector_hold(tenant, connector, note).await
+    }
+
+    async fn release_connector_disables(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        from: idbridge_core::connector::LinkState,
+        approved: bool,
+        note: &str,
+        now: jiff::Timestamp,
+    ) -> DomainResult<u64> {
+        self.connector_release(tenant, connector, from, approved, note, now).await
+    }
+
+    async fn quarantined_connectors(&self) -> DomainResult<Vec<(TenantId, String, jiff::Timestamp)>> {
+        self.connector_quarantined().await
+    }
+
+    async fn get_connector_health(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+    ) -> DomainResult<Option<idbridge_core::connector::ConnectorHealth>> {
+        self.connector_health_get(tenant, connector).await
+    }
+
+    async fn put_connector_health(
+        &self,
+        tenant: TenantId,
+        connector: &str,
+        health: &idbridge_core::connector::ConnectorHealth,
+    ) -> DomainResult<()> {
+        self.connector_health_put(tenant, connector, health).await
     }
 }

@@ -30,6 +30,7 @@ contract!(
     individuals_are_versioned_unique_and_tenant_scoped,
     members_of_portal_groups_are_listed_by_group_within_their_tenant,
     audit_reads_filter_by_tenant_actor_subject_and_time,
+    connector_links_owe_pushes_and_never_lose_a_change_made_during_one,
 );
 
 async fn tenants_are_unique_by_slug_and_versioned(sql: SqlStore) {
@@ -399,4 +400,83 @@ async fn the_audit_log_refuses_changes_on_sqlite() {
 async fn the_audit_log_refuses_changes_on_postgres() {
     let Some(fixture) = Fixture::postgres().await else { return };
     the_audit_log_refuses_changes(fixture).await;
+}
+
+async fn connector_links_owe_pushes_and_never_lose_a_change_made_during_one(sql: SqlStore) {
+    use idbridge_core::connector::LinkState;
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
+    let acme = tenant(&store, "acme").await;
+    let beta = tenant(&store, "beta").await;
+    let steve =
+        sql.write_individual(&write(&individual(&acme, "steve"), None, ChangeKind::IndividualCreated)).await.unwrap();
+    let adam =
+        sql.write_individual(&write(&individual(&acme, "adam"), None, ChangeKind::IndividualCreated)).await.unwrap();
+    let now = idbridge_core::clock::now();
+    store.owe_connector_pushes(acme.id, "portal", &[steve.id, steve.id, adam.id], now).await.unwrap();
+    let due = store.due_connector_links(acme.id, "portal", now, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(store.due_connector_links(beta.id, "portal", now, 10).await.unwrap().is_empty(), "another tenant's");
+    assert!(store.due_connector_links(acme.id, "other", now, 10).await.unwrap().is_empty(), "another connector's");
+    let mut link = due.into_iter().find(|l| l.individual_id == steve.id).unwrap();
+    assert!(link.wanted > link.done);
+    // A change arrives while the push is under way: finishing the push keeps it owed.
+    store.owe_connector_pushes(acme.id, "portal", &[steve.id], now).await.unwrap();
+    link.done = link.wanted;
+    link.remote_id = Some("r-1".into());
+    link.remote_version = Some("W/\"1\"".into());
+    link.pushed = Some(serde_json::json!({"userName": "steve"}));
+    link.state = LinkState::Synced;
+    store.finish_connector_push(&link).await.unwrap();
+    let again = store.due_connector_links(acme.id, "portal", now, 10).await.unwrap();
+    let steve_link = again.iter().find(|l| l.individual_id == steve.id).expect("still owed");
+    assert_eq!(steve_link.remote_id.as_deref(), Some("r-1"));
+    assert_eq!(steve_link.pushed, Some(serde_json::json!({"userName": "steve"})));
+    // Finished with what it read last: settled, and not due any more.
+    let mut settled = steve_link.clone();
+    settled.done = settled.wanted;
+    store.finish_connector_push(&settled).await.unwrap();
+    // Adam fails until dead; a retrying link waits for its time.
+    let mut adam_link = again.into_iter().find(|l| l.individual_id == adam.id).unwrap();
+    adam_link.state = LinkState::Retrying;
+    adam_link.attempts = 1;
+    adam_link.last_error = Some("portal answered 503".into());
+    adam_link.next_attempt_at = now + jiff::SignedDuration::from_secs(60);
+    store.finish_connector_push(&adam_link).await.unwrap();
+    assert!(store.due_connector_links(acme.id, "portal", now, 10).await.unwrap().is_empty());
+    let later = now + jiff::SignedDuration::from_secs(61);
+    assert_eq!(store.due_connector_links(acme.id, "portal", later, 10).await.unwrap().len(), 1);
+    adam_link.state = LinkState::Dead;
+    store.finish_connector_push(&adam_link).await.unwrap();
+    assert!(store.due_connector_links(acme.id, "portal", later, 10).await.unwrap().is_empty(), "dead links wait");
+    let counts = store.connector_link_counts(acme.id, "portal").await.unwrap();
+    assert_eq!((counts.synced, counts.dead, counts.owed), (1, 1, 0), "{counts:?}");
+    let dead = store.list_connector_links(acme.id, "portal", LinkState::Dead, None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("portal answered 503"));
+    // A repair owes everyone again, read back first — the dead link too, and an
+    // individual the connector never saw.
+    let eve =
+        sql.write_individual(&write(&individual(&acme, "eve"), None, ChangeKind::IndividualCreated)).await.unwrap();
+    assert_eq!(store.owe_connector_repair(acme.id, "portal", later).await.unwrap(), 3);
+    let repair = store.due_connector_links(acme.id, "portal", later, 10).await.unwrap();
+    assert_eq!(repair.len(), 3);
+    assert!(repair.iter().all(|l| l.verify && l.attempts == 0));
+    assert!(repair.iter().any(|l| l.individual_id == eve.id));
+    assert_eq!(store.connector_link_counts(beta.id, "portal").await.unwrap(), Default::default());
+    // Health, per connector.
+    assert!(store.get_connector_health(acme.id, "portal").await.unwrap().is_none());
+    let health = idbridge_core::connector::ConnectorHealth {
+        quarantined_since: Some(later),
+        consecutive_failures: 20,
+        last_success_at: None,
+        last_error: Some("connection refused".into()),
+        last_drift_repair_at: Some(now),
+        config_digest: Some("sha256:abc".into()),
+    };
+    store.put_connector_health(acme.id, "portal", &health).await.unwrap();
+    let read = store.get_connector_health(acme.id, "portal").await.unwrap().unwrap();
+    assert_eq!(read.consecutive_failures, 20);
+    assert_eq!(read.config_digest.as_deref(), Some("sha256:abc"));
+    assert_eq!(read.quarantined_since.map(|t| t.as_microsecond()), Some(later.as_microsecond()));
+    assert!(store.get_connector_health(beta.id, "portal").await.unwrap().is_none());
 }

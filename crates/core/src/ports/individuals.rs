@@ -44,6 +44,9 @@ pub trait IndividualStore: Send + Sync + 'static {
         external_id: &str,
     ) -> DomainResult<Option<Individual>>;
     /// The individuals linked to any of these identities of one connection.
+    /// These individuals of the tenant (a few statements for any number); ids not stored
+    /// are left out, the order is not the ids'.
+    async fn get_individuals(&self, tenant: TenantId, ids: &[IndividualId]) -> DomainResult<Vec<Individual>>;
     async fn find_individuals_by_links(
         &self,
         tenant: TenantId,

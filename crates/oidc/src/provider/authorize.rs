@@ -288,13 +288,20 @@ pub(super) async fn login_submit(
         Err(e) => return unavailable(&s, &e),
     };
     let email = f.email.trim();
+    // The password step exists only where some tenant lets its people sign in without an
+    // IdP; an SSO-only deployment keeps telling a mistyped domain apart.
+    let passwords_offered = s.local.is_some() && snapshot.tenants.values().any(|t| t.policy.local_sign_in.allowed);
     match tenant_for_email(snapshot.tenants.values(), email) {
-        Some(tenant) => {
+        // The organisation signs in at its IdP.
+        Some(tenant) if !tenant.policy.oidc.is_empty() || !passwords_offered => {
             let mut request = request;
             request.login_hint = Some(email.to_owned());
             start_upstream(&s, tenant, request).await
         }
-        None => {
+        // No IdP takes the address: a password, for whoever has one. Known or not, the
+        // page is the same, so it tells nobody which accounts exist.
+        _ if passwords_offered && email.contains('@') => ask_password(&s, &request, email).await,
+        _ => {
             // Put the request back under a new handle and ask again.
             let handle = jose::random_token();
             let key = hash_token(&format!("request:{handle}"));

@@ -86,15 +86,15 @@ pub(super) enum Failure {
 }
 
 impl Failure {
-    fn page(status: StatusCode, message: &str) -> Self {
+    pub(super) fn page(status: StatusCode, message: &str) -> Self {
         Self::Page { status, message: message.to_owned() }
     }
 
-    fn unavailable(e: impl std::fmt::Display) -> Self {
+    pub(super) fn unavailable(e: impl std::fmt::Display) -> Self {
         Self::Unavailable(e.to_string())
     }
 
-    fn refused(request: &AuthRequest, reason: &str) -> Self {
+    pub(super) fn refused(request: &AuthRequest, reason: &str) -> Self {
         Self::Refused { request: Box::new(request.clone()), reason: reason.to_owned() }
     }
 
@@ -223,6 +223,23 @@ async fn sign_in(
         tracing::info!(tenant = %tenant.slug, individual = %individual.id, reason, "login refused");
         return Err(Failure::refused(&login.request, &reason));
     }
+    let mut response = start_session(s, &client, &login.request, &tenant, individual, &connection.name).await?;
+    // The login cookie has done its job.
+    let secure = s.settings.secure_cookies();
+    set_cookie(&mut response, &login_cookie(state), "", "/login/callback", SignedDuration::ZERO, secure);
+    Ok(response)
+}
+
+/// A session for someone whose sign-in was decided (at their IdP, or with their own
+/// password), and the code back to the portal: the same tokens and claims either way.
+pub(super) async fn start_session(
+    s: &SsoState,
+    client: &PortalClient,
+    request: &AuthRequest,
+    tenant: &Tenant,
+    individual: Individual,
+    connection: &str,
+) -> Result<Response, Failure> {
     // The session begins after the login was decided: a change that decision made ends
     // the person's earlier sessions, never this one (`SsoStore::end_individual_sessions`).
     let signed_in_at = idbridge_core::clock::now();
@@ -230,19 +247,16 @@ async fn sign_in(
         id: Uuid::new_v4(),
         tenant_id: tenant.id,
         individual_id: individual.id,
-        connection: connection.name.clone(),
+        connection: connection.to_owned(),
         auth_time: signed_in_at,
         expires_at: signed_in_at + s.settings.session_ttl,
         ended_at: None,
     };
     let cookie_value = jose::random_token();
     s.store.create_session(&session, &hash_token(&cookie_value)).await.map_err(Failure::unavailable)?;
-    tracing::info!(tenant = %tenant.slug, individual = %individual.id, session = %session.id, "signed in");
-    let mut response = finish(s, &client, &login.request, &tenant, &session, Some(individual)).await;
+    tracing::info!(tenant = %tenant.slug, individual = %individual.id, session = %session.id, connection, "signed in");
+    let mut response = finish(s, client, request, tenant, &session, Some(individual)).await;
     set_cookie(&mut response, SESSION_COOKIE, &cookie_value, "/", s.settings.session_ttl, s.settings.secure_cookies());
-    // The login cookie has done its job.
-    let secure = s.settings.secure_cookies();
-    set_cookie(&mut response, &login_cookie(state), "", "/login/callback", SignedDuration::ZERO, secure);
     Ok(response)
 }
 

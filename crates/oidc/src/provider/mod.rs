@@ -37,11 +37,13 @@ use crate::upstream::{LoginError, Upstreams};
 
 mod authorize;
 mod callback;
+mod local;
 mod logout;
 mod token;
 
 use authorize::*;
 use callback::*;
+use local::*;
 use logout::*;
 use token::*;
 
@@ -100,6 +102,8 @@ pub struct SsoState {
     pub config: crate::cache::ConfigCache,
     /// Stores issued tokens, many requests per statement under load.
     pub tokens: crate::batch::TokenWriter,
+    /// Sign-in with idbridge's own credentials, for tenants that allow it.
+    pub local: Option<idbridge_app::local_accounts::LocalAccounts>,
 }
 
 pub fn router(state: SsoState) -> Router {
@@ -112,6 +116,13 @@ pub fn router(state: SsoState) -> Router {
         .route("/oauth2/logout", get(logout).post(logout_form))
         .route("/login", get(login_page).post(login_submit))
         .route("/login/callback", get(callback))
+        .route("/login/password", axum::routing::post(password_submit))
+        .route("/login/second-factor", axum::routing::post(second_factor_submit))
+        .route("/login/continue", axum::routing::post(continue_submit))
+        .route("/account/setup", get(setup_page).post(setup_submit))
+        .route("/account/second-factor", axum::routing::post(enrol_submit))
+        .route("/account/reset", get(reset_page).post(reset_submit))
+        .route("/account/reset/new", get(reset_new_page).post(reset_new_submit))
         .layer(axum::middleware::from_fn(server_timing))
         .with_state(state)
 }

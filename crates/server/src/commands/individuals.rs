@@ -14,6 +14,82 @@ pub(crate) async fn individual(
 ) -> anyhow::Result<()> {
     let operator = &services.operator;
     match command {
+        IndividualCommand::Create {
+            slug: raw,
+            login,
+            email,
+            role,
+            access_profile,
+            given_name,
+            family_name,
+            display_name,
+            time_zone,
+            activation,
+            expiration,
+            json,
+        } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let new = idbridge_core::reconcile::NewIndividual {
+                login,
+                email,
+                given_name,
+                family_name,
+                display_name,
+                role,
+                access_profile,
+                scopes: Default::default(),
+                time_zone,
+                activation,
+                expiration,
+            };
+            let created = services.reconciliation()?.create_by_hand(&tenant, new, ctx).await?;
+            if json {
+                print_json(&crate::views::Individual::from(&created))?;
+            } else {
+                out!("created {} {} ({})", created.id, created.login, created.status.as_str());
+                if tenant.policy.local_sign_in.allowed && created.email.is_some() {
+                    out!("an invitation mail is on its way (`idbridge individual mails {raw} {}`)", created.login);
+                }
+            }
+        }
+        IndividualCommand::Invite { slug: raw, id_or_login } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let individual = operator.individual(&tenant.slug, &id_or_login).await?;
+            let mail = services.local_accounts()?.invite(ctx, &tenant, &individual).await?;
+            out!("{} queued for {} (mail {})", mail.kind.as_str(), mail.recipient, mail.id);
+        }
+        IndividualCommand::RevokeInvitation { slug: raw, id_or_login } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let individual = operator.individual(&tenant.slug, &id_or_login).await?;
+            if services.local_accounts()?.revoke(ctx, &tenant, individual.id).await? {
+                out!("revoked the link sent to {}", individual.login);
+            } else {
+                out!("{} has no link out", individual.login);
+            }
+        }
+        IndividualCommand::Mails { slug: raw, id_or_login, limit, json } => {
+            let tenant = operator.tenant(&slug(&raw)?).await?;
+            let individual = match &id_or_login {
+                Some(id) => Some(operator.individual(&tenant.slug, id).await?.id),
+                None => None,
+            };
+            let mails = services.local_accounts()?.mails(&tenant, individual, limit).await?;
+            if json {
+                print_json(&mails.iter().map(crate::views::mail).collect::<Vec<_>>())?;
+            } else {
+                for m in mails {
+                    out!(
+                        "{}  {:<15} {:<8} {:<32} attempts {}  {}",
+                        m.created_at,
+                        m.kind.as_str(),
+                        m.state.as_str(),
+                        m.recipient,
+                        m.attempts,
+                        m.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
         IndividualCommand::List { slug: raw, status, group, limit, json } => {
             if let Some(group) = &group {
                 idbridge_core::scopes::check_group_name("groups", group)?;

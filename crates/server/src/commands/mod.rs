@@ -24,6 +24,7 @@ macro_rules! out {
 
 mod changes;
 mod config;
+mod connectors;
 mod individuals;
 mod mapping;
 mod shared;
@@ -77,6 +78,7 @@ async fn admin(
         AdminCommand::Tenant(command) => tenants::tenant(operator, command, &ctx).await,
         AdminCommand::ScimToken(command) => tenants::scim_token(operator, command, &ctx).await,
         AdminCommand::Audit(args) => tenants::audit(operator, args).await,
+        AdminCommand::Connector(command) => connectors::connector(&services.ports.store, command, &ctx).await,
         AdminCommand::Mapping(command) => mapping::mapping(services, records, command, settings, &ctx).await,
         AdminCommand::Changes(command) => changes::changes(services, command, &ctx).await,
         AdminCommand::Sync(command) => sync::sync(services, command).await,

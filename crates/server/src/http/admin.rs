@@ -25,7 +25,9 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{slug}/disable", post(disable_tenant))
         .route("/tenants/{slug}/scim-tokens", get(list_scim_tokens).post(create_scim_token))
         .route("/tenants/{slug}/scim-tokens/{id}", axum::routing::delete(revoke_scim_token))
-        .route("/tenants/{slug}/individuals", get(list_individuals))
+        .route("/tenants/{slug}/individuals", get(list_individuals).post(create_individual))
+        .route("/tenants/{slug}/individuals/{id}/invitation", post(invite_individual).delete(revoke_invitation))
+        .route("/tenants/{slug}/individuals/{id}/mails", get(individual_mails))
         .route("/tenants/{slug}/individuals/{id}", get(show_individual).patch(change_individual))
         .route("/tenants/{slug}/audit", get(tenant_audit))
         .route("/audit", get(operator_audit))
@@ -43,6 +45,9 @@ pub fn router() -> Router<AppState> {
         .route("/change-sets", get(list_change_sets))
         .route("/tenants/{slug}/ldap/{source}/sync", post(sync_ldap))
         .route("/sync-runs", get(list_sync_runs))
+        .route("/tenants/{slug}/connectors", get(list_connectors))
+        .route("/tenants/{slug}/connectors/{name}", get(show_connector))
+        .route("/tenants/{slug}/connectors/{name}/resync", post(resync_connector))
         .route("/tenants/{slug}/change-sets/{id}", get(show_change_set))
         .route("/tenants/{slug}/change-sets/{id}/approve", post(approve_change_set))
         .route("/tenants/{slug}/change-sets/{id}/reject", post(reject_change_set))
@@ -535,6 +540,60 @@ async fn explain_individual(
 }
 
 /// An operator's change by hand: dates, time zone, scopes added or removed.
+fn local(state: &AppState) -> ApiResult<&idbridge_app::local_accounts::LocalAccounts> {
+    sso(state)?
+        .local
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "local sign-in is not enabled"))
+}
+
+/// Creates an individual by hand; in a tenant that allows local sign-in, one with an
+/// email is invited (the mail is owed by the creation's change event).
+async fn create_individual(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    AdminJson(new): AdminJson<super::bodies::NewIndividualBody>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let created = state.reconciliation.create_by_hand(&tenant, new.into(), &caller.ctx).await?;
+    Ok((StatusCode::CREATED, Json(crate::views::Individual::from(&created))).into_response())
+}
+
+/// Sends an invitation again (or a reset link to someone with a password).
+async fn invite_individual(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let individual = state.operator.individual(&tenant.slug, &id).await?;
+    let mail = local(&state)?.invite(&caller.ctx, &tenant, &individual).await?;
+    Ok((StatusCode::ACCEPTED, Json(crate::views::mail(&mail))).into_response())
+}
+
+async fn revoke_invitation(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let individual = state.operator.individual(&tenant.slug, &id).await?;
+    let revoked = local(&state)?.revoke(&caller.ctx, &tenant, individual.id).await?;
+    Ok(Json(json!({ "revoked": revoked })).into_response())
+}
+
+async fn individual_mails(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let tenant = state.operator.tenant(&slug(&raw)?).await?;
+    let individual = state.operator.individual(&tenant.slug, &id).await?;
+    let mails = local(&state)?.mails(&tenant, Some(individual.id), 100).await?;
+    Ok(Json(json!({ "mails": mails.iter().map(crate::views::mail).collect::<Vec<_>>() })).into_response())
+}
+
 async fn change_individual(
     caller: OperatorCaller,
     State(state): State<AppState>,
@@ -664,6 +723,44 @@ async fn sync_ldap(
     let ctx = AuditContext { actor: Actor::new(ActorKind::SyncRun, caller.ctx.actor.id.clone()), ..caller.ctx.clone() };
     let outcome = state.reconciliation.sync_ldap(&tenant, source, params.dry_run, params.full, &ctx).await?;
     Ok(Json(outcome).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectorParams {
+    /// Problem links to list (conflicts, dead, retrying); 0-1000, default 50.
+    problems: Option<u32>,
+}
+
+async fn list_connectors(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(state.operator.connectors().status(&slug(&raw)?, None, 0).await?).into_response())
+}
+
+async fn show_connector(
+    _: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, name)): Path<(String, String)>,
+    AdminQuery(params): AdminQuery<ConnectorParams>,
+) -> ApiResult<Response> {
+    let problems = params.problems.unwrap_or(50);
+    if problems > 1000 {
+        return Err(idbridge_core::DomainError::invalid("problems", "must be 0-1000").into());
+    }
+    let mut statuses = state.operator.connectors().status(&slug(&raw)?, Some(&name), problems).await?;
+    Ok(Json(statuses.remove(0)).into_response())
+}
+
+async fn resync_connector(
+    caller: OperatorCaller,
+    State(state): State<AppState>,
+    Path((raw, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let owed = state.operator.connectors().resync(&slug(&raw)?, &name, &caller.ctx).await?;
+    Ok(Json(serde_json::json!({ "owed": owed })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -68,10 +68,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(4), probe).await {
         // A backlog of owed reconciliations does not make the daemon unready (requests are
         // served and the intents are durable); it is shown so that on-call can see it.
-        Ok(Ok(())) => match state.intent_queue.get() {
-            Some(queue) => Json(json!({ "status": "ready", "reconciliation": queue })).into_response(),
-            None => Json(json!({ "status": "ready" })).into_response(),
-        },
+        Ok(Ok(())) => {
+            let mut ready = json!({ "status": "ready" });
+            if let Some(queue) = state.intent_queue.get() {
+                ready["reconciliation"] = json!(queue);
+            }
+            // A portal that keeps failing does not make idbridge unready either; its
+            // quarantined connector is named.
+            match state.operator.connectors().quarantined().await {
+                Ok(quarantined) if !quarantined.is_empty() => {
+                    ready["connectors"] = json!({ "quarantined": quarantined })
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the connectors' health for /readyz"),
+            }
+            Json(ready).into_response()
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": "database" })))

@@ -22,10 +22,44 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{slug}/individuals", get(list))
         .route("/tenants/{slug}/individuals/{id}", get(show))
         .route("/tenants/{slug}/changes", get(changes))
+        .route("/tenants/{slug}/individuals/{id}/yeti-token", axum::routing::post(yeti_token))
         .route("/me", get(me))
         .route("/individuals", get(delegated_list).post(delegated_create))
         .route("/individuals/{id}", get(delegated_show).patch(delegated_update))
         .route("/individuals/{id}/expire", axum::routing::post(delegated_expire))
+        .route(
+            "/individuals/{id}/invitation",
+            axum::routing::post(delegated_invite).delete(delegated_revoke_invitation),
+        )
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct YetiTokenParams {
+    /// The Yeti connector, when the tenant has several.
+    connector: Option<String>,
+}
+
+/// A Yeti customer token for a signed-in individual, minted through the tenant's Yeti
+/// connector with the Yeti profile its access profile maps to. Yeti cannot revoke such a
+/// token before it expires (`api.customer.token_lifetime`): a portal asks for one per
+/// session, not once for all.
+async fn yeti_token(
+    _: PortalCaller,
+    State(state): State<AppState>,
+    Path((raw, id)): Path<(String, String)>,
+    AdminQuery(params): AdminQuery<YetiTokenParams>,
+) -> ApiResult<Response> {
+    let slug = slug(&raw)?;
+    let individual = state.operator.individual(&slug, &id).await?;
+    // The portal's service token is the caller: audited as the Portal API asking the connector.
+    let ctx = idbridge_core::audit::AuditContext::new(idbridge_core::audit::Actor::new(
+        idbridge_core::audit::ActorKind::Connector,
+        "portal-api",
+    ));
+    let token =
+        state.operator.connectors().mint_yeti_token(&slug, &individual, params.connector.as_deref(), &ctx).await?;
+    Ok(Json(token).into_response())
 }
 
 /// An individual calling with its own access token (from idbridge's OpenID provider):
@@ -92,6 +126,33 @@ async fn delegated_create(
     let created = admin.create(new.into()).await?;
     let mut items = state.operator.portal_individuals(vec![created]).await?;
     Ok((axum::http::StatusCode::CREATED, Json(items.remove(0))).into_response())
+}
+
+fn local_accounts(state: &AppState) -> ApiResult<&idbridge_app::local_accounts::LocalAccounts> {
+    state.sso.as_ref().and_then(|s| s.local.as_ref()).ok_or_else(|| {
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "local sign-in is not enabled")
+    })
+}
+
+/// A delegated administrator sends an invitation again to someone it administers.
+async fn delegated_invite(
+    caller: IndividualCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let admin = caller.admin(&state).await?;
+    let mail = admin.invitation(local_accounts(&state)?, &id, false).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(mail.as_ref().map(crate::views::mail))).into_response())
+}
+
+async fn delegated_revoke_invitation(
+    caller: IndividualCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let admin = caller.admin(&state).await?;
+    admin.invitation(local_accounts(&state)?, &id, true).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
 async fn delegated_update(
