@@ -195,7 +195,10 @@ async fn an_invited_individual_sets_a_password_enrols_totp_and_signs_in_to_the_p
     let steve = http
         .post(daemon.url("/portal/v1/individuals"))
         .bearer_auth(&bob_access)
-        .json(&json!({ "login": "steve@smallco.example", "email": "steve@smallco.example", "given_name": "Steve", "role": "PBX admin" }))
+        .json(&json!({
+            "login": "steve@smallco.example", "email": "steve@smallco.example", "given_name": "Steve",
+            "role": "PBX admin", "language": "de",
+        }))
         .send()
         .await
         .unwrap();
@@ -217,7 +220,8 @@ async fn an_invited_individual_sets_a_password_enrols_totp_and_signs_in_to_the_p
         .unwrap();
     assert_eq!(adam.status(), 201, "{}", adam.text().await.unwrap());
     let steve_mail = smtp.wait_for("steve@smallco.example", "/account/setup?token=").await;
-    assert!(steve_mail.contains("Hello Steve"), "{steve_mail}");
+    // Steve reads German, whatever the tenant's language.
+    assert!(steve_mail.contains("Hallo Steve"), "{steve_mail}");
     let adam_mail = smtp.wait_for("adam@smallco.example", "/account/setup?token=").await;
     let named = starts_local.strftime("Your access starts on %-d %B %Y, %H:%M:%S (America/New_York)").to_string();
     assert!(adam_mail.contains(&named), "{named} in {adam_mail}");

@@ -26,6 +26,7 @@ async fn scim_users_become_individuals_with_mapped_permissions() {
     let steve: Value = post(scim("/Users"), json!({
         "userName": "steve@acme.example", "name": {"givenName": "Steve", "familyName": "Pbx"},
         "emails": [{"value": "steve@acme.example", "type": "work", "primary": true}],
+        "preferredLanguage": "de-DE",
         "urn:idbridge:params:scim:schemas:extension:portal:2.0:User": {"timeZone": "Europe/Berlin", "expirationDateTime": "2030-03-31"}
     })).await.unwrap().json().await.unwrap();
     let steve_id = steve["id"].as_str().unwrap().to_owned();
@@ -56,6 +57,7 @@ async fn scim_users_become_individuals_with_mapped_permissions() {
     assert_eq!(shown["scopes"]["queues"], json!(["101"]));
     assert_eq!(shown["email"], "steve@acme.example");
     assert_eq!(shown["time_zone"], "Europe/Berlin");
+    assert_eq!(shown["language"], "de-DE", "the IdP's preferredLanguage is the person's");
     assert_eq!(
         shown["expiration"]["at"], "2030-03-30T23:00:00Z",
         "local midnight in Berlin (CET, DST starts that day at 02:00)"

@@ -73,6 +73,8 @@ pub struct PortalIndividual {
     pub access_profile_flags: BTreeMap<String, bool>,
     pub scopes: idbridge_core::scopes::Scopes,
     pub time_zone: String,
+    /// The language tag to show the person the portal in; `null`: the tenant's choice.
+    pub language: Option<String>,
     pub valid_from: Option<jiff::Timestamp>,
     pub valid_until: Option<jiff::Timestamp>,
     pub version: i64,
@@ -114,6 +116,7 @@ impl PortalIndividual {
             access_profile: i.access_profile,
             scopes: i.scopes,
             time_zone: i.time_zone,
+            language: i.language,
             valid_from: i.activation.map(|a| a.at),
             valid_until: i.expiration.map(|e| e.at),
             version: i.version,

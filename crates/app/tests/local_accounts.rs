@@ -98,6 +98,7 @@ on_both_backends!(
     a_tenant_that_stops_allowing_local_sign_in_lets_nobody_in,
     the_expiry_notice_comes_once_per_date_and_again_when_the_date_moves,
     a_totp_secret_is_sealed_at_rest_and_a_code_is_good_once,
+    each_person_is_written_to_in_their_own_language,
 );
 
 const PASSWORD: &str = "lantern orbit cactus fjord";
@@ -152,6 +153,11 @@ impl World {
 
     /// An individual made by hand (no IdP behind them), as an operator would.
     async fn person(&self, login: &str, expiration: Option<&str>) -> Individual {
+        self.person_in(login, expiration, None).await
+    }
+
+    /// As `person`, written to in `language` (a tag) rather than the tenant's.
+    async fn person_in(&self, login: &str, expiration: Option<&str>, language: Option<&str>) -> Individual {
         let now = self.clock.now();
         let after = Individual {
             id: IndividualId(Uuid::new_v4()),
@@ -165,6 +171,7 @@ impl World {
             access_profile: None,
             scopes: Default::default(),
             time_zone: "Europe/Berlin".into(),
+            language: language.map(str::to_owned),
             activation: None,
             expiration: expiration.map(|e| LocalInstant::parse(e, "Europe/Berlin").unwrap()),
             status: IndividualStatus::Active,
@@ -349,6 +356,29 @@ async fn the_expiry_notice_comes_once_per_date_and_again_when_the_date_moves(sql
     // After the expiration nobody is told any more.
     w.clock.set(at("2027-06-02T08:00:00Z"));
     assert_eq!(notices::expiry_pass(&w.accounts, store).await.unwrap(), 0);
+}
+
+async fn each_person_is_written_to_in_their_own_language(sql: SqlStore) {
+    let w = World::new(sql, "2027-04-01T08:00:00Z").await;
+    assert_eq!(w.tenant.policy.local_sign_in.language, "en");
+    let anna = w.person_in("anna@smallco.example", Some("2027-04-05"), Some("de-AT")).await;
+    assert_eq!(anna.language.as_deref(), Some("de-AT"), "the store keeps the tag");
+    let bob = w.person("bob@smallco.example", Some("2027-04-05")).await;
+    // A tag no template speaks falls back to the tenant's language.
+    let chloe = w.person_in("chloe@smallco.example", Some("2027-04-05"), Some("fr")).await;
+    for person in [&anna, &bob, &chloe] {
+        w.accounts.invite(&operator(), &w.tenant, person).await.unwrap();
+    }
+    let subject = |mails: Vec<Mail>| mails[0].body.as_ref().unwrap().subject.clone();
+    assert_eq!(subject(w.mails(&anna, MailKind::Invitation).await), "Ihr Zugang zum ABC Telecom-Portal");
+    assert_eq!(subject(w.mails(&bob, MailKind::Invitation).await), "Your access to the ABC Telecom portal");
+    assert_eq!(subject(w.mails(&chloe, MailKind::Invitation).await), "Your access to the ABC Telecom portal");
+    assert_eq!(notices::expiry_pass(&w.accounts, w.store.as_ref()).await.unwrap(), 3);
+    let text = |mails: Vec<Mail>| mails[0].body.as_ref().unwrap().text.clone();
+    let anna_told = text(w.mails(&anna, MailKind::AccessEnds).await);
+    assert!(anna_told.contains("endet am 5. April 2027"), "{anna_told}");
+    let bob_told = text(w.mails(&bob, MailKind::AccessEnds).await);
+    assert!(bob_told.contains("ends on 5 April 2027"), "{bob_told}");
 }
 
 fn code(secret: &str, at: Timestamp) -> String {

@@ -152,6 +152,10 @@ pub struct Individual {
     pub scopes: Scopes,
     /// IANA zone the activation and expiration are local to.
     pub time_zone: String,
+    /// BCP 47 tag of the language the individual is written to in (SCIM
+    /// `preferredLanguage`, or set when created by hand); `None`: the tenant's.
+    #[serde(default)]
+    pub language: Option<String>,
     pub activation: Option<LocalInstant>,
     pub expiration: Option<LocalInstant>,
     pub status: IndividualStatus,
@@ -193,6 +197,7 @@ pub struct IndividualState<'a> {
     pub access_profile: &'a Option<String>,
     pub scopes: &'a Scopes,
     pub time_zone: &'a str,
+    pub language: &'a Option<String>,
     pub activation: &'a Option<LocalInstant>,
     pub expiration: &'a Option<LocalInstant>,
     pub status: IndividualStatus,
@@ -220,6 +225,7 @@ impl Individual {
             access_profile,
             scopes,
             time_zone,
+            language,
             activation,
             expiration,
             status,
@@ -237,6 +243,7 @@ impl Individual {
             access_profile,
             scopes,
             time_zone,
+            language,
             activation,
             expiration,
             status: *status,
@@ -262,6 +269,9 @@ impl Individual {
             }
         }
         parse_time_zone(&self.time_zone)?;
+        if let Some(tag) = &self.language {
+            validate_language(tag)?;
+        }
         for (field, instant) in [("activation", &self.activation), ("expiration", &self.expiration)] {
             if let Some(instant) = instant
                 && instant.time_zone != self.time_zone
@@ -308,6 +318,21 @@ pub fn validate_email(email: &str) -> DomainResult<()> {
     if ok { Ok(()) } else { Err(DomainError::invalid("email", format!("{email:?} is not an email address"))) }
 }
 
+/// A language tag as RFC 5646 shapes it (`de`, `en-GB`, `zh-Hant-TW`): subtags of one to
+/// eight letters or digits joined by `-`, the first (the language) two to eight letters,
+/// at most 35 characters — the longest tag RFC 5646 §4.4.1 asks systems to keep.
+pub fn validate_language(tag: &str) -> DomainResult<()> {
+    let mut subtags = tag.split('-');
+    let first_ok =
+        subtags.next().is_some_and(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    let rest_ok = subtags.all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if tag.len() <= 35 && first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid("language", format!("{tag:?} is not a language tag (like \"de\" or \"en-GB\")")))
+    }
+}
+
 /// Filter for listing individuals; results are ordered by login.
 #[derive(Debug, Clone, Default)]
 pub struct IndividualQuery {
@@ -324,6 +349,18 @@ pub struct IndividualQuery {
 mod tests {
     use super::*;
 
+    #[test]
+    fn language_tags_as_rfc_5646_shapes_them() {
+        for good in ["de", "en-GB", "zh-Hant-TW", "sgn-BE-FR", "de-CH-1996"] {
+            assert!(validate_language(good).is_ok(), "{good}");
+        }
+        for bad in ["", "d", "de_DE", "de-", "-de", "en-GB-toolongsubtag", "dé", "1de", "x-a-b-c-d-e-f-g-h-i-j-k-l-m-n"]
+        {
+            let error = validate_language(bad).unwrap_err().to_string();
+            assert!(error.contains("language"), "{bad}: {error}");
+        }
+    }
+
     fn individual() -> Individual {
         let now = crate::clock::now();
         Individual {
@@ -338,6 +375,7 @@ mod tests {
             access_profile: None,
             scopes: Scopes::default(),
             time_zone: "Europe/Berlin".into(),
+            language: None,
             activation: None,
             expiration: None,
             status: IndividualStatus::Active,

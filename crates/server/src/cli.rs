@@ -170,6 +170,10 @@ pub enum IndividualCommand {
         /// IANA time zone (default: the tenant's).
         #[arg(long)]
         time_zone: Option<String>,
+        /// Language tag the individual's mails are written in (de, en-GB; default: the
+        /// tenant's).
+        #[arg(long)]
+        language: Option<String>,
         /// Local date-time in the individual's zone (2027-04-20T08:00).
         #[arg(long)]
         activation: Option<String>,
@@ -235,6 +239,9 @@ pub enum IndividualCommand {
         /// IANA time zone; dates keep their local times.
         #[arg(long)]
         time_zone: Option<String>,
+        /// Language tag (de, en-GB); `none` clears it (the tenant's language again).
+        #[arg(long)]
+        language: Option<String>,
         /// KIND=VALUE with KIND one of extensions, queues, phone_numbers, billing_accounts,
         /// groups (membership of a portal group), or a group right with a group or `all`
         /// (`co_monitoring=sales`, `statistics=all`) (repeatable).

@@ -445,6 +445,7 @@ mod tests {
             access_profile: None,
             scopes: Default::default(),
             time_zone: "UTC".into(),
+            language: None,
             activation: None,
             expiration: None,
             status: IndividualStatus::Active,

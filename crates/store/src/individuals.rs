@@ -15,7 +15,7 @@ use crate::{Backend, SqlStore};
 
 const COLUMNS: &str = "tenant_id, id, login, email, given_name, family_name, display_name, role, access_profile, scopes,
     time_zone, activation_local, activation_at, expiration_local, expiration_at, status, version, created_at, updated_at,
-    deprovisioned_at, provenance, access_ended_at";
+    deprovisioned_at, provenance, access_ended_at, language";
 
 fn local_instant(row: &AnyRow, prefix: &str, time_zone: &str) -> DomainResult<Option<LocalInstant>> {
     let local: Option<String> = row.try_get(format!("{prefix}_local").as_str()).map_err(storage)?;
@@ -48,6 +48,7 @@ fn individual_from_row(row: &AnyRow, links: Vec<SourceLink>) -> DomainResult<Ind
         activation: local_instant(row, "activation", &time_zone)?,
         expiration: local_instant(row, "expiration", &time_zone)?,
         time_zone,
+        language: get_o("language")?,
         status: IndividualStatus::parse(&get_s("status")?)?,
         links,
         deprovisioned_at: row
@@ -179,10 +180,11 @@ fn bind_row<'q>(q: AnyQuery<'q>, w: &'q IndividualWrite) -> AnyQuery<'q> {
         .bind(i.deprovisioned_at.map(micros))
         .bind(stored::write(&i.provenance))
         .bind(i.access_ended_at.map(micros))
+        .bind(i.language.clone())
 }
 
 /// The columns `bind_row` binds, in order; `expected` is the version a writer read.
-const ROW_COLUMNS: [&str; 22] = [
+const ROW_COLUMNS: [&str; 23] = [
     "tenant_id",
     "id",
     "expected",
@@ -205,6 +207,7 @@ const ROW_COLUMNS: [&str; 22] = [
     "deprovisioned_at",
     "provenance",
     "access_ended_at",
+    "language",
 ];
 const ROW_BIGINT: [usize; 6] = [2, 14, 16, 18, 19, 21];
 
@@ -218,10 +221,10 @@ async fn insert_many<'w>(
     let sql = format!(
         "INSERT INTO individuals (tenant_id, id, version, login, login_key, email, given_name, family_name,
              display_name, role, access_profile, scopes, time_zone, activation_local, activation_at, expiration_local,
-             expiration_at, status, created_at, deprovisioned_at, provenance, access_ended_at, updated_at)
+             expiration_at, status, created_at, deprovisioned_at, provenance, access_ended_at, language, updated_at)
          SELECT column1, column2, column3 + 1, column4, column5, column6, column7, column8, column9, column10,
              column11, column12, column13, column14, column15, column16, column17, column18, column19, column20,
-             column21, column22, column19
+             column21, column22, column23, column19
          FROM (VALUES {}) AS v",
         value_rows(backend, writes.len(), ROW_COLUMNS.len(), &ROW_BIGINT)
     );
@@ -247,7 +250,7 @@ async fn update_many<'w>(
              activation_local = v.column14, activation_at = v.column15, expiration_local = v.column16,
              expiration_at = v.column17, status = v.column18, updated_at = v.column19,
              deprovisioned_at = v.column20, provenance = v.column21, access_ended_at = v.column22,
-             version = individuals.version + 1
+             language = v.column23, version = individuals.version + 1
          FROM (VALUES {}) AS v
          {BATCH_MATCH}",
         value_rows(backend, writes.len(), ROW_COLUMNS.len(), &ROW_BIGINT)

@@ -177,6 +177,7 @@ fn individual(tenant: &Tenant, login: &str) -> Individual {
         access_profile: None,
         scopes: Scopes { extensions: ["101".into()].into(), ..Default::default() },
         time_zone: "Europe/Berlin".into(),
+        language: None,
         activation: Some(LocalInstant::parse("2026-03-29T02:30:00", "Europe/Berlin").unwrap()),
         expiration: None,
         status: IndividualStatus::Pending,

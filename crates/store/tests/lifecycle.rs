@@ -58,6 +58,7 @@ fn person(tenant: &Tenant, login: &str, time_zone: &str, now: Timestamp) -> Indi
         access_profile: None,
         scopes: Default::default(),
         time_zone: time_zone.into(),
+        language: None,
         activation: None,
         expiration: None,
         status: IndividualStatus::Active,

@@ -18,7 +18,8 @@ const MEDIA_TYPE: &str = "application/scim+json";
 
 /// The attributes idbridge owns on the remote user; anything else the portal keeps.
 /// The portal extension (idbridge's, or the one configured) comes on top.
-const MANAGED: [&str; 7] = ["externalId", "userName", "name", "displayName", "emails", "active", "roles"];
+const MANAGED: [&str; 8] =
+    ["externalId", "userName", "name", "displayName", "emails", "preferredLanguage", "active", "roles"];
 
 pub struct ScimPortal {
     users: String,
@@ -211,6 +212,9 @@ impl Portal for ScimPortal {
         }
         if let Some(email) = &individual.email {
             user.insert("emails".into(), json!([{"value": email, "type": "work", "primary": true}]));
+        }
+        if let Some(language) = &individual.language {
+            user.insert("preferredLanguage".into(), json!(language));
         }
         user.insert("active".into(), json!(active));
         if let Some(role) = &individual.role {
@@ -414,6 +418,7 @@ mod tests {
                 ..Default::default()
             },
             time_zone: "Europe/Berlin".into(),
+            language: None,
             activation: Some(
                 idbridge_core::schedule::LocalInstant::parse("2026-04-20T00:00:00", "Europe/Berlin").unwrap(),
             ),
@@ -453,6 +458,10 @@ mod tests {
         assert_eq!(active["emails"][0]["primary"], true);
         assert_eq!(active["schemas"], json!([USER_SCHEMA]));
         assert!(active.get(PORTAL_EXTENSION).is_none());
+        assert!(active.get("preferredLanguage").is_none(), "the tenant's language is not the person's");
+        let mut german = individual(IndividualStatus::Active);
+        german.language = Some("de-CH".into());
+        assert_eq!(deleting.desired(&german).unwrap()["preferredLanguage"], "de-CH");
         // Known to the portal before activation and while suspended, but not active.
         for status in [IndividualStatus::Pending, IndividualStatus::Suspended] {
             assert_eq!(deleting.desired(&individual(status)).unwrap()["active"], false);

@@ -177,8 +177,15 @@ impl LocalAccounts {
         }
     }
 
-    fn language(tenant: &Tenant) -> Language {
-        Language::parse(&tenant.policy.local_sign_in.language).unwrap_or(Language::En)
+    /// The individual's own language when a template speaks it, else the tenant's, else
+    /// English.
+    fn language(tenant: &Tenant, individual: &Individual) -> Language {
+        individual
+            .language
+            .as_deref()
+            .and_then(Language::parse)
+            .or_else(|| Language::parse(&tenant.policy.local_sign_in.language))
+            .unwrap_or(Language::En)
     }
 
     /// Sends an invitation (or, to someone who already has a password, a reset link): a
@@ -254,9 +261,10 @@ impl LocalAccounts {
         );
         let mut values = self.values(tenant, individual);
         values.link = self.link_url(purpose, &token);
-        values.valid_for = words_for(valid, Self::language(tenant));
+        let language = Self::language(tenant, individual);
+        values.valid_for = words_for(valid, language);
         values.starts = individual.activation.clone().filter(|a| a.at > now);
-        let body = self.settings.templates.render(kind, Self::language(tenant), &values);
+        let body = self.settings.templates.render(kind, language, &values);
         let recipient = individual.email.clone().unwrap_or_default();
         let mail = Mail::new(tenant.id, individual.id, kind, &recipient, body, now);
         let queued = ctx.record(

@@ -147,7 +147,7 @@ fn notice(
     values.link = format!("{}/", accounts.settings.public_url.trim_end_matches('/'));
     values.starts = individual.activation.clone();
     values.ends = individual.expiration.clone();
-    let body = accounts.settings.templates.render(kind, LocalAccounts::language(tenant), &values);
+    let body = accounts.settings.templates.render(kind, LocalAccounts::language(tenant, individual), &values);
     let recipient = individual.email.clone().unwrap_or_default();
     let mail = Mail::new(tenant.id, individual.id, kind, &recipient, body, now);
     let audit = ctx.record(

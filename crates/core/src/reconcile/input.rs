@@ -15,6 +15,8 @@ pub struct ManualChange {
     pub expiration: Option<Option<String>>,
     /// IANA zone; the dates keep their local times and move with it.
     pub time_zone: Option<String>,
+    /// Language tag; `Some(None)` clears it (the tenant's language again).
+    pub language: Option<Option<String>>,
     pub add_scopes: crate::scopes::Scopes,
     pub remove_scopes: crate::scopes::Scopes,
 }
@@ -31,6 +33,8 @@ pub struct NewIndividual {
     pub access_profile: Option<String>,
     pub scopes: crate::scopes::Scopes,
     pub time_zone: Option<String>,
+    /// Language tag the individual is written to in; `None`: the tenant's.
+    pub language: Option<String>,
     /// Local date-times in the individual's zone (or instants with an offset).
     pub activation: Option<String>,
     pub expiration: Option<String>,

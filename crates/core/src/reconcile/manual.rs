@@ -83,6 +83,7 @@ impl Reconciler {
             access_profile: new.access_profile,
             scopes: new.scopes.clone(),
             time_zone,
+            language: new.language,
             activation,
             expiration,
             status: IndividualStatus::Active,

@@ -117,6 +117,9 @@ impl Reconciler {
             crate::schedule::parse_time_zone(zone)?;
             next.time_zone.clone_from(zone);
         }
+        if let Some(language) = &change.language {
+            next.language.clone_from(language);
+        }
         let date = |requested: &Option<Option<String>>,
                     current: &Option<LocalInstant>,
                     origin: Option<DateOrigin>,
@@ -195,6 +198,15 @@ pub(super) fn build(
         .clone()
         .or_else(|| existing.map(|e| e.time_zone.clone()))
         .unwrap_or_else(|| tenant.default_time_zone.clone());
+    // The source's preferred language when it is a tag (a source's odd value is not worth
+    // refusing the person for), else the one the individual has.
+    let language = person
+        .facts
+        .custom
+        .get("preferredLanguage")
+        .filter(|tag| crate::individual::validate_language(tag).is_ok())
+        .cloned()
+        .or_else(|| existing.and_then(|e| e.language.clone()));
     let (activation, activation_from) = pick_date(
         &time_zone,
         person.activation.as_deref(),
@@ -235,6 +247,7 @@ pub(super) fn build(
         access_profile: decision.access_profile.clone(),
         scopes,
         time_zone,
+        language,
         activation,
         expiration,
         status: IndividualStatus::Active,

@@ -24,6 +24,7 @@ pub(crate) async fn individual(
             family_name,
             display_name,
             time_zone,
+            language,
             activation,
             expiration,
             json,
@@ -39,6 +40,7 @@ pub(crate) async fn individual(
                 access_profile,
                 scopes: Default::default(),
                 time_zone,
+                language,
                 activation,
                 expiration,
             };
@@ -147,17 +149,19 @@ pub(crate) async fn individual(
             activation,
             expiration,
             time_zone,
+            language,
             add_scope,
             remove_scope,
         } => {
             let slug = slug(&raw)?;
             let tenant = operator.tenant(&slug).await?;
             let individual = operator.individual(&slug, &id_or_login).await?;
-            let date = |d: Option<String>| d.map(|d| if d == "none" { None } else { Some(d) });
+            let or_none = |d: Option<String>| d.map(|d| if d == "none" { None } else { Some(d) });
             let change = idbridge_core::reconcile::ManualChange {
-                activation: date(activation),
-                expiration: date(expiration),
+                activation: or_none(activation),
+                expiration: or_none(expiration),
                 time_zone,
+                language: or_none(language),
                 add_scopes: scopes_arg("--add-scope", &add_scope)?,
                 remove_scopes: scopes_arg("--remove-scope", &remove_scope)?,
             };

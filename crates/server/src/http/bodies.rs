@@ -16,14 +16,17 @@ pub struct ManualChangeBody {
     #[serde(deserialize_with = "crate::strict::present")]
     pub expiration: Option<Option<String>>,
     pub time_zone: Option<String>,
+    /// A language tag; `null` clears it (the tenant's language again).
+    #[serde(deserialize_with = "crate::strict::present")]
+    pub language: Option<Option<String>>,
     pub add_scopes: Scopes,
     pub remove_scopes: Scopes,
 }
 
 impl From<ManualChangeBody> for ManualChange {
     fn from(body: ManualChangeBody) -> Self {
-        let ManualChangeBody { activation, expiration, time_zone, add_scopes, remove_scopes } = body;
-        Self { activation, expiration, time_zone, add_scopes, remove_scopes }
+        let ManualChangeBody { activation, expiration, time_zone, language, add_scopes, remove_scopes } = body;
+        Self { activation, expiration, time_zone, language, add_scopes, remove_scopes }
     }
 }
 
@@ -47,6 +50,10 @@ pub struct NewIndividualBody {
     pub scopes: Scopes,
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The language the individual's mails are written in (`de`, `en-GB`); absent: the
+    /// tenant's.
+    #[serde(default)]
+    pub language: Option<String>,
     /// Local date-times in the individual's zone (or instants with an offset).
     #[serde(default)]
     pub activation: Option<String>,
@@ -66,6 +73,7 @@ impl From<NewIndividualBody> for NewIndividual {
             access_profile,
             scopes,
             time_zone,
+            language,
             activation,
             expiration,
         } = body;
@@ -79,6 +87,7 @@ impl From<NewIndividualBody> for NewIndividual {
             access_profile,
             scopes,
             time_zone,
+            language,
             activation,
             expiration,
         }
@@ -98,6 +107,8 @@ pub struct DelegatedChangeBody {
     #[serde(default, deserialize_with = "crate::strict::present")]
     pub expiration: Option<Option<String>>,
     pub time_zone: Option<String>,
+    #[serde(default, deserialize_with = "crate::strict::present")]
+    pub language: Option<Option<String>>,
     #[serde(default)]
     pub add_scopes: idbridge_core::scopes::Scopes,
     #[serde(default)]
@@ -113,6 +124,7 @@ impl From<DelegatedChangeBody> for DelegatedChange {
                 activation: body.activation,
                 expiration: body.expiration,
                 time_zone: body.time_zone,
+                language: body.language,
                 add_scopes: body.add_scopes,
                 remove_scopes: body.remove_scopes,
             },
