@@ -2,11 +2,14 @@
 // playwright-core, JavaScript off) follows the invitation link from the mail, chooses a
 // password, enrols TOTP from the page's secret (codes computed here, RFC 6238), sees the
 // recovery codes, then signs in at a portal built on `openid-client` — work email,
-// password, code — which verifies the ID token and reads userinfo.
+// password, code — which verifies the ID token and reads userinfo. With `passkey` set,
+// JavaScript is on and the second factor is a passkey instead: Chromium's virtual
+// authenticator (CTAP2, user verification, over the DevTools protocol's WebAuthn domain)
+// registers one on the enrolment page and answers the sign-in's assertion.
 //
-//   node browser_local.mjs CONFIG.json   → prints {"claims", "userinfo", "pages", "recovery_codes"}
+//   node browser_local.mjs CONFIG.json   → prints {"claims", "userinfo", "pages", "recovery_codes", "passkeys"}
 //
-// CONFIG: { issuer, client_id, client_secret, portal_port, link, email, password }
+// CONFIG: { issuer, client_id, client_secret, portal_port, link, email, password, passkey? }
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -90,9 +93,22 @@ const browser = await chromium.launch({
 });
 const pages = [];
 const visited = async (page) => pages.push({ url: page.url(), title: await page.title() });
+let page;
 try {
-  const context = await browser.newContext({ javaScriptEnabled: false });
-  const page = await context.newPage();
+  const context = await browser.newContext({ javaScriptEnabled: Boolean(cfg.passkey) });
+  page = await context.newPage();
+  let authenticator;
+  if (cfg.passkey) {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    const added = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+        hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+      },
+    });
+    authenticator = { cdp, id: added.authenticatorId };
+  }
 
   // The invitation link: choose a password.
   await page.goto(cfg.link);
@@ -105,8 +121,13 @@ try {
   const qr = await page.getByAltText('QR code for your authenticator app').getAttribute('src');
   if (!qr?.startsWith('data:image/svg+xml;base64,')) throw new Error(`no QR code: ${qr}`);
   const secret = await page.locator('#totp-secret').getAttribute('data-secret');
-  await page.getByLabel('Code from the app', { exact: true }).fill(totp(secret));
-  await page.getByRole('button', { name: 'Turn on two-step verification' }).click();
+  if (cfg.passkey) {
+    await page.getByRole('button', { name: 'Use a passkey instead' }).click();
+    await page.waitForSelector('#recovery-codes');
+  } else {
+    await page.getByLabel('Code from the app', { exact: true }).fill(totp(secret));
+    await page.getByRole('button', { name: 'Turn on two-step verification' }).click();
+  }
   await visited(page);
   const recovery = await page.locator('#recovery-codes li').allTextContents();
 
@@ -120,13 +141,23 @@ try {
   await page.getByLabel('Password', { exact: true }).fill(cfg.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await visited(page);
-  await page.getByLabel('Code from your authenticator app', { exact: true }).fill(totp(secret, 1));
-  await Promise.all([page.waitForURL(`${portal}/cb**`), page.getByRole('button', { name: 'Continue' }).click()]);
+  if (cfg.passkey) {
+    await Promise.all([page.waitForURL(`${portal}/cb**`), page.getByRole('button', { name: 'Use your passkey' }).click()]);
+  } else {
+    await page.getByLabel('Code from your authenticator app', { exact: true }).fill(totp(secret, 1));
+    await Promise.all([page.waitForURL(`${portal}/cb**`), page.getByRole('button', { name: 'Continue' }).click()]);
+  }
   await visited(page);
   const text = await page.locator('#claims').textContent();
-  console.log(JSON.stringify({ ...JSON.parse(text), pages, recovery_codes: recovery.length }));
+  let passkeys = [];
+  if (authenticator) {
+    const { credentials } = await authenticator.cdp.send('WebAuthn.getCredentials', { authenticatorId: authenticator.id });
+    passkeys = credentials.map((c) => ({ rp_id: c.rpId, sign_count: c.signCount }));
+  }
+  console.log(JSON.stringify({ ...JSON.parse(text), pages, recovery_codes: recovery.length, passkeys }));
 } catch (e) {
-  console.error(`browser sign-in failed: ${e.message}`, JSON.stringify(pages));
+  const said = await page?.locator('#form-error, #passkey-status').allTextContents().catch(() => []);
+  console.error(`browser sign-in failed: ${e.message}`, JSON.stringify(pages), JSON.stringify(said));
   process.exitCode = 1;
 } finally {
   await browser.close();

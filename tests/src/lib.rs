@@ -165,11 +165,17 @@ impl Workdir {
     /// binds it ("Address already in use"): a daemon that exits before listening is tried
     /// again on another port, twice at most.
     pub fn serve_public(&self) -> Daemon {
+        self.serve_public_as("127.0.0.1")
+    }
+
+    /// As `serve_public`, with the public URL naming `host` (`localhost`: a name browsers
+    /// accept as a WebAuthn relying party, where they refuse an IP address).
+    pub fn serve_public_as(&self, host: &str) -> Daemon {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let port = idp::free_port();
-            match self.try_serve_at(&format!("127.0.0.1:{port}"), Some(format!("http://127.0.0.1:{port}"))) {
+            match self.try_serve_at(&format!("127.0.0.1:{port}"), Some(format!("http://{host}:{port}"))) {
                 Ok(daemon) => return daemon,
                 Err(status) if attempt < 3 => {
                     eprintln!("idbridge serve on port {port} exited ({status}); another port")

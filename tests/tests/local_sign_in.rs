@@ -251,7 +251,8 @@ async fn an_invited_individual_sets_a_password_enrols_totp_and_signs_in_to_the_p
     .unwrap_or_else(|stop| panic!("Adam signs in once his access started: {} {}", stop.status, stop.body));
     assert_eq!(adam_claims["role"], "Operations manager");
     // Once his access has ended, the right password and code are not enough.
-    let ended_at = wall_clock().round(jiff::Unit::Second).unwrap().to_string();
+    // A second back, whole: rounding the wall clock could name an instant still ahead.
+    let ended_at = (wall_clock() - jiff::SignedDuration::from_secs(1)).round(jiff::Unit::Second).unwrap().to_string();
     work.ok(&["individual", "set", "acme", "adam@smallco.example", "--expiration", &ended_at]);
     let ended = sign_in(
         &portal,
@@ -352,12 +353,34 @@ async fn an_invited_individual_sets_a_password_enrols_totp_and_signs_in_to_the_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_follows_the_invitation_enrols_totp_and_signs_in_to_an_openid_client_portal() {
-    let Some(chromium) = idbridge_e2e::browser::chromium() else { return };
+    let Some(result) = first_day_in_a_browser(false).await else { return };
+    assert_eq!(result["passkeys"], json!([]));
+}
+
+/// The same day with a passkey for the second factor: Chromium's virtual authenticator
+/// registers it on the enrolment page (webauthn-rs checks the attestation) and answers
+/// the sign-in's assertion; the authenticator's counter shows both ceremonies ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_enrols_a_passkey_instead_of_totp_and_signs_in_with_it() {
+    let Some(result) = first_day_in_a_browser(true).await else { return };
+    let passkeys = result["passkeys"].as_array().unwrap();
+    assert_eq!(passkeys.len(), 1, "{passkeys:?}");
+    assert_eq!(passkeys[0]["rp_id"], "localhost");
+    assert!(passkeys[0]["sign_count"].as_u64().unwrap() >= 1, "{passkeys:?}");
+}
+
+/// Bob's first day in Chromium (`browser_local.mjs`): the invitation, a password, a second
+/// factor (TOTP, or a passkey), recovery codes, then a sign-in at an openid-client portal.
+/// `None` where no browser is installed (and `IDBRIDGE_REQUIRE_BROWSER` is unset).
+async fn first_day_in_a_browser(passkey: bool) -> Option<serde_json::Value> {
+    let chromium = idbridge_e2e::browser::chromium()?;
     let work = Workdir::new().with_env("PORTAL_SECRET", PORTAL_SECRET);
     let smtp = Smtp::start(work.path());
     let portal_port = free_port();
     let work = set_up(work, &smtp, &format!("http://127.0.0.1:{portal_port}/cb"));
-    let daemon = work.serve_public();
+    // Browsers take passkeys for a name, never an IP address.
+    let daemon = work.serve_public_as(if passkey { "localhost" } else { "127.0.0.1" });
+    let issuer = daemon.base.replace("127.0.0.1", if passkey { "localhost" } else { "127.0.0.1" });
     work.ok(&[
         "individual",
         "create",
@@ -376,8 +399,9 @@ async fn a_browser_follows_the_invitation_enrols_totp_and_signs_in_to_an_openid_
     std::fs::write(
         &config,
         json!({
-            "issuer": daemon.base, "client_id": "portal", "client_secret": PORTAL_SECRET, "portal_port": portal_port,
+            "issuer": issuer, "client_id": "portal", "client_secret": PORTAL_SECRET, "portal_port": portal_port,
             "link": link_in(&mail, "/account/setup"), "email": "bob@smallco.example", "password": "lantern orbit cactus fjord",
+            "passkey": passkey,
         })
         .to_string(),
     )
@@ -412,6 +436,10 @@ async fn a_browser_follows_the_invitation_enrols_totp_and_signs_in_to_an_openid_
     assert_eq!(result["claims"]["email"], "bob@smallco.example");
     assert_eq!(result["userinfo"]["sub"], result["claims"]["sub"]);
     assert_eq!(result["userinfo"]["role"], "Customer admin");
+    let audit = work.ok(&["audit", "acme", "--json"]);
+    let enrolled = audit.lines().find(|l| l.contains("second_factor.enrolled")).expect("enrolment audited");
+    assert_eq!(enrolled.contains("passkey"), passkey, "{enrolled}");
+    Some(result)
 }
 
 /// The wall clock (the daemon under test reads it too).

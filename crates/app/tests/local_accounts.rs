@@ -99,6 +99,7 @@ on_both_backends!(
     the_expiry_notice_comes_once_per_date_and_again_when_the_date_moves,
     a_totp_secret_is_sealed_at_rest_and_a_code_is_good_once,
     each_person_is_written_to_in_their_own_language,
+    a_passkey_answer_that_does_not_verify_is_refused_and_counted,
 );
 
 const PASSWORD: &str = "lantern orbit cactus fjord";
@@ -134,6 +135,11 @@ impl World {
             rules: PasswordRules::default(),
             templates: Templates::built_in(),
             sealing: Some(KeyEncryption::from_text(&"ab".repeat(32)).unwrap()),
+            passkeys: idbridge_app::local_accounts::passkeys::Relying::for_public_url(
+                "https://id.abc.example",
+                "ABC Telecom",
+            )
+            .unwrap(),
         };
         let accounts = LocalAccounts::with_clock(store.clone(), settings, clock.clone());
         let mut tenant_settings = TenantSettings::new("Small Co");
@@ -379,6 +385,38 @@ async fn each_person_is_written_to_in_their_own_language(sql: SqlStore) {
     assert!(anna_told.contains("endet am 5. April 2027"), "{anna_told}");
     let bob_told = text(w.mails(&bob, MailKind::AccessEnds).await);
     assert!(bob_told.contains("ends on 5 April 2027"), "{bob_told}");
+}
+
+/// Registration and assertion answers that do not verify (forged, garbled, or for a
+/// ceremony the page never had) register nothing, sign nobody in, and count as wrong
+/// codes towards the lockout. (A real authenticator's answers: the Chromium test.)
+async fn a_passkey_answer_that_does_not_verify_is_refused_and_counted(sql: SqlStore) {
+    let w = World::new(sql, "2027-04-01T08:00:00Z").await;
+    let bob = w.invited_with_password("bob@smallco.example").await;
+    let ceremony = w.accounts.begin_passkey(&w.tenant, &bob).await.unwrap().expect("passkeys are offered");
+    let options: serde_json::Value = serde_json::from_str(&ceremony.options).unwrap();
+    assert_eq!(options["publicKey"]["rp"]["id"], "id.abc.example");
+    let forged = r#"{"id":"AAAA","rawId":"AAAA","type":"public-key","extensions":{},
+        "response":{"attestationObject":"AAAA","clientDataJSON":"AAAA","transports":[]}}"#;
+    for answer in [forged, "{}", "not json"] {
+        let refused = w.accounts.confirm_passkey(&w.tenant, &bob, &ceremony.state, answer).await;
+        assert!(matches!(refused, Err(LocalRefusal::WrongPasskey)), "{refused:?}");
+    }
+    let credential = w.store.get_local_credential(w.tenant.id, bob.id).await.unwrap().unwrap();
+    assert!(credential.passkeys.is_empty() && !credential.has_second_factor(), "nothing registered");
+    // Nobody has a passkey to assert with: no ceremony is offered at the second step.
+    assert!(w.accounts.begin_passkey_check(&w.tenant, bob.id).await.unwrap().is_none());
+    let assertion = r#"{"id":"AAAA","rawId":"AAAA","type":"public-key","extensions":{},
+        "response":{"authenticatorData":"AAAA","clientDataJSON":"AAAA","signature":"AAAA","userHandle":null}}"#;
+    let mut locked = false;
+    for _ in 0..8 {
+        match w.accounts.check_passkey(&w.tenant, bob.id, &ceremony.state, assertion).await {
+            Err(LocalRefusal::WrongPasskey) => {}
+            Err(LocalRefusal::Locked(_)) => locked = true,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(locked, "failed assertions lock the account like wrong codes");
 }
 
 fn code(secret: &str, at: Timestamp) -> String {

@@ -31,6 +31,8 @@ pub struct LocalCredential {
     pub totp_last_step: Option<i64>,
     /// SHA-256 hashes of the recovery codes not used yet.
     pub recovery_codes: Vec<String>,
+    /// WebAuthn passkeys registered as the second factor (instead of, or beside, TOTP).
+    pub passkeys: Vec<PasskeyRecord>,
     /// The one link out (an invitation or a reset), if any.
     pub link: Option<CredentialLink>,
     /// Wrong passwords or codes since the last success.
@@ -54,6 +56,7 @@ impl LocalCredential {
             totp_confirmed_at: None,
             totp_last_step: None,
             recovery_codes: Vec::new(),
+            passkeys: Vec::new(),
             link: None,
             failures: 0,
             locked_until: None,
@@ -62,13 +65,31 @@ impl LocalCredential {
         }
     }
 
+    /// A TOTP whose enrolment was finished, or a passkey.
     pub fn has_second_factor(&self) -> bool {
+        self.has_totp() || !self.passkeys.is_empty()
+    }
+
+    pub fn has_totp(&self) -> bool {
         self.totp_secret.is_some() && self.totp_confirmed_at.is_some()
     }
 
     pub fn locked(&self, now: Timestamp) -> Option<Timestamp> {
         self.locked_until.filter(|until| *until > now)
     }
+}
+
+/// A registered passkey. `key` is the WebAuthn library's credential record (public key,
+/// signature counter, backup state), kept whole and opaque here: the application layer
+/// reads and updates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url: how an assertion names the passkey it came from.
+    pub credential_id: String,
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub last_used_at: Option<Timestamp>,
+    pub key: serde_json::Value,
 }
 
 /// How addresses are compared: trimmed, lower-cased.

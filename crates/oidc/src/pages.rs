@@ -153,12 +153,25 @@ pub fn no_store() -> [(axum::http::HeaderName, &'static str); 2] {
 
 /// A page of its own for the local sign-in steps: a title, an optional error, a body that
 /// is already escaped HTML, and the status.
-fn page(branding: &Branding, status: StatusCode, title: &str, error: Option<&str>, body: &str) -> Response {
+fn page(
+    branding: &Branding,
+    status: StatusCode,
+    title: &str,
+    error: Option<&str>,
+    body: &str,
+    script: bool,
+) -> Response {
     let error_html = error
         .map(|e| format!(r#"<p class="error" role="alert" id="form-error">{}</p>"#, escape(e)))
         .unwrap_or_default();
     let body = format!("{error_html}\n{body}");
-    (status, no_store(), page_security(), Html(layout(branding, title, &body))).into_response()
+    let mut security = page_security();
+    if script {
+        // The passkey script, from idbridge itself and nowhere else.
+        security[0].1 = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src * data:; \
+                         base-uri 'none'; frame-ancestors 'none'";
+    }
+    (status, no_store(), security, Html(layout(branding, title, &body))).into_response()
 }
 
 fn status_for(error: Option<&str>) -> StatusCode {
@@ -181,11 +194,11 @@ pub fn password_form(branding: &Branding, request: &str, email: &str, error: Opt
         request = escape(request),
         email = escape(email),
     );
-    page(branding, status_for(error), "Sign in", error, &body)
+    page(branding, status_for(error), "Sign in", error, &body, false)
 }
 
 /// The second step: a code from the authenticator app, or a recovery code.
-pub fn second_factor_form(branding: &Branding, handle: &str, error: Option<&str>) -> Response {
+pub fn second_factor_form(branding: &Branding, handle: &str, passkey: Option<&str>, error: Option<&str>) -> Response {
     let body = format!(
         r#"<form method="post" action="/login/second-factor">
 <input type="hidden" name="handle" value="{handle}">
@@ -193,10 +206,46 @@ pub fn second_factor_form(branding: &Branding, handle: &str, error: Option<&str>
 <input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus>
 <p>Lost your device? Enter one of your recovery codes instead.</p>
 <button type="submit">Continue</button>
-</form>"#,
+</form>{passkey}"#,
         handle = escape(handle),
+        passkey = passkey
+            .map(|options| passkey_block("/login/second-factor", handle, "get", options, "Use your passkey"))
+            .unwrap_or_default(),
     );
-    page(branding, status_for(error), "Two-step verification", error, &body)
+    page(branding, status_for(error), "Two-step verification", error, &body, passkey.is_some())
+}
+
+/// A passkey button (shown by `/assets/passkey.js` where the browser has WebAuthn) with the
+/// ceremony's options, and the form its answer is posted in.
+fn passkey_block(action: &str, handle: &str, ceremony: &str, options: &str, label: &str) -> String {
+    format!(
+        r#"
+<form method="post" action="{action}" id="passkey-form">
+<input type="hidden" name="handle" value="{handle}">
+<input type="hidden" name="passkey" value="">
+<button type="button" id="passkey-button" hidden data-ceremony="{ceremony}" data-options="{options}">{label}</button>
+<p id="passkey-status" role="status"></p>
+</form>
+<script src="/assets/passkey.js"></script>"#,
+        action = escape(action),
+        handle = escape(handle),
+        ceremony = escape(ceremony),
+        options = escape(options),
+        label = escape(label),
+    )
+}
+
+/// The passkey pages' script, served from idbridge itself (the pages allow no other).
+pub async fn passkey_script() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("assets/passkey.js"),
+    )
+        .into_response()
 }
 
 /// Choosing a password from an invitation or reset link.
@@ -218,12 +267,19 @@ pub fn set_password_form(branding: &Branding, action: &str, token: &str, login: 
         login = escape(login),
     );
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    page(branding, status, "Choose your password", error, &body)
+    page(branding, status, "Choose your password", error, &body, false)
 }
 
 /// TOTP enrolment: the QR code (an SVG made here, embedded as a data URL so the page's
 /// policy needs no other source) and the secret as text for typing in.
-pub fn enrolment(branding: &Branding, handle: &str, secret: &str, qr_svg: &str, error: Option<&str>) -> Response {
+pub fn enrolment(
+    branding: &Branding,
+    handle: &str,
+    secret: &str,
+    qr_svg: &str,
+    passkey: Option<&str>,
+    error: Option<&str>,
+) -> Response {
     use base64::Engine;
     let qr = base64::engine::general_purpose::STANDARD.encode(qr_svg);
     let grouped: String =
@@ -238,12 +294,18 @@ Authenticator or FreeOTP), then enter the six-digit code it shows.</p>
 <label for="code">Code from the app</label>
 <input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required>
 <button type="submit">Turn on two-step verification</button>
-</form>"#,
+</form>{passkey}"#,
         secret = escape(secret),
         grouped = escape(&grouped),
         handle = escape(handle),
+        passkey = passkey
+            .map(|options| {
+                let block = passkey_block("/account/second-factor", handle, "create", options, "Use a passkey instead");
+                format!("\n<p>Or use a passkey: your device's screen lock or a security key.</p>{block}")
+            })
+            .unwrap_or_default(),
     );
-    page(branding, status_for(error), "Set up two-step verification", error, &body)
+    page(branding, status_for(error), "Set up two-step verification", error, &body, passkey.is_some())
 }
 
 /// The recovery codes, shown this once; `next` goes on (to the portal, or a sign-in hint).
@@ -263,12 +325,12 @@ once if you lose your device. They are shown only now.</p>
 <ul id="recovery-codes">{list}</ul>
 {next}"#
     );
-    page(branding, StatusCode::OK, "Your recovery codes", None, &body)
+    page(branding, StatusCode::OK, "Your recovery codes", None, &body, false)
 }
 
 /// A message and nothing to do (a password set, a reset mail on its way).
 pub fn notice(branding: &Branding, title: &str, message: &str) -> Response {
-    page(branding, StatusCode::OK, title, None, &format!(r#"<p role="status">{}</p>"#, escape(message)))
+    page(branding, StatusCode::OK, title, None, &format!(r#"<p role="status">{}</p>"#, escape(message)), false)
 }
 
 /// Asking for a reset link.
@@ -279,5 +341,5 @@ pub fn reset_form(branding: &Branding) -> Response {
 <p>We send a link to choose a new password to this address, if it has an account here.</p>
 <button type="submit">Send the link</button>
 </form>"#;
-    page(branding, StatusCode::OK, "Reset your password", None, body)
+    page(branding, StatusCode::OK, "Reset your password", None, body, false)
 }

@@ -39,6 +39,7 @@ pub struct LocalSignInSettings {
     pub parallelism: u32,
     pub min_password_length: usize,
     pub templates_dir: String,
+    pub passkeys: bool,
     pub smtp: SmtpSettings,
 }
 
@@ -69,6 +70,15 @@ impl Settings {
             rules: idbridge_app::local_accounts::secrets::PasswordRules { min_length: l.min_password_length },
             templates: l.templates()?,
             sealing: self.sso.key_encryption()?,
+            passkeys: if l.passkeys {
+                idbridge_app::local_accounts::passkeys::Relying::for_public_url(
+                    &self.server.public_url,
+                    &self.sso.operator_name,
+                )
+                .map_err(|e| invalid("server.public_url", e))?
+            } else {
+                None
+            },
         })
     }
 }

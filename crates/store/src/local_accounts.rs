@@ -19,7 +19,7 @@ use crate::log::append_audit;
 use crate::{Backend, SqlStore};
 
 const CREDENTIAL_COLUMNS: &str = "tenant_id, individual_id, email_key, password_hash, password_set_at, totp_secret, \
-                                  totp_confirmed_at, totp_last_step, recovery_codes, link_hash, link_purpose, link_expires_at, \
+                                  totp_confirmed_at, totp_last_step, recovery_codes, passkeys, link_hash, link_purpose, link_expires_at, \
                                   failures, locked_until, expiry_noticed_for, updated_at";
 const MAIL_COLUMNS: &str = "id, tenant_id, individual_id, kind, recipient, body, state, attempts, next_attempt_at, last_error, created_at, \
      sent_at";
@@ -49,6 +49,7 @@ fn credential_from_row(row: &AnyRow) -> DomainResult<LocalCredential> {
         totp_last_step: row.try_get("totp_last_step").map_err(storage)?,
         // Unreadable codes read as none: the person signs in with the TOTP, not with them.
         recovery_codes: serde_json::from_str(&codes).unwrap_or_default(),
+        passkeys: crate::stored::read("passkeys", &text("passkeys")?)?,
         link,
         failures: u32::try_from(row.try_get::<i64, _>("failures").map_err(storage)?).unwrap_or(u32::MAX),
         locked_until: opt_time(row, "locked_until")?,
@@ -387,12 +388,12 @@ impl LocalAccountStore for SqlStore {
 async fn upsert_credential(conn: &mut AnyConnection, c: &LocalCredential) -> DomainResult<()> {
     sqlx::query(&format!(
         "INSERT INTO local_credentials ({CREDENTIAL_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (individual_id) DO UPDATE SET
                  email_key = excluded.email_key, password_hash = excluded.password_hash,
                  password_set_at = excluded.password_set_at, totp_secret = excluded.totp_secret,
                  totp_confirmed_at = excluded.totp_confirmed_at, totp_last_step = excluded.totp_last_step,
-                 recovery_codes = excluded.recovery_codes,
+                 recovery_codes = excluded.recovery_codes, passkeys = excluded.passkeys,
                  link_hash = excluded.link_hash, link_purpose = excluded.link_purpose,
                  link_expires_at = excluded.link_expires_at, failures = excluded.failures,
                  locked_until = excluded.locked_until, expiry_noticed_for = excluded.expiry_noticed_for,
@@ -408,6 +409,7 @@ async fn upsert_credential(conn: &mut AnyConnection, c: &LocalCredential) -> Dom
     .bind(c.totp_confirmed_at.map(micros))
     .bind(c.totp_last_step)
     .bind(to_json(&c.recovery_codes))
+    .bind(crate::stored::write(&c.passkeys))
     .bind(c.link.as_ref().map(|l| l.hash.clone()))
     .bind(c.link.as_ref().map(|l| l.purpose.as_str()))
     .bind(c.link.as_ref().map(|l| micros(l.expires_at)))

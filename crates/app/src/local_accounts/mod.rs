@@ -24,6 +24,7 @@ use jiff::Timestamp;
 
 pub mod mail;
 pub mod notices;
+pub mod passkeys;
 pub mod secrets;
 pub mod smtp;
 
@@ -42,6 +43,8 @@ pub struct LocalSettings {
     pub templates: Templates,
     /// Seals TOTP secrets at rest (`[sso] key_encryption_key_file`), as signing keys are.
     pub sealing: Option<crate::sealing::KeyEncryption>,
+    /// Passkeys as a second factor, where the public URL can be a WebAuthn origin.
+    pub passkeys: Option<passkeys::Relying>,
 }
 
 /// Why a local sign-in step did not pass. What the person is told never says whether the
@@ -52,6 +55,8 @@ pub enum LocalRefusal {
     Wrong,
     #[error("The code is not right.")]
     WrongCode,
+    #[error("The passkey was not accepted. Try again, or use a code.")]
+    WrongPasskey,
     #[error("Too many attempts. Try again after {}.", .0.strftime("%H:%M UTC"))]
     Locked(Timestamp),
     #[error("{0}")]
@@ -84,7 +89,7 @@ pub struct LinkView {
 pub struct Passed {
     pub tenant: Tenant,
     pub individual: Individual,
-    /// A TOTP is enrolled: it is asked for next.
+    /// A second factor (a TOTP or a passkey) is enrolled: it is asked for next.
     pub has_second_factor: bool,
     /// The tenant requires a second factor and none is enrolled: enrolment comes next.
     pub must_enrol: bool,
@@ -325,10 +330,7 @@ impl LocalAccounts {
             let Some(individual) = self.store.get_individual(tenant.id, credential.individual_id).await? else {
                 continue;
             };
-            let ctx = AuditContext::new(idbridge_core::audit::Actor::new(
-                idbridge_core::audit::ActorKind::Individual,
-                individual.id.to_string(),
-            ));
+            let ctx = own_context(individual.id);
             let valid = jiff::SignedDuration::from_mins(i64::from(tenant.policy.local_sign_in.reset_minutes));
             self.issue_link(
                 &ctx,
@@ -393,15 +395,11 @@ impl LocalAccounts {
         if let Some(email) = &individual.email {
             credential.email_key = email_key(email);
         }
-        let ctx = AuditContext::new(idbridge_core::audit::Actor::new(
-            idbridge_core::audit::ActorKind::Individual,
-            individual.id.to_string(),
-        ));
         let action = match view.purpose {
             LinkPurpose::Invitation => "password.set",
             LinkPurpose::Reset => "password.reset",
         };
-        let audit = ctx.record(Some(view.tenant.id), "individual", individual.id.to_string(), action, None, None);
+        let audit = own_act(view.tenant.id, individual.id, action, None);
         self.store.put_local_credential(&credential, Some(&audit)).await?;
         let has_second_factor = credential.has_second_factor();
         let must_enrol = view.tenant.policy.local_sign_in.second_factor && !has_second_factor;
@@ -487,18 +485,8 @@ impl LocalAccounts {
         let failures = self.store.count_local_failure(tenant.id, individual, now).await?;
         if let Some(pause) = lockout(failures) {
             let until = now + pause;
-            let ctx = AuditContext::new(idbridge_core::audit::Actor::new(
-                idbridge_core::audit::ActorKind::Individual,
-                individual.to_string(),
-            ));
-            let audit = ctx.record(
-                Some(tenant.id),
-                "individual",
-                individual.to_string(),
-                "sign_in.locked",
-                None,
-                Some(serde_json::json!({ "failures": failures, "until": until })),
-            );
+            let details = serde_json::json!({ "failures": failures, "until": until });
+            let audit = own_act(tenant.id, individual, "sign_in.locked", Some(details));
             tracing::info!(tenant = %tenant.slug, individual = %individual, failures, %until, "local account locked");
             self.store.lock_local_account(tenant.id, individual, until, &audit).await?;
         }
@@ -567,14 +555,125 @@ impl LocalAccounts {
         credential.totp_last_step = Some(step);
         credential.recovery_codes = hashes;
         credential.updated_at = now;
-        let ctx = AuditContext::new(idbridge_core::audit::Actor::new(
-            idbridge_core::audit::ActorKind::Individual,
-            individual.id.to_string(),
-        ));
-        let audit =
-            ctx.record(Some(tenant.id), "individual", individual.id.to_string(), "second_factor.enrolled", None, None);
+        let audit = own_act(tenant.id, individual.id, "second_factor.enrolled", None);
         self.store.put_local_credential(&credential, Some(&audit)).await?;
         Ok(codes)
+    }
+
+    /// Begins registering a passkey (offered beside TOTP on the enrolment page); `None`
+    /// where passkeys are not offered.
+    pub async fn begin_passkey(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+    ) -> DomainResult<Option<passkeys::Ceremony>> {
+        let Some(rp) = &self.settings.passkeys else { return Ok(None) };
+        let credential = self
+            .store
+            .get_local_credential(tenant.id, individual.id)
+            .await?
+            .ok_or_else(|| DomainError::Rejected("no local credential".into()))?;
+        let existing: Vec<_> = credential.passkeys.iter().filter_map(passkeys::passkey_of).collect();
+        let display = individual.display_name.clone().or_else(|| individual.given_name.clone());
+        let display = display.unwrap_or_else(|| individual.login.clone());
+        rp.begin_registration(individual.id.0, &individual.login, &display, &existing)
+            .map(Some)
+            .map_err(DomainError::Internal)
+    }
+
+    /// Finishes a passkey registration with the browser's answer. The first second factor
+    /// comes with recovery codes, shown this once (empty when a factor was there before).
+    pub async fn confirm_passkey(
+        &self,
+        tenant: &Tenant,
+        individual: &Individual,
+        state: &str,
+        answer: &str,
+    ) -> Result<Vec<String>, LocalRefusal> {
+        let rp = self.settings.passkeys.as_ref().ok_or(LocalRefusal::WrongPasskey)?;
+        let now = self.now();
+        let mut credential =
+            self.store.get_local_credential(tenant.id, individual.id).await?.ok_or(LocalRefusal::WrongPasskey)?;
+        let passkey = rp.finish_registration(state, answer).map_err(|reason| {
+            tracing::info!(tenant = %tenant.slug, individual = %individual.id, reason, "passkey registration refused");
+            LocalRefusal::WrongPasskey
+        })?;
+        let first = !credential.has_second_factor();
+        let codes = if first {
+            let (codes, hashes) = secrets::recovery_codes();
+            credential.recovery_codes = hashes;
+            codes
+        } else {
+            Vec::new()
+        };
+        let credential_id = passkeys::credential_id(&passkey);
+        credential.passkeys.push(idbridge_core::local_account::PasskeyRecord {
+            credential_id: credential_id.clone(),
+            created_at: now,
+            last_used_at: None,
+            key: serde_json::to_value(&passkey).map_err(|e| DomainError::Internal(e.to_string()))?,
+        });
+        credential.updated_at = now;
+        let details = serde_json::json!({ "kind": "passkey", "credential_id": credential_id });
+        let audit = own_act(tenant.id, individual.id, "second_factor.enrolled", Some(details));
+        self.store.put_local_credential(&credential, Some(&audit)).await?;
+        Ok(codes)
+    }
+
+    /// An assertion to ask for at the second step, when the person has passkeys and they
+    /// are offered here.
+    pub async fn begin_passkey_check(
+        &self,
+        tenant: &Tenant,
+        individual: IndividualId,
+    ) -> DomainResult<Option<passkeys::Ceremony>> {
+        let Some(rp) = &self.settings.passkeys else { return Ok(None) };
+        let Some(credential) = self.store.get_local_credential(tenant.id, individual).await? else { return Ok(None) };
+        let keys: Vec<_> = credential.passkeys.iter().filter_map(passkeys::passkey_of).collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        rp.begin_assertion(&keys).map(Some).map_err(DomainError::Internal)
+    }
+
+    /// The second step with a passkey: the assertion is checked against the ceremony the
+    /// page was given; its counter is kept. A refused assertion counts as a wrong code.
+    pub async fn check_passkey(
+        &self,
+        tenant: &Tenant,
+        individual: IndividualId,
+        state: &str,
+        answer: &str,
+    ) -> Result<(), LocalRefusal> {
+        let now = self.now();
+        let rp = self.settings.passkeys.as_ref().ok_or(LocalRefusal::WrongPasskey)?;
+        let mut credential =
+            self.store.get_local_credential(tenant.id, individual).await?.ok_or(LocalRefusal::WrongPasskey)?;
+        if let Some(until) = credential.locked(now) {
+            return Err(LocalRefusal::Locked(until));
+        }
+        let result = match rp.finish_assertion(state, answer) {
+            Ok(result) => result,
+            Err(reason) => {
+                tracing::info!(tenant = %tenant.slug, %individual, reason, "passkey assertion refused");
+                self.account_failed(tenant, individual, now).await?;
+                return Err(LocalRefusal::WrongPasskey);
+            }
+        };
+        for record in &mut credential.passkeys {
+            if let Some(mut passkey) = passkeys::passkey_of(record)
+                && passkey.cred_id() == result.cred_id()
+            {
+                passkey.update_credential(&result);
+                record.key = serde_json::to_value(&passkey).map_err(|e| DomainError::Internal(e.to_string()))?;
+                record.last_used_at = Some(now);
+            }
+        }
+        credential.failures = 0;
+        credential.locked_until = None;
+        credential.updated_at = now;
+        self.store.put_local_credential(&credential, None).await?;
+        Ok(())
     }
 
     /// The second step of a sign-in: a TOTP code, or one of the recovery codes (used up).
@@ -590,7 +689,7 @@ impl LocalAccounts {
         if let Some(until) = credential.locked(now) {
             return Err(LocalRefusal::Locked(until));
         }
-        let secret = match credential.totp_secret.as_deref().filter(|_| credential.has_second_factor()) {
+        let secret = match credential.totp_secret.as_deref().filter(|_| credential.has_totp()) {
             Some(stored) => Some(self.totp_secret(individual, stored)?),
             None => None,
         };
@@ -610,24 +709,32 @@ impl LocalAccounts {
             credential.failures = 0;
             credential.locked_until = None;
             credential.updated_at = now;
-            let ctx = AuditContext::new(idbridge_core::audit::Actor::new(
-                idbridge_core::audit::ActorKind::Individual,
-                individual.to_string(),
-            ));
-            let audit = ctx.record(
-                Some(tenant.id),
-                "individual",
-                individual.to_string(),
-                "recovery_code.used",
-                None,
-                Some(serde_json::json!({ "left": credential.recovery_codes.len() })),
-            );
+            let details = serde_json::json!({ "left": credential.recovery_codes.len() });
+            let audit = own_act(tenant.id, individual, "recovery_code.used", Some(details));
             self.store.put_local_credential(&credential, Some(&audit)).await?;
             return Ok(());
         }
         self.account_failed(tenant, individual, now).await?;
         Err(LocalRefusal::WrongCode)
     }
+}
+
+/// What the person did themselves, as the audit records it: they are the actor and the
+/// subject.
+fn own_act(
+    tenant: TenantId,
+    individual: IndividualId,
+    action: &'static str,
+    details: Option<serde_json::Value>,
+) -> idbridge_core::audit::AuditRecord {
+    own_context(individual).record(Some(tenant), "individual", individual.to_string(), action, None, details)
+}
+
+fn own_context(individual: IndividualId) -> AuditContext {
+    AuditContext::new(idbridge_core::audit::Actor::new(
+        idbridge_core::audit::ActorKind::Individual,
+        individual.to_string(),
+    ))
 }
 
 /// Whether a SCIM client or a directory stands behind the individual: such people sign in

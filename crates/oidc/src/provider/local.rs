@@ -1,8 +1,9 @@
 //! Sign-in without an IdP (`app::local_accounts`): the password step after the home-realm
-//! page, the second factor, setting a password from an invitation or reset link, TOTP
-//! enrolment with recovery codes, and asking for a reset. Each step's state is a pending
-//! record under a fresh random handle, taken once; a sign-in ends in `start_session`, as
-//! after SSO.
+//! page, the second factor, setting a password from an invitation or reset link, TOTP or
+//! passkey enrolment with recovery codes, and asking for a reset. Each step's state is a
+//! pending record under a fresh random handle, taken once — a passkey ceremony's state with
+//! it, so an answer is checked against the challenge that page was given, once; a sign-in
+//! ends in `start_session`, as after SSO.
 
 use std::net::SocketAddr;
 
@@ -17,7 +18,7 @@ use super::*;
 pub const LOCAL_CONNECTION: &str = "local";
 
 /// A sign-in between its steps: the portal's request and who passed the password.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Between {
     /// Stored format version.
     #[serde(default)]
@@ -26,6 +27,9 @@ struct Between {
     request: Option<AuthRequest>,
     tenant: String,
     individual: Uuid,
+    /// The passkey ceremony the page was given (its state, webauthn-rs JSON), if any.
+    #[serde(default)]
+    passkey: Option<String>,
 }
 
 fn local(s: &SsoState) -> Option<&LocalAccounts> {
@@ -151,12 +155,10 @@ async fn decided(s: &SsoState, request: AuthRequest, passed: Passed) -> Response
         request: Some(request.clone()),
         tenant: passed.tenant.slug.to_string(),
         individual: passed.individual.id.0,
+        passkey: None,
     };
     if passed.has_second_factor {
-        return match put_between(s, "second-factor", &between).await {
-            Ok(handle) => pages::second_factor_form(&s.settings.branding, &handle, None),
-            Err(response) => response,
-        };
+        return second_factor_page(s, &passed.tenant, between, None).await;
     }
     if passed.must_enrol {
         return enrol(s, &between, &passed).await;
@@ -167,22 +169,81 @@ async fn decided(s: &SsoState, request: AuthRequest, passed: Passed) -> Response
     }
 }
 
+/// The second step's page, with a new passkey ceremony when the person has passkeys.
+async fn second_factor_page(s: &SsoState, tenant: &Tenant, mut between: Between, error: Option<&str>) -> Response {
+    let Some(accounts) = local(s) else { return unavailable(s, &"local sign-in is off") };
+    let ceremony = match accounts.begin_passkey_check(tenant, IndividualId(between.individual)).await {
+        Ok(ceremony) => ceremony,
+        Err(e) => return unavailable(s, &e),
+    };
+    between.passkey = ceremony.as_ref().map(|c| c.state.clone());
+    match put_between(s, "second-factor", &between).await {
+        Ok(handle) => pages::second_factor_form(
+            &s.settings.branding,
+            &handle,
+            ceremony.as_ref().map(|c| c.options.as_str()),
+            error,
+        ),
+        Err(response) => response,
+    }
+}
+
 async fn enrol(s: &SsoState, between: &Between, passed: &Passed) -> Response {
     let Some(accounts) = local(s) else { return unavailable(s, &"local sign-in is off") };
     let enrolment = match accounts.begin_totp(&passed.tenant, &passed.individual).await {
         Ok(e) => e,
         Err(e) => return unavailable(s, &e),
     };
-    match put_between(s, "enrol", between).await {
-        Ok(handle) => pages::enrolment(&s.settings.branding, &handle, &enrolment.secret, &enrolment.qr_svg, None),
+    let enrolment = (enrolment.secret, enrolment.qr_svg);
+    enrolment_page(s, &passed.tenant, &passed.individual, between.clone(), &enrolment, None).await
+}
+
+/// The enrolment page: the TOTP secret (`totp`: its text and QR code) and, where passkeys
+/// are offered, a new registration ceremony.
+async fn enrolment_page(
+    s: &SsoState,
+    tenant: &Tenant,
+    individual: &idbridge_core::individual::Individual,
+    mut between: Between,
+    totp: &(String, String),
+    error: Option<&str>,
+) -> Response {
+    let Some(accounts) = local(s) else { return unavailable(s, &"local sign-in is off") };
+    let ceremony = match accounts.begin_passkey(tenant, individual).await {
+        Ok(ceremony) => ceremony,
+        Err(e) => return unavailable(s, &e),
+    };
+    between.passkey = ceremony.as_ref().map(|c| c.state.clone());
+    match put_between(s, "enrol", &between).await {
+        Ok(handle) => pages::enrolment(
+            &s.settings.branding,
+            &handle,
+            &totp.0,
+            &totp.1,
+            ceremony.as_ref().map(|c| c.options.as_str()),
+            error,
+        ),
         Err(response) => response,
     }
 }
 
+/// A second factor's form: a code, or a passkey's answer (from the passkey form).
 #[derive(Debug, Deserialize)]
 pub(super) struct CodeForm {
     handle: String,
+    #[serde(default)]
     code: String,
+    #[serde(default)]
+    passkey: Option<String>,
+}
+
+impl CodeForm {
+    /// The passkey answer with the ceremony it answers; `Err` for an answer to a page that
+    /// had none (a forged form).
+    fn passkey<'a>(&'a self, between: &'a Between) -> Option<Result<(&'a str, &'a str), ()>> {
+        let answer = self.passkey.as_deref().filter(|a| !a.is_empty())?;
+        Some(between.passkey.as_deref().map(|state| (state, answer)).ok_or(()))
+    }
 }
 
 /// Who a pending step is about, as they are now.
@@ -214,18 +275,18 @@ pub(super) async fn second_factor_submit(
         Ok(found) => found,
         Err(response) => return response,
     };
-    match accounts.check_second_factor(&tenant, individual.id, &f.code).await {
+    let checked = match f.passkey(&between) {
+        Some(Ok((state, answer))) => accounts.check_passkey(&tenant, individual.id, state, answer).await,
+        Some(Err(())) => Err(LocalRefusal::WrongPasskey),
+        None => accounts.check_second_factor(&tenant, individual.id, &f.code).await,
+    };
+    match checked {
         Ok(()) => {}
         Err(LocalRefusal::Unavailable(e)) => return unavailable(&s, &e),
         Err(refusal @ LocalRefusal::Locked(_)) => {
             return problem(&s, StatusCode::TOO_MANY_REQUESTS, "Sign-in paused", &refusal.to_string());
         }
-        Err(refusal) => {
-            return match put_between(&s, "second-factor", &between).await {
-                Ok(handle) => pages::second_factor_form(&s.settings.branding, &handle, Some(&refusal.to_string())),
-                Err(response) => response,
-            };
-        }
+        Err(refusal) => return second_factor_page(&s, &tenant, between, Some(&refusal.to_string())).await,
     }
     let Some(request) = between.request else { return unavailable(&s, &"a second factor without a portal request") };
     let passed = Passed { tenant, individual, has_second_factor: false, must_enrol: false };
@@ -250,7 +311,12 @@ pub(super) async fn enrol_submit(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let codes = match accounts.confirm_totp(&tenant, &individual, &f.code).await {
+    let confirmed = match f.passkey(&between) {
+        Some(Ok((state, answer))) => accounts.confirm_passkey(&tenant, &individual, state, answer).await,
+        Some(Err(())) => Err(LocalRefusal::WrongPasskey),
+        None => accounts.confirm_totp(&tenant, &individual, &f.code).await,
+    };
+    let codes = match confirmed {
         Ok(codes) => codes,
         Err(LocalRefusal::Unavailable(e)) => return unavailable(&s, &e),
         Err(refusal) => {
@@ -261,10 +327,8 @@ pub(super) async fn enrol_submit(
                 Err(e) => return unavailable(&s, &e),
             };
             let qr = accounts.totp_qr(&secret, &individual).unwrap_or_default();
-            return match put_between(&s, "enrol", &between).await {
-                Ok(handle) => pages::enrolment(&s.settings.branding, &handle, &secret, &qr, Some(&refusal.to_string())),
-                Err(response) => response,
-            };
+            let refusal = refusal.to_string();
+            return enrolment_page(&s, &tenant, &individual, between, &(secret, qr), Some(&refusal)).await;
         }
     };
     match &between.request {
@@ -374,8 +438,13 @@ async fn set_password(s: &SsoState, f: SetPasswordForm, action: &str) -> Respons
         Err(SetPasswordError::Unavailable(e)) => return unavailable(s, &e),
     };
     if passed.must_enrol {
-        let between =
-            Between { v: 1, request: None, tenant: passed.tenant.slug.to_string(), individual: passed.individual.id.0 };
+        let between = Between {
+            v: 1,
+            request: None,
+            tenant: passed.tenant.slug.to_string(),
+            individual: passed.individual.id.0,
+            passkey: None,
+        };
         return enrol(s, &between, &passed).await;
     }
     pages::notice(&s.settings.branding, "Password set", "Your password is set. You can now sign in to your portal.")

@@ -121,6 +121,7 @@ pub fn router(state: SsoState) -> Router {
         .route("/login/continue", axum::routing::post(continue_submit))
         .route("/account/setup", get(setup_page).post(setup_submit))
         .route("/account/second-factor", axum::routing::post(enrol_submit))
+        .route("/assets/passkey.js", get(crate::pages::passkey_script))
         .route("/account/reset", get(reset_page).post(reset_submit))
         .route("/account/reset/new", get(reset_new_page).post(reset_new_submit))
         .layer(axum::middleware::from_fn(server_timing))

@@ -2,10 +2,11 @@
 -- may sign in with a password: the Argon2id PHC string (never the password), the TOTP
 -- secret once enrolment began, when it was confirmed and the last time step a code was
 -- accepted for (RFC 6238 §5.2: a code is good once), the recovery codes' hashes (JSON
--- array), and the account's lockout. At most one link is out per individual (an invitation
--- or a password reset): its token's SHA-256, purpose and expiry; issuing another replaces
--- it, revoking or using it clears it. `email_key`: the lower-cased address the person signs
--- in with, written from the individual's email whenever the credential is.
+-- array), the WebAuthn passkeys, and the account's lockout. At most one link is out per
+-- individual (an invitation or a password reset): its token's SHA-256, purpose and
+-- expiry; issuing another replaces it, revoking or using it clears it. `email_key`: the
+-- lower-cased address the person signs in with, written from the individual's email
+-- whenever the credential is.
 CREATE TABLE local_credentials (
     tenant_id         TEXT   NOT NULL,
     individual_id     TEXT   NOT NULL PRIMARY KEY,
@@ -16,6 +17,8 @@ CREATE TABLE local_credentials (
     totp_confirmed_at BIGINT,
     totp_last_step    BIGINT,
     recovery_codes    TEXT   NOT NULL,
+    -- Registered passkeys (core::local_account::PasskeyRecord list, in a versioned envelope).
+    passkeys          TEXT   NOT NULL DEFAULT '[]',
     link_hash         TEXT,
     link_purpose      TEXT,
     link_expires_at   BIGINT,
