@@ -166,6 +166,8 @@ async fn an_invited_individual_sets_a_password_enrols_totp_and_signs_in_to_the_p
         "Bob",
         "--time-zone",
         "Europe/Berlin",
+        "--language",
+        "en-GB",
     ]);
     assert!(created.contains("invitation"), "{created}");
     let mail = smtp.wait_for("bob@smallco.example", "/account/setup?token=").await;
@@ -188,6 +190,8 @@ async fn an_invited_individual_sets_a_password_enrols_totp_and_signs_in_to_the_p
     assert_eq!(claims["role"], "Customer admin");
     assert_eq!(claims["email"], "bob@smallco.example");
     assert_eq!(claims["permissions"]["customer_individuals"], "modify");
+    assert_eq!(claims["locale"], "en-GB", "OIDC's locale claim: the individual's language");
+    assert_eq!(claims["zoneinfo"], "Europe/Berlin");
 
     // --- Bob adds Steve and Adam himself (seed 001), with the token his portal got --------
     let bob_access = bob_tokens.access_token().secret().clone();

@@ -165,7 +165,7 @@ async fn discovery(State(s): State<SsoState>) -> Response {
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "email",
-                "email_verified", "name", "preferred_username", "given_name", "family_name", "zoneinfo", "tenant",
+                "email_verified", "name", "preferred_username", "given_name", "family_name", "zoneinfo", "locale", "tenant",
                 "role", "permissions", "access_profile", "access_profile_name", "scopes"],
             "backchannel_logout_supported": true,
             "backchannel_logout_session_supported": true,

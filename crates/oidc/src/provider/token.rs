@@ -341,6 +341,10 @@ pub fn person_claims(
     claims.insert("access_profile_name".into(), json!(view.access_profile));
     claims.insert("scopes".into(), json!(view.scopes));
     claims.insert("zoneinfo".into(), json!(view.time_zone));
+    if let Some(language) = &view.language {
+        // OIDC Core §5.1: `locale` is a BCP 47 language tag, as the individual's is.
+        claims.insert("locale".into(), json!(language));
+    }
     claims
 }
 
