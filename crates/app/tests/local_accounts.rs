@@ -3,6 +3,14 @@
 //! release, a tenant that stops allowing local sign-in, and the expiry notice — once per
 //! expiration date, once across two instances, again when the date moves.
 
+// The store's own test fixture: a fresh SQLite or PostgreSQL database per test, and the
+// macro that runs a test on both.
+#[path = "../../store/tests/common/mod.rs"]
+#[macro_use]
+mod common;
+
+use common::Fixture;
+
 use std::sync::Arc;
 
 use idbridge_app::local_accounts::mail::Templates;
@@ -19,79 +27,11 @@ use idbridge_core::ports::Store;
 use idbridge_core::reconcile::Reconciler;
 use idbridge_core::schedule::LocalInstant;
 use idbridge_core::tenant::{Tenant, TenantId, TenantSettings, TenantSlug};
-use idbridge_store::{SqlStore, StoreOptions};
+use idbridge_store::SqlStore;
 use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
-/// A store on a fresh database; PostgreSQL's is dropped at the end.
-struct Fixture {
-    store: SqlStore,
-    _dir: Option<tempfile::TempDir>,
-    drop_pg: Option<(String, String)>,
-}
-
-impl Fixture {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("local.db").display());
-        let store = SqlStore::connect(&StoreOptions::new(url)).await.unwrap();
-        Self { store, _dir: Some(dir), drop_pg: None }
-    }
-
-    async fn postgres() -> Option<Self> {
-        if std::env::var("IDBRIDGE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
-            return None;
-        }
-        let admin_url = std::env::var("IDBRIDGE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!("idbridge_local_{}", Uuid::new_v4().simple());
-        sqlx::any::install_default_drivers();
-        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin_url} is needed ({e}); set IDBRIDGE_TEST_SKIP_POSTGRES=1 to skip")
-        });
-        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-        let store = SqlStore::connect(&StoreOptions::new(url)).await.unwrap();
-        Some(Self { store, _dir: None, drop_pg: Some((admin_url, name)) })
-    }
-
-    async fn finish(self) {
-        self.store.close().await;
-        if let Some((admin_url, name)) = self.drop_pg {
-            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
-            sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await
-                .unwrap();
-        }
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let fixture = super::Fixture::sqlite().await;
-                    super::$name(fixture.store.clone()).await;
-                    fixture.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(fixture) = super::Fixture::postgres().await else { return };
-                    super::$name(fixture.store.clone()).await;
-                    fixture.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+contract!(
     an_invitation_link_expires_and_is_used_once,
     two_requests_racing_for_one_link_set_one_password,
     lockout_pauses_the_account_and_releases_after_the_back_off,

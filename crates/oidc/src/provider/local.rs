@@ -246,8 +246,13 @@ impl CodeForm {
     }
 }
 
-/// Who a pending step is about, as they are now.
-async fn resolve(s: &SsoState, between: &Between) -> Result<(Tenant, idbridge_core::individual::Individual), Response> {
+/// The pending step `handle` names (taken once), and who it is about, as they are now.
+async fn take_step(
+    s: &SsoState,
+    prefix: &str,
+    handle: &str,
+) -> Result<(Between, Tenant, idbridge_core::individual::Individual), Response> {
+    let between = take_between(s, prefix, handle).await?;
     let slug = TenantSlug::parse(&between.tenant).map_err(|e| unavailable(s, &e))?;
     let tenant = s.operator.tenant(&slug).await.map_err(|e| unavailable(s, &e))?;
     let individual = s
@@ -256,7 +261,7 @@ async fn resolve(s: &SsoState, between: &Between) -> Result<(Tenant, idbridge_co
         .await
         .map_err(|e| unavailable(s, &e))?
         .ok_or_else(|| problem(s, StatusCode::BAD_REQUEST, "Sign-in failed", "The account is gone."))?;
-    Ok((tenant, individual))
+    Ok((between, tenant, individual))
 }
 
 pub(super) async fn second_factor_submit(
@@ -267,12 +272,8 @@ pub(super) async fn second_factor_submit(
         return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The form was incomplete.");
     };
     let Some(accounts) = local(&s) else { return unavailable(&s, &"local sign-in is off") };
-    let between = match take_between(&s, "second-factor", &f.handle).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    let (tenant, individual) = match resolve(&s, &between).await {
-        Ok(found) => found,
+    let (between, tenant, individual) = match take_step(&s, "second-factor", &f.handle).await {
+        Ok(step) => step,
         Err(response) => return response,
     };
     let checked = match f.passkey(&between) {
@@ -303,12 +304,8 @@ pub(super) async fn enrol_submit(
         return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The form was incomplete.");
     };
     let Some(accounts) = local(&s) else { return unavailable(&s, &"local sign-in is off") };
-    let between = match take_between(&s, "enrol", &f.handle).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    let (tenant, individual) = match resolve(&s, &between).await {
-        Ok(found) => found,
+    let (between, tenant, individual) = match take_step(&s, "enrol", &f.handle).await {
+        Ok(step) => step,
         Err(response) => return response,
     };
     let confirmed = match f.passkey(&between) {
@@ -353,12 +350,8 @@ pub(super) async fn continue_submit(
     let Ok(Form(f)) = form else {
         return problem(&s, StatusCode::BAD_REQUEST, "Sign-in failed", "The form was incomplete.");
     };
-    let between = match take_between(&s, "enrolled", &f.handle).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    let (tenant, individual) = match resolve(&s, &between).await {
-        Ok(found) => found,
+    let (between, tenant, individual) = match take_step(&s, "enrolled", &f.handle).await {
+        Ok(step) => step,
         Err(response) => return response,
     };
     let Some(request) = between.request else { return unavailable(&s, &"no portal request") };
